@@ -1,0 +1,63 @@
+# podpath: the two commands that do everything are `make lab` and `make test`.
+# Both run as root on Debian or Ubuntu and install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+LAB      ?= podpath
+PYTEST_ARGS ?=
+# Debian packages the netns lab and the static checks use, as command=package pairs.
+APT_TOOLS := ip=iproute2 iptables=iptables nft=nftables arping=arping tcpdump=tcpdump \
+             nginx=nginx-light curl=curl lsns=util-linux unshare=util-linux nsenter=util-linux \
+             conntrack=conntrack cc=gcc ps=procps vagrant=vagrant \
+             /usr/lib/cni/bridge=containernetworking-plugins
+
+.PHONY: help deps venv pause lab up verify trace down test bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+deps: ## install the missing Debian packages (apt)
+	@missing=$$(for pair in $(APT_TOOLS); do cmd=$${pair%%=*}; pkg=$${pair#*=}; \
+	  if [ "$${cmd#/}" != "$$cmd" ]; then [ -e "$$cmd" ] || echo $$pkg; \
+	  else command -v $$cmd >/dev/null 2>&1 || echo $$pkg; fi; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+	  echo "podpath: installing with apt: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,cluster]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install podpath with its Python dependencies
+
+pause: venv ## build the pause program the lab's pods use
+	@$(PY) -m podpath.pause_build
+
+lab: deps venv pause ## build the default netns lab and verify it
+	$(VENV)/bin/podpath up --lab $(LAB)
+	$(VENV)/bin/podpath verify --lab $(LAB)
+
+up: deps venv pause ## build (or repair) the netns lab LAB
+	$(VENV)/bin/podpath up --lab $(LAB)
+
+verify: venv ## run the verifier against the netns lab LAB
+	$(VENV)/bin/podpath verify --lab $(LAB)
+
+down: venv ## remove the netns lab LAB and everything it made
+	$(VENV)/bin/podpath down --lab $(LAB)
+
+test: deps venv pause ## the whole test suite, static checks included
+	$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench: deps venv pause ## the benchmarks; tables go to docs/performance.md
+	$(PY) -m bench
+
+clean: ## remove .venv and build output (labs are removed with `make down`)
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,457 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podpath contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: podpath_netns
+short_description: Network namespaces wired as a pod network, in one declarative call
+description:
+  - Creates named network namespaces under C(/run/netns) (what C(ip netns add) makes and
+    what containerd names C(cni-<uuid>)), brings their C(lo) up, and wires them with
+    bridges, veth pairs whose ends are created directly in their two namespaces, bridge
+    ports with hairpin mode, IPv4 addresses, gateway routes and per-namespace C(net.*)
+    sysctls, the way the CNI bridge plugin wires a pod.
+  - Starts a holder process per namespace where asked, in the role of the pause
+    container, and finds it again by its pidfile.
+  - One call takes the whole desired state (for example a node's bridge and all its
+    pods) and applies only the difference, with batched netlink requests (pyroute2's
+    message classes, no C(ip) subprocesses).
+  - Touches only what belongs to its lab, recorded in C(/run/podpath/<lab>/netns.json)
+    before anything is created; a namespace or link that exists but belongs to
+    something else is refused, never taken over or deleted.
+version_added: "0.1.0"
+author: podpath contributors
+requirements:
+  - Linux, root (CAP_SYS_ADMIN and CAP_NET_ADMIN)
+  - pyroute2 >= 0.9.7 on the managed host
+options:
+  lab:
+    description:
+      - Name of the lab that owns what this call creates. 1 to 10 lower-case letters and
+        digits, starting with a letter.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes the namespaces and their wiring match I(namespaces).
+      - C(absent) removes every namespace and root link the lab owns, and stops their holders.
+    type: str
+    choices: [present, absent]
+    default: present
+  namespaces:
+    description: The namespaces the lab wants, each with its links, routes and sysctls.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Namespace name (a file under C(/run/netns)).
+        type: str
+        required: true
+      holder:
+        description: Keep a holder process (the pause role) in the namespace.
+        type: bool
+        default: false
+      hostname:
+        description: Host name the holder sets in the pod's UTS namespace.
+        type: str
+      sysctls:
+        description: Per-namespace C(net.*) sysctls, such as C(net.ipv4.ip_forward).
+        type: dict
+        default: {}
+      links:
+        description:
+          - Links of the namespace. C(kind) is C(bridge) or C(veth); a veth is declared once,
+            with its C(peer) (C(name), C(namespace), C(master), C(hairpin), C(addresses)).
+          - C(addresses) are IPv4 CIDRs, C(master) names a bridge in the same namespace,
+            C(hairpin) sets the bridge port's hairpin mode.
+        type: list
+        elements: dict
+        default: []
+      routes:
+        description: Gateway routes, C(dst) (a CIDR or C(default)) and C(gateway).
+        type: list
+        elements: dict
+        default: []
+  root_links:
+    description:
+      - Links to create in the namespace the module runs in (for example a bridge on a
+        cluster node for a hand-made pod). Needs I(allow_root_namespace).
+    type: list
+    elements: dict
+    default: []
+  allow_root_namespace:
+    description:
+      - Allow I(root_links) and veth peers without a namespace. Leave it off on a shared
+        host: the netns lab never changes the host's own namespace.
+    type: bool
+    default: false
+  prune:
+    description: Remove namespaces the lab owns that I(namespaces) no longer lists.
+    type: bool
+    default: true
+  pause:
+    description:
+      - Program that holds a namespace, called as C(PAUSE NETNS_PATH [HOSTNAME]) (podpath-pause).
+        Without it, a small Python holder with the same behaviour is used.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows each changed namespace before and after.
+  platform:
+    platforms: linux
+notes:
+  - Runs only IPv4. IPv6 link-local addresses that the kernel adds are left alone.
+seealso:
+  - name: CNI bridge plugin
+    description: The reference for how a pod's veth, bridge port and routes are set up.
+    link: https://www.cni.dev/plugins/current/main/bridge/
+"""
+
+EXAMPLES = r"""
+- name: Wire a node with its bridge and two pods
+  podpath_netns:
+    lab: podpath
+    pause: /opt/podpath/.venv/bin/podpath-pause
+    namespaces:
+      - name: podpath-worker1
+        sysctls: {net.ipv4.ip_forward: 1}
+        links:
+          - {name: cni0, kind: bridge, addresses: [10.244.1.1/24]}
+      - name: cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b
+        holder: true
+        hostname: echo-2
+        links:
+          - name: eth0
+            kind: veth
+            addresses: [10.244.1.3/24]
+            peer: {name: veth3f2a1c9e, namespace: podpath-worker1, master: cni0, hairpin: true}
+        routes:
+          - {dst: default, gateway: 10.244.1.1}
+
+- name: Remove everything the lab owns
+  podpath_netns:
+    lab: podpath
+    state: absent
+"""
+
+RETURN = r"""
+changes:
+  description: One line per change made (or, in check mode, that would be made).
+  returned: always
+  type: list
+  elements: str
+  sample: ["cni-0b7c...: create namespace", "podpath-worker1: attach veth3f2a1c9e to cni0"]
+namespaces:
+  description: For each namespace of I(namespaces), its holder's pid and its links' MAC addresses and indices.
+  returned: when state is present and not in check mode
+  type: dict
+  sample: {"podpath-worker1": {"holder_pid": null, "links": {"cni0": {"ifindex": 2, "mac": "4a:3e:..."}}}}
+removed:
+  description: Namespaces removed (pruned, or all of the lab's with state absent).
+  returned: always
+  type: list
+  elements: str
+  sample: ["cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b"]
+"""
+
+import json
+import os
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils.podpath_netlink import NamespaceSet, NetlinkError, list_netns, netns_exists, \
+        netns_inode, netns_path
+    HAS_PYROUTE2 = True
+    PYROUTE2_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the managed host
+    HAS_PYROUTE2 = False
+    PYROUTE2_ERROR = exc
+from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, lab_dir, net_inode, other_owner, \
+    read_pid, spawn, stop_many, write_file
+from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, normalize
+
+# The holder used when no pause program is given: the same contract as podpath-pause.
+PY_HOLDER = r"""
+import ctypes, os, signal, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+if libc.setns(fd, 0x40000000) or libc.unshare(0x08000000 | 0x04000000):
+    sys.exit("podpath holder: cannot join %s" % sys.argv[1])
+if len(sys.argv) > 2:
+    socket.sethostname(sys.argv[2])
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+def reap(*_):
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+signal.signal(signal.SIGCHLD, reap)
+while True:
+    signal.pause()
+"""
+
+
+def holder_pidfile(lab, ns):
+    return os.path.join(lab_dir(lab), "holders", ns + ".pid")
+
+
+def holder_pid(lab, ns):
+    """The pid of NS's holder if it runs and is in that namespace, else None."""
+    pid = read_pid(holder_pidfile(lab, ns))
+    if pid and alive(pid) and net_inode(pid) == netns_inode(ns):
+        return pid
+    return None
+
+
+def observe(nsset, names, wanted_sysctls):
+    observed = {}
+    for ns in names:
+        rtnl = nsset.rtnl(ns)
+        links = rtnl.links()
+        observed[ns] = {
+            "links": link_view(links, rtnl.addresses()),
+            "raw": links,
+            "routes": rtnl.routes(),
+            "sysctls": nsset.read_sysctls(ns, wanted_sysctls.get(ns, [])),
+        }
+    return observed
+
+
+def check_kernel(module, desired):
+    for ns, spec in desired.items():
+        for key in spec["sysctls"]:
+            if key.startswith(("net.ipv4.conf.", "net.ipv6.conf.")):
+                continue
+            if not os.path.exists("/proc/sys/" + key.replace(".", "/")):
+                hint = " (load it with: modprobe br_netfilter)" if key.startswith("net.bridge.") else ""
+                module.fail_json(msg="the kernel has no sysctl %s, asked for namespace %s: a kernel feature is "
+                                     "missing%s" % (key, ns, hint))
+
+
+def check_ownership(module, lab, registry, desired, nsset):
+    for ns in desired:
+        if ns is ROOT:
+            continue
+        if netns_exists(ns) and not registry.owns("namespaces", ns):
+            other = other_owner("namespaces", ns, lab)
+            owner = "lab %s" % other if other else "something outside lab %s" % lab
+            module.fail_json(msg="network namespace %s already exists and belongs to %s; podpath will not take it "
+                                 "over. Remove it (ip netns delete %s) if it is a leftover, or use another name or lab"
+                                 % (ns, owner, ns))
+    if ROOT in desired:
+        root_links = nsset.rtnl(ROOT).links()
+        for name in desired[ROOT]["links"]:
+            if name in root_links and not registry.owns("root_links", name):
+                module.fail_json(msg="link %s already exists in the root namespace and was not made by lab %s; "
+                                     "podpath will not take it over: rename the link in root_links" % (name, lab))
+
+
+def remove_namespaces(lab, registry, nsset, names):
+    stop_many([holder_pid(lab, ns) for ns in names])
+    removed = []
+    for ns in names:
+        if netns_exists(ns):
+            nsset.remove(ns)
+            removed.append(ns)
+        try:
+            os.unlink(holder_pidfile(lab, ns))
+        except FileNotFoundError:
+            pass
+    registry.discard("namespaces", names)
+    return removed
+
+
+def apply(module, lab, registry, nsset, desired, changes, observed, pause):
+    new = [ns for ns, c in changes.items() if c["create"]]
+    registry.add("namespaces", new)
+    if ROOT in desired:
+        registry.add("root_links", list(desired[ROOT]["links"]))
+    for ns in new:
+        nsset.create(ns)
+        observed[ns] = {"links": {}, "raw": {}, "routes": [], "sysctls": {}}
+    touched = set(changes)
+
+    for ns, c in changes.items():
+        nsset.write_sysctls(ns, c["sysctls"])
+        rtnl = nsset.rtnl(ns)
+        for name in c["delete_links"]:
+            raw = observed[ns]["raw"].get(name)
+            if raw:
+                rtnl.delete_link(raw["index"], name)
+        rtnl.commit()
+    # a deleted veth takes its peer with it: read again before creating
+    for ns, c in changes.items():
+        if c["delete_links"]:
+            for other in [ns] + [p for _, p, _ in c["veths"]]:
+                observed[other]["raw"] = nsset.rtnl(other).links()
+    for ns, c in changes.items():
+        rtnl = nsset.rtnl(ns)
+        for name in c["bridges"]:
+            rtnl.add_bridge(name)
+        for name, peer_ns, peer_name in c["veths"]:
+            stale = observed.get(peer_ns, {}).get("raw", {}).get(peer_name)
+            if stale:
+                nsset.rtnl(peer_ns).delete_link(stale["index"], peer_name)
+                nsset.rtnl(peer_ns).commit()
+                touched.add(peer_ns)
+            rtnl.add_veth(name, peer_name, nsset.fd(peer_ns))
+            touched.add(peer_ns)
+        rtnl.commit()
+    links = {ns: nsset.rtnl(ns).links() for ns in touched}
+    # two passes: a port needs its master before its hairpin mode can be set
+    for step in ("ports", "config"):
+        for ns, c in changes.items():
+            rtnl = nsset.rtnl(ns)
+            index = {name: v["index"] for name, v in links[ns].items()}
+            if step == "ports":
+                for name, master in c["masters"]:
+                    rtnl.set_master(index[name], index[master] if master else 0, name)
+            else:
+                for name, on in c["hairpins"]:
+                    rtnl.set_hairpin(index[name], on, name)
+                for name, cidr in c["del_addrs"]:
+                    rtnl.delete_address(index[name], cidr, name)
+                for name, cidr in c["add_addrs"]:
+                    rtnl.add_address(index[name], cidr, name)
+                for name in c["ups"]:
+                    rtnl.set_up(index[name], name)
+            rtnl.commit()
+    for ns, c in changes.items():
+        rtnl = nsset.rtnl(ns)
+        for dst, gateway in c["del_routes"]:
+            rtnl.delete_route(dst, gateway)
+        for dst, gateway in c["add_routes"]:
+            rtnl.add_route(dst, gateway)
+        rtnl.commit()
+    return links
+
+
+def start_holders(lab, desired, pause):
+    started = []
+    for ns, spec in desired.items():
+        if ns is ROOT or not spec["holder"] or holder_pid(lab, ns):
+            continue
+        argv = [pause] if pause else [sys.executable, "-c", PY_HOLDER]
+        argv.append(netns_path(ns))
+        if spec["hostname"]:
+            argv.append(spec["hostname"])
+        pid = spawn(argv, os.path.join(lab_dir(lab), "logs", "holders.log"))
+        write_file(holder_pidfile(lab, ns), "%d\n" % pid)
+        started.append(ns)
+    return started
+
+
+def view_for_diff(state):
+    if state is None:
+        return "absent\n"
+    links = {name: {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
+             for name, link in sorted(state["links"].items())}
+    return json.dumps({"links": links, "routes": state.get("routes", []), "sysctls": state.get("sysctls", {})},
+                      indent=2, sort_keys=True) + "\n"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            lab=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            namespaces=dict(type="list", elements="dict", default=[]),
+            root_links=dict(type="list", elements="dict", default=[]),
+            allow_root_namespace=dict(type="bool", default=False),
+            prune=dict(type="bool", default=True),
+            pause=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    lab = p["lab"]
+    error = check_lab_name(lab)
+    if error:
+        module.fail_json(msg=error)
+    if not HAS_PYROUTE2:
+        module.fail_json(msg="pyroute2 is missing on this host (%s): install it with pip install pyroute2 or "
+                             "apt-get install python3-pyroute2" % PYROUTE2_ERROR)
+    if os.geteuid() != 0:
+        module.fail_json(msg="podpath_netns must run as root to create namespaces: use become: true or sudo")
+    if p["pause"] and not os.access(p["pause"], os.X_OK):
+        module.fail_json(msg="pause program %s is not an executable file: build it with make pause, or leave "
+                             "pause unset to use the built-in holder" % p["pause"])
+    try:
+        desired = normalize([] if p["state"] == "absent" else p["namespaces"],
+                            [] if p["state"] == "absent" else p["root_links"], p["allow_root_namespace"])
+    except SpecError as exc:
+        module.fail_json(msg=str(exc))
+
+    registry = Registry(lab, "netns.json")
+    with NamespaceSet() as nsset:
+        if p["state"] == "absent":
+            owned = [ns for ns in registry.items("namespaces")]
+            root_owned = registry.items("root_links")
+            present_root = nsset.rtnl(ROOT).links() if root_owned else {}
+            would = [ns for ns in owned if netns_exists(ns)] + [n for n in root_owned if n in present_root]
+            if module.check_mode or not would and not owned and not root_owned:
+                module.exit_json(changed=bool(would), changes=["remove %s" % n for n in would], removed=[])
+            removed = remove_namespaces(lab, registry, nsset, owned)
+            rtnl = nsset.rtnl(ROOT)
+            for name in root_owned:
+                if name in present_root:
+                    rtnl.delete_link(present_root[name]["index"], name)
+                    removed.append(name)
+            rtnl.commit()
+            registry.discard("root_links", root_owned)
+            if registry.empty() and os.path.exists(registry.path):
+                os.unlink(registry.path)
+            module.exit_json(changed=bool(removed), changes=["remove %s" % n for n in removed], removed=removed)
+
+        check_kernel(module, desired)
+        check_ownership(module, lab, registry, desired, nsset)
+        prune = [ns for ns in registry.items("namespaces") if ns not in desired] if p["prune"] else []
+        existing = [ns for ns in desired if ns is ROOT or netns_exists(ns)]
+        wanted_sysctls = {ns: list(spec["sysctls"]) for ns, spec in desired.items()}
+        observed = observe(nsset, existing, wanted_sysctls)
+        changes = compare(desired, observed)
+        holders_needed = [ns for ns, spec in desired.items()
+                          if ns is not ROOT and spec["holder"] and (ns in changes and changes[ns]["create"]
+                                                                     or not holder_pid(lab, ns))]
+        lines = describe(changes)
+        lines += ["%s: start holder" % ns for ns in holders_needed]
+        lines += ["%s: remove namespace (no longer wanted)" % ns for ns in prune if netns_exists(ns)]
+        changed = bool(lines)
+        diff = {"before": "".join("# %s\n%s" % (ns or "root", view_for_diff(observed.get(ns)))
+                                  for ns in sorted(changes, key=str)),
+                "after": "".join("# %s\n%s" % (ns or "root", view_for_diff(desired[ns]))
+                                 for ns in sorted(changes, key=str))}
+        if module.check_mode:
+            module.exit_json(changed=changed, changes=lines, removed=[], diff=diff)
+        try:
+            removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
+            links = apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
+            start_holders(lab, desired, p["pause"])
+        except (NetlinkError, OSError) as exc:
+            module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
+                                 "remove what lab %s made" % (exc, lab), changes=lines)
+        result = {}
+        for ns in desired:
+            if ns is ROOT:
+                continue
+            current = links.get(ns) or observed[ns]["raw"]
+            result[ns] = {"holder_pid": holder_pid(lab, ns),
+                          "links": {name: {"ifindex": v["index"], "mac": v["mac"]}
+                                    for name, v in current.items() if name != "lo"}}
+        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result, diff=diff)
+
+
+if __name__ == "__main__":
+    main()
