@@ -176,8 +176,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the managed host
     HAS_PYROUTE2 = False
     PYROUTE2_ERROR = exc
-from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, lab_dir, net_inode, other_owner, \
-    read_pid, spawn, stop_many, write_file
+from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, holder_pidfile, lab_dir, net_inode, \
+    other_owner, read_pid, spawn, stop_many, write_file
 from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, normalize
 
 # The holder used when no pause program is given: the same contract as podpath-pause.
@@ -201,10 +201,6 @@ signal.signal(signal.SIGCHLD, reap)
 while True:
     signal.pause()
 """
-
-
-def holder_pidfile(lab, ns):
-    return os.path.join(lab_dir(lab), "holders", ns + ".pid")
 
 
 def holder_pid(lab, ns):

@@ -34,6 +34,11 @@ def lab_dir(lab: str) -> str:
     return os.path.join(RUN_ROOT, lab)
 
 
+def holder_pidfile(lab: str, netns: str) -> str:
+    """Pidfile of the process holding NETNS (the pause role)."""
+    return os.path.join(lab_dir(lab), "holders", netns + ".pid")
+
+
 def write_file(path: str, content, mode: int = 0o644) -> None:
     """Write atomically (temporary file and rename) with MODE, never world-writable."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
@@ -186,14 +191,28 @@ def stop(pid, timeout: float = 3.0) -> bool:
     return True
 
 
-def stop_many(pids, timeout: float = 3.0) -> int:
-    """SIGTERM all at once, wait for them together, SIGKILL what is left."""
+def children(pid: int) -> list:
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+            return [int(x) for x in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def stop_many(pids, timeout: float = 3.0, term_children: bool = False) -> int:
+    """SIGTERM all at once, wait for them together, SIGKILL what is left.
+
+    With TERM_CHILDREN the children get the SIGTERM too: a container runtime's wrapper
+    (unshare --fork) ignores SIGTERM while it waits for the container's first process,
+    so the signal has to reach that process itself.
+    """
     pids = [pid for pid in pids if alive(pid)]
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        for target in ([pid] + (children(pid) if term_children else [])):
+            try:
+                os.kill(target, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reap_children()

@@ -1,0 +1,297 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podpath contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: podpath_containers
+short_description: Run a lab's containers as real processes in their pods' namespaces
+description:
+  - Starts each container as a process that joins its pod's network namespace (and,
+    with I(isolate), the IPC and UTS namespaces held by the pod's holder) and gets
+    mount, UTS and PID namespaces of its own, as a container runtime does. Without
+    I(isolate) the process only joins the network namespace, like a C(hostNetwork)
+    pod such as MetalLB's speaker.
+  - Tracks each container by pid and start time under C(/run/podpath/<lab>/), restarts
+    it when it is not running or when its command or one of its files changed, and
+    waits until the ports it should listen on are listening.
+  - Writes the containers' files (configuration) first, only where the content changed.
+  - One call takes every container of the lab; those it no longer lists are stopped.
+version_added: "0.1.0"
+author: podpath contributors
+requirements:
+  - Linux, root; nsenter and unshare from util-linux
+options:
+  lab:
+    description: The lab that owns the containers and whose namespaces they join.
+    type: str
+    required: true
+  group:
+    description:
+      - Containers are pruned within their group only, so that each role (workloads,
+        ingress, MetalLB) manages its own containers in its own call.
+    type: str
+    default: default
+  state:
+    description: C(present) runs the listed containers; C(absent) stops every container of the group and removes its files.
+    type: str
+    choices: [present, absent]
+    default: present
+  files:
+    description: Files to write before starting containers, each with C(path) (under C(/run/podpath/<lab>/)), C(content) and C(mode).
+    type: list
+    elements: dict
+    default: []
+  containers:
+    description:
+      - Each with C(name) (unique, such as C(echo-1/echo)), C(netns), C(argv) (a list),
+        C(isolate) (bool), C(files) (paths whose change restarts it) and C(listen) (TCP
+        ports to wait for).
+    type: list
+    elements: dict
+    default: []
+  timeout:
+    description: Seconds to wait for the containers' ports.
+    type: float
+    default: 10
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Run the echo backend's nginx in its pod
+  podpath_containers:
+    lab: podpath
+    files:
+      - {path: /run/podpath/podpath/pods/echo-1/nginx.conf, content: "...", mode: "0644"}
+    containers:
+      - name: echo-1/echo
+        netns: cni-e5218641-4689-58c3-ab00-94c2db782394
+        isolate: true
+        argv: [nginx, -c, /run/podpath/podpath/pods/echo-1/nginx.conf, -g, "daemon off;"]
+        files: [/run/podpath/podpath/pods/echo-1/nginx.conf]
+        listen: [8080]
+"""
+
+RETURN = r"""
+started:
+  description: Containers started (or restarted) by this call.
+  returned: always
+  type: list
+  elements: str
+  sample: ["echo-1/echo"]
+stopped:
+  description: Containers stopped because they are no longer listed (or all, with state absent).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+containers:
+  description: Container name to its pid (the runtime wrapper in the host's PID namespace) and namespace.
+  returned: when state is present and not in check mode
+  type: dict
+  sample: {"echo-1/echo": {"pid": 4242, "netns": "cni-e5218641-4689-58c3-ab00-94c2db782394"}}
+files_changed:
+  description: Files written because their content differed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/run/podpath/podpath/pods/echo-1/nginx.conf"]
+"""
+
+import hashlib
+import json
+import os
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, holder_pidfile, lab_dir, read_pid, \
+    reap_children, spawn, start_time, stop_many, write_file
+
+
+# Seconds a container gets to exit after SIGTERM before it is killed. A first process
+# with no SIGTERM handler (sleep, as PID 1 of its PID namespace) ignores SIGTERM, as
+# it would in a cluster, where the grace period is 30 s.
+STOP_GRACE = 1.0
+
+
+def state_path(lab, group):
+    return os.path.join(lab_dir(lab), "containers-%s.json" % group)
+
+
+def load_state(lab, group):
+    try:
+        with open(state_path(lab, group)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def running(record):
+    pid = record.get("pid")
+    return alive(pid) and start_time(pid) == record.get("start")
+
+
+def listening_ports(pid):
+    """TCP ports in LISTEN state in the network namespace of PID (from its /proc/PID/net/tcp)."""
+    ports = set()
+    try:
+        with open("/proc/%d/net/tcp" % pid) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                if fields[3] == "0A":
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    except (OSError, StopIteration, IndexError, ValueError):
+        pass
+    return ports
+
+
+def spec_hash(container, contents):
+    data = {k: container.get(k) for k in ("argv", "netns", "isolate")}
+    data["files"] = {path: hashlib.sha256(contents.get(path, b"")).hexdigest() for path in container.get("files") or []}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def launch_argv(lab, container):
+    netns_file = "/run/netns/%s" % container["netns"]
+    argv = ["nsenter", "--net=%s" % netns_file]
+    if container.get("isolate"):
+        holder = read_pid(holder_pidfile(lab, container["netns"]))
+        if holder and alive(holder):
+            argv += ["--ipc=/proc/%d/ns/ipc" % holder, "--uts=/proc/%d/ns/uts" % holder]
+        argv += ["--", "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--"]
+    else:
+        argv.append("--")
+    return argv + list(container["argv"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            lab=dict(type="str", required=True),
+            group=dict(type="str", default="default"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            files=dict(type="list", elements="dict", default=[]),
+            containers=dict(type="list", elements="dict", default=[]),
+            timeout=dict(type="float", default=10),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    lab = p["lab"]
+    error = check_lab_name(lab)
+    if error:
+        module.fail_json(msg=error)
+    if os.geteuid() != 0:
+        module.fail_json(msg="podpath_containers must run as root: use become: true or sudo")
+    root = lab_dir(lab) + "/"
+    group = p["group"]
+    if not re.match(r"^[a-z0-9-]{1,32}$", group):
+        module.fail_json(msg="group %r is not valid: use 1 to 32 lower-case letters, digits and '-'" % (group,))
+    state = load_state(lab, group)
+
+    if p["state"] == "absent":
+        names = sorted(state)
+        if not module.check_mode:
+            stop_many([state[n]["pid"] for n in names if running(state[n])], STOP_GRACE, term_children=True)
+            for path in {f for n in names for f in state[n].get("written", [])}:
+                if path.startswith(root) and os.path.exists(path):
+                    os.unlink(path)
+            if os.path.exists(state_path(lab, group)):
+                os.unlink(state_path(lab, group))
+        module.exit_json(changed=bool(names), stopped=names, started=[], files_changed=[])
+
+    registry = Registry(lab, "netns.json")
+    seen = set()
+    for c in p["containers"]:
+        for key in ("name", "netns", "argv"):
+            if not c.get(key):
+                module.fail_json(msg="container %r has no %s: every container needs name, netns and argv" % (c, key))
+        if c["name"] in seen:
+            module.fail_json(msg="container name %s is used twice: names must be unique in a lab" % c["name"])
+        seen.add(c["name"])
+        if not isinstance(c["argv"], list):
+            module.fail_json(msg="argv of container %s must be a list of words, not a shell string" % c["name"])
+        if not registry.owns("namespaces", c["netns"]):
+            module.fail_json(msg="container %s asks for namespace %s, which lab %s does not own: build it first with "
+                                 "podpath_netns" % (c["name"], c["netns"], lab))
+    for f in p["files"]:
+        path = os.path.normpath(f.get("path") or "")
+        if not path.startswith(root):
+            module.fail_json(msg="file %r is outside %s: the lab writes only below its own folder" % (f.get("path"), root))
+
+    files_changed = []
+    contents = {}
+    for f in p["files"]:
+        data = f["content"].encode()
+        contents[f["path"]] = data
+        if read_bytes(f["path"]) != data:
+            files_changed.append(f["path"])
+            if not module.check_mode:
+                write_file(f["path"], data, int(str(f.get("mode", "0644")), 8))
+
+    wanted = {c["name"]: c for c in p["containers"]}
+    stale = [n for n in state if n not in wanted]
+    to_start = []
+    for name, c in wanted.items():
+        record = state.get(name, {})
+        if not running(record) or record.get("spec") != spec_hash(c, contents):
+            to_start.append(name)
+    if module.check_mode:
+        module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
+                         files_changed=files_changed)
+
+    stop_many([state[n]["pid"] for n in stale + to_start if n in state and running(state[n])], STOP_GRACE,
+              term_children=True)
+    for name in stale:
+        state.pop(name, None)
+    logs = os.path.join(lab_dir(lab), "logs")
+    for name in to_start:
+        c = wanted[name]
+        pid = spawn(launch_argv(lab, c), os.path.join(logs, name.replace("/", "_") + ".log"))
+        state[name] = {"pid": pid, "start": start_time(pid), "spec": spec_hash(c, contents), "netns": c["netns"],
+                       "written": sorted(f["path"] for f in p["files"])}
+    write_file(state_path(lab, group), json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+    deadline = time.monotonic() + p["timeout"]
+    waiting = {n: set(wanted[n].get("listen") or []) for n in to_start}
+    while True:
+        reap_children()
+        for name in list(waiting):
+            pid = state[name]["pid"]
+            if not alive(pid):
+                log = os.path.join(logs, name.replace("/", "_") + ".log")
+                module.fail_json(msg="container %s exited right after it started; see %s" % (name, log),
+                                 started=to_start)
+            if waiting[name] <= listening_ports(pid):
+                del waiting[name]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if waiting:
+        module.fail_json(msg="containers did not listen within %ss: %s" % (p["timeout"], ", ".join(
+            "%s (ports %s)" % (n, sorted(ports)) for n, ports in sorted(waiting.items()))), started=to_start)
+    module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
+                     files_changed=files_changed,
+                     containers={n: {"pid": state[n]["pid"], "netns": state[n]["netns"]} for n in wanted})
+
+
+if __name__ == "__main__":
+    main()

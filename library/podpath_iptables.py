@@ -1,0 +1,133 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podpath contributors
+# Apache License 2.0 (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: podpath_iptables
+short_description: Apply whole iptables rule sets to lab network namespaces, atomically
+description:
+  - Applies one C(iptables-restore) payload per network namespace, the way kube-proxy
+    applies its rules: the tables named in the payload are replaced in one transaction.
+  - Idempotent. After applying, the module records what C(iptables-save) then shows; a
+    later call with the same payload changes nothing unless the namespace's rules have
+    been changed by hand since (a deleted KUBE-SEP rule, for example), in which case
+    they are restored and the call reports changed.
+  - Only namespaces that lab I(lab) owns (its C(/run/podpath/<lab>/netns.json)) are
+    accepted; the root namespace never is.
+version_added: "0.1.0"
+author: podpath contributors
+requirements:
+  - Linux, root; iptables (nf_tables backend) and nsenter (util-linux)
+options:
+  lab:
+    description: The lab that owns the namespaces.
+    type: str
+    required: true
+  rules:
+    description: Namespace name to iptables-restore payload (the text of C(iptables-save)'s format).
+    type: dict
+    required: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+"""
+
+EXAMPLES = r"""
+- name: Apply kube-proxy's rules on every node of the lab
+  podpath_iptables:
+    lab: podpath
+    rules:
+      podpath-cp1: "{{ lookup('ansible.builtin.file', 'cp1.rules') }}"
+"""
+
+RETURN = r"""
+applied:
+  description: Namespaces whose rules were (or, in check mode, would be) applied.
+  returned: always
+  type: list
+  elements: str
+  sample: ["podpath-worker1"]
+rule_counts:
+  description: Namespace to the number of rules (-A lines) in its payload.
+  returned: always
+  type: dict
+  sample: {"podpath-worker1": 42}
+"""
+
+import hashlib
+import json
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.podpath_lab import Registry, check_lab_name, lab_dir, write_file
+
+COUNTERS = re.compile(r"\[\d+:\d+\]")
+
+
+def normalized_save(module, ns):
+    rc, out, err = module.run_command(["nsenter", "--net=/run/netns/%s" % ns, "--", "iptables-save"])
+    if rc != 0:
+        module.fail_json(msg="iptables-save failed in namespace %s: %s" % (ns, err.strip()))
+    lines = [COUNTERS.sub("", line).rstrip() for line in out.splitlines() if line and not line.startswith("#")]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(lab=dict(type="str", required=True), rules=dict(type="dict", required=True)),
+        supports_check_mode=True,
+    )
+    lab = module.params["lab"]
+    error = check_lab_name(lab)
+    if error:
+        module.fail_json(msg=error)
+    if os.geteuid() != 0:
+        module.fail_json(msg="podpath_iptables must run as root: use become: true or sudo")
+    for tool in ("iptables-restore", "iptables-save", "nsenter"):
+        if not module.get_bin_path(tool):
+            module.fail_json(msg="%s is missing: install it with apt-get install iptables util-linux" % tool)
+    registry = Registry(lab, "netns.json")
+    rules = module.params["rules"]
+    for ns, payload in rules.items():
+        if not registry.owns("namespaces", ns) or not os.path.exists("/run/netns/%s" % ns):
+            module.fail_json(msg="namespace %s is not a namespace of lab %s: podpath_iptables only changes the lab's "
+                                 "own namespaces (build them first with podpath_netns)" % (ns, lab))
+        if not isinstance(payload, str) or "COMMIT" not in payload:
+            module.fail_json(msg="the rules for namespace %s are not an iptables-restore payload (no COMMIT line)" % ns)
+    state_path = os.path.join(lab_dir(lab), "iptables.json")
+    try:
+        with open(state_path) as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        state = {}
+    applied = []
+    for ns in sorted(rules):
+        wanted = hashlib.sha256(rules[ns].encode()).hexdigest()
+        record = state.get(ns, {})
+        if record.get("payload") == wanted and record.get("saved") == normalized_save(module, ns):
+            continue
+        applied.append(ns)
+        if module.check_mode:
+            continue
+        rc, out, err = module.run_command(["nsenter", "--net=/run/netns/%s" % ns, "--", "iptables-restore", "-w"],
+                                          data=rules[ns], binary_data=True)
+        if rc != 0:
+            module.fail_json(msg="iptables-restore refused the rules for namespace %s: %s" % (ns, err.strip()),
+                             applied=applied)
+        state[ns] = {"payload": wanted, "saved": normalized_save(module, ns)}
+    if applied and not module.check_mode:
+        write_file(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    module.exit_json(changed=bool(applied), applied=applied,
+                     rule_counts={ns: text.count("\n-A ") for ns, text in rules.items()})
+
+
+if __name__ == "__main__":
+    main()

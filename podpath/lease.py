@@ -1,0 +1,96 @@
+"""Leader election for the ingress controllers, through a lease.
+
+ingress-nginx elects one of its controllers as leader with a coordination.k8s.io Lease
+(`--election-id`): the leader renews the lease; when it stops renewing for the lease's
+duration, another controller takes it. All controllers serve traffic either way; the
+leader alone writes status. In the netns lab the lease is a JSON file under the lab's
+folder, which stands where the API server would, locked with flock while read and
+written:
+
+    python -m podpath.lease --lease PATH --identity POD [--duration 3] [--retry 0.5]
+
+The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
+leaseTransitions, as a Lease does.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+
+
+def step(path: str, identity: str, duration: float, now: float) -> dict:
+    """One try to acquire or renew the lease at PATH; returns the lease after it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = os.read(fd, 65536)
+        try:
+            lease = json.loads(raw) if raw else {}
+        except ValueError:
+            lease = {}
+        holder = lease.get("holderIdentity")
+        expired = not holder or now - float(lease.get("renewTime", 0)) > float(lease.get("leaseDurationSeconds",
+                                                                                       duration))
+        if holder == identity or expired:
+            if holder != identity:
+                lease["acquireTime"] = now
+                lease["leaseTransitions"] = int(lease.get("leaseTransitions", -1)) + 1
+            lease.update(holderIdentity=identity, renewTime=now, leaseDurationSeconds=duration)
+            data = json.dumps(lease, sort_keys=True).encode()
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
+        return lease
+    finally:
+        os.close(fd)
+
+
+def release(path: str, identity: str) -> None:
+    """Give the lease up on a clean stop, so that another controller takes it at once."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            lease = json.loads(os.read(fd, 65536) or b"{}")
+        except ValueError:
+            return
+        if lease.get("holderIdentity") == identity:
+            lease["holderIdentity"] = ""
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(lease, sort_keys=True).encode())
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lease", required=True)
+    parser.add_argument("--identity", required=True)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--retry", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    role = None
+    while not stopping:
+        lease = step(args.lease, args.identity, args.duration, time.time())
+        new_role = "primary" if lease.get("holderIdentity") == args.identity else "secondary"
+        if new_role != role:
+            print(time.strftime("%H:%M:%S"), f"{args.identity} is {new_role} (leader: {lease.get('holderIdentity')})",
+                  flush=True)
+            role = new_role
+        time.sleep(args.retry)
+    release(args.lease, args.identity)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

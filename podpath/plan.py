@@ -1,0 +1,203 @@
+"""From a topology and a lab name to every name, address and process of the netns lab.
+
+The plan is deterministic: the same topology and lab name give the same pod UIDs,
+namespace names, veth names and addresses on every run, which is what lets a second
+`up` find everything in place and report no change.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import topology as topology_mod
+
+POD_NAMESPACE_UUID = uuid.UUID("6f1c2d0e-7a52-4f0b-9a57-3c9d2b1e8a40")
+
+
+@dataclass
+class Container:
+    name: str
+    kind: str  # nginx | sleep | election
+
+
+@dataclass
+class Pod:
+    name: str
+    namespace: str  # the Kubernetes namespace
+    node: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    app: str
+    uid: str
+    netns: str  # cni-<uuid>, as containerd names it
+    host_veth: str  # vethXXXXXXXX, as the CNI bridge plugin names it
+    containers: list[Container] = field(default_factory=list)
+    port: int | None = None  # the port the app listens on
+
+
+@dataclass
+class Node:
+    name: str
+    role: str
+    ip: str
+    prefixlen: int
+    pod_cidr: str
+    gateway: str  # cni0's address: the first host of pod_cidr
+    netns: str
+
+
+@dataclass
+class ServicePort:
+    name: str
+    port: int
+    target_port: int
+    node_port: int | None = None
+
+
+@dataclass
+class Service:
+    name: str
+    namespace: str
+    cluster_ip: str
+    ports: list[ServicePort]
+    endpoints: list[str]  # pod names
+    type: str = "ClusterIP"
+    load_balancer_ip: str | None = None
+    external_traffic_policy: str = "Cluster"
+
+
+@dataclass
+class Plan:
+    lab: str
+    topology: dict[str, Any]
+    lan_netns: str
+    client_netns: str
+    client_ip: str
+    node_prefixlen: int
+    nodes: list[Node]
+    pods: list[Pod]
+    services: list[Service]
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def pod(self, name: str) -> Pod:
+        return next(p for p in self.pods if p.name == name)
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def pods_on(self, node: str) -> list[Pod]:
+        return [p for p in self.pods if p.node == node]
+
+    @property
+    def ingress_pods(self) -> list[Pod]:
+        return [p for p in self.pods if p.app == "ingress-nginx"]
+
+    @property
+    def echo_pods(self) -> list[Pod]:
+        return [p for p in self.pods if p.app == "echo"]
+
+    @property
+    def ingress_service(self) -> Service:
+        return self.service(self.topology["ingress"]["service"])
+
+
+def pod_uid(lab: str, namespace: str, name: str) -> str:
+    return str(uuid.uuid5(POD_NAMESPACE_UUID, f"{lab}/{namespace}/{name}"))
+
+
+def host_veth_name(netns: str) -> str:
+    return "veth" + hashlib.sha256(netns.encode()).hexdigest()[:8]
+
+
+def build(topo: dict[str, Any], lab: str) -> Plan:
+    """The plan of lab LAB for the (already validated) topology TOPO."""
+    node_net = ipaddress.IPv4Network(topo["node_network"])
+    nodes = []
+    for raw in topo["nodes"]:
+        cidr = ipaddress.IPv4Network(raw["pod_cidr"])
+        nodes.append(Node(name=raw["name"], role=raw["role"], ip=raw["ip"], prefixlen=node_net.prefixlen,
+                          pod_cidr=str(cidr), gateway=str(cidr.network_address + 1), netns=f"{lab}-{raw['name']}"))
+    next_host = {n.name: 2 for n in nodes}  # .1 is cni0, as host-local's range starts after the gateway
+
+    pods: list[Pod] = []
+
+    def add_pod(name: str, namespace: str, node: Node, app: str, containers: list[Container], port: int | None):
+        cidr = ipaddress.IPv4Network(node.pod_cidr)
+        ip = cidr.network_address + next_host[node.name]
+        next_host[node.name] += 1
+        uid = pod_uid(lab, namespace, name)
+        netns = f"cni-{uid}"
+        pods.append(Pod(name=name, namespace=namespace, node=node.name, ip=str(ip), prefixlen=cidr.prefixlen,
+                        gateway=node.gateway, app=app, uid=uid, netns=netns, host_veth=host_veth_name(netns),
+                        containers=containers, port=port))
+
+    ingress = topo["ingress"]
+    for i in range(ingress["replicas"]):
+        node = nodes[i % len(nodes)]
+        add_pod(f"{ingress['service']}-{i + 1}", ingress["namespace"], node, "ingress-nginx",
+                [Container("controller", "nginx"), Container("leader-election", "election")], 80)
+    # Like the cluster's scheduler with the control plane's taint: echo pods go to workers.
+    workers = [n for n in nodes if n.role == "worker"] or nodes
+    echo = topo["workloads"]["echo"]
+    for i in range(echo["replicas"]):
+        add_pod(f"{echo['name']}-{i + 1}", echo["namespace"], workers[i % len(workers)], "echo",
+                [Container("echo", "nginx")], echo["target_port"])
+    mcp = topo["workloads"]["multi_container_pod"]
+    add_pod(mcp["name"], mcp["namespace"], next(n for n in nodes if n.name == mcp["node"]), "multi-container",
+            [Container("container-1", "sleep"), Container("container-2", "nginx")], 80)
+
+    services = [
+        Service(name=ingress["service"], namespace=ingress["namespace"], cluster_ip=ingress["cluster_ip"],
+                ports=[ServicePort("http", 80, 80, ingress["http_node_port"])],
+                endpoints=[p.name for p in pods if p.app == "ingress-nginx"], type="LoadBalancer",
+                load_balancer_ip=str(topology_mod.pool_range(topo["metallb"]["pool"])[0]),
+                external_traffic_policy=ingress["external_traffic_policy"]),
+        Service(name=echo["name"], namespace=echo["namespace"], cluster_ip=echo["cluster_ip"],
+                ports=[ServicePort("http", echo["port"], echo["target_port"])],
+                endpoints=[p.name for p in pods if p.app == "echo"]),
+        Service(name=topo["workloads"]["empty_service"]["name"], namespace=topo["workloads"]["empty_service"]["namespace"],
+                cluster_ip=topo["workloads"]["empty_service"]["cluster_ip"],
+                ports=[ServicePort("http", topo["workloads"]["empty_service"]["port"],
+                                   topo["workloads"]["empty_service"]["port"])], endpoints=[]),
+    ]
+    return Plan(lab=lab, topology=topo, lan_netns=f"{lab}-lan", client_netns=f"{lab}-{topo['client']['name']}",
+                client_ip=topo["client"]["ip"], node_prefixlen=node_net.prefixlen, nodes=nodes, pods=pods,
+                services=services)
+
+
+LAN_BRIDGE = "lan0"
+
+
+def netns_spec(plan: Plan) -> list[dict[str, Any]]:
+    """The podpath_netns module's `namespaces` argument for the whole lab."""
+    lan = {"name": plan.lan_netns, "links": [{"name": LAN_BRIDGE, "kind": "bridge"}]}
+    client = {"name": plan.client_netns, "links": [{
+        "name": "eth0", "kind": "veth", "addresses": [f"{plan.client_ip}/{plan.node_prefixlen}"],
+        "peer": {"name": plan.topology["client"]["name"], "namespace": plan.lan_netns, "master": LAN_BRIDGE}}]}
+    spec = [lan, client]
+    for node in plan.nodes:
+        spec.append({
+            "name": node.netns,
+            "sysctls": {"net.ipv4.ip_forward": 1, "net.bridge.bridge-nf-call-iptables": 1},
+            "links": [
+                {"name": "cni0", "kind": "bridge", "addresses": [f"{node.gateway}/{ipaddress.IPv4Network(node.pod_cidr).prefixlen}"]},
+                {"name": "eth1", "kind": "veth", "addresses": [f"{node.ip}/{node.prefixlen}"],
+                 "peer": {"name": node.name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}},
+            ],
+            "routes": [{"dst": other.pod_cidr, "gateway": other.ip} for other in plan.nodes if other is not node],
+        })
+    for pod in plan.pods:
+        node = plan.node(pod.node)
+        spec.append({
+            "name": pod.netns, "holder": True, "hostname": pod.name,
+            "links": [{"name": "eth0", "kind": "veth", "addresses": [f"{pod.ip}/{pod.prefixlen}"],
+                       "peer": {"name": pod.host_veth, "namespace": node.netns, "master": "cni0", "hairpin": True}}],
+            "routes": [{"dst": "default", "gateway": pod.gateway}],
+        })
+    return spec

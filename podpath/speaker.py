@@ -1,0 +1,185 @@
+"""MetalLB's speaker in layer 2 mode, for one node of the netns lab.
+
+Run in the node's network namespace (as the real speaker runs with hostNetwork):
+
+    python -m podpath.speaker CONFIG.json
+
+Each speaker tells the others it is alive with a small UDP message on the node
+network every `interval` seconds (MetalLB uses memberlist for this) and forgets a node
+it has not heard from for `dead_after` seconds. For every address of the pool in use,
+the alive nodes are ordered by sha256("<node>#<address>") and the first one announces
+it: it answers ARP requests for the address with its own MAC, without putting the
+address on any interface, and sends gratuitous ARP when it takes the address over.
+Its status (who is alive, what it announces) is written to a JSON file for the
+verifier and for `podpath status`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ARP = 0x0806
+BROADCAST_MAC = b"\xff" * 6
+
+
+def elect(alive: list[str], address: str) -> str | None:
+    """The node that announces ADDRESS: first of the alive nodes by sha256("node#address")."""
+    if not alive:
+        return None
+    return min(alive, key=lambda node: hashlib.sha256(f"{node}#{address}".encode()).hexdigest())
+
+
+def arp_frame(op: int, src_mac: bytes, src_ip: str, dst_mac: bytes, dst_ip: str, eth_dst: bytes) -> bytes:
+    eth = eth_dst + src_mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, src_mac, socket.inet_aton(src_ip),
+                      dst_mac, socket.inet_aton(dst_ip))
+    return eth + arp
+
+
+def parse_arp(frame: bytes):
+    """(op, sender mac, sender ip, target ip) of an ARP frame, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    _, _, _, _, op, sha, spa, _, tpa = struct.unpack("!HHBBH6s4s6s4s", frame[14:42])
+    return op, sha, socket.inet_ntoa(spa), socket.inet_ntoa(tpa)
+
+
+class Speaker:
+    def __init__(self, config: dict):
+        self.node = config["node"]
+        self.ip = config["ip"]
+        self.members = {m["node"]: m["ip"] for m in config["members"]}
+        self.addresses = list(config["addresses"])
+        self.broadcast = config["broadcast"]
+        self.port = int(config.get("port", 7946))
+        self.interval = float(config.get("interval", 0.3))
+        self.dead_after = float(config.get("dead_after", 1.5))
+        self.status_path = config["status"]
+        self.last_seen: dict[str, float] = {}
+        self.announcing: set[str] = set()
+        self.link_ok = True
+        self.arp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        self.arp.bind((config["interface"], ETH_P_ARP))
+        self.mac = self.arp.getsockname()[4]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, config["interface"].encode())
+        self.udp.bind(("0.0.0.0", self.port))
+        self.answered = 0
+
+    def alive(self, now: float) -> list[str]:
+        nodes = [n for n, t in self.last_seen.items() if now - t < self.dead_after]
+        if self.link_ok:
+            nodes.append(self.node)
+        return sorted(set(nodes))
+
+    def heartbeat(self) -> None:
+        message = json.dumps({"node": self.node, "ip": self.ip}).encode()
+        try:
+            self.udp.sendto(message, (self.broadcast, self.port))
+            self.link_ok = True
+        except OSError:
+            # The node's link is down: it cannot be reached, so it must not announce.
+            self.link_ok = False
+
+    def receive_heartbeat(self, now: float) -> None:
+        data, _ = self.udp.recvfrom(2048)
+        try:
+            peer = json.loads(data)
+        except ValueError:
+            return
+        if peer.get("node") in self.members and peer["node"] != self.node:
+            self.last_seen[peer["node"]] = now
+
+    def gratuitous(self, address: str) -> None:
+        for op in (1, 2):
+            frame = arp_frame(op, self.mac, address, BROADCAST_MAC if op == 2 else b"\0" * 6, address, BROADCAST_MAC)
+            try:
+                self.arp.send(frame)
+            except OSError:
+                pass
+
+    def receive_arp(self) -> None:
+        frame = self.arp.recv(2048)
+        parsed = parse_arp(frame)
+        if not parsed:
+            return
+        op, sha, spa, tpa = parsed
+        if op == 1 and tpa in self.announcing and sha != self.mac:
+            self.arp.send(arp_frame(2, self.mac, tpa, sha, spa, sha))
+            self.answered += 1
+
+    def elect_all(self, now: float) -> bool:
+        alive = self.alive(now)
+        mine = {a for a in self.addresses if elect(alive, a) == self.node}
+        changed = mine != self.announcing
+        for address in sorted(mine - self.announcing):
+            self.gratuitous(address)
+            log(f"{self.node}: announcing {address} (alive: {', '.join(alive)}); gratuitous ARP sent")
+        for address in sorted(self.announcing - mine):
+            log(f"{self.node}: no longer announcing {address} (alive: {', '.join(alive)})")
+        self.announcing = mine
+        return changed
+
+    def write_status(self, now: float) -> None:
+        status = {"node": self.node, "ip": self.ip, "mac": ":".join("%02x" % b for b in self.mac),
+                  "alive": self.alive(now), "announcing": sorted(self.announcing),
+                  "link_ok": self.link_ok, "updated": time.time(), "pid": os.getpid()}
+        tmp = self.status_path + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(status, handle)
+        os.replace(tmp, self.status_path)
+
+    def run(self) -> None:
+        next_beat = 0.0
+        next_status = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.heartbeat()
+                next_beat = now + self.interval
+            readable, _, _ = select.select([self.udp, self.arp], [], [], max(0.0, next_beat - now))
+            now = time.monotonic()
+            if self.udp in readable:
+                self.receive_heartbeat(now)
+            if self.arp in readable:
+                self.receive_arp()
+            changed = self.elect_all(now)
+            if changed or now >= next_status:
+                self.write_status(now)
+                next_status = now + 1.0
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m podpath.speaker CONFIG.json", file=sys.stderr)
+        return 2
+    with open(argv[1]) as handle:
+        config = json.load(handle)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    speaker = Speaker(config)
+    log(f"{speaker.node}: speaker up on {config['interface']} ({speaker.ip})")
+    try:
+        speaker.run()
+    finally:
+        try:
+            os.unlink(speaker.status_path)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,180 @@
+"""The lab's topology file: loading it and refusing what cannot work.
+
+`inventory/group_vars/all/topology.yml` is the single source of truth. Its shape is
+checked against `inventory/topology.schema.json` (the schema editors use too); its
+meaning (subnets that must not overlap, a MetalLB pool inside the node network, ...)
+is checked here. Every error names the value and says how to fix it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY_FILE = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
+SCHEMA_FILE = ROOT / "inventory" / "topology.schema.json"
+IFNAME_MAX = 15
+
+
+class TopologyError(ValueError):
+    """The topology cannot be built; the message says which value and what to do."""
+
+
+def load(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a topology file (the default one if PATH is None) and validate it."""
+    path = Path(path) if path else TOPOLOGY_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise TopologyError(f"topology file {path} does not exist: pass the path of a topology.yml")
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"topology file {path} is not valid YAML: {exc}")
+    if not isinstance(data, dict) or "podpath_topology" not in data:
+        raise TopologyError(f"topology file {path} has no top-level key podpath_topology: "
+                            "see inventory/group_vars/all/topology.yml for the shape")
+    topo = data["podpath_topology"]
+    validate(topo)
+    return topo
+
+
+def _schema_errors(topo: Any) -> None:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(topo), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.path) or "(top level)"
+        raise TopologyError(f"topology value at {where} is not valid: {err.message}. "
+                            "See inventory/topology.schema.json for what is allowed")
+
+
+def _net(value: str, what: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise TopologyError(f"{what} {value!r} is not a valid IPv4 network ({exc}): "
+                            "write it as a network address with its prefix, such as 10.244.0.0/16")
+
+
+def _ip(value: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise TopologyError(f"{what} {value!r} is not a valid IPv4 address: write it as 192.168.56.10")
+
+
+def _host_in(ip: ipaddress.IPv4Address, net: ipaddress.IPv4Network, what: str) -> None:
+    if ip not in net:
+        raise TopologyError(f"{what} {ip} is outside {net}: pick an address inside it")
+    if ip in (net.network_address, net.broadcast_address):
+        raise TopologyError(f"{what} {ip} is the network or broadcast address of {net}: pick a host address")
+
+
+def pool_range(pool: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    first, _, last = pool.partition("-")
+    return _ip(first.strip(), "MetalLB pool start"), _ip(last.strip(), "MetalLB pool end")
+
+
+def validate(topo: Any) -> None:
+    """Raise TopologyError for the first problem found; return None if the lab can be built."""
+    _schema_errors(topo)
+    node_net = _net(topo["node_network"], "node_network")
+    pod_net = _net(topo["pod_network"], "pod_network")
+    svc_net = _net(topo["service_network"], "service_network")
+    for (a_name, a), (b_name, b) in (
+        (("node_network", node_net), ("pod_network", pod_net)),
+        (("node_network", node_net), ("service_network", svc_net)),
+        (("pod_network", pod_net), ("service_network", svc_net)),
+    ):
+        if a.overlaps(b):
+            raise TopologyError(f"{a_name} {a} overlaps {b_name} {b}: the three networks must be disjoint")
+
+    client_ip = _ip(topo["client"]["ip"], "client ip")
+    _host_in(client_ip, node_net, "client ip")
+    names, ips, cidrs = set(), {client_ip: "the client"}, []
+    for node in topo["nodes"]:
+        name = node["name"]
+        if name in names:
+            raise TopologyError(f"node name {name!r} is used twice: give every node its own name")
+        names.add(name)
+        if len(name.encode()) > IFNAME_MAX:
+            raise TopologyError(f"node name {name!r} is {len(name.encode())} bytes; it names the node's port on the "
+                                f"LAN bridge, and Linux interface names are at most {IFNAME_MAX} bytes: shorten it")
+        ip = _ip(node["ip"], f"ip of node {name}")
+        _host_in(ip, node_net, f"ip of node {name}")
+        if ip in ips:
+            raise TopologyError(f"ip {ip} of node {name} is already used by {ips[ip]}: give each node its own address")
+        ips[ip] = f"node {ip}"
+        cidr = _net(node["pod_cidr"], f"pod_cidr of node {name}")
+        if not cidr.subnet_of(pod_net):
+            raise TopologyError(f"pod_cidr {cidr} of node {name} is outside pod_network {pod_net}: "
+                                "pick a subnet of the pod network")
+        if cidr.prefixlen > 28:
+            raise TopologyError(f"pod_cidr {cidr} of node {name} is too small for the lab's pods: use a /28 or larger")
+        for other_name, other in cidrs:
+            if cidr.overlaps(other):
+                raise TopologyError(f"pod_cidr {cidr} of node {name} overlaps {other} of node {other_name}: "
+                                    "give each node its own subnet")
+        cidrs.append((name, cidr))
+
+    dns = _ip(topo["cluster_dns"], "cluster_dns")
+    _host_in(dns, svc_net, "cluster_dns")
+    low, _, high = topo["node_port_range"].partition("-")
+    low, high = int(low), int(high)
+    if not 1 <= low < high <= 65535:
+        raise TopologyError(f"node_port_range {topo['node_port_range']!r} is not a range of ports: "
+                            "write it as 30000-32767")
+
+    first, last = pool_range(topo["metallb"]["pool"])
+    if first > last:
+        raise TopologyError(f"MetalLB pool {topo['metallb']['pool']} starts after it ends: write it as first-last")
+    for end in (first, last):
+        _host_in(end, node_net, f"MetalLB pool address")
+    for ip, owner in ips.items():
+        if first <= ip <= last:
+            raise TopologyError(f"MetalLB pool {topo['metallb']['pool']} contains {ip}, the address of {owner}: "
+                                "move the pool past the node addresses")
+
+    ingress = topo["ingress"]
+    replicas = ingress["replicas"]
+    if replicas < 1:
+        raise TopologyError(f"ingress replicas is {replicas}: the lab needs at least 1 controller (3 by default)")
+    if ingress.get("spread", True) and replicas > len(topo["nodes"]):
+        raise TopologyError(f"ingress replicas is {replicas} with spread: true, but there are only "
+                            f"{len(topo['nodes'])} nodes: lower replicas, add nodes, or set spread: false")
+    service_ips = {dns: "cluster_dns"}
+    checks = [("ingress", ingress["cluster_ip"]),
+              ("echo", topo["workloads"]["echo"]["cluster_ip"]),
+              ("empty_service", topo["workloads"]["empty_service"]["cluster_ip"])]
+    for what, value in checks:
+        ip = _ip(value, f"cluster_ip of {what}")
+        _host_in(ip, svc_net, f"cluster_ip of {what}")
+        if ip in service_ips:
+            raise TopologyError(f"cluster_ip {ip} of {what} is already used by {service_ips[ip]}: "
+                                "give each Service its own address")
+        service_ips[ip] = what
+    ports = {}
+    for key in ("http_node_port", "https_node_port"):
+        port = ingress[key]
+        if not low <= port <= high:
+            raise TopologyError(f"ingress {key} {port} is outside node_port_range {low}-{high}: pick a port inside it")
+        if port in ports:
+            raise TopologyError(f"ingress {key} {port} is already used by {ports[port]}: pick another port")
+        ports[port] = key
+
+    mcp = topo["workloads"]["multi_container_pod"]
+    if mcp["node"] not in names:
+        raise TopologyError(f"multi_container_pod node {mcp['node']!r} is not a node of the topology: "
+                            f"use one of {', '.join(sorted(names))}")
+    workers = [n for n in topo["nodes"] if n["role"] == "worker"] or topo["nodes"]
+    echo = topo["workloads"]["echo"]
+    per_node = -(-echo["replicas"] // len(workers)) + replicas + 1
+    smallest = min(cidr for _, cidr in cidrs)
+    if per_node > min(c.num_addresses for _, c in cidrs) - 3:
+        raise TopologyError(f"echo replicas {echo['replicas']} do not fit in the pod subnets ({smallest.prefixlen} "
+                            "bits): lower replicas or give the nodes larger pod_cidr")

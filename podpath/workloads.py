@@ -1,0 +1,93 @@
+"""The processes of the netns lab: what each container runs and the files it reads.
+
+Returns, per group (workloads, ingress, metallb), the `files` and `containers`
+arguments of the podpath_containers module. Configuration is rendered from the
+templates beside this file.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import kubeproxy
+from .plan import Plan, Pod
+
+RUN_ROOT = "/run/podpath"
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                          lstrip_blocks=True)
+
+
+def lab_dir(lab: str) -> str:
+    return f"{RUN_ROOT}/{lab}"
+
+
+def pod_dir(lab: str, pod: Pod) -> str:
+    return f"{lab_dir(lab)}/pods/{pod.name}"
+
+
+def lease_path(plan: Plan) -> str:
+    ingress = plan.topology["ingress"]
+    return f"{lab_dir(plan.lab)}/leases/{ingress['namespace']}/{ingress['election_id']}.json"
+
+
+def speaker_status_path(lab: str, node: str) -> str:
+    return f"{lab_dir(lab)}/metallb/{node}.json"
+
+
+def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:
+    directory = pod_dir(plan.lab, pod)
+    conf = f"{directory}/{container}.conf"
+    content = _env.get_template(template).render(lab=plan.lab, pod=pod, container=container, dir=directory, **extra)
+    argv = ["nginx", "-e", f"{directory}/{container}-error.log", "-c", conf, "-g", "daemon off;"]
+    return ({"path": conf, "content": content, "mode": "0644"},
+            {"name": f"{pod.name}/{container}", "netns": pod.netns, "isolate": True, "argv": argv,
+             "files": [conf], "listen": listen})
+
+
+def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{group: {files: [...], containers: [...]}} for the podpath_containers module."""
+    groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in ("workloads", "ingress", "metallb")}
+    ingress = plan.topology["ingress"]
+    echo_svc = plan.service(plan.topology["workloads"]["echo"]["name"])
+    echo_port = echo_svc.ports[0]
+    endpoints = kubeproxy.endpoints(plan, echo_svc, echo_port)
+    for pod in plan.pods:
+        if pod.app == "echo":
+            f, c = _nginx(plan, pod, "echo", "nginx-echo.conf.j2", [pod.port])
+            groups["workloads"]["files"].append(f)
+            groups["workloads"]["containers"].append(c)
+        elif pod.app == "multi-container":
+            groups["workloads"]["containers"].append(
+                {"name": f"{pod.name}/container-1", "netns": pod.netns, "isolate": True, "argv": ["sleep", "1d"],
+                 "files": [], "listen": []})
+            f, c = _nginx(plan, pod, "container-2", "nginx-web.conf.j2", [pod.port])
+            groups["workloads"]["files"].append(f)
+            groups["workloads"]["containers"].append(c)
+        elif pod.app == "ingress-nginx":
+            f, c = _nginx(plan, pod, "controller", "nginx-ingress.conf.j2", [80, 10254], endpoints=endpoints,
+                          host=ingress["host"], backend={"namespace": echo_svc.namespace, "name": echo_svc.name,
+                                                         "port": echo_port.port})
+            groups["ingress"]["files"].append(f)
+            groups["ingress"]["containers"].append(c)
+            groups["ingress"]["containers"].append(
+                {"name": f"{pod.name}/leader-election", "netns": pod.netns, "isolate": True,
+                 "argv": [python, "-m", "podpath.lease", "--lease", lease_path(plan), "--identity", pod.name],
+                 "files": [], "listen": []})
+    node_net = ipaddress.IPv4Network(plan.topology["node_network"])
+    members = [{"node": n.name, "ip": n.ip} for n in plan.nodes]
+    for node in plan.nodes:
+        path = f"{lab_dir(plan.lab)}/metallb/speaker-{node.name}.conf"
+        config = {"node": node.name, "ip": node.ip, "interface": "eth1", "members": members,
+                  "addresses": [plan.ingress_service.load_balancer_ip], "broadcast": str(node_net.broadcast_address),
+                  "status": speaker_status_path(plan.lab, node.name)}
+        groups["metallb"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
+                                           "mode": "0644"})
+        groups["metallb"]["containers"].append(
+            {"name": f"metallb-speaker-{node.name}/speaker", "netns": node.netns, "isolate": False,
+             "argv": [python, "-m", "podpath.speaker", path], "files": [path], "listen": []})
+    return groups
