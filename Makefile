@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Debian packages the netns lab and the static checks use, as command=package pairs.
 APT_TOOLS := ip=iproute2 iptables=iptables nft=nftables arping=arping tcpdump=tcpdump \
              nginx=nginx-light curl=curl lsns=util-linux unshare=util-linux nsenter=util-linux \
-             conntrack=conntrack cc=gcc ps=procps vagrant=vagrant \
+             conntrack=conntrack ping=iputils-ping cc=gcc ps=procps vagrant=vagrant \
              /usr/lib/cni/bridge=containernetworking-plugins
 
 .PHONY: help deps venv pause lab up verify trace down test bench clean

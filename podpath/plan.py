@@ -190,7 +190,11 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
                 {"name": "eth1", "kind": "veth", "addresses": [f"{node.ip}/{node.prefixlen}"],
                  "peer": {"name": node.name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}},
             ],
-            "routes": [{"dst": other.pod_cidr, "gateway": other.ip} for other in plan.nodes if other is not node],
+            # Other nodes' pod subnets via those nodes (what flannel's host-gw or a cloud's routes
+            # do); a default route via the client, which stands where a VM's host is, so that
+            # the node has a route for Service IPs, as a real node has through its gateway.
+            "routes": [{"dst": other.pod_cidr, "gateway": other.ip} for other in plan.nodes if other is not node]
+            + [{"dst": "default", "gateway": plan.client_ip}],
         })
     for pod in plan.pods:
         node = plan.node(pod.node)

@@ -1,0 +1,265 @@
+"""podpath: the short way to build, verify, trace and remove a lab.
+
+Each verb binds its flags and calls the library; the work is done by the project's
+playbooks (through ansible-runner) and its pytest-testinfra suites, which users can
+also run directly.
+
+Exit codes: 0 success, 1 the lab or the verifier failed, 2 bad usage or input,
+3 missing requirement (root, a system tool), 4 the lab is locked by another command.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import labdir
+from .topology import ROOT, TopologyError, load
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+# command -> Debian package that brings it
+REQUIRED_TOOLS = {
+    "ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables", "nsenter": "util-linux",
+    "unshare": "util-linux", "lsns": "util-linux", "nginx": "nginx-light", "curl": "curl", "arping": "arping",
+    "conntrack": "conntrack", "ping": "iputils-ping",
+}
+LOCK_DIR = Path("/run/podpath/.locks")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise CliError("podpath builds network namespaces and must run as root: try sudo podpath ...", EXIT_MISSING)
+
+
+def require_tools(tools=REQUIRED_TOOLS) -> None:
+    missing = {tool: pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
+    if missing:
+        pkgs = " ".join(sorted(set(missing.values())))
+        raise CliError(f"missing system tools: {', '.join(sorted(missing))}; install them with: apt-get install {pkgs}",
+                       EXIT_MISSING)
+
+
+def check_lab(name: str) -> str:
+    error = labdir.check_lab_name(name)
+    if error:
+        raise CliError(error)
+    return name
+
+
+class LabLock:
+    """An exclusive lock per lab, so two commands never change one lab at once."""
+
+    def __init__(self, lab: str, wait: bool):
+        LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.path = LOCK_DIR / f"{lab}.lock"
+        self.lab = lab
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise CliError(f"lab {self.lab} is being changed by another podpath command (pid {holder}); "
+                           "wait for it to finish, or pass --wait to queue behind it", EXIT_LOCKED)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+
+
+def lab_exists(lab: str) -> bool:
+    return Path(labdir.lab_dir(lab), "netns.json").exists()
+
+
+def report_failure(result) -> None:
+    for f in result.failures[:3]:
+        print(f"FAILED: task '{f['task']}' on {f['host']}: {f['msg']}", file=sys.stderr)
+    print(f"full log: {result.log}", file=sys.stderr)
+
+
+def cmd_up(args) -> int:
+    from .runner import run_playbook
+
+    require_root()
+    require_tools()
+    try:
+        load(args.topology)
+    except TopologyError as exc:
+        raise CliError(f"topology: {exc}")
+    if args.mode == "vagrant":
+        raise CliError("the cluster lab is built with Vagrant: run `vagrant up` in the project folder "
+                       "(see docs/cluster.md); `podpath up` builds the netns lab", EXIT_USAGE)
+    from .pause_build import build as build_pause
+
+    build_pause()
+    extravars = {"podpath_lab": args.lab}
+    if args.topology:
+        extravars["podpath_topology"] = load(args.topology)
+    with LabLock(args.lab, args.wait):
+        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
+    if result.rc != 0:
+        report_failure(result)
+        return EXIT_FAILED
+    if not args.quiet:
+        print(f"lab {args.lab} is up in {result.seconds:.1f} s ({result.changed} tasks changed). "
+              f"Next: podpath verify --lab {args.lab}")
+    return EXIT_OK
+
+
+def cmd_down(args) -> int:
+    from .runner import ARTIFACTS, run_playbook
+
+    require_root()
+    with LabLock(args.lab, args.wait):
+        result = run_playbook("netns-lab-down.yml", {"podpath_lab": args.lab}, verbose=args.verbose,
+                              quiet=args.quiet)
+    if result.rc != 0:
+        report_failure(result)
+        return EXIT_FAILED
+    shutil.rmtree(ARTIFACTS / args.lab, ignore_errors=True)
+    (LOCK_DIR / f"{args.lab}.lock").unlink(missing_ok=True)
+    if not args.quiet:
+        print(f"lab {args.lab} is down ({result.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def verify_argv(args, extra: list[str]) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", "-p", "podpath.report", "--hosts=local://", "--lab", args.lab,
+            "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", str(ROOT / "tests" / "verify")]
+    if args.junitxml:
+        argv.append(f"--junitxml={args.junitxml}")
+    if args.disruptive:
+        argv += ["-m", "disruptive or not disruptive"]
+    else:
+        argv += ["-m", "not disruptive"]
+    return argv + extra
+
+
+def cmd_verify(args, extra=()) -> int:
+    require_root()
+    if not lab_exists(args.lab):
+        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}",
+                       EXIT_USAGE)
+    return subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
+
+
+def cmd_trace(args) -> int:
+    from . import trace
+
+    require_root()
+    if not lab_exists(args.lab):
+        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    result = trace.trace(args.lab, load(args.topology), host=args.host)
+    print(trace.render_text(result))
+    if args.output:
+        text = trace.render_mermaid(result) if args.output.endswith((".mmd", ".md")) else trace.render_dot(result)
+        Path(args.output).write_text(text)
+        print(f"diagram written to {args.output}")
+    return EXIT_OK if result.complete else EXIT_FAILED
+
+
+def cmd_status(args) -> int:
+    from . import status
+
+    require_root()
+    if not lab_exists(args.lab):
+        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    report = status.lab_status(args.lab, load(args.topology))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(status.render(report))
+    return EXIT_OK if report["healthy"] else EXIT_FAILED
+
+
+def cmd_labs(args) -> int:
+    from . import status
+
+    labs = status.list_labs()
+    if args.json:
+        print(json.dumps(labs, indent=2))
+    elif not labs:
+        print("no labs on this host; build one with: podpath up")
+    else:
+        for item in labs:
+            print(f"{item['lab']:<12} {item['namespaces']:>3} namespaces  {item['processes_running']:>3}/"
+                  f"{item['processes']:<3} processes running")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podpath", description="A lab that shows how a packet reaches a pod in Kubernetes.")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def lab_args(sp, locking=False):
+        sp.add_argument("--lab", default=os.environ.get("PODPATH_LAB", "podpath"),
+                        help="lab name (default: $PODPATH_LAB or podpath)")
+        sp.add_argument("--topology", help="topology file (default: inventory/group_vars/all/topology.yml)")
+        if locking:
+            sp.add_argument("--wait", action="store_true", help="wait for another command on the same lab")
+            sp.add_argument("-v", "--verbose", action="store_true", help="pass Ansible's full output through")
+            sp.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+    up = sub.add_parser("up", help="build or repair a lab")
+    lab_args(up, locking=True)
+    up.add_argument("--mode", choices=["netns", "vagrant"], default="netns")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="remove a lab and everything it made")
+    lab_args(down, locking=True)
+    down.set_defaults(func=cmd_down)
+    verify = sub.add_parser("verify", help="prove the lab's traffic path, scenario by scenario")
+    lab_args(verify)
+    verify.add_argument("--junitxml", help="also write pytest's JUnit XML report here")
+    verify.add_argument("--disruptive", action="store_true", help="also run the scenarios that break and repair")
+    verify.set_defaults(func=cmd_verify)
+    trace = sub.add_parser("trace", help="follow one request from the client to a backend")
+    lab_args(trace)
+    trace.add_argument("--host", default=None, help="Host header (default: the topology's ingress host)")
+    trace.add_argument("-o", "--output", help="write the diagram: .mmd/.md for Mermaid, .dot for Graphviz")
+    trace.set_defaults(func=cmd_trace)
+    status = sub.add_parser("status", help="what the lab runs and whether it is healthy")
+    lab_args(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    labs = sub.add_parser("labs", help="the labs on this host")
+    labs.add_argument("--json", action="store_true")
+    labs.set_defaults(func=cmd_labs)
+    return p
+
+
+def main(argv=None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    if extra and args.verb != "verify":
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if hasattr(args, "lab"):
+            check_lab(args.lab)
+        return args.func(args, extra) if args.verb == "verify" else args.func(args)
+    except CliError as exc:
+        print(f"podpath: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""A pytest plugin that turns the verifier's results into one line per scenario.
+
+Loaded by tests/verify/conftest.py, so it works the same under `podpath verify` and
+under a plain `pytest --hosts=local:// tests/verify`. Tests carry
+`@pytest.mark.scenario(N)`; a scenario passes when all its checks pass.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .scenarios import SCENARIOS
+
+
+class ScenarioReport:
+    def __init__(self):
+        self.scenario_of: dict[str, int] = {}
+        self.outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+        self.deselected: set[int] = set()
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        for item in items:
+            marker = item.get_closest_marker("scenario")
+            if marker:
+                self.scenario_of[item.nodeid] = marker.args[0]
+
+    def pytest_deselected(self, items):
+        for item in items:
+            marker = item.get_closest_marker("scenario")
+            if marker:
+                self.deselected.add(marker.args[0])
+
+    def pytest_runtest_logreport(self, report):
+        number = self.scenario_of.get(report.nodeid)
+        if number is None:
+            return
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            message = ""
+            if report.failed:
+                message = str(report.longrepr.reprcrash.message if hasattr(report.longrepr, "reprcrash")
+                              else report.longrepr).splitlines()[0]
+            elif report.skipped:
+                message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+            self.outcomes[number].append((report.nodeid.split("::")[-1], report.outcome, message))
+
+    def lines(self) -> list[str]:
+        out = []
+        checks = failed = 0
+        for number, title in SCENARIOS.items():
+            results = self.outcomes.get(number, [])
+            checks += sum(1 for _, outcome, _ in results if outcome != "skipped")
+            if not results:
+                reason = "disruptive: run with --disruptive" if number in self.deselected else "not run"
+                out.append(f"{number:>3}  ----  {title}  ({reason})")
+                continue
+            bad = [r for r in results if r[1] == "failed"]
+            ran = [r for r in results if r[1] != "skipped"]
+            word = "FAIL" if bad else ("PASS" if ran else "SKIP")
+            failed += bool(bad)
+            out.append(f"{number:>3}  {word}  {title}  ({len(ran)} check{'s' if len(ran) != 1 else ''})")
+            for name, _, message in bad[:3]:
+                out.append(f"           {name}: {message}")
+            if not ran and results:
+                out.append(f"           {results[0][2]}")
+        run = sum(1 for n in SCENARIOS if any(o != "skipped" for _, o, _ in self.outcomes.get(n, [])))
+        summary = f"{len(SCENARIOS)} scenarios, {run} run, {checks} checks: "
+        summary += "all passed" if not failed else f"{failed} failed"
+        return out + ["", summary]
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
+        if not self.scenario_of:
+            return
+        terminalreporter.section("podpath verifier: scenarios")
+        for line in self.lines():
+            terminalreporter.write_line(line)

@@ -1,0 +1,132 @@
+"""Running the project's playbooks through ansible-runner, with progress.
+
+The CLI stays a thin layer: it runs the same playbooks a user would run with
+ansible-playbook, shows the current task with a count, and on failure prints the
+failing task, host and message and where the full log is.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .topology import ROOT
+
+# ansible-runner's folders (events, stdout), kept per lab; `podpath down` removes the lab's.
+ARTIFACTS = Path("/run/podpath/.runs")
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    status: str
+    changed: int = 0
+    ok: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    log: str = ""
+    seconds: float = 0.0
+    task_times: list[tuple[str, float]] = field(default_factory=list)
+
+
+def count_tasks(playbook: Path) -> int:
+    """Tasks a netns playbook will run: its own, its roles' tasks/main.yml (no includes there) and
+    the argument checks of the roles that have argument specs."""
+    import yaml
+
+    total = 0
+    for play in yaml.safe_load(playbook.read_text()) or []:
+        total += len(play.get("tasks") or [])
+        for role in play.get("roles") or []:
+            name = role["role"] if isinstance(role, dict) else role
+            tasks = ROOT / "roles" / name / "tasks" / "main.yml"
+            if tasks.exists():
+                total += len(yaml.safe_load(tasks.read_text()) or [])
+            # Ansible validates a role's arguments in a task of its own
+            if (ROOT / "roles" / name / "meta" / "argument_specs.yml").exists():
+                total += 1
+    return total
+
+
+class Progress:
+    """One line that says where the play is: [3/7] task name."""
+
+    def __init__(self, total: int, stream=sys.stderr, verbose: bool = False):
+        self.total = max(total, 1)
+        self.done = 0
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.verbose = verbose
+        self.current: tuple[str, float] | None = None
+        self.task_times: list[tuple[str, float]] = []
+
+    def task(self, name: str) -> None:
+        self._finish_task()
+        self.done += 1
+        self.current = (name, time.monotonic())
+        width = 24
+        filled = int(width * min(self.done, self.total) / self.total)
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {min(self.done, self.total)}/{self.total} {name}"
+        if self.tty and not self.verbose:
+            self.stream.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _finish_task(self) -> None:
+        if self.current:
+            self.task_times.append((self.current[0], time.monotonic() - self.current[1]))
+            self.current = None
+
+    def close(self) -> None:
+        self._finish_task()
+        if self.tty and not self.verbose:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False, quiet: bool = False,
+                 on_event: Callable[[dict], None] | None = None) -> PlaybookResult:
+    """Run playbooks/PLAYBOOK with ansible-runner; returns its outcome, never raises for a failed play."""
+    import ansible_runner
+
+    path = ROOT / "playbooks" / playbook
+    folder = ARTIFACTS / str(extravars.get("podpath_lab", "default"))
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private = tempfile.mkdtemp(prefix=playbook.split(".")[0] + "-", dir=folder)
+    progress = None if quiet else Progress(count_tasks(path), verbose=verbose)
+    failures: list[dict[str, str]] = []
+
+    def handler(event: dict) -> bool:
+        data = event.get("event_data", {})
+        kind = event.get("event")
+        if kind == "playbook_on_task_start" and progress and not data.get("is_conditional"):
+            progress.task(data.get("task", "?"))
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res", {})
+            failures.append({"task": data.get("task", "?"), "host": data.get("host", "?"),
+                             "msg": str(res.get("msg") or res.get("stderr") or res)})
+        if on_event:
+            on_event(event)
+        return True
+
+    env = {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=private, project_dir=str(ROOT), playbook=str(path),
+        inventory=str(ROOT / "inventory" / "localhost.yml"), extravars=extravars, envvars=env,
+        event_handler=handler, quiet=not verbose, settings={"suppress_ansible_output": not verbose},
+        rotate_artifacts=20,
+    )
+    if progress:
+        progress.close()
+    stats = runner.stats or {}
+    log = str(Path(runner.config.artifact_dir) / "stdout")
+    return PlaybookResult(rc=runner.rc, status=runner.status, failures=failures, log=log,
+                          changed=sum((stats.get("changed") or {}).values()), ok=sum((stats.get("ok") or {}).values()),
+                          seconds=time.monotonic() - started, task_times=progress.task_times if progress else [])
