@@ -1,0 +1,376 @@
+"""Every template of the cluster roles, rendered by Ansible itself with the default topology
+and versions for each node of inventory/hosts.example.yml, then parsed and checked: kinds,
+namespaces, replicas, addresses inside the right networks, ports."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.static
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = sorted(str(path.relative_to(ROOT / "roles")) for path in (ROOT / "roles").glob("cluster_*/templates/*.j2"))
+HOSTS = ["cp1", "worker1", "worker2"]
+# What the nodes would report at run time, standing in for registered results.
+STAND_INS = {
+    "cluster_join_token": "abcdef.0123456789abcdef",
+    "cluster_join_ca_cert_hash": "sha256:" + "0" * 64,
+    "cluster_join_certificate_key": "",
+}
+STAND_IN_INTERFACE = "eth1"
+
+Rendered = dict[str, str]  # host -> text
+Check = Callable[[Rendered, dict[str, Any], dict[str, Any]], None]
+
+
+def template_id(template: str) -> str:
+    role, _, name = template.partition("/templates/")
+    return f"{role}/{name.removesuffix('.j2')}"
+
+
+@pytest.fixture(scope="session")
+def rendered(tool: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Render every template for every host in one ansible-playbook run (the template lookup,
+    so one file per host): template id -> host -> text."""
+    out = tmp_path_factory.mktemp("rendered")
+    roles = sorted({template.split("/")[0] for template in TEMPLATES})
+    sources = ", ".join(repr(str(ROOT / "roles" / template)) for template in TEMPLATES)
+    play = [{
+        "name": "Render the cluster roles' templates with the default topology",
+        "hosts": "cluster",
+        "gather_facts": False,
+        "vars": STAND_INS,
+        "tasks": [
+            {"name": "Load the defaults of the roles",
+             "ansible.builtin.include_vars": {"file": "{{ item }}"},
+             "loop": [str(ROOT / "roles" / role / "defaults" / "main.yml") for role in roles]},
+            {"name": "Stand in for the interface found by address",
+             "ansible.builtin.set_fact": {"cluster_cni_host_interface": STAND_IN_INTERFACE}},
+            {"name": "Render the templates into one JSON list per host",
+             "ansible.builtin.copy": {
+                 "content": "{{ query('ansible.builtin.template', %s) | to_json }}" % sources,
+                 "dest": f"{out}/{{{{ inventory_hostname }}}}.json", "mode": "0644"}},
+        ],
+    }]
+    playbook = out / "render.yml"
+    playbook.write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(
+        [tool("ansible-playbook"), "-i", "inventory/hosts.example.yml", str(playbook),
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    texts: dict[str, dict[str, str]] = {template_id(template): {} for template in TEMPLATES}
+    for host in HOSTS:
+        for template, text in zip(TEMPLATES, json.loads((out / f"{host}.json").read_text()), strict=True):
+            texts[template_id(template)][host] = text
+    return texts
+
+
+def objects(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [doc["kind"] for doc in docs]
+    assert len(kinds) == len(set(kinds)), f"one object per kind expected, got {kinds}"
+    return {doc["kind"]: doc for doc in docs}
+
+
+def node(topology: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(spec for spec in topology["nodes"] if spec["name"] == name)
+
+
+def in_network(address: str, network: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network(network)
+
+
+def pool_range(topology: dict[str, Any]) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    first, last = (ipaddress.IPv4Address(part) for part in topology["metallb"]["pool"].split("-"))
+    return first, last
+
+
+def node_ports(topology: dict[str, Any]) -> range:
+    low, high = (int(part) for part in topology["node_port_range"].split("-"))
+    return range(low, high + 1)
+
+
+def same_everywhere(texts: Rendered) -> str:
+    """Cluster-wide objects render the same whichever node renders them."""
+    assert len(set(texts.values())) == 1, "a cluster-wide object must not depend on the node"
+    return texts["cp1"]
+
+
+# --- cluster_containerd ---------------------------------------------------------------------
+
+def check_containerd_config(texts: Rendered, topology: dict, versions: dict) -> None:
+    config = tomllib.loads(same_everywhere(texts))
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    assert config["version"] == 2
+    assert cri["sandbox_image"] == versions["containerd"]["pause_image"]
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
+    assert cri["cni"]["conf_dir"] == "/etc/cni/net.d"
+
+
+def check_crictl(texts: Rendered, topology: dict, versions: dict) -> None:
+    config = yaml.safe_load(same_everywhere(texts))
+    assert config["runtime-endpoint"] == "unix:///run/containerd/containerd.sock"
+
+
+# --- cluster_kubernetes ---------------------------------------------------------------------
+
+def check_kubelet_defaults(texts: Rendered, topology: dict, versions: dict) -> None:
+    for host, text in texts.items():
+        lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert lines == [f'KUBELET_EXTRA_ARGS="--node-ip={node(topology, host)["ip"]}"'], host
+        assert "10.0.2.15" not in text
+
+
+# --- cluster_control_plane ------------------------------------------------------------------
+
+def check_kubeadm_config(texts: Rendered, topology: dict, versions: dict) -> None:
+    cp1 = node(topology, "cp1")
+    docs = by_kind(objects(texts["cp1"]))
+    assert set(docs) == {"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration",
+                         "KubeProxyConfiguration"}
+    init, cluster = docs["InitConfiguration"], docs["ClusterConfiguration"]
+    assert init["apiVersion"] == cluster["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+    assert init["localAPIEndpoint"]["advertiseAddress"] == cp1["ip"]
+    assert init["nodeRegistration"]["name"] == "cp1"
+    assert {"name": "node-ip", "value": cp1["ip"]} in init["nodeRegistration"]["kubeletExtraArgs"]
+    assert cluster["kubernetesVersion"] == "v" + versions["kubernetes"]["version"]
+    assert cluster["controlPlaneEndpoint"] == f"{cp1['ip']}:6443"
+    assert cluster["networking"]["podSubnet"] == topology["pod_network"]
+    assert cluster["networking"]["serviceSubnet"] == topology["service_network"]
+    for spec in topology["nodes"]:
+        assert ipaddress.ip_network(spec["pod_cidr"]).subnet_of(ipaddress.ip_network(topology["pod_network"]))
+        assert ipaddress.ip_network(spec["pod_cidr"]).prefixlen == 24
+    assert {"name": "service-node-port-range", "value": topology["node_port_range"]} \
+        in cluster["apiServer"]["extraArgs"]
+    kubelet = docs["KubeletConfiguration"]
+    assert kubelet["cgroupDriver"] == "systemd"
+    assert kubelet["clusterDNS"] == [topology["cluster_dns"]]
+    assert in_network(topology["cluster_dns"], topology["service_network"])
+    proxy = docs["KubeProxyConfiguration"]
+    assert proxy["mode"] == "iptables"
+    assert proxy["ipvs"]["strictARP"] is False, "strictARP only with IPVS"
+
+
+# --- cluster_join ---------------------------------------------------------------------------
+
+def check_kubeadm_join(texts: Rendered, topology: dict, versions: dict) -> None:
+    cp1 = node(topology, "cp1")
+    for host in ("worker1", "worker2"):
+        join = by_kind(objects(texts[host]))["JoinConfiguration"]
+        assert join["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+        token = join["discovery"]["bootstrapToken"]
+        assert token["apiServerEndpoint"] == f"{cp1['ip']}:6443"
+        assert token["token"] == STAND_INS["cluster_join_token"]
+        assert token["caCertHashes"] == [STAND_INS["cluster_join_ca_cert_hash"]]
+        assert join["nodeRegistration"]["name"] == host
+        assert join["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": node(topology, host)["ip"]}]
+        assert "controlPlane" not in join, "workers join as workers"
+
+
+# --- cluster_cni ----------------------------------------------------------------------------
+
+def check_flannel_kustomization(texts: Rendered, topology: dict, versions: dict) -> None:
+    kustomization = yaml.safe_load(same_everywhere(texts))
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["resources"] == [f"kube-flannel-{versions['flannel']['version']}.yml"]
+    paths = [patch["path"] for patch in kustomization["patches"]]
+    assert paths == ["net-conf-patch.yaml", "iface-patch.yaml"]
+    assert all((ROOT / "roles" / "cluster_cni" / "templates" / f"{path}.j2").is_file() for path in paths)
+
+
+def check_flannel_net_conf(texts: Rendered, topology: dict, versions: dict) -> None:
+    configmap = by_kind(objects(same_everywhere(texts)))["ConfigMap"]
+    assert configmap["metadata"] == {"name": "kube-flannel-cfg", "namespace": "kube-flannel"}
+    net_conf = json.loads(configmap["data"]["net-conf.json"])
+    assert net_conf["Network"] == topology["pod_network"]
+    assert net_conf["Backend"] == {"Type": "vxlan"}
+
+
+def check_flannel_iface(texts: Rendered, topology: dict, versions: dict) -> None:
+    patch = yaml.safe_load(same_everywhere(texts))
+    assert patch == [{"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+                      "value": f"--iface={STAND_IN_INTERFACE}"}]
+
+
+# --- cluster_metallb ------------------------------------------------------------------------
+
+def check_metallb_pool(texts: Rendered, topology: dict, versions: dict) -> None:
+    docs = by_kind(objects(same_everywhere(texts)))
+    assert set(docs) == {"IPAddressPool", "L2Advertisement"}
+    for doc in docs.values():
+        assert doc["apiVersion"] == "metallb.io/v1beta1"
+        assert doc["metadata"]["namespace"] == "metallb-system"
+    pool = docs["IPAddressPool"]
+    assert pool["spec"]["addresses"] == [topology["metallb"]["pool"]]
+    first, last = pool_range(topology)
+    assert first <= last
+    network = ipaddress.ip_network(topology["node_network"])
+    assert first in network and last in network, "the pool must be inside the node network"
+    assert network.network_address < first and last < network.broadcast_address
+    taken = [spec["ip"] for spec in topology["nodes"]] + [topology["client"]["ip"]]
+    assert not [ip for ip in taken if first <= ipaddress.IPv4Address(ip) <= last], "the pool holds a node's address"
+    assert docs["L2Advertisement"]["spec"]["ipAddressPools"] == [pool["metadata"]["name"]]
+
+
+# --- cluster_ingress_nginx ------------------------------------------------------------------
+
+def check_ingress_kustomization(texts: Rendered, topology: dict, versions: dict) -> None:
+    kustomization = yaml.safe_load(same_everywhere(texts))
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["resources"] == [f"deploy-{versions['ingress_nginx']['version']}.yaml"]
+    assert [patch["path"] for patch in kustomization["patches"]] == [
+        "controller-deployment-patch.yaml", "controller-service-patch.yaml"]
+
+
+def check_ingress_deployment(texts: Rendered, topology: dict, versions: dict) -> None:
+    ingress = topology["ingress"]
+    deployment = by_kind(objects(same_everywhere(texts)))["Deployment"]
+    assert deployment["metadata"] == {"name": ingress["service"], "namespace": ingress["namespace"]}
+    assert deployment["spec"]["replicas"] == ingress["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    pod = deployment["spec"]["template"]["spec"]
+    labels = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/instance": "ingress-nginx",
+              "app.kubernetes.io/component": "controller"}
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti == [{"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": labels}}]
+    assert pod["topologySpreadConstraints"] == [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": labels}}]
+    assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"} \
+        in pod["tolerations"], "one controller per node includes the control-plane node"
+    assert len(topology["nodes"]) >= ingress["replicas"], "one per node needs as many nodes as replicas"
+
+
+def check_ingress_service(texts: Rendered, topology: dict, versions: dict) -> None:
+    ingress = topology["ingress"]
+    service = by_kind(objects(same_everywhere(texts)))["Service"]
+    assert service["metadata"]["name"] == ingress["service"]
+    assert service["metadata"]["namespace"] == ingress["namespace"]
+    first, _ = pool_range(topology)
+    assert service["metadata"]["annotations"] == {"metallb.io/loadBalancerIPs": str(first)}
+    spec = service["spec"]
+    assert spec["type"] == "LoadBalancer"
+    assert spec["externalTrafficPolicy"] == ingress["external_traffic_policy"] == "Cluster"
+    assert spec["clusterIP"] == ingress["cluster_ip"]
+    assert in_network(spec["clusterIP"], topology["service_network"])
+    ports = {port["name"]: port for port in spec["ports"]}
+    assert (ports["http"]["port"], ports["http"]["nodePort"]) == (80, ingress["http_node_port"])
+    assert (ports["https"]["port"], ports["https"]["nodePort"]) == (443, ingress["https_node_port"])
+    assert all(port["nodePort"] in node_ports(topology) for port in spec["ports"])
+
+
+# --- cluster_workloads ----------------------------------------------------------------------
+
+def check_multi_container_pod(texts: Rendered, topology: dict, versions: dict) -> None:
+    want = topology["workloads"]["multi_container_pod"]
+    pod = by_kind(objects(same_everywhere(texts)))["Pod"]
+    assert pod["apiVersion"] == "v1"
+    assert (pod["metadata"]["name"], pod["metadata"]["namespace"]) == (want["name"], want["namespace"])
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/hostname": want["node"]}
+    assert want["node"] in [spec["name"] for spec in topology["nodes"]]
+    containers = {container["name"]: container for container in pod["spec"]["containers"]}
+    assert set(containers) == {"busybox", "nginx"}
+    assert containers["busybox"]["image"] == versions["images"]["busybox"]
+    assert containers["busybox"]["command"] == ["sleep", "1d"]
+    assert containers["nginx"]["image"] == versions["images"]["nginx"]
+    assert containers["nginx"]["ports"][0]["containerPort"] == 80
+
+
+def check_echo(texts: Rendered, topology: dict, versions: dict) -> None:
+    want = topology["workloads"]["echo"]
+    docs = by_kind(objects(same_everywhere(texts)))
+    assert set(docs) == {"Deployment", "Service"}
+    deployment, service = docs["Deployment"], docs["Service"]
+    for doc in docs.values():
+        assert (doc["metadata"]["name"], doc["metadata"]["namespace"]) == (want["name"], want["namespace"])
+    assert deployment["spec"]["replicas"] == want["replicas"] == 3
+    template = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    container = template["spec"]["containers"][0]
+    assert container["image"] == versions["images"]["echo"]
+    assert container["args"] == ["netexec", f"--http-port={want['target_port']}"]
+    assert container["ports"] == [{"name": "http", "containerPort": want["target_port"], "protocol": "TCP"}]
+    assert service["spec"]["clusterIP"] == want["cluster_ip"]
+    assert in_network(want["cluster_ip"], topology["service_network"])
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "http", "port": want["port"], "targetPort": "http", "protocol": "TCP"}]
+
+
+def check_no_endpoints(texts: Rendered, topology: dict, versions: dict) -> None:
+    want = topology["workloads"]["empty_service"]
+    service = by_kind(objects(same_everywhere(texts)))["Service"]
+    assert (service["metadata"]["name"], service["metadata"]["namespace"]) == (want["name"], want["namespace"])
+    assert service["spec"]["clusterIP"] == want["cluster_ip"]
+    assert in_network(want["cluster_ip"], topology["service_network"])
+    assert service["spec"]["ports"][0]["port"] == want["port"]
+    selector = service["spec"]["selector"]
+    assert selector, "without a selector it would be a Service with manual endpoints"
+    for name in ("echo.yaml.j2", "multi-container-pod.yaml.j2"):
+        text = (ROOT / "roles" / "cluster_workloads" / "templates" / name).read_text()
+        assert "-has-no-pods" not in text, "no pod may carry the empty Service's labels"
+
+
+def check_ingress(texts: Rendered, topology: dict, versions: dict) -> None:
+    echo = topology["workloads"]["echo"]
+    ingress = by_kind(objects(same_everywhere(texts)))["Ingress"]
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["namespace"] == echo["namespace"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == topology["ingress"]["host"]
+    [path] = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert path["backend"]["service"] == {"name": echo["name"], "port": {"number": echo["port"]}}
+
+
+def test_service_cluster_ips_are_distinct(topology: dict) -> None:
+    ips = [topology["ingress"]["cluster_ip"], topology["workloads"]["echo"]["cluster_ip"],
+           topology["workloads"]["empty_service"]["cluster_ip"], topology["cluster_dns"]]
+    assert len(set(ips)) == len(ips)
+    assert all(in_network(ip, topology["service_network"]) for ip in ips)
+
+
+CHECKS: dict[str, Check] = {
+    "cluster_containerd/config.toml": check_containerd_config,
+    "cluster_containerd/crictl.yaml": check_crictl,
+    "cluster_kubernetes/kubelet.default": check_kubelet_defaults,
+    "cluster_control_plane/kubeadm-config.yaml": check_kubeadm_config,
+    "cluster_join/kubeadm-join.yaml": check_kubeadm_join,
+    "cluster_cni/kustomization.yaml": check_flannel_kustomization,
+    "cluster_cni/net-conf-patch.yaml": check_flannel_net_conf,
+    "cluster_cni/iface-patch.yaml": check_flannel_iface,
+    "cluster_metallb/metallb-pool.yaml": check_metallb_pool,
+    "cluster_ingress_nginx/kustomization.yaml": check_ingress_kustomization,
+    "cluster_ingress_nginx/controller-deployment-patch.yaml": check_ingress_deployment,
+    "cluster_ingress_nginx/controller-service-patch.yaml": check_ingress_service,
+    "cluster_workloads/multi-container-pod.yaml": check_multi_container_pod,
+    "cluster_workloads/echo.yaml": check_echo,
+    "cluster_workloads/no-endpoints.yaml": check_no_endpoints,
+    "cluster_workloads/ingress.yaml": check_ingress,
+}
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=template_id)
+def test_template(rendered: dict[str, Rendered], topology: dict, versions: dict, template: str) -> None:
+    check = CHECKS.get(template_id(template))
+    assert check, f"{template} has no check in {Path(__file__).name}: add one to CHECKS"
+    check(rendered[template_id(template)], topology, versions)
+
+
+def test_every_check_has_its_template() -> None:
+    assert set(CHECKS) == {template_id(template) for template in TEMPLATES}
