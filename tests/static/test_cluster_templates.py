@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -232,9 +233,13 @@ def check_metallb_pool(texts: Rendered, topology: dict, versions: dict) -> None:
 def check_ingress_kustomization(texts: Rendered, topology: dict, versions: dict) -> None:
     kustomization = yaml.safe_load(same_everywhere(texts))
     assert kustomization["kind"] == "Kustomization"
-    assert kustomization["resources"] == [f"deploy-{versions['ingress_nginx']['version']}.yaml"]
-    assert [patch["path"] for patch in kustomization["patches"]] == [
-        "controller-deployment-patch.yaml", "controller-service-patch.yaml"]
+    assert kustomization["resources"] == [f"deploy-{versions['ingress_nginx']['version']}.yaml",
+                                          "response-headers.yaml"]
+    paths = [patch["path"] for patch in kustomization["patches"]]
+    assert paths == ["controller-deployment-patch.yaml", "controller-service-patch.yaml",
+                     "controller-configmap-patch.yaml"]
+    for path in [*paths, "response-headers.yaml"]:
+        assert (ROOT / "roles" / "cluster_ingress_nginx" / "templates" / f"{path}.j2").is_file()
 
 
 def check_ingress_deployment(texts: Rendered, topology: dict, versions: dict) -> None:
@@ -274,6 +279,21 @@ def check_ingress_service(texts: Rendered, topology: dict, versions: dict) -> No
     assert all(port["nodePort"] in node_ports(topology) for port in spec["ports"])
 
 
+def check_ingress_configmap(texts: Rendered, topology: dict, versions: dict) -> None:
+    ingress = topology["ingress"]
+    configmap = by_kind(objects(same_everywhere(texts)))["ConfigMap"]
+    assert configmap["metadata"] == {"name": ingress["service"], "namespace": ingress["namespace"]}
+    assert configmap["data"] == {"add-headers": f"{ingress['namespace']}/podpath-response-headers"}
+
+
+def check_response_headers(texts: Rendered, topology: dict, versions: dict) -> None:
+    configmap = by_kind(objects(same_everywhere(texts)))["ConfigMap"]
+    assert configmap["metadata"]["name"] == "podpath-response-headers"
+    assert configmap["metadata"]["namespace"] == topology["ingress"]["namespace"]
+    # The header the verifier reads to know which controller served (nginx's $hostname is the pod's name).
+    assert configmap["data"] == {"X-Ingress-Controller": "$hostname"}
+
+
 # --- cluster_workloads ----------------------------------------------------------------------
 
 def check_multi_container_pod(texts: Rendered, topology: dict, versions: dict) -> None:
@@ -294,17 +314,33 @@ def check_multi_container_pod(texts: Rendered, topology: dict, versions: dict) -
 def check_echo(texts: Rendered, topology: dict, versions: dict) -> None:
     want = topology["workloads"]["echo"]
     docs = by_kind(objects(same_everywhere(texts)))
-    assert set(docs) == {"Deployment", "Service"}
-    deployment, service = docs["Deployment"], docs["Service"]
+    assert set(docs) == {"ConfigMap", "Deployment", "Service"}
+    configmap, deployment, service = docs["ConfigMap"], docs["Deployment"], docs["Service"]
     for doc in docs.values():
-        assert (doc["metadata"]["name"], doc["metadata"]["namespace"]) == (want["name"], want["namespace"])
+        assert doc["metadata"]["namespace"] == want["namespace"]
+    assert deployment["metadata"]["name"] == service["metadata"]["name"] == want["name"]
     assert deployment["spec"]["replicas"] == want["replicas"] == 3
     template = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
-    container = template["spec"]["containers"][0]
-    assert container["image"] == versions["images"]["echo"]
-    assert container["args"] == ["netexec", f"--http-port={want['target_port']}"]
+    [container] = template["spec"]["containers"]
+    assert container["image"] == versions["images"]["nginx"]
+    env = {var["name"]: var for var in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["ECHO_PORT"]["value"] == str(want["target_port"])
     assert container["ports"] == [{"name": "http", "containerPort": want["target_port"], "protocol": "TCP"}]
+    [volume] = template["spec"]["volumes"]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert container["volumeMounts"][0]["mountPath"] == "/etc/nginx/templates"
+    # The answer the verifier parses: the same fields as the netns lab's echo backends.
+    conf = configmap["data"]["default.conf.template"]
+    assert "listen ${ECHO_PORT} default_server;" in conf
+    assert "pod=${POD_NAME} ip=$server_addr node=${NODE_NAME} client=$remote_addr" in conf
+    netns_echo = (ROOT / "podpath" / "templates" / "nginx-echo.conf.j2")
+    if netns_echo.exists():
+        def fields(text: str) -> list[str]:
+            return re.findall(r"(\w+)=", text.split('return 200 "')[1].split('"')[0])
+        assert fields(conf) == fields(netns_echo.read_text()), "the two labs' echo backends answer differently"
     assert service["spec"]["clusterIP"] == want["cluster_ip"]
     assert in_network(want["cluster_ip"], topology["service_network"])
     assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
@@ -358,6 +394,8 @@ CHECKS: dict[str, Check] = {
     "cluster_ingress_nginx/kustomization.yaml": check_ingress_kustomization,
     "cluster_ingress_nginx/controller-deployment-patch.yaml": check_ingress_deployment,
     "cluster_ingress_nginx/controller-service-patch.yaml": check_ingress_service,
+    "cluster_ingress_nginx/controller-configmap-patch.yaml": check_ingress_configmap,
+    "cluster_ingress_nginx/response-headers.yaml": check_response_headers,
     "cluster_workloads/multi-container-pod.yaml": check_multi_container_pod,
     "cluster_workloads/echo.yaml": check_echo,
     "cluster_workloads/no-endpoints.yaml": check_no_endpoints,
