@@ -1,0 +1,134 @@
+"""The netns lab's plan: every pod gets its own address in its node's pod_cidr, namespace
+names as containerd makes them (cni-<uuid>), stable within a lab and distinct between
+labs, host veth names that Linux accepts, and one ingress controller per node."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import ipaddress
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podpath import plan as plan_mod, topology as topology_mod
+
+CNI_NETNS = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TOPOLOGY = topology_mod.load()
+PLAN = plan_mod.build(TOPOLOGY, "podpath")
+POD_IDS = [p.name for p in PLAN.pods]
+
+
+@pytest.fixture(scope="module")
+def plan() -> plan_mod.Plan:
+    return plan_mod.build(TOPOLOGY, "podpath")
+
+
+def test_pod_ips_are_unique(plan):
+    ips = [p.ip for p in plan.pods]
+    assert len(ips) == len(set(ips))
+
+
+@pytest.mark.parametrize("name", POD_IDS)
+def test_pod_ip_is_a_host_of_its_nodes_pod_cidr(plan, name):
+    pod = plan.pod(name)
+    node = plan.node(pod.node)
+    cidr = ipaddress.IPv4Network(node.pod_cidr)
+    ip = ipaddress.IPv4Address(pod.ip)
+    assert ip in cidr
+    assert ip not in (cidr.network_address, cidr.broadcast_address)
+    assert pod.ip != node.gateway, "the first host is cni0's"
+    assert pod.prefixlen == cidr.prefixlen
+    assert pod.gateway == node.gateway
+
+
+@pytest.mark.parametrize("name", POD_IDS)
+def test_pod_namespace_is_named_as_containerd_names_it(plan, name):
+    pod = plan.pod(name)
+    assert CNI_NETNS.match(pod.netns)
+    assert pod.netns == f"cni-{pod.uid}"
+
+
+def test_pod_namespaces_are_the_same_for_the_same_lab():
+    again = plan_mod.build(copy.deepcopy(TOPOLOGY), "podpath")
+    assert [p.netns for p in again.pods] == [p.netns for p in PLAN.pods]
+    assert [p.ip for p in again.pods] == [p.ip for p in PLAN.pods]
+
+
+def test_pod_namespaces_differ_between_labs():
+    other = plan_mod.build(TOPOLOGY, "student07")
+    assert not {p.netns for p in other.pods} & {p.netns for p in PLAN.pods}
+    assert not {p.host_veth for p in other.pods} & {p.host_veth for p in PLAN.pods}
+
+
+def test_node_lan_and_client_namespaces_carry_the_lab_name():
+    other = plan_mod.build(TOPOLOGY, "student07")
+    names = [n.netns for n in other.nodes] + [other.lan_netns, other.client_netns]
+    assert all(name.startswith("student07-") for name in names)
+
+
+@pytest.mark.parametrize("name", POD_IDS)
+def test_host_veth_name_fits_in_15_bytes(plan, name):
+    veth = plan.pod(name).host_veth
+    assert len(veth.encode()) <= 15
+    assert re.match(r"^veth[0-9a-f]{8}$", veth)
+
+
+@pytest.mark.parametrize("node", [n["name"] for n in TOPOLOGY["nodes"]])
+def test_host_veth_names_are_unique_on_a_node(plan, node):
+    veths = [p.host_veth for p in plan.pods_on(node)]
+    assert len(veths) == len(set(veths))
+
+
+def test_ingress_controllers_run_one_per_node(plan):
+    assert len(plan.ingress_pods) == TOPOLOGY["ingress"]["replicas"]
+    assert sorted(p.node for p in plan.ingress_pods) == sorted(n.name for n in plan.nodes)
+
+
+def test_echo_pods_run_on_workers_only(plan):
+    roles = {n.name: n.role for n in plan.nodes}
+    assert plan.echo_pods
+    assert all(roles[p.node] == "worker" for p in plan.echo_pods)
+
+
+def test_the_multi_container_pod_runs_where_the_topology_says(plan):
+    mcp = TOPOLOGY["workloads"]["multi_container_pod"]
+    pod = plan.pod(mcp["name"])
+    assert pod.node == mcp["node"]
+    assert len(pod.containers) == 2
+
+
+def test_node_gateway_is_the_first_host_of_its_pod_cidr(plan):
+    for node in plan.nodes:
+        assert node.gateway == str(ipaddress.IPv4Network(node.pod_cidr).network_address + 1)
+
+
+def test_more_pods_than_before_keep_the_first_pods_addresses():
+    topo: dict[str, Any] = copy.deepcopy(TOPOLOGY)
+    topo["workloads"]["echo"]["replicas"] += 4
+    topology_mod.validate(topo)
+    bigger = plan_mod.build(topo, "podpath")
+    ips = [p.ip for p in bigger.pods]
+    assert len(ips) == len(set(ips))
+    for pod in PLAN.pods:
+        if pod.app == "ingress-nginx":
+            assert bigger.pod(pod.name).ip == pod.ip
+
+
+def _load_spec_module():
+    path = Path(__file__).resolve().parents[2] / "module_utils" / "podpath_netns_spec.py"
+    spec = importlib.util.spec_from_file_location("podpath_netns_spec_for_plan", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_plans_netns_spec_is_accepted_by_the_module():
+    spec = _load_spec_module()
+    state = spec.normalize(plan_mod.netns_spec(PLAN))
+    assert None not in state, "the netns lab must not touch the host's own namespace"
+    assert set(state) == ({n.netns for n in PLAN.nodes} | {p.netns for p in PLAN.pods}
+                          | {PLAN.lan_netns, PLAN.client_netns})
