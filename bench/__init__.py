@@ -1,0 +1,1 @@
+"""Benchmarks of podpath: tables, not tests (see docs/performance.md)."""
