@@ -7,11 +7,9 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 LAB      ?= podpath
 PYTEST_ARGS ?=
-# Debian packages the netns lab and the static checks use, as command=package pairs.
-APT_TOOLS := ip=iproute2 iptables=iptables nft=nftables arping=arping tcpdump=tcpdump \
-             nginx=nginx-light curl=curl lsns=util-linux unshare=util-linux nsenter=util-linux \
-             conntrack=conntrack ping=iputils-ping cc=gcc ps=procps vagrant=vagrant \
-             /usr/lib/cni/bridge=containernetworking-plugins
+# Debian packages the labs, the tests and the static checks use.
+APT_PACKAGES := iproute2 iptables nftables arping iputils-ping tcpdump curl util-linux conntrack procps \
+                nginx-light gcc libc6-dev python3-venv containernetworking-plugins vagrant vagrant-libvirt
 
 .PHONY: help deps venv pause lab up verify trace down test bench clean
 
@@ -19,9 +17,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 deps: ## install the missing Debian packages (apt)
-	@missing=$$(for pair in $(APT_TOOLS); do cmd=$${pair%%=*}; pkg=$${pair#*=}; \
-	  if [ "$${cmd#/}" != "$$cmd" ]; then [ -e "$$cmd" ] || echo $$pkg; \
-	  else command -v $$cmd >/dev/null 2>&1 || echo $$pkg; fi; done | sort -u); \
+	@missing=$$(for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || echo $$pkg; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "podpath: installing with apt: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -135,9 +135,21 @@ def load_state(lab, group):
         return {}
 
 
-def running(record):
+def started(record):
+    """The process the record names still runs (same pid, same start time)."""
     pid = record.get("pid")
     return alive(pid) and start_time(pid) == record.get("start")
+
+
+def running(record):
+    """The container runs, and in the namespace bound at /run/netns now (not an old copy)."""
+    pid = record.get("pid")
+    if not started(record):
+        return False
+    try:
+        return os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/run/netns/%s" % record["netns"]).st_ino
+    except OSError:
+        return False
 
 
 def listening_ports(pid):
@@ -210,7 +222,7 @@ def main():
     if p["state"] == "absent":
         names = sorted(state)
         if not module.check_mode:
-            stop_many([state[n]["pid"] for n in names if running(state[n])], STOP_GRACE, term_children=True)
+            stop_many([state[n]["pid"] for n in names if started(state[n])], STOP_GRACE, term_children=True)
             for path in {f for n in names for f in state[n].get("written", [])}:
                 if path.startswith(root) and os.path.exists(path):
                     os.unlink(path)
@@ -258,7 +270,7 @@ def main():
         module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
                          files_changed=files_changed)
 
-    stop_many([state[n]["pid"] for n in stale + to_start if n in state and running(state[n])], STOP_GRACE,
+    stop_many([state[n]["pid"] for n in stale + to_start if n in state and started(state[n])], STOP_GRACE,
               term_children=True)
     for name in stale:
         state.pop(name, None)

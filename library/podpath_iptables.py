@@ -15,6 +15,8 @@ description:
     later call with the same payload changes nothing unless the namespace's rules have
     been changed by hand since (a deleted KUBE-SEP rule, for example), in which case
     they are restored and the call reports changed.
+  - nf_tables tables that iptables does not own (added with C(nft) by hand) are removed
+    from the lab's namespaces when the rules are applied.
   - Only namespaces that lab I(lab) owns (its C(/run/podpath/<lab>/netns.json)) are
     accepted; the root namespace never is.
 version_added: "0.1.0"
@@ -72,12 +74,32 @@ from ansible.module_utils.podpath_lab import Registry, check_lab_name, lab_dir, 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
+# Tables that iptables-nft itself keeps; any other nf_tables table in a lab namespace
+# was added by hand (a drill, a student's experiment) and is removed on apply.
+IPTABLES_TABLES = {("ip", "filter"), ("ip", "nat"), ("ip", "mangle"), ("ip", "raw"), ("ip", "security")}
+
+
+def in_netns(ns, argv):
+    return ["nsenter", "--net=/run/netns/%s" % ns, "--"] + argv
+
+
 def normalized_save(module, ns):
-    rc, out, err = module.run_command(["nsenter", "--net=/run/netns/%s" % ns, "--", "iptables-save"])
+    rc, out, err = module.run_command(in_netns(ns, ["iptables-save"]))
     if rc != 0:
         module.fail_json(msg="iptables-save failed in namespace %s: %s" % (ns, err.strip()))
     lines = [COUNTERS.sub("", line).rstrip() for line in out.splitlines() if line and not line.startswith("#")]
+    lines += ["foreign %s %s" % table for table in foreign_tables(module, ns)]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def foreign_tables(module, ns):
+    if not module.get_bin_path("nft"):
+        return []
+    rc, out, err = module.run_command(in_netns(ns, ["nft", "-j", "list", "tables"]))
+    if rc != 0:
+        return []
+    tables = [item["table"] for item in json.loads(out or "{}").get("nftables", []) if "table" in item]
+    return sorted((t["family"], t["name"]) for t in tables if (t["family"], t["name"]) not in IPTABLES_TABLES)
 
 
 def main():
@@ -117,8 +139,9 @@ def main():
         applied.append(ns)
         if module.check_mode:
             continue
-        rc, out, err = module.run_command(["nsenter", "--net=/run/netns/%s" % ns, "--", "iptables-restore", "-w"],
-                                          data=rules[ns], binary_data=True)
+        for family, name in foreign_tables(module, ns):
+            module.run_command(in_netns(ns, ["nft", "delete", "table", family, name]), check_rc=True)
+        rc, out, err = module.run_command(in_netns(ns, ["iptables-restore", "-w"]), data=rules[ns], binary_data=True)
         if rc != 0:
             module.fail_json(msg="iptables-restore refused the rules for namespace %s: %s" % (ns, err.strip()),
                              applied=applied)

@@ -326,6 +326,12 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
             rtnl.commit()
     for ns, c in changes.items():
         rtnl = nsset.rtnl(ns)
+        if c["del_addrs"] or c["delete_links"]:
+            # the kernel drops routes whose gateway left with an address or a link: compare again
+            current = {(r["dst"], r["gateway"]) for r in rtnl.routes()}
+            wanted = {(r["dst"], r["gateway"]) for r in desired[ns]["routes"]}
+            c["del_routes"] = sorted(current - wanted) if ns is not ROOT else []
+            c["add_routes"] = sorted(wanted - current)
         for dst, gateway in c["del_routes"]:
             rtnl.delete_route(dst, gateway)
         for dst, gateway in c["add_routes"]:
@@ -339,6 +345,11 @@ def start_holders(lab, desired, pause):
     for ns, spec in desired.items():
         if ns is ROOT or not spec["holder"] or holder_pid(lab, ns):
             continue
+        # a holder that runs but is not in the namespace now bound at /run/netns/NS holds
+        # an old copy (its file was removed by hand): stop it, with the copy
+        stale = read_pid(holder_pidfile(lab, ns))
+        if stale and alive(stale) and net_inode(stale) != netns_inode(ns):
+            stop_many([stale])
         argv = [pause] if pause else [sys.executable, "-c", PY_HOLDER]
         argv.append(netns_path(ns))
         if spec["hostname"]:

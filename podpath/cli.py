@@ -148,9 +148,7 @@ def verify_argv(args, extra: list[str]) -> list[str]:
     if args.junitxml:
         argv.append(f"--junitxml={args.junitxml}")
     if args.disruptive:
-        argv += ["-m", "disruptive or not disruptive"]
-    else:
-        argv += ["-m", "not disruptive"]
+        argv.append("--disruptive")
     return argv + extra
 
 
@@ -206,6 +204,67 @@ def cmd_labs(args) -> int:
     return EXIT_OK
 
 
+def drill_state(lab: str) -> Path:
+    return Path(labdir.lab_dir(lab)) / "drill.json"
+
+
+def run_verifier_quietly(lab: str) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="podpath-drill-") as tmp:
+        out = Path(tmp) / "scenarios.json"
+        subprocess.run(verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False),
+                                   ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
+        return json.loads(out.read_text()) if out.exists() else {}
+
+
+def cmd_drill(args) -> int:
+    from . import faults
+    from .probe import NetnsLab
+
+    require_root()
+    if not lab_exists(args.lab):
+        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    state = drill_state(args.lab)
+    if args.action == "start":
+        if state.exists():
+            raise CliError(f"lab {args.lab} already has a drill running: podpath drill reveal --lab {args.lab} ends it")
+        with LabLock(args.lab, False):
+            before = run_verifier_quietly(args.lab)
+            broken = sorted(n for n, r in before.items() if r["outcome"] == "FAIL")
+            if broken:
+                raise CliError(f"lab {args.lab} fails scenarios {', '.join(broken)} already: repair it with podpath up "
+                               "before a drill", EXIT_FAILED)
+            fault = faults.pick(args.seed)
+            what = fault.apply(NetnsLab(args.lab, load(args.topology)))
+            state.write_text(json.dumps({"seed": args.seed, "fault": fault.name, "what": what}) + "\n")
+        print(f"drill {args.seed}: one hop of lab {args.lab} is broken. Find it: podpath verify --lab {args.lab}; "
+              f"when you think it is fixed: podpath drill check --lab {args.lab}")
+        return EXIT_OK
+    if not state.exists():
+        raise CliError(f"lab {args.lab} has no drill running: start one with podpath drill start --lab {args.lab}")
+    drill = json.loads(state.read_text())
+    if args.action == "check":
+        result = run_verifier_quietly(args.lab)
+        failing = sorted((n for n, r in result.items() if r["outcome"] == "FAIL"), key=int)
+        if failing:
+            print(f"not fixed yet: scenarios {', '.join(failing)} fail (podpath verify --lab {args.lab} shows how)")
+            return EXIT_FAILED
+        print(f"fixed: every scenario passes again (drill {drill['seed']})")
+        return EXIT_OK
+    fault = faults.CATALOGUE[drill["fault"]]
+    node_ns = f"{args.lab}-<node>"
+    print(f"drill {drill['seed']}: {fault.title}")
+    print(f"  what was done: {drill['what']}")
+    print(f"  the scenario that shows it: {fault.scenario}")
+    print("  commands that would have found it:")
+    for command in fault.finds_it:
+        print("    " + command.replace("<lab>-<node>", node_ns).replace("<lab>", args.lab))
+    print(f"  podpath up --lab {args.lab} repairs it")
+    state.unlink()
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podpath", description="A lab that shows how a packet reaches a pod in Kubernetes.")
     sub = p.add_subparsers(dest="verb", required=True)
@@ -240,6 +299,11 @@ def parser() -> argparse.ArgumentParser:
     lab_args(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    drill = sub.add_parser("drill", help="classroom drills: break one hop, find it, fix it")
+    lab_args(drill)
+    drill.add_argument("action", choices=["start", "check", "reveal"])
+    drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
+    drill.set_defaults(func=cmd_drill)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
     labs.set_defaults(func=cmd_labs)

@@ -6,6 +6,7 @@ under a plain `pytest --hosts=local:// tests/verify`. Tests carry
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from .scenarios import SCENARIOS
@@ -41,6 +42,22 @@ class ScenarioReport:
             elif report.skipped:
                 message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
             self.outcomes[number].append((report.nodeid.split("::")[-1], report.outcome, message))
+
+    def outcome(self, number: int) -> str:
+        results = self.outcomes.get(number, [])
+        if any(r[1] == "failed" for r in results):
+            return "FAIL"
+        if any(r[1] == "passed" for r in results):
+            return "PASS"
+        return "SKIP" if results else "NOT RUN"
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        path = session.config.getoption("scenario_json", default=None)
+        if path:
+            data = {str(n): {"outcome": self.outcome(n), "failures": [m for _, o, m in self.outcomes.get(n, [])
+                                                                       if o == "failed"]} for n in SCENARIOS}
+            with open(path, "w") as handle:
+                json.dump(data, handle, indent=1)
 
     def lines(self) -> list[str]:
         out = []

@@ -5,6 +5,9 @@ from __future__ import annotations
 # many times and stops as soon as it has seen everything: with 3 endpoints, the chance
 # of missing one in 60 tries is below 1e-10.
 MAX_TRIES = 60
+# ...but a loop that has already seen this many failed requests stops: the check fails
+# either way, and a broken hop should not cost MAX_TRIES timeouts.
+FAILURES_ENOUGH = 3
 
 SCENARIOS: dict[int, str] = {
     1: "pod namespaces are under /var/run/netns (cni-*), have eth0 with the pod IP, and outlive their containers",

@@ -12,9 +12,7 @@ from typing import Any
 
 from . import labdir
 from .plan import build
-from .workloads import lease_path, speaker_status_path
-
-GROUPS = ("workloads", "ingress", "metallb")
+from .workloads import GROUPS, lease_path, speaker_status_path
 
 
 def _json(path: str | Path) -> Any:

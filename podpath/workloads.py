@@ -17,6 +17,8 @@ from . import kubeproxy
 from .plan import Plan, Pod
 
 RUN_ROOT = "/run/podpath"
+# The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
+GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
                           undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
                           lstrip_blocks=True)
@@ -51,7 +53,7 @@ def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int
 
 def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{group: {files: [...], containers: [...]}} for the podpath_containers module."""
-    groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in ("workloads", "ingress", "metallb")}
+    groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in GROUPS}
     ingress = plan.topology["ingress"]
     echo_svc = plan.service(plan.topology["workloads"]["echo"]["name"])
     echo_port = echo_svc.ports[0]
@@ -90,4 +92,12 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
         groups["metallb"]["containers"].append(
             {"name": f"metallb-speaker-{node.name}/speaker", "netns": node.netns, "isolate": False,
              "argv": [python, "-m", "podpath.speaker", path], "files": [path], "listen": []})
+    for node in plan.nodes:
+        path = f"{lab_dir(plan.lab)}/kube-proxy/{node.name}.conf"
+        config = {"lab": plan.lab, "node": node.name, "topology": plan.topology}
+        groups["kube-proxy"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
+                                              "mode": "0644"})
+        groups["kube-proxy"]["containers"].append(
+            {"name": f"kube-proxy-{node.name}/kube-proxy", "netns": node.netns, "isolate": False,
+             "argv": [python, "-m", "podpath.proxier", path], "files": [path], "listen": []})
     return groups

@@ -20,12 +20,16 @@ def pytest_addoption(parser):
     group.addoption("--lab", default=os.environ.get("PODPATH_LAB", "podpath"),
                     help="netns lab to verify (default: $PODPATH_LAB or podpath)")
     group.addoption("--topology", default=None, help="topology file (default: the project's)")
+    group.addoption("--disruptive", action="store_true", default=False,
+                    help="also run the checks that break the lab on purpose and repair it")
+    group.addoption("--scenario-json", default=None, help="also write each scenario's outcome to this JSON file")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(number): the verifier scenario (LAB.md) a test proves")
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
-    config.addinivalue_line("markers", "netns_only: needs the netns lab's internals")
+    config.addinivalue_line("markers", "netns_lab: a check of the netns lab (its namespaces, pidfiles, processes)")
+    config.addinivalue_line("markers", "cluster_lab: a check of the cluster lab (kubectl, crictl on the nodes)")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
         config.pluginmanager.register(ScenarioReport(), "podpath-scenarios")
 
@@ -67,20 +71,56 @@ def lab(request):
     return driver
 
 
+def pytest_collection_modifyitems(config, items):
+    """Each lab runs its own checks: the other lab's are skipped, saying why."""
+    cluster = _cluster_mode(config)
+    if not config.getoption("disruptive"):
+        # the default run changes nothing: the disruptive checks are left out, and listed
+        keep = [i for i in items if not i.get_closest_marker("disruptive")]
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("disruptive")])
+        items[:] = keep
+    for item in items:
+        if cluster and item.get_closest_marker("netns_lab"):
+            item.add_marker(pytest.mark.skip(reason="a netns lab check; this run verifies the cluster lab"))
+        if not cluster and item.get_closest_marker("cluster_lab"):
+            item.add_marker(pytest.mark.skip(reason="a cluster lab check; this run verifies the netns lab "
+                                                    "(use --hosts=ansible://all --ansible-inventory=...)"))
+
+
 def pytest_generate_tests(metafunc):
-    """One test id per pod and per node, so a failure names the pod or node."""
+    """One test id per pod and per node of the netns lab's plan, so a failure names it."""
+    if not metafunc.definition.get_closest_marker("netns_lab"):
+        return
     if not {"pod", "node", "ingress_pod", "echo_pod"} & set(metafunc.fixturenames):
         return
-    driver = make_lab(metafunc.config)
-    if "pod" in metafunc.fixturenames:
-        pods = driver.pods()
-        metafunc.parametrize("pod", pods, ids=[p.name for p in pods])
-    if "ingress_pod" in metafunc.fixturenames:
-        pods = [p for p in driver.pods() if p.app == "ingress-nginx"]
-        metafunc.parametrize("ingress_pod", pods, ids=[p.name for p in pods])
-    if "echo_pod" in metafunc.fixturenames:
-        pods = [p for p in driver.pods() if p.app == "echo"]
-        metafunc.parametrize("echo_pod", pods, ids=[p.name for p in pods])
+    from podpath.plan import build
+
+    plan = build(topology_mod.load(metafunc.config.getoption("topology")), metafunc.config.getoption("lab"))
+    for name, pods in (("pod", plan.pods), ("ingress_pod", plan.ingress_pods), ("echo_pod", plan.echo_pods)):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, pods, ids=[p.name for p in pods])
     if "node" in metafunc.fixturenames:
-        nodes = driver.plan.nodes
-        metafunc.parametrize("node", nodes, ids=[n.name for n in nodes])
+        metafunc.parametrize("node", plan.nodes, ids=[n.name for n in plan.nodes])
+
+
+# --- cluster lab: one test id per node and per pod slot ------------------------------------
+# (podpath/cluster_probe.py; tests/verify/test_cluster_*.py). A hook of its own, so that the
+# netns lab's pytest_generate_tests above stays as it is. Ids come from the topology only:
+# collecting the cluster suites never connects to a node; a slot (echo-2) is resolved to a
+# real pod when its test runs, and the failure message names that pod.
+@pytest.hookimpl(specname="pytest_generate_tests")
+def pytest_generate_tests_cluster_lab(metafunc):
+    if not metafunc.definition.get_closest_marker("cluster_lab"):
+        return
+    from podpath.cluster_probe import pod_slots
+
+    topo = topology_mod.load(metafunc.config.getoption("topology"))
+    slots = {"k8s_pod": pod_slots(topo), "k8s_echo": pod_slots(topo, "echo"),
+             "k8s_controller": pod_slots(topo, "ingress-nginx")}
+    for name, values in slots.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, values, ids=[s.id for s in values])
+    if "k8s_node" in metafunc.fixturenames:
+        names = [n["name"] for n in topo["nodes"]]
+        metafunc.parametrize("k8s_node", names, ids=names)
+# --- end of the cluster lab section ---------------------------------------------------------

@@ -9,6 +9,8 @@ import shlex
 
 import pytest
 
+pytestmark = pytest.mark.netns_lab
+
 
 def parse(save: str) -> dict[str, list[list[str]]]:
     """Chain -> its rules, each a list of words (iptables-save quoting undone)."""

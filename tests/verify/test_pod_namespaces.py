@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.netns_lab
+
 
 def nsfs_mounts() -> set[str]:
     """Mount points of namespace files (fstype nsfs), from this process's mountinfo."""

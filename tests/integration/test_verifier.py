@@ -1,0 +1,84 @@
+"""The verifier must pass on a healthy lab and fail, at the right scenario, on a broken one.
+
+One lab of its own is built for this module. For each fault of the catalogue
+(podpath/faults.py) the lab is broken in one hop, the verifier runs, and the scenario
+of that hop must fail; then `podpath up` repairs the lab and the verifier must pass
+again. The healthy lab is also verified many times in a row, to catch flaky checks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podpath import faults, topology
+from podpath.probe import NetnsLab
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTHY_RUNS = int(os.environ.get("PODPATH_HEALTHY_RUNS", "20"))
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+def podpath(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "podpath.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def verify(lab: str, tmp_path: Path) -> dict[str, dict]:
+    out = tmp_path / "scenarios.json"
+    done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
+                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out),
+                           str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+    result = json.loads(out.read_text())
+    result["_output"] = done.stdout
+    return result
+
+
+def failed(result: dict) -> set[int]:
+    return {int(n) for n, r in result.items() if not n.startswith("_") and r["outcome"] == "FAIL"}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("the netns lab needs root")
+    name = "vfy" + os.urandom(3).hex()
+    try:
+        up = podpath("up", "--lab", name, "-q")
+        assert up.returncode == 0, f"podpath up failed:\n{up.stdout}\n{up.stderr}"
+        yield NetnsLab(name, topology.load())
+    finally:
+        down = podpath("down", "--lab", name, "-q")
+        assert down.returncode == 0, f"podpath down failed:\n{down.stdout}\n{down.stderr}"
+        left = [ns for ns in os.listdir("/run/netns") if ns.startswith(name + "-")]
+        assert not left, f"podpath down left namespaces behind: {left}"
+
+
+def test_healthy_lab_passes_every_scenario_many_times(lab, tmp_path):
+    flaky = []
+    for run in range(HEALTHY_RUNS):
+        result = verify(lab.name, tmp_path)
+        if failed(result):
+            flaky.append((run, sorted(failed(result)), result["_output"][-1500:]))
+    assert not flaky, f"{len(flaky)} of {HEALTHY_RUNS} runs of a healthy lab failed: {flaky[:2]}"
+
+
+@pytest.mark.disruptive
+@pytest.mark.parametrize("fault", sorted(faults.CATALOGUE), ids=sorted(faults.CATALOGUE))
+def test_verifier_catches_the_fault_and_up_repairs_it(lab, fault, tmp_path):
+    spec = faults.CATALOGUE[fault]
+    what = spec.apply(lab)
+    broken = verify(lab.name, tmp_path)
+    assert spec.scenario in failed(broken), (
+        f"after '{what}', scenario {spec.scenario} should fail; failed: {sorted(failed(broken))}\n"
+        f"{broken['_output'][-2500:]}")
+    up = podpath("up", "--lab", lab.name, "-q")
+    assert up.returncode == 0, f"podpath up could not repair '{what}':\n{up.stdout}\n{up.stderr}"
+    repaired = verify(lab.name, tmp_path)
+    assert not failed(repaired), (f"after '{what}' and podpath up, scenarios {sorted(failed(repaired))} still fail\n"
+                                  f"{repaired['_output'][-2500:]}")
