@@ -5,8 +5,7 @@ restarts the speaker) and its speaker container is stopped, which leaves MetalLB
 list at once. Another node of the election set must answer ARP for the address within
 FAILOVER_SECONDS. The fixture then starts kubelet again, waits for the speaker to be ready and
 for the address to come back to the elected node: the lab is as it was before the test.
-Run with `-m disruptive` (or `podpath verify --disruptive` style selection); the default
-run deselects it.
+Run only with --disruptive; the default run deselects it (tests/verify/conftest.py).
 """
 import time
 
