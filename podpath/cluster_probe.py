@@ -877,7 +877,7 @@ class ClusterLab:
         if os.geteuid() != 0:
             argv = ["sudo", "-n"] + argv  # arping needs a raw socket
         out = self.local(argv)
-        if out.rc not in (0, 1):
+        if out.rc not in (0, 1) or "sudo:" in out.stderr:
             raise ProbeError(f"arping on this machine failed (exit {out.rc}): {out.stderr.strip()[:300]} "
                              "(arping needs root: run pytest as root or allow sudo -n arping)")
         return parse_arping(out.stdout)

@@ -45,9 +45,11 @@ def test_the_node_answering_arp_is_the_elected_one(lab):
     candidates = lab.election_set()
     assert candidates, "no node can announce: no Ready node with a ready MetalLB speaker and without the exclude label"
     expected = elected(candidates, address)
+    # MetalLB's own word: its ServiceL2Status, else its nodeAssigned event (events expire after
+    # an hour, so with neither only the ARP owner is compared with the election)
     announcer = lab.announcer()
-    assert announcer == expected, (f"MetalLB reports {announcer or 'no node'} announcing {address}; the election "
-                                   f"among {candidates} (sha256 of node#ip) gives {expected}")
+    assert announcer in (None, expected), (f"MetalLB reports {announcer} announcing {address}; the election "
+                                           f"among {candidates} (sha256 of node#ip) gives {expected}")
     owners = _owners(lab, lab.client_arping(address, count=2))
     assert owners == [expected], f"ARP for {address} is answered by {owners or 'nobody'}, not the elected {expected}"
 
@@ -137,5 +139,5 @@ def test_traced_path_is_complete_and_consistent(lab):
     result = lab.trace()
     text = result.text()
     assert result.complete, f"the traced path is broken:\n{text}"
-    announcer = lab.announcer()
-    assert result.node == announcer, f"ARP was answered by {result.node}, MetalLB says {announcer} announces:\n{text}"
+    expected = lab.announcer() or elected(lab.election_set(), lab.load_balancer_ip())
+    assert result.node == expected, f"ARP was answered by {result.node}, not the announcing {expected}:\n{text}"
