@@ -361,11 +361,13 @@ def start_holders(lab, desired, pause):
 
 
 def view_for_diff(state):
+    """The parts of a namespace the module manages, in one shape for before and after."""
     if state is None:
         return "absent\n"
     links = {name: {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
-             for name, link in sorted(state["links"].items())}
-    return json.dumps({"links": links, "routes": state.get("routes", []), "sysctls": state.get("sysctls", {})},
+             for name, link in sorted(state["links"].items()) if name != "lo"}
+    routes = sorted([r["dst"], r["gateway"]] for r in state.get("routes", []))
+    return json.dumps({"links": links, "routes": routes, "sysctls": state.get("sysctls", {})},
                       indent=2, sort_keys=True) + "\n"
 
 
@@ -418,8 +420,15 @@ def main():
                     removed.append(name)
             rtnl.commit()
             registry.discard("root_links", root_owned)
-            if registry.empty() and os.path.exists(registry.path):
-                os.unlink(registry.path)
+            if registry.empty():
+                for path in (registry.path, os.path.join(lab_dir(lab), "logs", "holders.log")):
+                    if os.path.exists(path):
+                        os.unlink(path)
+                for folder in ("holders", "logs", ""):
+                    try:
+                        os.rmdir(os.path.join(lab_dir(lab), folder))
+                    except OSError:
+                        pass  # not empty: other modules' files are still there
             module.exit_json(changed=bool(removed), changes=["remove %s" % n for n in removed], removed=removed)
 
         check_kernel(module, desired)
@@ -436,19 +445,21 @@ def main():
         lines += ["%s: start holder" % ns for ns in holders_needed]
         lines += ["%s: remove namespace (no longer wanted)" % ns for ns in prune if netns_exists(ns)]
         changed = bool(lines)
-        diff = {"before": "".join("# %s\n%s" % (ns or "root", view_for_diff(observed.get(ns)))
-                                  for ns in sorted(changes, key=str)),
-                "after": "".join("# %s\n%s" % (ns or "root", view_for_diff(desired[ns]))
-                                 for ns in sorted(changes, key=str))}
+        diff = None
+        if module._diff:
+            diff = {"before": "".join("# %s\n%s" % (ns or "root", view_for_diff(observed.get(ns)))
+                                      for ns in sorted(changes, key=str)),
+                    "after": "".join("# %s\n%s" % (ns or "root", view_for_diff(desired[ns]))
+                                     for ns in sorted(changes, key=str))}
         if module.check_mode:
-            module.exit_json(changed=changed, changes=lines, removed=[], diff=diff)
+            module.exit_json(changed=changed, changes=lines, removed=[], **({"diff": diff} if diff else {}))
         try:
             removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
             links = apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
             start_holders(lab, desired, p["pause"])
         except (NetlinkError, OSError) as exc:
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
-                                 "remove what lab %s made" % (exc, lab), changes=lines)
+                                 "remove what lab %s made" % (exc, lab), changes=lines, changed=True)
         result = {}
         for ns in desired:
             if ns is ROOT:
@@ -457,7 +468,8 @@ def main():
             result[ns] = {"holder_pid": holder_pid(lab, ns),
                           "links": {name: {"ifindex": v["index"], "mac": v["mac"]}
                                     for name, v in current.items() if name != "lo"}}
-        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result, diff=diff)
+        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result,
+                         **({"diff": diff} if diff else {}))
 
 
 if __name__ == "__main__":

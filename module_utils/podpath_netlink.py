@@ -229,7 +229,8 @@ class Rtnl:
     def close(self) -> None:
         self.sock.close()
 
-    def _send(self, msg, kind: int, flags: int, what: str) -> int:
+    def _send(self, msg, kind: int, flags: int, what: str, ignore=()) -> int:
+        """Queue MSG; IGNORE lists error codes that mean the request is already done."""
         self._seq += 1
         msg["header"]["type"] = kind
         msg["header"]["flags"] = flags
@@ -237,7 +238,7 @@ class Rtnl:
         msg.encode()
         self.sock.send(msg.data)
         if flags & NLM_F_ACK:
-            self._pending[self._seq] = what
+            self._pending[self._seq] = (what, ignore)
         return self._seq
 
     def _read(self):
@@ -250,11 +251,11 @@ class Rtnl:
             for msg in self._read():
                 if msg["header"]["type"] != NLMSG_ERROR:
                     continue
-                what = self._pending.pop(msg["header"]["sequence_number"], None)
+                what, ignore = self._pending.pop(msg["header"]["sequence_number"], (None, ()))
                 code = msg["header"].get("error")
-                code = getattr(code, "code", code)
-                if code and failure is None and what is not None:
-                    failure = NetlinkError(abs(code), "%s (namespace %s)" % (what, self.netns or "of the module"))
+                code = abs(getattr(code, "code", code) or 0)
+                if code and code not in ignore and failure is None and what is not None:
+                    failure = NetlinkError(code, "%s (namespace %s)" % (what, self.netns or "of the module"))
         if failure is not None:
             raise failure
 
@@ -346,7 +347,8 @@ class Rtnl:
         self._send(self._link(attrs=attrs), RTM_NEWLINK, NEW, "create veth %s with peer %s" % (name, peer_name))
 
     def delete_link(self, index: int, name: str) -> None:
-        self._send(self._link(index=index), RTM_DELLINK, SET, "delete link %s" % name)
+        # a veth goes with its peer: "no such device" means it is gone already
+        self._send(self._link(index=index), RTM_DELLINK, SET, "delete link %s" % name, ignore=(errno.ENODEV,))
 
     def set_up(self, index: int, name: str, up: bool = True) -> None:
         self._send(self._link(index=index, up=up), RTM_NEWLINK, SET, "set %s %s" % (name, "up" if up else "down"))

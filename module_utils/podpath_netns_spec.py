@@ -168,7 +168,8 @@ def normalize(namespaces, root_links=None, allow_root_namespace=False) -> dict:
                                     "root namespace: give peer.namespace, or set allow_root_namespace: true "
                                     "on a machine meant for it" % (name, _where(ns)))
                 elif ROOT not in state:
-                    state[ROOT] = {"links": {}, "routes": [], "sysctls": {}, "holder": False, "hostname": None}
+                    state[ROOT] = {"links": {}, "routes": [], "sysctls": {}, "holder": False, "hostname": None,
+                                   "_raw_routes": []}
                 peer_name, peer_link = _link(dict(peer, kind="veth"), peer_ns, creator=False)
                 link["peer"] = [peer_ns, peer_name]
                 link["creates_pair"] = True
@@ -336,7 +337,7 @@ def describe(changes: dict) -> list:
         for name, master in c["masters"]:
             lines.append("%s: %s" % (where, "attach %s to %s" % (name, master) if master else "detach %s" % name))
         for name, on in c["hairpins"]:
-            lines.append("%s: hairpin %s on %s" % (where, "on" if on else "off", name))
+            lines.append("%s: set hairpin %s on %s" % (where, "on" if on else "off", name))
         for name, cidr in c["del_addrs"]:
             lines.append("%s: remove %s from %s" % (where, cidr, name))
         for name, cidr in c["add_addrs"]:

@@ -109,7 +109,7 @@ def validate(topo: Any) -> None:
         _host_in(ip, node_net, f"ip of node {name}")
         if ip in ips:
             raise TopologyError(f"ip {ip} of node {name} is already used by {ips[ip]}: give each node its own address")
-        ips[ip] = f"node {ip}"
+        ips[ip] = f"node {name}"
         cidr = _net(node["pod_cidr"], f"pod_cidr of node {name}")
         if not cidr.subnet_of(pod_net):
             raise TopologyError(f"pod_cidr {cidr} of node {name} is outside pod_network {pod_net}: "
@@ -174,7 +174,7 @@ def validate(topo: Any) -> None:
     workers = [n for n in topo["nodes"] if n["role"] == "worker"] or topo["nodes"]
     echo = topo["workloads"]["echo"]
     per_node = -(-echo["replicas"] // len(workers)) + replicas + 1
-    smallest = min(cidr for _, cidr in cidrs)
-    if per_node > min(c.num_addresses for _, c in cidrs) - 3:
-        raise TopologyError(f"echo replicas {echo['replicas']} do not fit in the pod subnets ({smallest.prefixlen} "
-                            "bits): lower replicas or give the nodes larger pod_cidr")
+    smallest = max(cidr.prefixlen for _, cidr in cidrs)
+    if per_node > 2 ** (32 - smallest) - 3:
+        raise TopologyError(f"echo replicas {echo['replicas']} do not fit in the smallest pod subnet (/{smallest}): "
+                            "lower replicas or give the nodes larger pod_cidr")

@@ -329,7 +329,7 @@ def _stray_address(lab):
 REPAIRS = [
     ("address-removed", _no_address, "pod1: add 10.250.1.2/24 to eth0"),
     ("route-removed", _no_route, "pod1: add route default via 10.250.1.1"),
-    ("hairpin-off", _hairpin_off, "node: hairpin on on {h1}"),
+    ("hairpin-off", _hairpin_off, "node: set hairpin on on {h1}"),
     ("port-detached", _port_detached, "node: attach {h1} to cni0"),
     ("link-down", _link_down, "pod1: set eth0 up"),
     ("host-veth-deleted", _host_veth_deleted, "pod1: create veth eth0 <-> {lab}-node/{h1}"),
@@ -379,12 +379,6 @@ def test_state_absent_removes_every_namespace_and_holder(netns_lab):
     assert not again.changed
 
 
-PRUNE_BUG = ("bug: the run that prunes a pod also queues 'delete link <host veth>' in the node namespace; "
-             "removing the pod's namespace has already destroyed that veth pair, so the delete fails with "
-             "ENODEV and the module reports 'could not apply the wiring'")
-
-
-@pytest.mark.xfail(reason=PRUNE_BUG, strict=False)
 def test_one_run_prunes_a_pod_dropped_from_the_spec(netns_lab):
     netns_lab.apply(lab_spec(netns_lab, pods=(1, 2)))
     result = netns_lab.run(lab_spec(netns_lab, pods=(1,)))
