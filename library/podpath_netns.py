@@ -337,6 +337,10 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
         for dst, gateway in c["add_routes"]:
             rtnl.add_route(dst, gateway)
         rtnl.commit()
+    for ns, c in changes.items():
+        for name, cidr in c["add_addrs"]:
+            if desired[ns]["links"][name]["kind"] == "veth":
+                nsset.announce(ns, name, cidr.split("/")[0])
     return links
 
 

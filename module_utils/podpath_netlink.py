@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 
 from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
                               NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
@@ -211,6 +212,24 @@ class NamespaceSet:
         finally:
             if name is not None:
                 self._go_home()
+
+
+    def announce(self, name, ifname: str, ip: str) -> None:
+        """Send a gratuitous ARP for IP from IFNAME, as the CNI bridge plugin does for a new
+        pod address: neighbours that knew the address at another MAC learn the new one."""
+        _check(_libc.setns(self.fd(name), CLONE_NEWNET), "enter namespace %s" % name)
+        try:
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                sock.bind((ifname, 0))
+                mac = sock.getsockname()[4]
+                addr = socket.inet_aton(ip)
+                frame = b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) \
+                    + mac + addr + b"\xff" * 6 + addr
+                sock.send(frame)
+        except OSError:
+            pass  # a link that cannot send yet: neighbours will ask
+        finally:
+            self._go_home()
 
 
 class Rtnl:

@@ -39,6 +39,12 @@ def container_init(pid: int) -> int | None:
     return kids[0] if kids else None
 
 
+def _init_pid(record: dict | None) -> int | None:
+    if not record or not record["running"]:
+        return None
+    return container_init(record["pid"]) or record["pid"]
+
+
 def holders(lab: str, netns_names: list[str]) -> dict[str, int | None]:
     out = {}
     for ns in netns_names:
@@ -74,7 +80,9 @@ def lab_status(lab: str, topology: dict) -> dict[str, Any]:
         pods.append({"name": pod.name, "node": pod.node, "ip": pod.ip, "netns": pod.netns,
                      "pause_pid": held.get(pod.netns),
                      "containers": {c.name: procs.get(f"{pod.name}/{c.name}", {}).get("running", False)
-                                    for c in pod.containers}})
+                                    for c in pod.containers},
+                     "container_pids": {c.name: _init_pid(procs.get(f"{pod.name}/{c.name}"))
+                                        for c in pod.containers}})
     problems = []
     missing = sorted(({p.netns for p in plan.pods} | {n.netns for n in plan.nodes}) - set(present))
     if missing:
