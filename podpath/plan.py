@@ -148,6 +148,10 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
     for i in range(echo["replicas"]):
         add_pod(f"{echo['name']}-{i + 1}", echo["namespace"], workers[i % len(workers)], "echo",
                 [Container("echo", "nginx")], echo["target_port"])
+    # Scale runs: pods that are only a sandbox (the pause process and the network), per node.
+    for node in nodes:
+        for i in range(topo["workloads"].get("idle_pods_per_node", 0)):
+            add_pod(f"idle-{node.name}-{i + 1}", "default", node, "idle", [], None)
     mcp = topo["workloads"]["multi_container_pod"]
     add_pod(mcp["name"], mcp["namespace"], next(n for n in nodes if n.name == mcp["node"]), "multi-container",
             [Container("container-1", "sleep"), Container("container-2", "nginx")], 80)
