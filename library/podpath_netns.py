@@ -150,10 +150,10 @@ changes:
   elements: str
   sample: ["cni-0b7c...: create namespace", "podpath-worker1: attach veth3f2a1c9e to cni0"]
 namespaces:
-  description: For each namespace of I(namespaces), its holder's pid and its links' MAC addresses and indices.
+  description: For each namespace of I(namespaces), the pid of its holder (null without one).
   returned: when state is present and not in check mode
   type: dict
-  sample: {"podpath-worker1": {"holder_pid": null, "links": {"cni0": {"ifindex": 2, "mac": "4a:3e:..."}}}}
+  sample: {"podpath-worker1": {"holder_pid": null}, "cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b": {"holder_pid": 4242}}
 removed:
   description: Namespaces removed (pruned, or all of the lab's with state absent).
   returned: always
@@ -292,20 +292,35 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
         if c["delete_links"]:
             for other in [ns] + [p for _, p, _ in c["veths"]]:
                 observed[other]["raw"] = nsset.rtnl(other).links()
+    # In a namespace made by this run only lo exists (index 1), so the links created in it
+    # can be given their indices (2, 3, ...) and need no dump afterwards.
+    fresh = {ns: {"lo": {"index": 1}} for ns in new}
+    received = set()  # namespaces where a peer appeared: their indices are read back
+    created = set()  # (ns, link) created up by this run (a veth's peer is set up later)
     for ns, c in changes.items():
         rtnl = nsset.rtnl(ns)
+
+        def index_for(name):
+            if ns not in fresh or ns in received:
+                return 0
+            fresh[ns][name] = {"index": len(fresh[ns]) + 1}
+            return fresh[ns][name]["index"]
+
         for name in c["bridges"]:
-            rtnl.add_bridge(name)
+            rtnl.add_bridge(name, index_for(name))
+            created.add((ns, name))
         for name, peer_ns, peer_name in c["veths"]:
             stale = observed.get(peer_ns, {}).get("raw", {}).get(peer_name)
             if stale:
                 nsset.rtnl(peer_ns).delete_link(stale["index"], peer_name)
                 nsset.rtnl(peer_ns).commit()
                 touched.add(peer_ns)
-            rtnl.add_veth(name, peer_name, nsset.fd(peer_ns))
+            rtnl.add_veth(name, peer_name, nsset.fd(peer_ns), index_for(name))
+            created.add((ns, name))
             touched.add(peer_ns)
+            received.add(peer_ns)
         rtnl.commit()
-    links = {ns: nsset.rtnl(ns).links() for ns in touched}
+    links = {ns: (fresh[ns] if ns in fresh and ns not in received else nsset.rtnl(ns).links()) for ns in touched}
     # two passes: a port needs its master before its hairpin mode can be set
     for step in ("ports", "config"):
         for ns, c in changes.items():
@@ -322,7 +337,8 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
                 for name, cidr in c["add_addrs"]:
                     rtnl.add_address(index[name], cidr, name)
                 for name in c["ups"]:
-                    rtnl.set_up(index[name], name)
+                    if (ns, name) not in created:
+                        rtnl.set_up(index[name], name)
             rtnl.commit()
     for ns, c in changes.items():
         rtnl = nsset.rtnl(ns)
@@ -341,7 +357,6 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
         for name, cidr in c["add_addrs"]:
             if desired[ns]["links"][name]["kind"] == "veth":
                 nsset.announce(ns, name, cidr.split("/")[0])
-    return links
 
 
 def start_holders(lab, desired, pause):
@@ -459,19 +474,12 @@ def main():
             module.exit_json(changed=changed, changes=lines, removed=[], **({"diff": diff} if diff else {}))
         try:
             removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
-            links = apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
+            apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
             start_holders(lab, desired, p["pause"])
         except (NetlinkError, OSError) as exc:
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
                                  "remove what lab %s made" % (exc, lab), changes=lines, changed=True)
-        result = {}
-        for ns in desired:
-            if ns is ROOT:
-                continue
-            current = links.get(ns) or observed[ns]["raw"]
-            result[ns] = {"holder_pid": holder_pid(lab, ns),
-                          "links": {name: {"ifindex": v["index"], "mac": v["mac"]}
-                                    for name, v in current.items() if name != "lo"}}
+        result = {ns: {"holder_pid": holder_pid(lab, ns)} for ns in desired if ns is not ROOT}
         module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result,
                          **({"diff": diff} if diff else {}))
 

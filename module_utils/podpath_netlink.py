@@ -354,16 +354,20 @@ class Rtnl:
         msg["attrs"] = attrs or []
         return msg
 
-    def add_bridge(self, name: str) -> None:
+    def add_bridge(self, name: str, index: int = 0) -> None:
+        """Create bridge NAME, up; INDEX asks for that ifindex (0: the kernel picks)."""
         attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
-        self._send(self._link(attrs=attrs), RTM_NEWLINK, NEW, "create bridge %s" % name)
+        self._send(self._link(index=index, attrs=attrs, up=True), RTM_NEWLINK, NEW, "create bridge %s" % name)
 
-    def add_veth(self, name: str, peer_name: str, peer_fd: int) -> None:
-        """Create NAME here and PEER_NAME directly in the namespace open at PEER_FD."""
+    def add_veth(self, name: str, peer_name: str, peer_fd: int, index: int = 0) -> None:
+        """Create NAME here, up, and PEER_NAME directly in the namespace open at PEER_FD (down).
+
+        INDEX asks for NAME's ifindex (0: the kernel picks), which spares a dump to learn it."""
         peer = {"attrs": [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_FD", peer_fd)]}
         info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
         attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)]
-        self._send(self._link(attrs=attrs), RTM_NEWLINK, NEW, "create veth %s with peer %s" % (name, peer_name))
+        self._send(self._link(index=index, attrs=attrs, up=True), RTM_NEWLINK, NEW,
+                   "create veth %s with peer %s" % (name, peer_name))
 
     def delete_link(self, index: int, name: str) -> None:
         # a veth goes with its peer: "no such device" means it is gone already
