@@ -353,10 +353,23 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
         for dst, gateway in c["add_routes"]:
             rtnl.add_route(dst, gateway)
         rtnl.commit()
+    # A pod address that comes back on a new veth (a pod made again) has a new MAC: the node
+    # forgets the old one, where the CNI bridge plugin would send a gratuitous ARP.
+    forget = {}
     for ns, c in changes.items():
         for name, cidr in c["add_addrs"]:
-            if desired[ns]["links"][name]["kind"] == "veth":
-                nsset.announce(ns, name, cidr.split("/")[0])
+            link = desired[ns]["links"][name]
+            if link["kind"] != "veth" or not link["creates_pair"]:
+                continue
+            peer_ns, peer_name = link["peer"]
+            bridge = desired[peer_ns]["links"][peer_name]["master"]
+            if bridge and peer_ns in links:
+                forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], cidr.split("/")[0], bridge))
+    for peer_ns, entries in forget.items():
+        rtnl = nsset.rtnl(peer_ns)
+        for index, ip, bridge in entries:
+            rtnl.forget_neighbour(index, ip, bridge)
+        rtnl.commit()
 
 
 def start_holders(lab, desired, pause):
