@@ -1,5 +1,5 @@
-"""What the Ansible tools can tell without a machine: every playbook parses, the cluster lab's
-files pass ansible-lint's production profile and yamllint."""
+"""What the Ansible tools can tell without a machine: every playbook parses, and every
+Ansible and YAML file of both labs passes ansible-lint's production profile and yamllint."""
 from __future__ import annotations
 
 import subprocess
@@ -15,13 +15,13 @@ PLAYBOOKS = sorted(path.name for path in (ROOT / "playbooks").glob("*.yml"))
 # Both inventories: the netns lab's (localhost) and the example of real machines (the
 # cluster groups), so that every play's host pattern resolves.
 INVENTORIES = ["-i", "inventory/localhost.yml", "-i", "inventory/hosts.example.yml"]
-# The cluster lab's own Ansible and YAML files (the netns lab's are checked by its tests).
-CLUSTER_FILES = [
-    "playbooks/site.yml",
-    "playbooks/reset.yml",
+# Every Ansible and YAML file of both labs.
+ANSIBLE_FILES = [
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "playbooks").glob("*.yml")),
     "inventory/hosts.example.yml",
-    "inventory/group_vars/all/versions.yml",
-    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "roles").glob("cluster_*")),
+    "inventory/localhost.yml",
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "inventory" / "group_vars" / "all").glob("*.yml")),
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "roles").iterdir() if path.is_dir()),
 ]
 
 
@@ -41,10 +41,10 @@ def test_playbook_syntax(tool: Callable[[str], str], playbook: str) -> None:
 
 def test_ansible_lint_production_profile(tool: Callable[[str], str]) -> None:
     result = run([tool("ansible-lint"), "--offline", "--profile", "production", "--format", "pep8",
-                  *CLUSTER_FILES], timeout=300)
+                  *ANSIBLE_FILES], timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_yamllint(tool: Callable[[str], str]) -> None:
-    result = run([tool("yamllint"), "--strict", "--format", "parsable", *CLUSTER_FILES])
+    result = run([tool("yamllint"), "--strict", "--format", "parsable", *ANSIBLE_FILES])
     assert result.returncode == 0, result.stdout + result.stderr
