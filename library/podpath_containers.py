@@ -113,7 +113,7 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, holder_pidfile, lab_dir, read_pid, \
+from ansible.module_utils.podpath_lab import Registry, alive, holder_pidfile, lab_dir, read_pid, require_lab_and_root, \
     reap_children, spawn, start_time, stop_many, write_file
 
 
@@ -207,12 +207,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    lab = p["lab"]
-    error = check_lab_name(lab)
-    if error:
-        module.fail_json(msg=error)
-    if os.geteuid() != 0:
-        module.fail_json(msg="podpath_containers must run as root: use become: true or sudo")
+    lab = require_lab_and_root(module, "podpath_containers")
     root = lab_dir(lab) + "/"
     group = p["group"]
     if not re.match(r"^[a-z0-9-]{1,32}$", group):

@@ -69,7 +69,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, check_lab_name, lab_dir, write_file
+from ansible.module_utils.podpath_lab import Registry, lab_dir, require_lab_and_root, write_file
 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 
@@ -107,12 +107,7 @@ def main():
         argument_spec=dict(lab=dict(type="str", required=True), rules=dict(type="dict", required=True)),
         supports_check_mode=True,
     )
-    lab = module.params["lab"]
-    error = check_lab_name(lab)
-    if error:
-        module.fail_json(msg=error)
-    if os.geteuid() != 0:
-        module.fail_json(msg="podpath_iptables must run as root: use become: true or sudo")
+    lab = require_lab_and_root(module, "podpath_iptables")
     for tool in ("iptables-restore", "iptables-save", "nsenter"):
         if not module.get_bin_path(tool):
             module.fail_json(msg="%s is missing: install it with apt-get install iptables util-linux" % tool)

@@ -169,7 +169,7 @@ import sys
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils.podpath_netlink import NamespaceSet, NetlinkError, list_netns, netns_exists, \
+    from ansible.module_utils.podpath_netlink import NamespaceSet, NetlinkError, netns_exists, \
         netns_inode, netns_path
     HAS_PYROUTE2 = True
     PYROUTE2_ERROR = None

@@ -30,6 +30,17 @@ def check_lab_name(lab) -> str:
     return ""
 
 
+def require_lab_and_root(module, what: str) -> str:
+    """Fail MODULE unless its lab name is valid and it runs as root; return the lab name."""
+    lab = module.params["lab"]
+    error = check_lab_name(lab)
+    if error:
+        module.fail_json(msg=error)
+    if os.geteuid() != 0:
+        module.fail_json(msg="%s must run as root: use become: true or sudo" % what)
+    return lab
+
+
 def lab_dir(lab: str) -> str:
     return os.path.join(RUN_ROOT, lab)
 

@@ -14,14 +14,13 @@ CONFIG holds the lab name, the node name and the topology.
 from __future__ import annotations
 
 import dataclasses
-import json
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 from . import kubeproxy
+from .daemon import log, start
 from .plan import Plan, build
 
 
@@ -55,21 +54,12 @@ def apply(rules: str) -> None:
         log(f"iptables-restore failed: {done.stderr.strip()}")
 
 
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m podpath.proxier CONFIG.json", file=sys.stderr)
-        return 2
-    with open(argv[1]) as handle:
-        config = json.load(handle)
+    config = start(argv, "proxier")
     plan = build(config["topology"], config["lab"])
     node = config["node"]
     period = float(config.get("period", 0.5))
     timeout = float(config.get("timeout", 0.3))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # The playbook applied the rules with every endpoint: start from that.
     current = {p for s in plan.services for p in s.endpoints}
     log(f"{node}: watching {len(current)} endpoints every {period} s")

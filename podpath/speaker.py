@@ -19,11 +19,12 @@ import hashlib
 import json
 import os
 import select
-import signal
 import socket
 import struct
 import sys
 import time
+
+from .daemon import log, start
 
 ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6
@@ -158,17 +159,8 @@ class Speaker:
                 next_status = now + 1.0
 
 
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m podpath.speaker CONFIG.json", file=sys.stderr)
-        return 2
-    with open(argv[1]) as handle:
-        config = json.load(handle)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    config = start(argv, "speaker")
     speaker = Speaker(config)
     log(f"{speaker.node}: speaker up on {config['interface']} ({speaker.ip})")
     try:

@@ -134,7 +134,7 @@ def validate(topo: Any) -> None:
     if first > last:
         raise TopologyError(f"MetalLB pool {topo['metallb']['pool']} starts after it ends: write it as first-last")
     for end in (first, last):
-        _host_in(end, node_net, f"MetalLB pool address")
+        _host_in(end, node_net, "MetalLB pool address")
     for ip, owner in ips.items():
         if first <= ip <= last:
             raise TopologyError(f"MetalLB pool {topo['metallb']['pool']} contains {ip}, the address of {owner}: "
