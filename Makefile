@@ -36,9 +36,12 @@ venv: $(VENV)/.installed ## create .venv and install podpath with its Python dep
 pause: venv ## build the pause program the lab's pods use
 	@$(PY) -m podpath.pause_build
 
-lab: deps venv pause ## build the default netns lab and verify it
+lab: deps venv pause ## build the default netns lab, verify it and trace one request
 	$(VENV)/bin/podpath up --lab $(LAB)
-	$(VENV)/bin/podpath verify --lab $(LAB)
+	$(VENV)/bin/podpath verify --lab $(LAB) --junitxml reports/verify-$(LAB).xml
+	$(VENV)/bin/podpath trace --lab $(LAB) -o reports/trace-$(LAB).mmd
+	@echo "Next: $(VENV)/bin/podpath status --lab $(LAB); docs/walkthrough.md follows the article on this lab;"
+	@echo "      $(VENV)/bin/podpath down --lab $(LAB) removes it."
 
 up: deps venv pause ## build (or repair) the netns lab LAB
 	$(VENV)/bin/podpath up --lab $(LAB)

@@ -170,6 +170,7 @@ def cmd_trace(args) -> int:
     print(trace.render_text(result))
     if args.output:
         text = trace.render_mermaid(result) if args.output.endswith((".mmd", ".md")) else trace.render_dot(result)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         print(f"diagram written to {args.output}")
     return EXIT_OK if result.complete else EXIT_FAILED
