@@ -10,7 +10,7 @@ module: podpath_iptables
 short_description: Apply whole iptables rule sets to lab network namespaces, atomically
 description:
   - Applies one C(iptables-restore) payload per network namespace, the way kube-proxy
-    applies its rules: the tables named in the payload are replaced in one transaction.
+    applies its rules. The tables named in the payload are replaced in one transaction.
   - Idempotent. After applying, the module records what C(iptables-save) then shows; a
     later call with the same payload changes nothing unless the namespace's rules have
     been changed by hand since (a deleted KUBE-SEP rule, for example), in which case

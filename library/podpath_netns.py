@@ -86,7 +86,7 @@ options:
   allow_root_namespace:
     description:
       - Allow I(root_links) and veth peers without a namespace. Leave it off on a shared
-        host: the netns lab never changes the host's own namespace.
+        host. The netns lab never changes the host's own namespace.
     type: bool
     default: false
   prune:

@@ -1,0 +1,49 @@
+"""The project's modules document themselves: ansible-doc shows their options, examples and
+return values, and every option the module accepts is documented (and no other)."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.static
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = sorted(p.stem for p in (ROOT / "library").glob("*.py"))
+
+
+def argument_spec_keys(module: str) -> set[str]:
+    """The top-level keys of argument_spec=dict(...) in the module's source."""
+    tree = ast.parse((ROOT / "library" / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "argument_spec" and isinstance(node.value, ast.Call):
+            return {kw.arg for kw in node.value.keywords}
+    raise AssertionError(f"{module} has no argument_spec=dict(...)")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ansible_doc_shows_the_module(tool, module):
+    done = subprocess.run([tool("ansible-doc"), "-M", "library", "-j", module], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)[module]
+    assert doc["doc"]["short_description"] and doc["examples"].strip()
+    assert doc["return"], f"{module} has no RETURN block"
+    assert set(doc["doc"]["options"]) == argument_spec_keys(module), (
+        f"{module}: documented options {sorted(doc['doc']['options'])} differ from the argument_spec "
+        f"{sorted(argument_spec_keys(module))}")
+    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_examples_use_only_documented_options(module):
+    tree = ast.parse((ROOT / "library" / f"{module}.py").read_text())
+    blocks = {n.targets[0].id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+              and isinstance(n.targets[0], ast.Name) and n.targets[0].id in ("DOCUMENTATION", "EXAMPLES")}
+    options = set(yaml.safe_load(blocks["DOCUMENTATION"])["options"])
+    for task in yaml.safe_load(blocks["EXAMPLES"]):
+        assert set(task[module]) <= options, f"{module}: an example uses {set(task[module]) - options}"
