@@ -72,6 +72,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.podpath_lab import Registry, lab_dir, require_lab_and_root, write_file
 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
+NFT_COUNTERS = re.compile(r"counter packets \d+ bytes \d+")
 
 
 # Tables that iptables-nft itself keeps; any other nf_tables table in a lab namespace
@@ -83,23 +84,27 @@ def in_netns(ns, argv):
     return ["nsenter", "--net=/run/netns/%s" % ns, "--"] + argv
 
 
-def normalized_save(module, ns):
+def ruleset(module, ns):
+    """What the namespace's firewall holds, without counters, and the foreign tables in it.
+
+    With nft, one `nft list ruleset` shows both the iptables tables and any other; without it,
+    iptables-save is read."""
+    if module.get_bin_path("nft"):
+        rc, out, err = module.run_command(in_netns(ns, ["nft", "list", "ruleset"]))
+        if rc == 0:
+            text = NFT_COUNTERS.sub("counter", out)
+            tables = [tuple(line.split()[1:3]) for line in text.splitlines() if line.startswith("table ")]
+            return text, sorted(t for t in tables if t not in IPTABLES_TABLES)
     rc, out, err = module.run_command(in_netns(ns, ["iptables-save"]))
     if rc != 0:
         module.fail_json(msg="iptables-save failed in namespace %s: %s" % (ns, err.strip()))
     lines = [COUNTERS.sub("", line).rstrip() for line in out.splitlines() if line and not line.startswith("#")]
-    lines += ["foreign %s %s" % table for table in foreign_tables(module, ns)]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return "\n".join(lines), []
 
 
-def foreign_tables(module, ns):
-    if not module.get_bin_path("nft"):
-        return []
-    rc, out, err = module.run_command(in_netns(ns, ["nft", "-j", "list", "tables"]))
-    if rc != 0:
-        return []
-    tables = [item["table"] for item in json.loads(out or "{}").get("nftables", []) if "table" in item]
-    return sorted((t["family"], t["name"]) for t in tables if (t["family"], t["name"]) not in IPTABLES_TABLES)
+def fingerprint(module, ns):
+    text, _ = ruleset(module, ns)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def main():
@@ -129,18 +134,18 @@ def main():
     for ns in sorted(rules):
         wanted = hashlib.sha256(rules[ns].encode()).hexdigest()
         record = state.get(ns, {})
-        if record.get("payload") == wanted and record.get("saved") == normalized_save(module, ns):
+        if record.get("payload") == wanted and record.get("saved") == fingerprint(module, ns):
             continue
         applied.append(ns)
         if module.check_mode:
             continue
-        for family, name in foreign_tables(module, ns):
+        for family, name in ruleset(module, ns)[1]:
             module.run_command(in_netns(ns, ["nft", "delete", "table", family, name]), check_rc=True)
         rc, out, err = module.run_command(in_netns(ns, ["iptables-restore", "-w"]), data=rules[ns], binary_data=True)
         if rc != 0:
             module.fail_json(msg="iptables-restore refused the rules for namespace %s: %s" % (ns, err.strip()),
                              applied=applied)
-        state[ns] = {"payload": wanted, "saved": normalized_save(module, ns)}
+        state[ns] = {"payload": wanted, "saved": fingerprint(module, ns)}
     if applied and not module.check_mode:
         write_file(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
     module.exit_json(changed=bool(applied), applied=applied,
