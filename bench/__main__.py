@@ -1,0 +1,245 @@
+"""podpath's benchmarks in one run: lifecycle, where `up`'s time goes, scale, classroom, pod wiring.
+
+    python -m bench                 # everything (make bench), tables into docs/performance.md
+    python -m bench --quick         # one run each at small sizes: a fast check, writes nothing
+    python -m bench --only scale,classroom [--repeats 5] [--no-write]
+
+Every lab is a new one named b<letter><6 random>, taken down again at the end (also on an
+error or Ctrl-C). Run it as root; other work on the machine shows in the load average,
+which is printed with every part.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+from . import classroom, lifecycle, scale, wiring
+from .labs import load_average, neigh_gc_thresh3
+from .stats import Spread, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "performance.md"
+PARTS = ("lifecycle", "scale", "classroom", "wiring")  # the time profile comes with lifecycle and scale
+
+H_RUN = "## How to run, and the machine"
+H_GOALS = "## Goals"
+H_LIFECYCLE = "## Reference lab: up, up again, verify, down"
+H_PROFILE = "## Where the time of `podpath up` goes"
+H_SCALE = "## Scale: idle pods per node"
+H_CLASSROOM = "## Classroom: many labs on one host"
+
+
+def machine() -> dict[str, str]:
+    box = wiring.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                box["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    box["ansible-runner"] = version("ansible-runner")
+    box["nproc"] = str(len(os.sched_getaffinity(0)))
+    return box
+
+
+def describe(box: dict[str, str]) -> str:
+    return (f"{box['nproc']} CPUs ({box['cpu']}), {box.get('memory', '?')} memory, kernel {box['kernel']}, "
+            f"{box['os']}; Python {box['python']}, ansible-core {box['ansible-core']}, "
+            f"ansible-runner {box['ansible-runner']}, pyroute2 {box['pyroute2']}")
+
+
+# -- docs/performance.md: each part owns one section -----------------------------------------------
+ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING]
+
+
+def split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """(what comes before the first '## ', {heading: its section, heading line included})."""
+    head, _, _ = text.partition("\n## ")
+    sections = {}
+    for chunk in text[len(head):].split("\n## ")[1:]:
+        heading = "## " + chunk.split("\n", 1)[0]
+        sections[heading] = ("## " + chunk).rstrip("\n") + "\n"
+    return head.rstrip("\n") + "\n", sections
+
+
+def write_sections(new: list[tuple[str, str]], path: Path = DOCS) -> None:
+    """Replace our sections (others, such as bench.wiring's, stay as they are), in ORDER."""
+    head, sections = split_sections(path.read_text() if path.exists() else "# Performance\n")
+    sections.update({heading: body.rstrip("\n") + "\n" for heading, body in new})
+    ordered = [h for h in ORDER if h in sections] + [h for h in sections if h not in ORDER]
+    path.write_text(head + "".join("\n" + sections[h] for h in ordered))
+
+
+def goals_section(rows: list[tuple[str, str, str]], when: str, box: dict[str, str]) -> str:
+    lines = [H_GOALS, "", f"The issue's goals (issue 8) against the latest run ({when}, {box['nproc']} CPUs).",
+             "", "| goal | measured (median) | |", "|---|---|---|"]
+    lines += [f"| {goal} | {measured} | {met} |" for goal, measured, met in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: float) -> str:
+    load_lines = "\n".join(f"- {part}: {load}" for part, load in loads.items())
+    return f"""{H_RUN}
+
+```sh
+make bench                                   # everything below (python -m bench)
+.venv/bin/python -m bench --quick            # one run each at small sizes, a quick check; writes nothing
+.venv/bin/python -m bench --only lifecycle   # one part: lifecycle (with the time profile), scale, classroom, wiring
+.venv/bin/python -m bench.wiring --profile   # the wiring part alone, with a cProfile of the module
+```
+
+As root, from the project folder, after `make lab` or `make deps venv pause`. Each run
+builds labs of its own (named `b` + a letter + 6 random characters) and takes every one
+down again, also after an error; the lab `podpath` and other labs are never touched.
+Times are wall times of the commands a user types (`podpath up`, `podpath verify`,
+`podpath down`), so they include the CLI's and Ansible's start-up. Speed is measured here,
+never asserted in tests.
+
+Last run: {when}, {minutes:.0f} minutes, on {describe(box)}.
+
+The machine is shared: other people's tests ran during the run, so times carry their noise.
+Load average (1, 5, 15 min) when each part started, and at the end:
+
+{load_lines}
+"""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="1 run each, small sizes (scale 10,50; classroom 1,3; wiring 10); implies --no-write")
+    p.add_argument("--only", default=",".join(PARTS), help=f"parts to run, comma-separated: {', '.join(PARTS)}")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
+    p.add_argument("--no-write", action="store_true", help=f"do not update {DOCS.relative_to(ROOT)}")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("python -m bench builds labs: run it as root")
+    parts = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        p.error(f"unknown part {', '.join(unknown)}: use {', '.join(PARTS)}")
+    repeats = 1 if args.quick else args.repeats
+    write = not (args.no_write or args.quick)
+
+    box = machine()
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"# podpath benchmarks, {when}\n{describe(box)}\n")
+    loads: dict[str, str] = {}
+    sections: list[tuple[str, str]] = []
+    goal_rows: list[tuple[str, str, str]] = []
+    profile_columns: dict[str, list] = {}
+    started = time.monotonic()
+
+    def begin(part: str) -> None:
+        loads[part] = load_average()
+        print(f"## {part} (load average {loads[part]})", flush=True)
+
+    def emit(heading: str, body: str) -> None:
+        print(f"\n{body}\n", flush=True)
+        sections.append((heading, body))
+
+    if "lifecycle" in parts:
+        begin("lifecycle")
+        life = lifecycle.run(repeats)
+        emit(H_LIFECYCLE, f"{H_LIFECYCLE}\n\n{lifecycle.table(life)}\n\n{lifecycle.facts(life)}\n")
+        for step, goal in lifecycle.GOALS.items():
+            median = Spread.of(life.times[step]).median
+            goal_rows.append((f"reference lab: {step} ≤ {goal:g} s", f"{median:.2f} s",
+                              verdict(median, goal)))
+        goal_rows.append(("second up reports changed=0", ", ".join(map(str, life.changed)),
+                          "met" if all(c == 0 for c in life.changed) else "**not met**"))
+        profile_columns["cold, reference"] = life.profiles["cold"]
+        profile_columns["warm, reference"] = life.profiles["warm"]
+
+    if "scale" in parts:
+        begin("scale")
+        sizes = scale.run((10, 50) if args.quick else (10, 100, 300), repeats)
+        emit(H_SCALE, f"""{H_SCALE}
+
+The reference lab (7 pods) plus N pods per node that are only a sandbox (pause process and
+network), with a /22 pod subnet per node (a copy of the topology, `--topology`). Each run
+is a new lab: cold `podpath up`, the verifier with that topology (one test per pod),
+`podpath down`. {repeats} run(s) per size. Memory: PSS summed over every process of the lab;
+the host's MemAvailable drop adds the kernel's side and other users' noise. *ARP table full*:
+how often, during the up and the verify, the kernel found its ARP table full (all runs,
+`table_fulls` in /proc/net/stat/arp_cache). That table and its limit
+(`net.ipv4.neigh.default.gc_thresh3`, {neigh_gc_thresh3()} here) are shared by every namespace
+on the host: every pod's entry for its gateway and every node's entry for its pods count,
+so near 1,000 pods the verifier's pings can find no room and fail. The lab leaves the host's
+sysctls alone; raising gc_thresh1/2/3 on the host (an administrator's choice) lifts it.
+
+{scale.table(sizes)}
+
+What each added pod costs, from one size to the next:
+
+{scale.growth_table(sizes)}
+""")
+        goal_rows += scale.goals(sizes)
+        profile_columns[f"cold, {sizes[-1].pods} pods"] = sizes[-1].profiles
+
+    if profile_columns:
+        ansible_floor = lifecycle.floor(repeats)
+        emit(H_PROFILE, f"""{H_PROFILE}
+
+Per task from ansible-runner's job events of the runs above (the same runs, no extra ones):
+median seconds and share of the command's wall time. *cold*: a new lab; *warm*: `up` again
+on a lab that is up (nothing changes). The rows in parentheses are time outside the tasks.
+
+{lifecycle.profile_table(profile_columns)}
+
+{lifecycle.biggest(profile_columns)}
+
+The floor under any playbook on this machine (median of {repeats}): `ansible-playbook --version`
+takes {ansible_floor['start'].median:.2f} s, and a task that does nothing (`ansible.builtin.ping`, a
+module run as every module is run) {ansible_floor['task'].median:.2f} s.
+""")
+
+    if "classroom" in parts:
+        begin("classroom")
+        points = classroom.run((1, 3) if args.quick else (1, 5, 10, 30))
+        last = points[-1]
+        downs = Spread.of(last.down)
+        stopped = [f"- stopped at {p.labs}: {p.stopped}" for p in points if p.stopped]
+        stopped += [f"- failed at {p.labs} labs: {f}" for p in points for f in p.failed]
+        emit(H_CLASSROOM, f"""{H_CLASSROOM}
+
+Reference labs built one after another up to each count (the labs of one row stay for the
+next), then every lab verified one after another with all of them running. *idle CPU*: what
+all their processes use in 5 s while nobody uses the labs (kube-proxy's probes every 0.5 s,
+the speakers' announcements, the lease renewals). One run.
+
+{classroom.table(points)}
+{chr(10).join(stopped)}
+Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.low:.1f}, max {downs.high:.1f}).
+""")
+        goal_rows.append(classroom.goal(points))
+
+    if "wiring" in parts:
+        begin("wiring")
+        rows = wiring.run((10,) if args.quick else (10, 100, 500), repeats)
+        print("\n" + wiring.table(rows) + "\n\n" + wiring.verdict(rows) + "\n", flush=True)
+        if write:
+            wiring.write_docs(wiring.section(rows, wiring.machine()))
+        top = max(r["pods"] for r in rows)
+        ratio = next(r["vs_cni"] for r in rows if r["pods"] == top and r["method"] == wiring.METHODS[0][0])
+        goal_rows.append((f"pod wiring ≥ 3 × the CNI plugin ({top} pods, module in one ansible-playbook call)",
+                          f"{ratio:.1f} ×", "met" if ratio >= 3 else "**not met**"))
+
+    goals = goals_section(goal_rows, when, box)
+    print(goals)
+    minutes = (time.monotonic() - started) / 60
+    loads["end"] = load_average()
+    print(f"benchmarks took {minutes:.1f} min; load average now {loads['end']}")
+    if write:
+        write_sections([(H_RUN, run_section(box, when, loads, minutes)), (H_GOALS, goals)] + sections)
+        print(f"written to {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

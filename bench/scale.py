@@ -1,0 +1,133 @@
+"""Scale: the reference lab plus N idle pods per node (a pause process and the pod's network).
+
+Each size uses a copy of the reference topology with `idle_pods_per_node: N` and a /22 pod
+subnet per node, and runs, on a new lab each time: a cold `podpath up --topology`, the
+verifier (which has one test per pod) and `podpath down`. Memory is the sum of the PSS of
+every process of the lab (pause, nginx and its workers, the container wrappers, the
+Python daemons); the drop of the host's MemAvailable also counts the kernel's side
+(namespaces, veths, iptables), but other users of the machine move it too.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podpath.plan import build
+from podpath.topology import load
+
+from .labs import (Labs, arp_table_fulls, checks_passed, lab_pids, last_run_tasks, mem_available_kib, new_name, pss_kib,
+                   scale_topology, verify)
+from .stats import Spread, verdict
+
+GOAL_UP_S = 10.0  # 1,000 pods up in at most 10 s
+FLAT = 1.25  # "flat": the last step's cost per added pod within 25 % of the step before
+
+
+@dataclass
+class Size:
+    idle_per_node: int
+    pods: int
+    up: list[float] = field(default_factory=list)
+    verify: list[float] = field(default_factory=list)
+    down: list[float] = field(default_factory=list)
+    checks: list[int] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # failing verifier checks, over all runs
+    pss_kib: list[int] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+    host_kib: list[int] = field(default_factory=list)
+    arp_full: list[int] = field(default_factory=list)  # ARP table full events during up and verify
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run(sizes=(10, 100, 300), repeats: int = 3, progress=print) -> list[Size]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="podpath-bench-scale-") as tmp, Labs() as labs:
+        for n in sizes:
+            topology = scale_topology(n, Path(tmp))
+            size = Size(n, len(build(load(topology), "bscale").pods))
+            for i in range(repeats):
+                lab = new_name("s")
+                before = mem_available_kib()
+                fulls = arp_table_fulls()
+                up = labs.create(lab, topology)
+                size.up.append(up.seconds)
+                size.profiles.append(dict(last_run_tasks(lab), wall_s=up.seconds))
+                pids = lab_pids(lab)
+                size.processes.append(len(pids))
+                size.pss_kib.append(pss_kib(pids))
+                size.host_kib.append(before - mem_available_kib())
+                checked = verify(lab, topology)
+                size.verify.append(checked.seconds)
+                size.checks.append(checks_passed(checked.stdout))
+                size.failed += checked.failed
+                size.arp_full.append(arp_table_fulls() - fulls)
+                size.down.append(labs.down(lab).seconds)
+                progress(f"  scale {n}/node ({size.pods} pods) run {i + 1}/{repeats}: up {up.seconds:.1f} s, "
+                         f"verify {size.verify[-1]:.1f} s, down {size.down[-1]:.1f} s, "
+                         f"{size.pss_kib[-1] / 1024:.0f} MiB in {len(pids)} processes"
+                         + (f"; FAILED: {', '.join(checked.failed)}" if checked.failed else ""))
+            results.append(size)
+    return results
+
+
+def _median(values) -> float:
+    return Spread.of(list(values)).median
+
+
+def table(sizes: list[Size]) -> str:
+    lines = ["| idle pods per node | pods | up s (median, min, max) | ms per pod | verify s (median, min, max) "
+             "| checks passed | failed (all runs) | ARP table full | down s | processes | lab PSS MiB | KiB PSS per pod | host MemAvailable drop MiB |",
+             "|---:|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for s in sizes:
+        up, ver = Spread.of(s.up), Spread.of(s.verify)
+        lines.append(f"| {s.idle_per_node} | {s.pods} | {up.median:.1f} ({up.low:.1f}–{up.high:.1f}) "
+                     f"| {1000 * up.median / s.pods:.0f} | {ver.median:.1f} ({ver.low:.1f}–{ver.high:.1f}) "
+                     f"| {int(_median(s.checks))} | {_failures(s.failed)} | {sum(s.arp_full)} | {_median(s.down):.1f} | {int(_median(s.processes))} "
+                     f"| {_median(s.pss_kib) / 1024:.0f} | {_median(s.pss_kib) / s.pods:.0f} "
+                     f"| {_median(s.host_kib) / 1024:.0f} |")
+    return "\n".join(lines)
+
+
+def _failures(failed: list[str]) -> str:
+    """'0', or the count and the first few test ids."""
+    if not failed:
+        return "0"
+    return f"{len(failed)}: " + ", ".join(f"`{t}`" for t in failed[:3]) + (" …" if len(failed) > 3 else "")
+
+
+def growth_table(sizes: list[Size]) -> str:
+    """What each added pod costs between one size and the next (differences of the medians)."""
+    lines = ["| from → to (pods) | up ms per added pod | verify ms per added pod | down ms per added pod "
+             "| PSS KiB per added pod |", "|---|---:|---:|---:|---:|"]
+    for a, b in zip(sizes, sizes[1:]):
+        d = b.pods - a.pods
+        lines.append(f"| {a.pods} → {b.pods} | {1000 * (_median(b.up) - _median(a.up)) / d:.1f} "
+                     f"| {1000 * (_median(b.verify) - _median(a.verify)) / d:.1f} "
+                     f"| {1000 * (_median(b.down) - _median(a.down)) / d:.1f} "
+                     f"| {(_median(b.pss_kib) - _median(a.pss_kib)) / d:.0f} |")
+    return "\n".join(lines)
+
+
+def marginal_up_ms(sizes: list[Size]) -> list[float]:
+    return [1000 * (_median(b.up) - _median(a.up)) / (b.pods - a.pods) for a, b in zip(sizes, sizes[1:])]
+
+
+def goals(sizes: list[Size]) -> list[tuple[str, str, str]]:
+    """(goal, measured, met?) rows."""
+    top = sizes[-1]
+    up = _median(top.up)
+    # 1,000 pods: scaled to 1,000 from the largest size run, when it is not exactly 1,000
+    at_1000 = up if top.pods == 1000 else up * 1000 / top.pods
+    rows = [("1,000 pods up in ≤ 10 s", f"{top.pods} pods up in {up:.1f} s" +
+             ("" if top.pods == 1000 else f" (≈ {at_1000:.1f} s for 1,000 at the same rate)"),
+             verdict(at_1000, GOAL_UP_S) if top.pods >= 900 else "not measured at this size (--quick)")]
+    steps = marginal_up_ms(sizes)
+    if len(steps) >= 2:
+        flat = steps[-1] <= FLAT * steps[-2]
+        rows.append(("cost per pod flat as N grows",
+                     "up ms per added pod: " + " → ".join(f"{m:.1f}" for m in steps),
+                     "met" if flat else "**not met**"))
+    return rows
