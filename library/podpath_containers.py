@@ -32,6 +32,7 @@ options:
     description:
       - Containers are pruned within their group only, so that each role (workloads,
         ingress, MetalLB) manages its own containers in its own call.
+      - With I(state=absent), C(all) stops the containers of every group of the lab in one call.
     type: str
     default: default
   state:
@@ -212,18 +213,29 @@ def main():
     group = p["group"]
     if not re.match(r"^[a-z0-9-]{1,32}$", group):
         module.fail_json(msg="group %r is not valid: use 1 to 32 lower-case letters, digits and '-'" % (group,))
-    state = load_state(lab, group)
-
     if p["state"] == "absent":
-        names = sorted(state)
+        groups = [group]
+        if group == "all":
+            groups = sorted(name[len("containers-"):-len(".json")] for name in os.listdir(lab_dir(lab))
+                            if name.startswith("containers-") and name.endswith(".json")) \
+                if os.path.isdir(lab_dir(lab)) else []
+        states = {g: load_state(lab, g) for g in groups}
+        names = sorted(n for g in groups for n in states[g])
         if not module.check_mode:
-            stop_many([state[n]["pid"] for n in names if started(state[n])], STOP_GRACE, term_children=True)
-            for path in {f for n in names for f in state[n].get("written", [])}:
-                if path.startswith(root) and os.path.exists(path):
-                    os.unlink(path)
-            if os.path.exists(state_path(lab, group)):
-                os.unlink(state_path(lab, group))
+            # every group's containers at once: they stop in parallel, within one grace period
+            stop_many([s[n]["pid"] for s in states.values() for n in s if started(s[n])], STOP_GRACE,
+                      term_children=True)
+            for g, state in states.items():
+                for path in {f for n in state for f in state[n].get("written", [])}:
+                    if path.startswith(root) and os.path.exists(path):
+                        os.unlink(path)
+                if os.path.exists(state_path(lab, g)):
+                    os.unlink(state_path(lab, g))
         module.exit_json(changed=bool(names), stopped=names, started=[], files_changed=[])
+
+    if group == "all":
+        module.fail_json(msg="group all is only for state: absent; give each group its own name")
+    state = load_state(lab, group)
 
     registry = Registry(lab, "netns.json")
     seen = set()

@@ -145,6 +145,8 @@ def cmd_down(args) -> int:
 def verify_argv(args, extra: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "pytest", "-p", "podpath.report", "--hosts=local://", "--lab", args.lab,
             "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", str(ROOT / "tests" / "verify")]
+    if args.topology:
+        argv.append(f"--topology={args.topology}")
     if args.junitxml:
         argv.append(f"--junitxml={args.junitxml}")
     if args.disruptive:
@@ -214,7 +216,7 @@ def run_verifier_quietly(lab: str) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="podpath-drill-") as tmp:
         out = Path(tmp) / "scenarios.json"
-        subprocess.run(verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False),
+        subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=None, junitxml=None, disruptive=False),
                                    ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
         return json.loads(out.read_text()) if out.exists() else {}
 
