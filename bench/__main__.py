@@ -76,7 +76,7 @@ def write_sections(new: list[tuple[str, str]], path: Path = DOCS) -> None:
 
 
 def goals_section(rows: list[tuple[str, str, str]], when: str, box: dict[str, str]) -> str:
-    lines = [H_GOALS, "", f"The issue's goals (issue 8) against the latest run ({when}, {box['nproc']} CPUs).",
+    lines = [H_GOALS, "", f"The project's speed goals against the latest run ({when}, {box['nproc']} CPUs).",
              "", "| goal | measured (median) | |", "|---|---|---|"]
     lines += [f"| {goal} | {measured} | {met} |" for goal, measured, met in rows]
     return "\n".join(lines) + "\n"

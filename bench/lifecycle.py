@@ -14,7 +14,7 @@ from typing import Any
 from .labs import BenchError, Labs, checks_passed, lab_pids, last_run_tasks, new_name, pss_kib, verify
 from .stats import Spread, verdict
 
-# The goals on a 2-core machine, in seconds.
+# The project's speed goals on a 2-core machine, in seconds.
 GOALS = {"cold up": 5.0, "second up": 2.0, "verify": 5.0, "down": 2.0}
 
 
