@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from .probe import Http, Result, parse_http
+from .trace import Hop as TraceHop
 
 
 class ProbeError(RuntimeError):
@@ -490,14 +491,6 @@ def node_side_addresses(nodes: dict[str, K8sNode]) -> set[str]:
 # -- the lab ----------------------------------------------------------------------------------
 
 Runner = Callable[[list[str]], Result]
-
-
-@dataclass
-class TraceHop:
-    step: str
-    what: str
-    evidence: str
-    ok: bool = True
 
 
 @dataclass

@@ -32,13 +32,19 @@ def services_with_endpoints(lab):
     return [svc for svc in lab.plan.services if svc.endpoints]
 
 
+def svc_chain_of(chains, svc) -> str:
+    """The KUBE-SVC chain that KUBE-SERVICES sends SVC's ClusterIP to."""
+    jump = next(r for r in chains.get("KUBE-SERVICES", []) if option(r, "-d") == f"{svc.cluster_ip}/32")
+    return option(jump, "-j")
+
+
 @pytest.mark.scenario(12)
 def test_kube_services_jumps_to_a_svc_chain_per_cluster_ip(lab, node):
     chains = parse(lab.iptables_save(node.netns))
     assert "KUBE-SERVICES" in chains, f"node {node.name} has no KUBE-SERVICES chain in its nat table"
     for svc in services_with_endpoints(lab):
         jumps = [r for r in chains["KUBE-SERVICES"] if option(r, "-d") == f"{svc.cluster_ip}/32"]
-        assert jumps and option(jumps[0], "-j", ).startswith("KUBE-SVC-"), (
+        assert jumps and option(jumps[0], "-j").startswith("KUBE-SVC-"), (
             f"node {node.name}: KUBE-SERVICES has no jump to a KUBE-SVC chain for {svc.name} ({svc.cluster_ip})")
 
 
@@ -46,8 +52,7 @@ def test_kube_services_jumps_to_a_svc_chain_per_cluster_ip(lab, node):
 def test_svc_chains_pick_each_endpoint_with_probability_one_in_n(lab, node):
     chains = parse(lab.iptables_save(node.netns))
     for svc in services_with_endpoints(lab):
-        jump = next(r for r in chains.get("KUBE-SERVICES", []) if option(r, "-d") == f"{svc.cluster_ip}/32")
-        svc_chain = option(jump, "-j")
+        svc_chain = svc_chain_of(chains, svc)
         to_seps = [r for r in chains.get(svc_chain, []) if (option(r, "-j") or "").startswith("KUBE-SEP-")]
         n = len(svc.endpoints)
         assert len(to_seps) == n, f"node {node.name}: {svc_chain} ({svc.name}) has {len(to_seps)} endpoints, not {n}"
@@ -65,9 +70,8 @@ def test_svc_chains_pick_each_endpoint_with_probability_one_in_n(lab, node):
 def test_sep_chains_dnat_to_the_endpoints(lab, node):
     chains = parse(lab.iptables_save(node.netns))
     for svc in services_with_endpoints(lab):
-        jump = next(r for r in chains.get("KUBE-SERVICES", []) if option(r, "-d") == f"{svc.cluster_ip}/32")
-        seps = [option(r, "-j") for r in chains.get(option(jump, "-j"), []) if (option(r, "-j") or "").startswith(
-            "KUBE-SEP-")]
+        seps = [option(r, "-j") for r in chains.get(svc_chain_of(chains, svc), [])
+                if (option(r, "-j") or "").startswith("KUBE-SEP-")]
         targets = set()
         for sep in seps:
             dnat = [option(r, "--to-destination") for r in chains.get(sep, []) if option(r, "-j") == "DNAT"]
