@@ -145,7 +145,7 @@ def cmd_down(args) -> int:
 def verify_argv(args, extra: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "pytest", "-p", "podpath.report", "--hosts=local://", "--lab", args.lab,
             "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", str(ROOT / "tests" / "verify")]
-    if args.topology:
+    if getattr(args, "topology", None):
         argv.append(f"--topology={args.topology}")
     if args.junitxml:
         argv.append(f"--junitxml={args.junitxml}")
