@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from .probe import Http, Result, parse_http
 from .trace import Hop as TraceHop
+from .trace import Trace
 
 
 class ProbeError(RuntimeError):
@@ -494,17 +495,10 @@ Runner = Callable[[list[str]], Result]
 
 
 @dataclass
-class ClusterTrace:
-    url: str
-    host: str
-    hops: list[TraceHop] = field(default_factory=list)
-    node: str | None = None
-    controller: str | None = None
-    backend: str | None = None
+class ClusterTrace(Trace):
+    """The traced path in the cluster: four hops (ARP, DNAT, controller, backend)."""
 
-    @property
-    def complete(self) -> bool:
-        return len(self.hops) == 4 and all(h.ok for h in self.hops)
+    expected_hops: int = 4
 
     def text(self) -> str:
         lines = [f"GET {self.url} Host: {self.host}"]

@@ -33,10 +33,11 @@ class Trace:
     controller: str | None = None
     backend: str | None = None
     sep_chain: str | None = None
+    expected_hops: int = 5
 
     @property
     def complete(self) -> bool:
-        return len(self.hops) == 5 and all(h.ok for h in self.hops)
+        return len(self.hops) == self.expected_hops and all(h.ok for h in self.hops)
 
 
 def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab | None = None) -> Trace:
