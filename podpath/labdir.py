@@ -10,11 +10,21 @@ import importlib.util
 import sys
 from pathlib import Path
 
-_PATH = Path(__file__).resolve().parent.parent / "module_utils" / "podpath_lab.py"
-_spec = importlib.util.spec_from_file_location("podpath_module_utils_lab", _PATH)
-lab = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = lab
-_spec.loader.exec_module(lab)
+MODULE_UTILS = Path(__file__).resolve().parent.parent / "module_utils"
+
+
+def load_module_util(name: str):
+    """Import module_utils/NAME.py from the checkout (the modules get it from Ansible)."""
+    key = f"podpath_module_utils_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, MODULE_UTILS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+lab = load_module_util("podpath_lab")
 
 RUN_ROOT = lab.RUN_ROOT
 check_lab_name = lab.check_lab_name

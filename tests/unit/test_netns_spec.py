@@ -7,17 +7,12 @@ module_utils/podpath_netns_spec.py has no system calls, so these tests build the
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "module_utils" / "podpath_netns_spec.py"
-_SPEC = importlib.util.spec_from_file_location("podpath_netns_spec_under_test", _PATH)
-spec_mod = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = spec_mod
-_SPEC.loader.exec_module(spec_mod)
+from podpath.labdir import load_module_util
+
+spec_mod = load_module_util("podpath_netns_spec")
 
 SpecError = spec_mod.SpecError
 ROOT = spec_mod.ROOT

@@ -4,16 +4,14 @@ labs, host veth names that Linux accepts, and one ingress controller per node.""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import ipaddress
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from podpath import plan as plan_mod, topology as topology_mod
+from podpath.labdir import load_module_util
 
 CNI_NETNS = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TOPOLOGY = topology_mod.load()
@@ -117,17 +115,8 @@ def test_more_pods_than_before_keep_the_first_pods_addresses():
             assert bigger.pod(pod.name).ip == pod.ip
 
 
-def _load_spec_module():
-    path = Path(__file__).resolve().parents[2] / "module_utils" / "podpath_netns_spec.py"
-    spec = importlib.util.spec_from_file_location("podpath_netns_spec_for_plan", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_plans_netns_spec_is_accepted_by_the_module():
-    spec = _load_spec_module()
+    spec = load_module_util("podpath_netns_spec")
     state = spec.normalize(plan_mod.netns_spec(PLAN))
     assert None not in state, "the netns lab must not touch the host's own namespace"
     assert set(state) == ({n.netns for n in PLAN.nodes} | {p.netns for p in PLAN.pods}
