@@ -285,6 +285,9 @@ def test_an_unknown_mode_is_refused():
 
 
 def test_not_root_is_refused_with_the_fix():
+    closed = [str(p) for p in [ROOT, *ROOT.parents] if not p.stat().st_mode & stat.S_IXOTH]
+    if closed:
+        pytest.skip(f"an unprivileged user cannot reach the checkout here ({closed[0]} is closed to others)")
     done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
                            "podpath.cli", "up", "--lab", "nobody1"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HOME": "/tmp"})
