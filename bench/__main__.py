@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -75,11 +75,92 @@ def write_sections(new: list[tuple[str, str]], path: Path = DOCS) -> None:
     path.write_text(head + "".join("\n" + sections[h] for h in ordered))
 
 
-def goals_section(rows: list[tuple[str, str, str]], when: str, box: dict[str, str]) -> str:
-    lines = [H_GOALS, "", f"The project's speed goals against the latest run ({when}, {box['nproc']} CPUs).",
+# -- the Goals table: rows of the parts that ran are replaced, the others' rows are kept -------------
+# Each row's first cell ends with a hidden mark naming its part, and says which run it came from.
+GOAL_MARK = "<!-- goal:{part} -->"
+_MARK = re.compile(r"\s*<!-- goal:([\w-]+) -->\s*")
+_RUN_NOTE = re.compile(r"\brun (?:of|before) (?:\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2} UTC")
+_OLD_HEADER_WHEN = re.compile(r"against the latest run \((\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC)")
+# Rows written before the mark existed: the part is known by how the goal starts.
+_OLD_GOAL_STARTS = {
+    "lifecycle": re.compile(r"reference lab:|second up reports changed"),
+    "scale": re.compile(r"[\d,]+ pods up in|cost per pod"),
+    "classroom": re.compile(r"\d+ labs on"),
+    "wiring": re.compile(r"pod wiring"),
+}
+
+Row = tuple[str, str, str]
+
+
+def goal_part(first_cell: str) -> str | None:
+    """The part a Goals row belongs to, from its mark or (rows of the old format) its goal's start."""
+    mark = _MARK.search(first_cell)
+    if mark:
+        return mark.group(1)
+    goal = first_cell.strip()
+    return next((part for part, start in _OLD_GOAL_STARTS.items() if start.match(goal)), None)
+
+
+def goal_row(part: str, goal: str, measured: str, met: str, when: str) -> str:
+    """A row measured by the run of WHEN."""
+    return f"| {goal} ({part} run of {when}) {GOAL_MARK.format(part=part)} | {measured} | {met} |"
+
+
+def kept_goal_rows(section: str | None, when: str) -> list[tuple[str | None, str]]:
+    """(part or None, row line) of each row of an existing Goals SECTION, in its order.
+
+    Rows with a mark come back unchanged. Rows of the old format get their part's mark, and
+    a note of the run they came from when they have none: the old table's run, from its
+    header, or else "run before WHEN" (this run)."""
+    if not section:
+        return []
+    table_at = section.find("\n|")
+    old_when = _OLD_HEADER_WHEN.search(section[:table_at] if table_at >= 0 else section)
+    rows = []
+    for line in section.splitlines():
+        line = line.strip()
+        if not (line.startswith("|") and line.endswith("|")) or line.count("|") < 3:
+            continue
+        first, rest = line[1:].split("|", 1)
+        if first.strip() == "goal" or not first.strip(" -:"):  # the header and the |---| line
+            continue
+        part = goal_part(first)
+        if part is None or _MARK.search(first):
+            rows.append((part, line))
+            continue
+        goal = first.strip()
+        if not _RUN_NOTE.search(goal):
+            goal += f" ({part} run of {old_when.group(1)})" if old_when else f" ({part} run before {when})"
+        rows.append((part, f"| {goal} {GOAL_MARK.format(part=part)} |{rest}"))
+    return rows
+
+
+def goals_section(rows: dict[str, list[Row]], when: str, box: dict[str, str], old: str | None = None) -> str:
+    """The Goals section: ROWS, {part that ran: its (goal, measured, met?) rows}, measured by the run of WHEN.
+
+    The rows of the parts that did not run are kept from OLD, the current Goals section, as
+    they are (with the run they came from). Rows are in the order of PARTS, a part's rows in
+    their own order; rows whose part is unknown come last, kept on a partial run only (a run of
+    every part rebuilds the table)."""
+    kept = [] if set(PARTS) <= set(rows) else kept_goal_rows(old, when)
+    by_part: dict[str | None, list[str]] = {}
+    for part, line in kept:
+        if part not in rows:
+            by_part.setdefault(part if part in PARTS else None, []).append(line)
+    for part, part_rows in rows.items():
+        by_part[part] = [goal_row(part, *row, when) for row in part_rows]
+    lines = [H_GOALS, "",
+             "The project's speed goals, each against the latest run of its part (the goal says which run;",
+             f"last update {when}, {box['nproc']} CPUs).",
              "", "| goal | measured (median) | |", "|---|---|---|"]
-    lines += [f"| {goal} | {measured} | {met} |" for goal, measured, met in rows]
+    for part in [*PARTS, *(p for p in by_part if p not in PARTS)]:
+        lines += by_part.get(part, [])
     return "\n".join(lines) + "\n"
+
+
+def current_section(heading: str, path: Path = DOCS) -> str | None:
+    """The section under HEADING of PATH as it is now, or None."""
+    return split_sections(path.read_text())[1].get(heading) if path.exists() else None
 
 
 def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: float) -> str:
@@ -131,7 +212,7 @@ def main(argv=None) -> int:
     print(f"# podpath benchmarks, {when}\n{describe(box)}\n")
     loads: dict[str, str] = {}
     sections: list[tuple[str, str]] = []
-    goal_rows: list[tuple[str, str, str]] = []
+    goal_rows: dict[str, list[Row]] = {}  # {part that ran: its goal rows}
     profile_columns: dict[str, list] = {}
     started = time.monotonic()
 
@@ -147,11 +228,12 @@ def main(argv=None) -> int:
         begin("lifecycle")
         life = lifecycle.run(repeats)
         emit(H_LIFECYCLE, f"{H_LIFECYCLE}\n\n{lifecycle.table(life)}\n\n{lifecycle.facts(life)}\n")
+        life_rows = goal_rows["lifecycle"] = []
         for step, goal in lifecycle.GOALS.items():
             median = Spread.of(life.times[step]).median
-            goal_rows.append((f"reference lab: {step} ≤ {goal:g} s", f"{median:.2f} s",
+            life_rows.append((f"reference lab: {step} ≤ {goal:g} s", f"{median:.2f} s",
                               verdict(median, goal)))
-        goal_rows.append(("second up reports changed=0", ", ".join(map(str, life.changed)),
+        life_rows.append(("second up reports changed=0", ", ".join(map(str, life.changed)),
                           "met" if all(c == 0 for c in life.changed) else "**not met**"))
         profile_columns["cold, reference"] = life.profiles["cold"]
         profile_columns["warm, reference"] = life.profiles["warm"]
@@ -179,7 +261,7 @@ What each added pod costs, from one size to the next:
 
 {scale.growth_table(sizes)}
 """)
-        goal_rows += scale.goals(sizes)
+        goal_rows["scale"] = scale.goals(sizes)
         profile_columns[f"cold, {sizes[-1].pods} pods"] = sizes[-1].profiles
 
     if profile_columns:
@@ -217,7 +299,7 @@ the speakers' announcements, the lease renewals). One run.
 {chr(10).join(stopped)}
 Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.low:.1f}, max {downs.high:.1f}).
 """)
-        goal_rows.append(classroom.goal(points))
+        goal_rows["classroom"] = [classroom.goal(points)]
 
     if "wiring" in parts:
         begin("wiring")
@@ -227,10 +309,11 @@ Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.
             wiring.write_docs(wiring.section(rows, wiring.machine()))
         top = max(r["pods"] for r in rows)
         ratio = next(r["vs_cni"] for r in rows if r["pods"] == top and r["method"] == wiring.METHODS[0][0])
-        goal_rows.append((f"pod wiring ≥ 3 × the CNI plugin ({top} pods, module in one ansible-playbook call)",
-                          f"{ratio:.1f} ×", "met" if ratio >= 3 else "**not met**"))
+        goal_rows["wiring"] = [(
+            f"pod wiring ≥ 3 × the CNI plugin ({top} pods, module in one ansible-playbook call)",
+            f"{ratio:.1f} ×", "met" if ratio >= 3 else "**not met**")]
 
-    goals = goals_section(goal_rows, when, box)
+    goals = goals_section(goal_rows, when, box, current_section(H_GOALS))
     print(goals)
     minutes = (time.monotonic() - started) / 60
     loads["end"] = load_average()
