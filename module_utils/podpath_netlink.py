@@ -3,13 +3,13 @@
 # Apache License 2.0 (see LICENSE)
 """Network namespaces and rtnetlink for podpath's modules.
 
-This is the one place that owns netlink sockets. Dumps are decoded, and links are
-created, with pyroute2's message classes (ifinfmsg, ifaddrmsg, rtmsg); the small
-fixed-size requests that a pod repeats (an address, a route, a link up, a bridge
-port, hairpin) are packed here with struct, which costs a tenth of the generic
-encoder. Requests are sent in batches and their acknowledgements read together,
-which is what makes wiring hundreds of pods in one module call fast. No `ip`
-subprocess is used.
+This is the one place that owns netlink sockets. Requests (a link, an address, a
+route, a link up, a bridge port, hairpin) are packed here with struct, and dumps are
+decoded here by walking the attributes with struct, reading only the few that podpath
+uses: pyroute2's generic message classes cost ten times more, most of the time of
+wiring hundreds of pods. pyroute2 only gives the message type and flag constants.
+Requests are sent in batches and their acknowledgements read together, which is what
+makes wiring hundreds of pods in one module call fast. No `ip` subprocess is used.
 
 A socket is bound to the network namespace it was created in, so one socket is
 created per namespace by entering it on this thread (setns) and coming back at once.
@@ -28,10 +28,6 @@ from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
 from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR,
                                    RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
                                    RTM_NEWROUTE)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -99,13 +95,20 @@ class NamespaceSet:
         self._fds = {}
         self._shared = False
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Close the sockets and descriptors of the namespaces (they open again when used).
+
+        Every process started while they are open gets a copy of them to close at exec:
+        with a socket and a descriptor per pod, that made each start 10 times slower."""
         for sock in self._rtnl.values():
             sock.close()
         for fd in self._fds.values():
             os.close(fd)
         self._rtnl.clear()
         self._fds.clear()
+
+    def close(self) -> None:
+        self.release()
         os.close(self._home)
 
     def __enter__(self):
@@ -228,31 +231,16 @@ class Rtnl:
         self.sock.bind((0, 0))
         self._seq = 0
         self._pending = {}
-        self._marshal = MarshalRtnl()
 
     def close(self) -> None:
         self.sock.close()
 
-    def _send(self, msg, kind: int, flags: int, what: str, ignore=()) -> int:
-        """Queue MSG; IGNORE lists error codes that mean the request is already done."""
-        self._seq += 1
-        msg["header"]["type"] = kind
-        msg["header"]["flags"] = flags
-        msg["header"]["sequence_number"] = self._seq
-        msg.encode()
-        self.sock.send(msg.data)
-        if flags & NLM_F_ACK:
-            self._pending[self._seq] = (what, ignore)
-        return self._seq
-
     def _send_raw(self, kind: int, flags: int, body: bytes, what: str, ignore=()) -> None:
-        """Queue a request whose body (fixed header and attributes) is already packed."""
+        """Queue a request whose body (fixed header and attributes) is already packed;
+        IGNORE lists error codes that mean the request is already done."""
         self._seq += 1
-        self.sock.send(struct.pack("=IHHII", 16 + len(body), kind, flags, self._seq, 0) + body)
+        self.sock.send(_NLMSGHDR.pack(16 + len(body), kind, flags, self._seq, 0) + body)
         self._pending[self._seq] = (what, ignore)
-
-    def _read(self):
-        return self._marshal.parse(self.sock.recv(1 << 20))
 
     def commit(self) -> None:
         """Wait for every queued request's acknowledgement; raise on the first error.
@@ -264,9 +252,11 @@ class Rtnl:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+                length, kind, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < 16:
+                    break  # a malformed message: nothing after it can be trusted
                 if kind == NLMSG_ERROR:
-                    code = abs(struct.unpack_from("=i", data, offset + 16)[0])
+                    code = abs(_I32.unpack_from(data, offset + 16)[0])
                     what, ignore = self._pending.pop(seq, (None, ()))
                     if code and code not in ignore and failure is None and what is not None:
                         failure = NetlinkError(code, "%s (namespace %s)" % (what, self.netns or "of the module"))
@@ -274,96 +264,109 @@ class Rtnl:
         if failure is not None:
             raise failure
 
-    def _dump(self, msg, kind: int) -> list:
+    def _dump(self, kind: int, reply: int, body: bytes) -> list:
+        """Dump with request KIND (BODY: its fixed header); the answers of type REPLY as
+        (buffer, offset of the fixed header, end of the message).
+
+        A dump comes in several buffers (one per recv), each with several messages, and
+        ends with NLMSG_DONE; messages of other requests (sequence numbers) are skipped."""
         self.commit()
-        seq = self._send(msg, kind, NLM_F_REQUEST | NLM_F_DUMP, "dump")
+        self._seq += 1
+        seq = self._seq
+        self.sock.send(_NLMSGHDR.pack(16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
         out = []
         while True:
-            for item in self._read():
-                if item["header"]["sequence_number"] != seq:
-                    continue
-                if item["header"]["type"] == NLMSG_DONE:
-                    return out
-                if item["header"]["type"] == NLMSG_ERROR:
-                    raise NetlinkError(abs(item["header"]["error"].code), "dump")
-                out.append(item)
+            data = self.sock.recv(1 << 20)
+            size = len(data)
+            offset = 0
+            while offset + 16 <= size:
+                length, msg_type, _, msg_seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < 16 or offset + length > size:
+                    break  # a malformed message: nothing after it can be trusted
+                if msg_seq == seq:
+                    if msg_type == reply:
+                        out.append((data, offset + 16, offset + length))
+                    elif msg_type == NLMSG_DONE:
+                        return out
+                    elif msg_type == NLMSG_ERROR:
+                        code = abs(_I32.unpack_from(data, offset + 16)[0]) if length >= 20 else errno.EIO
+                        if code:
+                            raise NetlinkError(code, "dump")
+                        return out
+                offset += (length + 3) & ~3
 
     # -- reading ---------------------------------------------------------------
     def links(self) -> dict:
-        """name -> {index, kind, up, master (index), link (peer index), hairpin}."""
-        msg = ifinfmsg()
-        msg["family"] = 0
+        """name -> {index, kind, up, master (index), link (peer index), hairpin, mac}."""
         result = {}
-        for item in self._dump(msg, RTM_GETLINK):
-            info = item.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info else None
-            slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+        for data, start, end in self._dump(RTM_GETLINK, RTM_NEWLINK, _ifinfo(0)):
+            _, _, index, flags, _ = _IFINFO.unpack_from(data, start)
+            attrs = _attrs(data, start + 16, end)
+            name = _string(data, attrs.get(IFLA_IFNAME))
+            kind = None
             hairpin = None
-            if slave is not None and info.get_attr("IFLA_INFO_SLAVE_KIND") == "bridge":
-                hairpin = bool(slave.get_attr("IFLA_BRPORT_MODE"))
-            result[item.get_attr("IFLA_IFNAME")] = {
-                "index": item["index"],
-                "kind": kind or ("loopback" if item.get_attr("IFLA_IFNAME") == "lo" else "device"),
-                "up": bool(item["flags"] & IFF_UP),
-                "master": item.get_attr("IFLA_MASTER"),
-                "link": item.get_attr("IFLA_LINK"),
+            info = attrs.get(IFLA_LINKINFO)
+            if info is not None:
+                nested = _attrs(data, info[0], info[1])
+                kind = _string(data, nested.get(IFLA_INFO_KIND))
+                slave = nested.get(IFLA_INFO_SLAVE_DATA)
+                if slave is not None and _string(data, nested.get(IFLA_INFO_SLAVE_KIND)) == "bridge":
+                    mode = _attrs(data, slave[0], slave[1]).get(IFLA_BRPORT_MODE)
+                    hairpin = mode is not None and mode[1] > mode[0] and data[mode[0]] != 0
+            address = attrs.get(IFLA_ADDRESS)
+            result[name] = {
+                "index": index,
+                "kind": kind or ("loopback" if name == "lo" else "device"),
+                "up": bool(flags & IFF_UP),
+                "master": _u32(data, attrs.get(IFLA_MASTER)),
+                "link": _u32(data, attrs.get(IFLA_LINK)),
                 "hairpin": hairpin,
-                "mac": item.get_attr("IFLA_ADDRESS"),
+                # a MAC as aa:bb:cc:dd:ee:ff (a link without one, such as a tunnel, has none)
+                "mac": data[address[0]:address[1]].hex(":") if address is not None else None,
             }
         return result
 
     def addresses(self) -> dict:
         """ifindex -> sorted list of 'a.b.c.d/len' (IPv4 only)."""
-        msg = ifaddrmsg()
-        msg["family"] = AF_INET
         result = {}
-        for item in self._dump(msg, RTM_GETADDR):
-            if item["family"] != AF_INET:
+        for data, start, end in self._dump(RTM_GETADDR, RTM_NEWADDR, _IFADDR.pack(AF_INET, 0, 0, 0, 0)):
+            family, prefixlen, _, _, index = _IFADDR.unpack_from(data, start)
+            if family != AF_INET:
                 continue
-            cidr = "%s/%d" % (item.get_attr("IFA_LOCAL") or item.get_attr("IFA_ADDRESS"), item["prefixlen"])
-            result.setdefault(item["index"], []).append(cidr)
+            attrs = _attrs(data, start + 8, end)
+            cidr = "%s/%d" % (_ipv4(data, attrs.get(IFA_LOCAL)) or _ipv4(data, attrs.get(IFA_ADDRESS)), prefixlen)
+            result.setdefault(index, []).append(cidr)
         return {index: sorted(value) for index, value in result.items()}
 
     def routes(self) -> list:
         """Gateway routes of the main IPv4 table: [{dst, gateway, oif}]."""
-        msg = rtmsg()
-        msg["family"] = AF_INET
         result = []
-        for item in self._dump(msg, RTM_GETROUTE):
-            table = item.get_attr("RTA_TABLE") or item["table"]
-            gateway = item.get_attr("RTA_GATEWAY")
-            if table != RT_TABLE_MAIN or item["family"] != AF_INET or not gateway:
+        for data, start, end in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _RTMSG.pack(AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
+            family, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(data, start)
+            attrs = _attrs(data, start + 12, end)
+            table = _u32(data, attrs.get(RTA_TABLE)) or table
+            gateway = _ipv4(data, attrs.get(RTA_GATEWAY))
+            if table != RT_TABLE_MAIN or family != AF_INET or not gateway:
                 continue
-            dst = "default" if item["dst_len"] == 0 else "%s/%d" % (item.get_attr("RTA_DST"), item["dst_len"])
-            result.append({"dst": dst, "gateway": gateway, "oif": item.get_attr("RTA_OIF")})
+            dst = "default" if dst_len == 0 else "%s/%d" % (_ipv4(data, attrs.get(RTA_DST)), dst_len)
+            result.append({"dst": dst, "gateway": gateway, "oif": _u32(data, attrs.get(RTA_OIF))})
         return result
 
     # -- writing (queued until commit) -------------------------------------------
-    @staticmethod
-    def _link(index: int = 0, attrs=None, up=None):
-        msg = ifinfmsg()
-        msg["family"] = 0
-        msg["index"] = index
-        if up is not None:
-            msg["flags"] = IFF_UP if up else 0
-            msg["change"] = IFF_UP
-        msg["attrs"] = attrs or []
-        return msg
-
     def add_bridge(self, name: str, index: int = 0) -> None:
         """Create bridge NAME, up; INDEX asks for that ifindex (0: the kernel picks)."""
-        attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
-        self._send(self._link(index=index, attrs=attrs, up=True), RTM_NEWLINK, NEW, "create bridge %s" % name)
+        body = (_ifinfo(index, IFF_UP, IFF_UP) + _rta(IFLA_IFNAME, _asciiz(name))
+                + _rta(IFLA_LINKINFO, _rta(IFLA_INFO_KIND, b"bridge\0")))
+        self._send_raw(RTM_NEWLINK, NEW, body, "create bridge %s" % name)
 
     def add_veth(self, name: str, peer_name: str, peer_fd: int, index: int = 0) -> None:
         """Create NAME here, up, and PEER_NAME directly in the namespace open at PEER_FD (down).
 
         INDEX asks for NAME's ifindex (0: the kernel picks), which spares a dump to learn it."""
-        peer = {"attrs": [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_FD", peer_fd)]}
-        info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
-        attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)]
-        self._send(self._link(index=index, attrs=attrs, up=True), RTM_NEWLINK, NEW,
-                   "create veth %s with peer %s" % (name, peer_name))
+        peer = _ifinfo(0) + _rta(IFLA_IFNAME, _asciiz(peer_name)) + _rta(IFLA_NET_NS_FD, _U32.pack(peer_fd))
+        info = _rta(IFLA_INFO_KIND, b"veth\0") + _rta(IFLA_INFO_DATA, _rta(VETH_INFO_PEER, peer))
+        body = _ifinfo(index, IFF_UP, IFF_UP) + _rta(IFLA_IFNAME, _asciiz(name)) + _rta(IFLA_LINKINFO, info)
+        self._send_raw(RTM_NEWLINK, NEW, body, "create veth %s with peer %s" % (name, peer_name))
 
     def delete_link(self, index: int, name: str) -> None:
         # a veth goes with its peer: "no such device" means it is gone already
@@ -420,20 +423,77 @@ class Rtnl:
         self._send_raw(RTM_DELNEIGH, SET, body, "forget the neighbour %s on %s" % (ip, name), ignore=(errno.ENOENT,))
 
 
-# rtnetlink attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h, neighbour.h)
-IFLA_MASTER, IFLA_LINKINFO = 10, 18
-IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA, IFLA_BRPORT_MODE = 4, 5, 4
+# rtnetlink attribute numbers (linux/if_link.h, veth.h, if_addr.h, rtnetlink.h, neighbour.h):
+# the kernel's ABI, which does not change
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 5, 10, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
+IFLA_BRPORT_MODE = 4
+VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
-RTA_DST, RTA_GATEWAY, RTN_UNICAST = 1, 5, 1
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTN_UNICAST = 1, 4, 5, 15, 1
 NDA_DST = 1
+NLA_TYPE_MASK = 0x3FFF  # the attribute type without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+
+_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence number, port
+_IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # struct ifaddrmsg: family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_NLA = struct.Struct("=HH")  # struct nlattr: length, type
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
 
 
 def _rta(kind: int, payload: bytes) -> bytes:
     """One netlink attribute: length, type, payload, padded to 4 bytes."""
     length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+    return _NLA.pack(length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+
+
+def _asciiz(text: str) -> bytes:
+    return text.encode("utf-8") + b"\0"
 
 
 def _ifinfo(index: int, flags: int = 0, change: int = 0) -> bytes:
     """struct ifinfomsg for an existing link."""
-    return struct.pack("=BxHiII", 0, 0, index, flags, change)
+    return _IFINFO.pack(0, 0, index, flags, change)
+
+
+def _attrs(data: bytes, offset: int, end: int) -> dict:
+    """The attributes in DATA[OFFSET:END]: type -> (start, end) of the payload of the first
+    attribute of that type (as pyroute2's get_attr). Nested attributes are read by calling
+    this again on a payload; each attribute starts on a 4-byte boundary."""
+    found = {}
+    while offset + 4 <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < 4 or offset + length > end:
+            break  # a malformed attribute: nothing after it can be trusted
+        kind &= NLA_TYPE_MASK
+        if kind not in found:
+            found[kind] = (offset + 4, offset + length)
+        offset += (length + 3) & ~3
+    return found
+
+
+def _string(data: bytes, span):
+    """A string attribute (None if absent), without its NUL; bytes if it is not UTF-8."""
+    if span is None:
+        return None
+    value = data[span[0]:span[1]].strip(b"\0")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def _u32(data: bytes, span):
+    """A 32-bit unsigned attribute (None if absent)."""
+    if span is None or span[1] - span[0] < 4:
+        return None
+    return _U32.unpack_from(data, span[0])[0]
+
+
+def _ipv4(data: bytes, span):
+    """An IPv4 address attribute as a.b.c.d (None if absent)."""
+    if span is None or span[1] - span[0] < 4:
+        return None
+    return socket.inet_ntoa(data[span[0]:span[0] + 4])
