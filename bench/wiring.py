@@ -5,9 +5,11 @@ host end is a hairpin port of the node's bridge cni0, the pod's address and its
 default route via the bridge. The ways:
 
 - module, ansible-playbook: one podpath_netns task for the node and all N pods;
-  the wall time of the whole `ansible-playbook` run, Ansible's start included.
-- module, in-process: the same call with the module's main() run in a fresh Python
-  process that has imported it already: the module's own work, without Ansible.
+  the wall time of the whole `ansible-playbook` run, Ansible's start included. Twice:
+  as the lab runs it (in-process, plugins/action/) and the usual way
+  (`podpath_in_process: false`: AnsiballZ and a Python of the module's own).
+- module's own work: the same call's `run_module()` alone, in a Python that has
+  imported the module already, without Ansible.
 - CNI bridge plugin: Debian's /usr/lib/cni/bridge with host-local IPAM, called once per
   pod with CNI_COMMAND=ADD as containerd calls it, after `ip netns add` for the pod.
   The plugin runs inside the node namespace (`ip netns exec NODE`), so its bridge is
@@ -62,7 +64,7 @@ MODULE_PLAYBOOK = """\
         namespaces: "{{ namespaces }}"
 """
 
-# Run in a child Python: load the module as Ansible would ship it, then time main() alone.
+# Run in a child Python: load the module as the in-process run does, then time its run alone.
 DIRECT_CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -175,11 +177,11 @@ def verify(lab: str, n: int) -> None:
 
 
 # -- the four ways ------------------------------------------------------------------------------
-def run_module_playbook(lab: str, n: int, workdir: Path) -> float:
+def run_module_playbook(lab: str, n: int, workdir: Path, in_process: bool = True) -> float:
     playbook = workdir / "wire.yml"
     playbook.write_text(MODULE_PLAYBOOK)
     variables = workdir / "vars.json"
-    variables.write_text(json.dumps({"lab": lab, "namespaces": module_spec(lab, n)}))
+    variables.write_text(json.dumps({"lab": lab, "namespaces": module_spec(lab, n), "podpath_in_process": in_process}))
     ansible = Path(sys.executable).parent / "ansible-playbook"
     start = time.perf_counter()
     done = subprocess.run([str(ansible), str(playbook), "-e", f"@{variables}"], cwd=ROOT, capture_output=True,
@@ -190,52 +192,32 @@ def run_module_playbook(lab: str, n: int, workdir: Path) -> float:
     return elapsed
 
 
-def _load_module():
-    """library/podpath_netns.py with its module_utils, imported as Ansible ships them."""
-    import importlib.util
-
-    import ansible.module_utils
-
-    for name in ("podpath_lab", "podpath_netlink", "podpath_netns_spec"):
-        spec = importlib.util.spec_from_file_location(f"ansible.module_utils.{name}", ROOT / "module_utils" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        setattr(ansible.module_utils, name, module)
-    spec = importlib.util.spec_from_file_location("podpath_netns_bench", ROOT / "library" / "podpath_netns.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def run_module_usual(lab: str, n: int, workdir: Path) -> float:
+    return run_module_playbook(lab, n, workdir, in_process=False)
 
 
 def _direct_child(args_file: str, result_file: str, profile_file: str | None) -> None:
-    """In a child process: run the module's main() on ARGS_FILE and write its time and result."""
-    from ansible.module_utils import basic
+    """In a child process: run the module on ARGS_FILE as the in-process run does (argument
+    check and run_module), and write its time and result."""
+    from podpath import inprocess
 
-    module = _load_module()
-    basic._ANSIBLE_ARGS = Path(args_file).read_bytes()
-    basic._ANSIBLE_PROFILE = "legacy"
-    out = io.StringIO()
+    module = inprocess.load_library("podpath_netns")
+    args = json.loads(Path(args_file).read_text())
     profiler = cProfile.Profile() if profile_file else None
     start = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        try:
-            if profiler:
-                profiler.runcall(module.main)
-            else:
-                module.main()
-        except SystemExit:
-            pass
+    if profiler:
+        result = profiler.runcall(inprocess.run, module, "podpath_netns", args)
+    else:
+        result = inprocess.run(module, "podpath_netns", args)
     elapsed = time.perf_counter() - start
     if profiler:
         profiler.dump_stats(profile_file)
-    Path(result_file).write_text(json.dumps({"seconds": elapsed, "output": out.getvalue()}))
+    Path(result_file).write_text(json.dumps({"seconds": elapsed, "output": result}))
 
 
 def run_module_direct(lab: str, n: int, workdir: Path, profile_file: str | None = None) -> float:
     args = workdir / "args.json"
-    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"lab": lab, "namespaces": module_spec(lab, n)}}))
+    args.write_text(json.dumps({"lab": lab, "namespaces": module_spec(lab, n)}))
     result = workdir / "direct.json"
     argv = [sys.executable, "-c", DIRECT_CHILD, str(ROOT), str(args), str(result)]
     if profile_file:
@@ -244,7 +226,7 @@ def run_module_direct(lab: str, n: int, workdir: Path, profile_file: str | None 
     if done.returncode != 0 or not result.exists():
         raise RuntimeError(f"the module did not run:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     data = json.loads(result.read_text())
-    output = json.loads(data["output"])
+    output = data["output"]
     if output.get("failed"):
         raise RuntimeError(f"the module failed: {output.get('msg')}")
     return data["seconds"]
@@ -253,7 +235,7 @@ def run_module_direct(lab: str, n: int, workdir: Path, profile_file: str | None 
 def remove_module_lab(lab: str, workdir: Path) -> None:
     """state: absent through the module (in-process), then the safety net."""
     args = workdir / "absent.json"
-    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"lab": lab, "state": "absent"}}))
+    args.write_text(json.dumps({"lab": lab, "state": "absent"}))
     subprocess.run([sys.executable, "-c", DIRECT_CHILD, str(ROOT), str(args), str(workdir / "absent-out.json")],
                    capture_output=True, text=True, timeout=1800)
     remove_lab(lab)
@@ -302,12 +284,13 @@ def run_ip_loop(lab: str, n: int, workdir: Path) -> float:
 
 
 METHODS = [
-    ("module (ansible-playbook, one call)", run_module_playbook, remove_module_lab),
-    ("module (in-process, Python work only)", run_module_direct, remove_module_lab),
+    ("module (ansible-playbook, one call, in-process)", run_module_playbook, remove_module_lab),
+    ("module (ansible-playbook, one call, the usual way)", run_module_usual, remove_module_lab),
+    ("module's own work (run_module alone)", run_module_direct, remove_module_lab),
     ("CNI bridge plugin (one ADD per pod)", run_cni, lambda lab, workdir: remove_lab(lab)),
     ("ip commands (shell loop)", run_ip_loop, lambda lab, workdir: remove_lab(lab)),
 ]
-CNI = METHODS[2][0]
+CNI = METHODS[3][0]
 
 
 def check_tools() -> None:
@@ -385,11 +368,11 @@ def verdict(rows: list[dict], target: float = 3.0) -> str:
         return ""
     n = max(r["pods"] for r in rows)
     at_n = {r["method"]: r for r in rows if r["pods"] == n}
-    playbook, direct = at_n[METHODS[0][0]]["vs_cni"], at_n[METHODS[1][0]]["vs_cni"]
+    playbook, usual, direct = (at_n[METHODS[i][0]]["vs_cni"] for i in range(3))
     met = "meets" if playbook >= target else "misses"
     return (f"At {n} pods the module in one ansible-playbook call wires {playbook:.1f} times the CNI plugin's "
-            f"rate, which {met} the target of {target:g} times; the module's own work alone is "
-            f"{direct:.1f} times.")
+            f"rate, which {met} the target of {target:g} times ({usual:.1f} times when Ansible runs it the "
+            f"usual way); the module's own work alone is {direct:.1f} times.")
 
 
 def section(rows: list[dict], box: dict[str, str]) -> str:
@@ -401,9 +384,13 @@ namespace: a namespace per pod, a veth pair whose host end is a hairpin port of 
 bridge `cni0`, the pod's address and its default route. Median, min and max of {repeats} runs;
 pods/s and the ratio to the CNI plugin use the median.
 
-- *module (ansible-playbook, one call)*: one `podpath_netns` task for the node and all pods,
-  the whole `ansible-playbook` run timed, Ansible's own start-up included.
-- *module (in-process)*: the module's `main()` alone, in a Python that has imported it.
+- *module (ansible-playbook, one call, in-process)*: one `podpath_netns` task for the node
+  and all pods, the whole `ansible-playbook` run timed, Ansible's own start-up included;
+  the module runs in `ansible-playbook`'s process, as in the lab ([module.md](module.md)).
+- *module (ansible-playbook, one call, the usual way)*: the same with
+  `podpath_in_process: false`: Ansible ships the module and runs it in a new Python.
+- *module's own work*: the argument check and `run_module()` alone, in a Python that has
+  imported the module.
 - *CNI bridge plugin*: `ip netns add` and one `/usr/lib/cni/bridge` ADD per pod (host-local
   IPAM, hairpinMode), run inside the node namespace with `ip netns exec`, as containerd calls
   it once per pod (without the loopback plugin containerd also calls).
@@ -437,7 +424,7 @@ def write_docs(text: str, path: Path = DOCS) -> None:
 
 
 def profile(n: int = 500, top: int = 30) -> str:
-    """cProfile of the module's main() wiring N pods (in-process), by cumulative time."""
+    """cProfile of the module's run_module() wiring N pods (in-process), by cumulative time."""
     check_tools()
     lab = new_lab()
     with tempfile.TemporaryDirectory(prefix=f"podpath-bench-{lab}-") as tmp:
@@ -453,7 +440,7 @@ def profile(n: int = 500, top: int = 30) -> str:
         stats.sort_stats("cumulative").print_stats(top)
         out.write("\n--- by own time ---\n")
         stats.sort_stats("tottime").print_stats(top)
-    return f"module main() with {n} pods under cProfile: {seconds:.2f} s\n{out.getvalue()}"
+    return f"module run_module() with {n} pods under cProfile: {seconds:.2f} s\n{out.getvalue()}"
 
 
 def main(argv=None) -> None:
