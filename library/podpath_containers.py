@@ -118,9 +118,9 @@ from ansible.module_utils.podpath_lab import Registry, alive, holder_pidfile, la
     reap_children, spawn, start_time, stop_many, write_file
 
 
-# Seconds a container gets to exit after SIGTERM before it is killed. A first process
-# with no SIGTERM handler (sleep, as PID 1 of its PID namespace) ignores SIGTERM, as
-# it would in a cluster, where the grace period is 30 s.
+# Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
+# grace period is 30 s). A first process with no SIGTERM handler (sleep, as PID 1 of its
+# PID namespace) cannot get SIGTERM at all: it is killed at once (stop_many).
 STOP_GRACE = 1.0
 
 
@@ -195,18 +195,19 @@ def launch_argv(lab, container):
     return argv + list(container["argv"])
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            lab=dict(type="str", required=True),
-            group=dict(type="str", default="default"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            files=dict(type="list", elements="dict", default=[]),
-            containers=dict(type="list", elements="dict", default=[]),
-            timeout=dict(type="float", default=10),
-        ),
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    lab=dict(type="str", required=True),
+    group=dict(type="str", default="default"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    files=dict(type="list", elements="dict", default=[]),
+    containers=dict(type="list", elements="dict", default=[]),
+    timeout=dict(type="float", default=10),
+)
+
+
+def run_module(module):
+    """The module's work; MODULE is an AnsibleModule, or the controller's stand-in for one
+    when the task runs in-process (plugins/action/podpath_containers.py)."""
     p = module.params
     lab = require_lab_and_root(module, "podpath_containers")
     root = lab_dir(lab) + "/"
@@ -310,6 +311,10 @@ def main():
     module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
                      files_changed=files_changed,
                      containers={n: {"pid": state[n]["pid"], "netns": state[n]["netns"]} for n in wanted})
+
+
+def main():
+    run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
 
 
 if __name__ == "__main__":

@@ -107,11 +107,12 @@ def fingerprint(module, ns):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(lab=dict(type="str", required=True), rules=dict(type="dict", required=True)),
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(lab=dict(type="str", required=True), rules=dict(type="dict", required=True))
+
+
+def run_module(module):
+    """The module's work; MODULE is an AnsibleModule, or the controller's stand-in for one
+    when the task runs in-process (plugins/action/podpath_iptables.py)."""
     lab = require_lab_and_root(module, "podpath_iptables")
     for tool in ("iptables-restore", "iptables-save", "nsenter"):
         if not module.get_bin_path(tool):
@@ -150,6 +151,10 @@ def main():
         write_file(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
     module.exit_json(changed=bool(applied), applied=applied,
                      rule_counts={ns: text.count("\n-A ") for ns, text in rules.items()})
+
+
+def main():
+    run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
 
 
 if __name__ == "__main__":

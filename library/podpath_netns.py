@@ -17,8 +17,8 @@ description:
   - Starts a holder process per namespace where asked, in the role of the pause
     container, and finds it again by its pidfile.
   - One call takes the whole desired state (for example a node's bridge and all its
-    pods) and applies only the difference, with batched netlink requests (pyroute2's
-    message classes, no C(ip) subprocesses).
+    pods) and applies only the difference, with batched rtnetlink requests (packed with
+    struct, with pyroute2's constants; no C(ip) subprocesses).
   - Touches only what belongs to its lab, recorded in C(/run/podpath/<lab>/netns.json)
     before anything is created; a namespace or link that exists but belongs to
     something else is refused, never taken over or deleted.
@@ -93,6 +93,15 @@ options:
     description: Remove namespaces the lab owns that I(namespaces) no longer lists.
     type: bool
     default: true
+  purge:
+    description:
+      - With I(state=absent), also remove the lab's folder C(/run/podpath/<lab>) and all
+        it holds (the logs, leases and state that the other podpath modules and the lab's
+        daemons kept there).
+      - Refused while the folder still lists running containers; stop them first with
+        podpath_containers (I(group=all), I(state=absent)).
+    type: bool
+    default: false
   pause:
     description:
       - Program that holds a namespace, called as C(PAUSE NETNS_PATH [HOSTNAME]) (podpath-pause).
@@ -136,10 +145,11 @@ EXAMPLES = r"""
         routes:
           - {dst: default, gateway: 10.244.1.1}
 
-- name: Remove everything the lab owns
+- name: Remove everything the lab owns, and its folder
   podpath_netns:
     lab: podpath
     state: absent
+    purge: true
 """
 
 RETURN = r"""
@@ -164,6 +174,7 @@ removed:
 
 import json
 import os
+import shutil
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
@@ -403,19 +414,21 @@ def view_for_diff(state):
                       indent=2, sort_keys=True) + "\n"
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            lab=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            namespaces=dict(type="list", elements="dict", default=[]),
-            root_links=dict(type="list", elements="dict", default=[]),
-            allow_root_namespace=dict(type="bool", default=False),
-            prune=dict(type="bool", default=True),
-            pause=dict(type="path"),
-        ),
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    lab=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    namespaces=dict(type="list", elements="dict", default=[]),
+    root_links=dict(type="list", elements="dict", default=[]),
+    allow_root_namespace=dict(type="bool", default=False),
+    prune=dict(type="bool", default=True),
+    pause=dict(type="path"),
+    purge=dict(type="bool", default=False),
+)
+
+
+def run_module(module):
+    """The module's work; MODULE is an AnsibleModule, or the controller's stand-in for one
+    when the task runs in-process (plugins/action/podpath_netns.py)."""
     p = module.params
     lab = p["lab"]
     error = check_lab_name(lab)
@@ -442,8 +455,18 @@ def main():
             root_owned = registry.items("root_links")
             present_root = nsset.rtnl(ROOT).links() if root_owned else {}
             would = [ns for ns in owned if netns_exists(ns)] + [n for n in root_owned if n in present_root]
-            if module.check_mode or not would and not owned and not root_owned:
-                module.exit_json(changed=bool(would), changes=["remove %s" % n for n in would], removed=[])
+            lab_folder = lab_dir(lab)
+            purge = p["purge"] and os.path.isdir(lab_folder)
+            if purge:
+                running = sorted(n for n in os.listdir(lab_folder)
+                                 if n.startswith("containers-") and n.endswith(".json"))
+                if running:
+                    module.fail_json(msg="lab %s still has containers (%s in %s): stop them first with "
+                                         "podpath_containers (group: all, state: absent), then purge"
+                                         % (lab, ", ".join(running), lab_folder))
+            if module.check_mode or not would and not owned and not root_owned and not purge:
+                module.exit_json(changed=bool(would) or purge, removed=[],
+                                 changes=["remove %s" % n for n in would] + (["remove %s" % lab_folder] if purge else []))
             removed = remove_namespaces(lab, registry, nsset, owned)
             rtnl = nsset.rtnl(ROOT)
             for name in root_owned:
@@ -461,7 +484,12 @@ def main():
                         os.rmdir(os.path.join(lab_dir(lab), folder))
                     except OSError:
                         pass  # not empty: other modules' files are still there
-            module.exit_json(changed=bool(removed), changes=["remove %s" % n for n in removed], removed=removed)
+            changes = ["remove %s" % n for n in removed]
+            if purge:
+                if os.path.isdir(lab_folder):  # the lines above remove it when it held only the registry
+                    shutil.rmtree(lab_folder)
+                changes.append("remove %s" % lab_folder)
+            module.exit_json(changed=bool(changes), changes=changes, removed=removed)
 
         check_kernel(module, desired)
         check_ownership(module, lab, registry, desired, nsset)
@@ -488,6 +516,7 @@ def main():
         try:
             removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
             apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
+            nsset.release()
             start_holders(lab, desired, p["pause"])
         except (NetlinkError, OSError) as exc:
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
@@ -495,6 +524,10 @@ def main():
         result = {ns: {"holder_pid": holder_pid(lab, ns)} for ns in desired if ns is not ROOT}
         module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result,
                          **({"diff": diff} if diff else {}))
+
+
+def main():
+    run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True))
 
 
 if __name__ == "__main__":

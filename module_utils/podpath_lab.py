@@ -210,18 +210,36 @@ def children(pid: int) -> list:
         return []
 
 
+def deaf_namespace_init(pid: int) -> bool:
+    """PID is the first process (pid 1) of its PID namespace and has no SIGTERM handler.
+
+    The kernel drops a signal sent to a namespace's init for which it has no handler
+    (SIGKILL aside), so SIGTERM can never stop it: `sleep` as a container's first
+    process is one."""
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        nspid = fields["NSpid"].split()
+        caught = int(fields["SigCgt"], 16)
+    except (OSError, KeyError, ValueError):
+        return False
+    return len(nspid) > 1 and nspid[-1] == "1" and not caught & (1 << (signal.SIGTERM - 1))
+
+
 def stop_many(pids, timeout: float = 3.0, term_children: bool = False) -> int:
     """SIGTERM all at once, wait for them together, SIGKILL what is left.
 
     With TERM_CHILDREN the children get the SIGTERM too: a container runtime's wrapper
     (unshare --fork) ignores SIGTERM while it waits for the container's first process,
-    so the signal has to reach that process itself.
+    so the signal has to reach that process itself. A child that is its PID namespace's
+    init without a SIGTERM handler gets SIGKILL at once: waiting for it would change
+    nothing but the time (Kubernetes waits out the grace period, then kills it too).
     """
     pids = [pid for pid in pids if alive(pid)]
     for pid in pids:
         for target in ([pid] + (children(pid) if term_children else [])):
             try:
-                os.kill(target, signal.SIGTERM)
+                os.kill(target, signal.SIGKILL if target != pid and deaf_namespace_init(target) else signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + timeout

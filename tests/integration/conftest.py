@@ -42,6 +42,7 @@ PLAYBOOK = """\
         root_links: "{{ root_links | default([]) }}"
         allow_root_namespace: "{{ allow_root_namespace | default(false) }}"
         prune: "{{ prune | default(true) }}"
+        purge: "{{ purge | default(false) }}"
         pause: "{{ pause | default(omit) }}"
 """
 
@@ -177,7 +178,8 @@ class NetnsLab:
             return []
 
     def run(self, namespaces: Any = None, *, state: str = "present", check: bool = False, diff: bool = False,
-            json_output: bool = True, lab: str | None = None, **params: Any) -> Result:
+            json_output: bool = True, lab: str | None = None, extra_argv: tuple[str, ...] = (),
+            **params: Any) -> Result:
         """Run the module once through ansible-playbook, from the repository root so that
         ansible.cfg finds library/ and module_utils/. PARAMS go in as extra vars."""
         self.runs += 1
@@ -192,6 +194,7 @@ class NetnsLab:
         argv = [self.ansible_playbook, str(self.playbook), "-e", f"@{vars_file}"]
         argv += ["--check"] if check else []
         argv += ["--diff"] if diff else []
+        argv += list(extra_argv)
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0")
         if json_output:
             env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"

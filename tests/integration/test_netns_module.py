@@ -358,6 +358,33 @@ def test_next_run_heals_a_hand_made_change(netns_lab, damage: Callable[[NetnsLab
 
 
 # -- removal -------------------------------------------------------------------------------
+def test_purge_removes_the_lab_folder_with_what_others_kept_there(netns_lab):
+    netns_lab.apply(lab_spec(netns_lab))
+    kept = netns_lab.lab_dir / "leases" / "ingress.json"  # as a daemon of the lab writes it
+    kept.parent.mkdir()
+    kept.write_text("{}")
+    check = netns_lab.apply(state="absent", purge=True, check=True)
+    assert f"remove {netns_lab.lab_dir}" in check.module["changes"]
+    assert kept.exists() and len(netns_lab.namespaces()) == 3, "check mode removed something"
+
+    gone = netns_lab.apply(state="absent", purge=True)
+    assert f"remove {netns_lab.lab_dir}" in gone.module["changes"]
+    assert netns_lab.namespaces() == []
+    assert not netns_lab.lab_dir.exists()
+    again = netns_lab.apply(state="absent", purge=True)
+    assert not again.changed
+
+
+def test_purge_is_refused_while_the_folder_lists_containers(netns_lab):
+    netns_lab.apply(lab_spec(netns_lab))
+    (netns_lab.lab_dir / "containers-workloads.json").write_text("{}")
+    refused = netns_lab.run(state="absent", purge=True)
+    assert refused.failed
+    assert "containers-workloads.json" in refused.msg and "podpath_containers" in refused.msg, refused.msg
+    assert len(netns_lab.namespaces()) == 3, "a refused purge removed namespaces"
+    (netns_lab.lab_dir / "containers-workloads.json").unlink()
+
+
 def test_state_absent_removes_every_namespace_and_holder(netns_lab):
     spec = lab_spec(netns_lab)
     netns_lab.apply(spec)

@@ -17,12 +17,14 @@ MODULES = sorted(p.stem for p in (ROOT / "library").glob("*.py"))
 
 
 def argument_spec_keys(module: str) -> set[str]:
-    """The top-level keys of argument_spec=dict(...) in the module's source."""
+    """The top-level keys of ARGUMENT_SPEC = dict(...) in the module's source (the spec both
+    AnsibleModule and the in-process run check arguments against)."""
     tree = ast.parse((ROOT / "library" / f"{module}.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "argument_spec" and isinstance(node.value, ast.Call):
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["ARGUMENT_SPEC"]
+                and isinstance(node.value, ast.Call)):
             return {kw.arg for kw in node.value.keywords}
-    raise AssertionError(f"{module} has no argument_spec=dict(...)")
+    raise AssertionError(f"{module} has no ARGUMENT_SPEC = dict(...)")
 
 
 @pytest.mark.parametrize("module", MODULES)
