@@ -172,6 +172,7 @@ removed:
   sample: ["cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b"]
 """
 
+import errno
 import json
 import os
 import shutil
@@ -280,7 +281,7 @@ def remove_namespaces(lab, registry, nsset, names):
     return removed
 
 
-def apply(module, lab, registry, nsset, desired, changes, observed, pause):
+def create_namespaces(registry, nsset, desired, changes, observed):
     new = [ns for ns, c in changes.items() if c["create"]]
     registry.add("namespaces", new)
     if ROOT in desired:
@@ -288,6 +289,10 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
     for ns in new:
         nsset.create(ns)
         observed[ns] = {"links": {}, "raw": {}, "routes": [], "sysctls": {}}
+    return new
+
+
+def apply(module, lab, registry, nsset, desired, changes, observed, new):
     touched = set(changes)
 
     for ns, c in changes.items():
@@ -381,6 +386,44 @@ def apply(module, lab, registry, nsset, desired, changes, observed, pause):
         for index, ip, bridge in entries:
             rtnl.forget_neighbour(index, ip, bridge)
         rtnl.commit()
+
+
+class HolderStarter:
+    """Starts the holders in a forked process while this one wires the links.
+
+    The holders need only their namespace, and starting them (process creation, and each
+    holder's own IPC and UTS namespaces) is kernel work that does not wait for the
+    rtnetlink lock the wiring holds: on two cores the two overlap. The child drops its
+    copies of the namespaces' sockets first, so that each start does not copy them."""
+
+    def __init__(self, lab, desired, pause, nsset):
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: start the holders, say what went wrong, exit
+            os.close(read)
+            code = 0
+            try:
+                nsset.release()
+                start_holders(lab, desired, pause)
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                os.write(write, str(exc).encode(errors="replace")[:4000])
+                code = 1
+            os._exit(code)
+        os.close(write)
+        self.pipe = read
+
+    def wait(self):
+        chunks = []
+        while True:
+            chunk = os.read(self.pipe, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(self.pipe)
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            raise OSError(errno.EIO, "starting the holders failed: %s"
+                          % (b"".join(chunks).decode(errors="replace") or "status %d" % status))
 
 
 def start_holders(lab, desired, pause):
@@ -515,9 +558,13 @@ def run_module(module):
             module.exit_json(changed=changed, changes=lines, removed=[], **({"diff": diff} if diff else {}))
         try:
             removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
-            apply(module, lab, registry, nsset, desired, changes, observed, p["pause"])
-            nsset.release()
-            start_holders(lab, desired, p["pause"])
+            new = create_namespaces(registry, nsset, desired, changes, observed)
+            holders = HolderStarter(lab, desired, p["pause"], nsset) if holders_needed else None
+            try:
+                apply(module, lab, registry, nsset, desired, changes, observed, new)
+            finally:
+                if holders:
+                    holders.wait()
         except (NetlinkError, OSError) as exc:
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
                                  "remove what lab %s made" % (exc, lab), changes=lines, changed=True)
