@@ -184,3 +184,33 @@ def test_echo_that_does_not_fit_names_the_smallest_pod_cidr(default_topology):
     with pytest.raises(TopologyError) as err:
         topology_mod.validate(topo)
     assert "/28" in str(err.value)
+
+
+# -- the schema check is remembered per topology ----------------------------------------
+def test_a_topology_that_passed_the_schema_is_not_checked_again(default_topology, monkeypatch):
+    topology_mod.validate(default_topology)
+    assert list(topology_mod.SCHEMA_PASSED.iterdir()), "no mark was written after a pass"
+    monkeypatch.setitem(__import__("sys").modules, "jsonschema", None)  # importing it now fails
+    topology_mod.validate(default_topology)
+
+
+def test_a_changed_topology_is_checked_again(default_topology, monkeypatch):
+    topology_mod.validate(default_topology)
+    changed = copy.deepcopy(default_topology)
+    changed["colour"] = "red"  # only the schema refuses this: the checks of meaning ignore it
+    with pytest.raises(TopologyError, match="'colour' was unexpected"):
+        topology_mod.validate(changed)
+
+
+def test_a_topology_that_failed_is_not_marked(default_topology):
+    bad = copy.deepcopy(default_topology)
+    bad["nodes"] = "three"
+    for _ in range(2):
+        with pytest.raises(TopologyError, match="nodes"):
+            topology_mod.validate(bad)
+    assert not topology_mod.SCHEMA_PASSED.exists() or not list(topology_mod.SCHEMA_PASSED.iterdir())
+
+
+def test_the_mark_depends_on_the_schema(default_topology):
+    schema = topology_mod.SCHEMA_FILE.read_text()
+    assert topology_mod._schema_key(default_topology, schema) != topology_mod._schema_key(default_topology, schema + " ")
