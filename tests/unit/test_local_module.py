@@ -139,3 +139,42 @@ def test_the_real_modules_load_with_their_argument_specs():
     for name in ("podpath_netns", "podpath_iptables", "podpath_containers"):
         library = inprocess.load_library(name)
         assert "lab" in library.ARGUMENT_SPEC and callable(library.run_module)
+
+
+def test_a_controller_that_cannot_load_the_module_runs_it_the_usual_way(monkeypatch):
+    from unittest import mock
+
+    def cannot_load(name):
+        raise OSError("no netlink on this controller")
+
+    monkeypatch.setattr(inprocess, "load_library", cannot_load)
+    action_class = inprocess.action_plugin("podpath_netns")  # loading the plugin does not fail
+    local = mock.MagicMock()
+    local.transport = "local"
+    action = action_class(mock.MagicMock(async_val=0), local, mock.MagicMock(become=False), mock.MagicMock(),
+                          mock.MagicMock(), mock.MagicMock())
+    assert action.in_process({"ansible_python_interpreter": inprocess.sys.executable}) is False
+
+
+@pytest.mark.parametrize("transport, become, async_val, interpreter, podpath_in_process, expected", [
+    ("local", False, 0, "controller", True, True),
+    ("ssh", False, 0, "controller", True, False),
+    ("local", True, 0, "controller", True, False),
+    ("local", False, 30, "controller", True, False),
+    ("local", False, 0, "/usr/bin/python3-other", True, False),
+    ("local", False, 0, "controller", "false", False),
+])
+def test_the_module_runs_in_process_only_where_that_changes_nothing_but_time(
+        transport, become, async_val, interpreter, podpath_in_process, expected):
+    from unittest import mock
+
+    action_class = inprocess.action_plugin("podpath_netns")
+    connection = mock.MagicMock()
+    connection.transport = transport
+    templar = mock.MagicMock()
+    templar.template.side_effect = lambda value: value
+    action = action_class(mock.MagicMock(async_val=async_val), connection, mock.MagicMock(become=become),
+                          mock.MagicMock(), templar, mock.MagicMock())
+    task_vars = {"ansible_python_interpreter": inprocess.sys.executable if interpreter == "controller" else interpreter,
+                 "podpath_in_process": podpath_in_process}
+    assert action.in_process(task_vars) is expected
