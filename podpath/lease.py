@@ -76,18 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--retry", type=float, default=0.5)
     args = parser.parse_args(argv)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    # SIGTERM and SIGINT stay pending while a step reads or writes the lease, and end the
+    # wait between steps at once: the lease is released within a step, not a retry period
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     role = None
-    while not stopping:
+    while True:
         lease = step(args.lease, args.identity, args.duration, time.time())
         new_role = "primary" if lease.get("holderIdentity") == args.identity else "secondary"
         if new_role != role:
             print(time.strftime("%H:%M:%S"), f"{args.identity} is {new_role} (leader: {lease.get('holderIdentity')})",
                   flush=True)
             role = new_role
-        time.sleep(args.retry)
+        if signal.sigtimedwait(stop_signals, args.retry):
+            break
     release(args.lease, args.identity)
     return 0
 
