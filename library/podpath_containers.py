@@ -114,8 +114,8 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, alive, holder_pidfile, lab_dir, read_pid, require_lab_and_root, \
-    reap_children, spawn, start_time, stop_many, write_file
+from ansible.module_utils.podpath_lab import Registry, alive, container_groups, holder_pidfile, lab_dir, read_pid, \
+    require_lab_and_root, reap_children, spawn, start_time, stop_many, write_file
 
 
 # Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
@@ -217,9 +217,7 @@ def run_module(module):
     if p["state"] == "absent":
         groups = [group]
         if group == "all":
-            groups = sorted(name[len("containers-"):-len(".json")] for name in os.listdir(lab_dir(lab))
-                            if name.startswith("containers-") and name.endswith(".json")) \
-                if os.path.isdir(lab_dir(lab)) else []
+            groups = container_groups(lab)
         states = {g: load_state(lab, g) for g in groups}
         names = sorted(n for g in groups for n in states[g])
         if not module.check_mode:

@@ -188,8 +188,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the managed host
     HAS_PYROUTE2 = False
     PYROUTE2_ERROR = exc
-from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, holder_pidfile, lab_dir, net_inode, \
-    other_owner, read_pid, spawn, stop_many, write_file
+from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, container_groups, holder_pidfile, \
+    lab_dir, net_inode, other_owner, read_pid, spawn, stop_many, write_file
 from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, normalize
 
 # The holder used when no pause program is given: the same contract as podpath-pause.
@@ -501,12 +501,11 @@ def run_module(module):
             lab_folder = lab_dir(lab)
             purge = p["purge"] and os.path.isdir(lab_folder)
             if purge:
-                running = sorted(n for n in os.listdir(lab_folder)
-                                 if n.startswith("containers-") and n.endswith(".json"))
+                running = container_groups(lab)
                 if running:
                     module.fail_json(msg="lab %s still has containers (%s in %s): stop them first with "
                                          "podpath_containers (group: all, state: absent), then purge"
-                                         % (lab, ", ".join(running), lab_folder))
+                                         % (lab, ", ".join("containers-%s.json" % g for g in running), lab_folder))
             if module.check_mode or not would and not owned and not root_owned and not purge:
                 module.exit_json(changed=bool(would) or purge, removed=[],
                                  changes=["remove %s" % n for n in would] + (["remove %s" % lab_folder] if purge else []))

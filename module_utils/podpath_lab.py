@@ -64,6 +64,17 @@ def write_file(path: str, content, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
+def container_groups(lab: str) -> list:
+    """The groups whose containers podpath_containers records in the lab's folder
+    (containers-<group>.json), sorted."""
+    try:
+        names = os.listdir(lab_dir(lab))
+    except OSError:
+        return []
+    return sorted(n[len("containers-"):-len(".json")] for n in names
+                  if n.startswith("containers-") and n.endswith(".json"))
+
+
 class Registry:
     """A JSON file of the names a lab owns, kept as sorted lists per kind."""
 

@@ -22,16 +22,14 @@ run both ways).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-LIBRARY = CHECKOUT / "library"
-MODULE_UTILS = CHECKOUT / "module_utils"
+from .labdir import MODULE_UTILS, load_file
+
+LIBRARY = MODULE_UTILS.parent / "library"
 # AnsibleModule.get_bin_path also looks in the sbin folders, which a user's PATH may lack
 SBIN = ("/sbin", "/usr/sbin", "/usr/local/sbin")
 
@@ -91,25 +89,12 @@ class LocalModule:
         return done.returncode, out, err
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
-
-
 def load_library(name: str):
     """Import library/NAME.py as Ansible would ship it: its `ansible.module_utils.podpath_*`
     imports resolve to the files of module_utils/."""
     for util in sorted(MODULE_UTILS.glob("podpath_*.py")):
-        _load("ansible.module_utils." + util.stem, util)
-    return _load("podpath_inprocess_" + name, LIBRARY / f"{name}.py")
+        load_file("ansible.module_utils." + util.stem, util)
+    return load_file("podpath_inprocess_" + name, LIBRARY / f"{name}.py")
 
 
 def run(library, name: str, args: dict, check_mode: bool = False, diff: bool = False) -> dict:

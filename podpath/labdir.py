@@ -13,15 +13,23 @@ from pathlib import Path
 MODULE_UTILS = Path(__file__).resolve().parent.parent / "module_utils"
 
 
-def load_module_util(name: str):
-    """Import module_utils/NAME.py from the checkout (the modules get it from Ansible)."""
-    key = f"podpath_module_utils_{name}"
+def load_file(key: str, path: Path):
+    """Import the Python file PATH as module KEY, once per process."""
     if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, MODULE_UTILS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(key, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[key] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[key]
+            raise
     return sys.modules[key]
+
+
+def load_module_util(name: str):
+    """Import module_utils/NAME.py from the checkout (the modules get it from Ansible)."""
+    return load_file(f"podpath_module_utils_{name}", MODULE_UTILS / f"{name}.py")
 
 
 lab = load_module_util("podpath_lab")
