@@ -42,12 +42,33 @@ def _cluster_mode(config) -> bool:
 
 
 _LAB = {}
+# The topology file and the netns lab's plan, read once a run: the hooks that give tests
+# one id per pod or node run once per test function (about 75), and a YAML load takes
+# 10-20 ms. The file does not change while the verifier runs.
+_TOPOLOGY: dict = {}
+_PLAN: dict = {}
+
+
+def load_topology(config) -> dict:
+    path = config.getoption("topology")
+    if path not in _TOPOLOGY:
+        _TOPOLOGY[path] = topology_mod.load(path)
+    return _TOPOLOGY[path]
+
+
+def netns_plan(config):
+    key = (config.getoption("topology"), config.getoption("lab"))
+    if key not in _PLAN:
+        from podpath.plan import build
+
+        _PLAN[key] = build(load_topology(config), config.getoption("lab"))
+    return _PLAN[key]
 
 
 def make_lab(config):
     if "lab" in _LAB:
         return _LAB["lab"]
-    topo = topology_mod.load(config.getoption("topology"))
+    topo = load_topology(config)
     if _cluster_mode(config):
         from podpath.cluster_probe import ClusterLab
 
@@ -93,9 +114,7 @@ def pytest_generate_tests(metafunc):
         return
     if not {"pod", "node", "ingress_pod", "echo_pod"} & set(metafunc.fixturenames):
         return
-    from podpath.plan import build
-
-    plan = build(topology_mod.load(metafunc.config.getoption("topology")), metafunc.config.getoption("lab"))
+    plan = netns_plan(metafunc.config)
     for name, pods in (("pod", plan.pods), ("ingress_pod", plan.ingress_pods), ("echo_pod", plan.echo_pods)):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, pods, ids=[p.name for p in pods])
@@ -114,7 +133,7 @@ def pytest_generate_tests_cluster_lab(metafunc):
         return
     from podpath.cluster_probe import pod_slots
 
-    topo = topology_mod.load(metafunc.config.getoption("topology"))
+    topo = load_topology(metafunc.config)
     slots = {"k8s_pod": pod_slots(topo), "k8s_echo": pod_slots(topo, "echo"),
              "k8s_controller": pod_slots(topo, "ingress-nginx")}
     for name, values in slots.items():
