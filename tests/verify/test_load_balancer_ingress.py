@@ -15,10 +15,19 @@ from podpath.scenarios import FAILURES_ENOUGH, MAX_TRIES
 pytestmark = pytest.mark.netns_lab
 
 
+@pytest.fixture(scope="module")
+def arp_answers(lab):
+    """The MACs that answered three ARP requests from the client for the MetalLB IP.
+
+    One probe serves both ARP checks of scenario 13: each asserts on all three requests'
+    answers (the election check used to send two requests of its own)."""
+    return lab.arping(lab.plan.client_netns, "eth0", lab.plan.ingress_service.load_balancer_ip, count=3)
+
+
 @pytest.mark.scenario(13)
-def test_exactly_one_node_answers_arp_for_the_metallb_ip(lab):
+def test_exactly_one_node_answers_arp_for_the_metallb_ip(lab, arp_answers):
     address = lab.plan.ingress_service.load_balancer_ip
-    macs = lab.arping(lab.plan.client_netns, "eth0", address, count=3)
+    macs = arp_answers
     node_macs = lab.node_macs()
     answering = sorted(n for n, m in node_macs.items() if m in macs)
     assert len(macs) == 1, f"{len(macs)} MAC addresses answered ARP for {address}: {sorted(macs)} (nodes {answering})"
@@ -26,15 +35,14 @@ def test_exactly_one_node_answers_arp_for_the_metallb_ip(lab):
 
 
 @pytest.mark.scenario(13)
-def test_the_node_answering_arp_is_the_elected_one(lab):
+def test_the_node_answering_arp_is_the_elected_one(lab, arp_answers):
     address = lab.plan.ingress_service.load_balancer_ip
     speakers = lab.speakers()
     down = [n for n, s in speakers.items() if not s]
     assert not down, f"MetalLB speaker not running on {down}"
     alive = [n for n, s in speakers.items() if s.get("link_ok")]
     expected = elected(alive, address)
-    macs = lab.arping(lab.plan.client_netns, "eth0", address, count=2)
-    owner = [n for n, m in lab.node_macs().items() if m in macs]
+    owner = [n for n, m in lab.node_macs().items() if m in arp_answers]
     assert owner == [expected], (f"ARP for {address} is answered by {owner or 'nobody'}; the election among "
                                  f"{alive} gives {expected}")
     announcing = [n for n, s in speakers.items() if address in s.get("announcing", [])]
