@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import labdir
@@ -96,11 +97,20 @@ def report_failure(result) -> None:
     print(f"full log: {result.log}", file=sys.stderr)
 
 
+def require_controller_settings() -> None:
+    from . import controller
+
+    error = controller.settings_error()
+    if error:
+        raise CliError(error)
+
+
 def cmd_up(args) -> int:
     from .runner import run_playbook
 
     require_root()
     require_tools()
+    require_controller_settings()
     try:
         load(args.topology)
     except TopologyError as exc:
@@ -114,8 +124,8 @@ def cmd_up(args) -> int:
     extravars = {"podpath_lab": args.lab}
     if args.topology:
         extravars["podpath_topology"] = load(args.topology)
-    with LabLock(args.lab, args.wait):
-        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
+    with LabLock(args.lab, args.wait) as lock:
+        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet, lock_fd=lock.fd)
     if result.rc != 0:
         report_failure(result)
         return EXIT_FAILED
@@ -129,16 +139,50 @@ def cmd_down(args) -> int:
     from .runner import ARTIFACTS, run_playbook
 
     require_root()
-    with LabLock(args.lab, args.wait):
+    require_controller_settings()
+    with LabLock(args.lab, args.wait) as lock:
         result = run_playbook("netns-lab-down.yml", {"podpath_lab": args.lab}, verbose=args.verbose,
-                              quiet=args.quiet)
+                              quiet=args.quiet, lock_fd=lock.fd)
     if result.rc != 0:
         report_failure(result)
         return EXIT_FAILED
     shutil.rmtree(ARTIFACTS / args.lab, ignore_errors=True)
     (LOCK_DIR / f"{args.lab}.lock").unlink(missing_ok=True)
+    if not any(not entry.name.startswith(".") for entry in Path(labdir.RUN_ROOT).iterdir()):
+        from . import controller
+
+        controller.stop()  # the host's last lab is gone: nothing is left running
     if not args.quiet:
         print(f"lab {args.lab} is down ({result.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def cmd_controller(args) -> int:
+    from . import controller
+
+    require_root()
+    require_controller_settings()
+    if args.action == "start":
+        from .runner import playbook_env
+
+        try:
+            controller.start(dict(os.environ, **playbook_env()))
+        except controller.Unavailable as exc:
+            raise CliError(str(exc), EXIT_FAILED)
+        print(f"controller {controller.status()['pid']} is running for {ROOT}")
+        return EXIT_OK
+    if args.action == "stop":
+        pid = controller.stop()
+        print(f"controller {pid} stopped" if pid else "no controller is running for this checkout")
+        return EXIT_OK
+    info = controller.status()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    elif not info:
+        print("no controller is running for this checkout; the next podpath up or down starts one")
+    else:
+        print(f"controller {info['pid']} for {ROOT}: up since {time.strftime('%H:%M:%S', time.localtime(info['started']))}, "
+              f"{info['runs']} runs, {info['running']} running now, stops after {info['idle_s']:.0f} s idle")
     return EXIT_OK
 
 
@@ -307,6 +351,10 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("action", choices=["start", "check", "reveal"])
     drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
     drill.set_defaults(func=cmd_drill)
+    ctl = sub.add_parser("controller", help="the warm Ansible controller that runs up and down (status, start, stop)")
+    ctl.add_argument("action", choices=["status", "start", "stop"], nargs="?", default="status")
+    ctl.add_argument("--json", action="store_true")
+    ctl.set_defaults(func=cmd_controller)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
     labs.set_defaults(func=cmd_labs)

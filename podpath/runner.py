@@ -1,8 +1,10 @@
-"""Running the project's playbooks through ansible-runner, with progress.
+"""Running the project's playbooks, with progress.
 
 The CLI stays a thin layer: it runs the same playbooks a user would run with
 ansible-playbook, shows the current task with a count, and on failure prints the
-failing task, host and message and where the full log is.
+failing task, host and message and where the full log is. Each play runs in a child of
+podpath's warm controller (podpath/controller.py), or through ansible-runner when the
+controller is off (PODPATH_CONTROLLER=off) or cannot start.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .topology import ROOT
 
@@ -89,44 +91,90 @@ class Progress:
             self.stream.flush()
 
 
+class Events:
+    """What the CLI takes from a play's events, whichever way the play ran: the progress
+    line, the failures and the counts from the stats."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+        self.failures: list[dict[str, str]] = []
+        self.changed = 0
+        self.ok = 0
+
+    def __call__(self, event: dict) -> bool:
+        data = event.get("event_data", {})
+        kind = event.get("event")
+        if kind == "playbook_on_task_start" and self.progress and not data.get("is_conditional"):
+            self.progress.task(data.get("task", "?"))
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res", {})
+            self.failures.append({"task": data.get("task", "?"), "host": data.get("host", "?"),
+                                  "msg": str(res.get("msg") or res.get("stderr") or res)})
+        elif kind == "playbook_on_stats":
+            self.changed, self.ok = data.get("changed", 0), data.get("ok", 0)
+        return True
+
+
+def playbook_env() -> dict[str, str]:
+    """What ansible-playbook's environment adds to the CLI's, either way: the project's
+    ansible.cfg and the venv's commands first on PATH."""
+    return {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
 def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False, quiet: bool = False,
-                 on_event: Callable[[dict], None] | None = None) -> PlaybookResult:
-    """Run playbooks/PLAYBOOK with ansible-runner; returns its outcome, never raises for a failed play."""
-    import ansible_runner
+                 lock_fd: int | None = None) -> PlaybookResult:
+    """Run playbooks/PLAYBOOK in a child of podpath's controller (podpath/controller.py), or with
+    ansible-runner when PODPATH_CONTROLLER=off or the controller cannot start. Returns the
+    outcome; never raises for a failed play. LOCK_FD, the lab's lock, is held by the run until
+    it ends."""
+    from . import controller
 
     path = ROOT / "playbooks" / playbook
+    inventory = ROOT / "inventory" / "localhost.yml"
     folder = ARTIFACTS / str(extravars.get("podpath_lab", "default"))
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = tempfile.mkdtemp(prefix=playbook.split(".")[0] + "-", dir=folder)
     progress = None if quiet else Progress(count_tasks(path), verbose=verbose)
-    failures: list[dict[str, str]] = []
-
-    def handler(event: dict) -> bool:
-        data = event.get("event_data", {})
-        kind = event.get("event")
-        if kind == "playbook_on_task_start" and progress and not data.get("is_conditional"):
-            progress.task(data.get("task", "?"))
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            res = data.get("res", {})
-            failures.append({"task": data.get("task", "?"), "host": data.get("host", "?"),
-                             "msg": str(res.get("msg") or res.get("stderr") or res)})
-        if on_event:
-            on_event(event)
-        return True
-
-    env = {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    events = Events(progress)
+    env = playbook_env()
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=private, project_dir=str(ROOT), playbook=str(path),
-        inventory=str(ROOT / "inventory" / "localhost.yml"), extravars=extravars, envvars=env,
-        event_handler=handler, quiet=not verbose, settings={"suppress_ansible_output": not verbose},
-        rotate_artifacts=20,
-    )
+    rc = None
+    if controller.enabled():
+        log = Path(private) / "stdout"
+        try:
+            rc = controller.run(path, inventory, extravars, dict(os.environ, **env), log, verbose, events,
+                                lock_fd=lock_fd)
+        except controller.Unavailable as exc:
+            print(f"podpath: {exc}; running ansible-playbook the usual way", file=sys.stderr)
+        else:
+            status = "successful" if rc == 0 else "failed"
+    if rc is None:
+        rc, status, log, stats = _run_with_ansible_runner(private, path, inventory, extravars, env, verbose, events)
+        events.changed = sum((stats.get("changed") or {}).values())
+        events.ok = sum((stats.get("ok") or {}).values())
+    _rotate(folder)
     if progress:
         progress.close()
-    stats = runner.stats or {}
-    log = str(Path(runner.config.artifact_dir) / "stdout")
-    return PlaybookResult(rc=runner.rc, status=runner.status, failures=failures, log=log,
-                          changed=sum((stats.get("changed") or {}).values()), ok=sum((stats.get("ok") or {}).values()),
-                          seconds=time.monotonic() - started, task_times=progress.task_times if progress else [])
+    return PlaybookResult(rc=rc, status=status, failures=events.failures, log=str(log), changed=events.changed,
+                          ok=events.ok, seconds=time.monotonic() - started,
+                          task_times=progress.task_times if progress else [])
+
+
+def _rotate(folder: Path, keep: int = 20) -> None:
+    """Keep the newest KEEP runs' folders of a lab, as ansible-runner's rotate_artifacts does."""
+    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_with_ansible_runner(private: str, path: Path, inventory: Path, extravars: dict, env: dict,
+                             verbose: bool, events: Events):
+    import ansible_runner
+
+    runner = ansible_runner.run(
+        private_data_dir=private, project_dir=str(ROOT), playbook=str(path), inventory=str(inventory),
+        extravars=extravars, envvars=env, event_handler=events, quiet=not verbose,
+        settings={"suppress_ansible_output": not verbose}, rotate_artifacts=20,
+    )
+    return runner.rc, runner.status, Path(runner.config.artifact_dir) / "stdout", runner.stats or {}
