@@ -57,10 +57,12 @@ def new_name(kind: str) -> str:
     return name
 
 
-def podpath(*argv: str, timeout: float = TIMEOUT_S) -> Timed:
-    """Run `podpath ARGV...`, timed; raise BenchError when it does not exit 0."""
+def podpath(*argv: str, timeout: float = TIMEOUT_S, env: dict[str, str] | None = None) -> Timed:
+    """Run `podpath ARGV...` (with ENV added to the environment), timed; raise BenchError when it
+    does not exit 0."""
     start = time.perf_counter()
-    done = subprocess.run([str(PODPATH), *argv], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([str(PODPATH), *argv], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"podpath {' '.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
@@ -208,20 +210,30 @@ def load_average() -> str:
 
 # -- where the time of an `up` goes -------------------------------------------------------------
 def last_run_tasks(lab: str) -> dict[str, Any]:
-    """LAB's latest playbook run, from ansible-runner's job events: {'play_s': the play's wall time
-    (first event to the stats), 'tasks': [{'role', 'task', 'seconds', 'changed'}]}, task names with
-    the lab's name replaced by <lab>."""
-    runs = sorted(ARTIFACTS.joinpath(lab).glob("netns-lab-*/artifacts/*/job_events"),
+    """LAB's latest playbook run, from its events: {'play_s': the play's wall time (its start to
+    the stats), 'tasks': [{'role', 'task', 'seconds', 'changed'}]}, task names with the lab's
+    name replaced by <lab>. A run in the controller keeps them in events.jsonl (from
+    plugins/callback/podpath_events.py), a run through ansible-runner in its job_events."""
+    runs = sorted(list(ARTIFACTS.joinpath(lab).glob("netns-lab-*/events.jsonl"))
+                  + list(ARTIFACTS.joinpath(lab).glob("netns-lab-*/artifacts/*/job_events")),
                   key=lambda p: p.stat().st_mtime)
     if not runs:
         return {"play_s": 0.0, "tasks": []}
     events = []
-    for f in runs[-1].iterdir():
-        try:
-            events.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            pass
-    events.sort(key=lambda e: e.get("counter", 0))
+    if runs[-1].is_file():
+        for line in runs[-1].read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            events.append(dict(event, created=event.get("event_data", {}).get("created")))
+    else:
+        for f in runs[-1].iterdir():
+            try:
+                events.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                pass
+        events.sort(key=lambda e: e.get("counter", 0))
     tasks = []
     for event in events:
         if event.get("event") in ("runner_on_ok", "runner_on_failed"):
@@ -270,9 +282,9 @@ class Labs:
         self.up.append(lab)  # before up: a half-made lab comes down too
         return self.again(lab, topology)
 
-    def again(self, lab: str, topology: Path | None = None) -> Timed:
+    def again(self, lab: str, topology: Path | None = None, env: dict[str, str] | None = None) -> Timed:
         argv = ["up", "--lab", lab] + (["--topology", str(topology)] if topology else [])
-        result = podpath(*argv)
+        result = podpath(*argv, env=env)
         self._namespaces[lab] = owned_namespaces(lab)
         return result
 
