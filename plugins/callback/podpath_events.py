@@ -37,6 +37,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._started = {}  # (host, task uuid) -> when the task started on that host
+        self.disabled = event_sink() is None  # Ansible then skips it, and copies no result for it
 
     def _send(self, kind, **data):
         sink = event_sink()
@@ -53,14 +54,15 @@ class CallbackModule(CallbackBase):
         self._started[(host.get_name(), task._uuid)] = time.monotonic()
 
     def _result(self, kind, result, ignore_errors=False):
-        res = result._result
         task = result._task
         started = self._started.pop((result._host.get_name(), task._uuid), None)
         data = {"task": result.task_name, "host": result._host.get_name(), "ignore_errors": bool(ignore_errors),
                 "role": task._role.get_name(include_role_fqcn=False) if task._role else None,
                 "duration": time.monotonic() - started if started is not None else None,
-                "res": {"changed": bool(res.get("changed"))}}
+                # is_changed() reads one key; the whole result (1,000 pods' plan) costs 0.4 s to convert
+                "res": {"changed": result.is_changed()}}
         if kind != "runner_on_ok":
+            res = result._result
             data["res"]["msg"] = str(res.get("msg") or res.get("stderr") or res)
         self._send(kind, **data)
 
