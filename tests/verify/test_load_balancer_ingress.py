@@ -4,6 +4,7 @@ The client sends real ARP requests (arping) and HTTP requests (curl) to the Meta
 address; the answers say which node, which controller and which backend took part.
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,38 +16,23 @@ from podpath.scenarios import FAILURES_ENOUGH, MAX_TRIES
 pytestmark = pytest.mark.netns_lab
 
 
-@pytest.fixture(scope="module")
-def arp_answers(lab):
-    """The MACs that answered three ARP requests from the client for the MetalLB IP.
-
-    One probe serves both ARP checks of scenario 13: each asserts on all three requests'
-    answers (the election check used to send two requests of its own)."""
-    return lab.arping(lab.plan.client_netns, "eth0", lab.plan.ingress_service.load_balancer_ip, count=3)
-
-
-@pytest.mark.scenario(13)
-def test_exactly_one_node_answers_arp_for_the_metallb_ip(lab, arp_answers):
+@pytest.fixture(scope="module", autouse=True)
+def arp_probe(lab):
+    """Three ARP requests from the client for the MetalLB IP, sent from the module's first
+    test on, in the background: the probe (0.6 s, most of it waiting between requests)
+    overlaps the HTTP checks of scenarios 15-17, and the two ARP checks of scenario 13,
+    after them, take its answers. Both assert on all three requests' answers (the election
+    check used to send two requests of its own). The trace (19) waits for the probe to be
+    over: it flushes the client's neighbour entry and reads its own ARP exchange."""
     address = lab.plan.ingress_service.load_balancer_ip
-    macs = arp_answers
-    node_macs = lab.node_macs()
-    answering = sorted(n for n, m in node_macs.items() if m in macs)
-    assert len(macs) == 1, f"{len(macs)} MAC addresses answered ARP for {address}: {sorted(macs)} (nodes {answering})"
-    assert len(answering) == 1, f"the MAC {macs} that answered for {address} is no node's eth1 ({node_macs})"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(lab.arping, lab.plan.client_netns, "eth0", address, 3)
 
 
-@pytest.mark.scenario(13)
-def test_the_node_answering_arp_is_the_elected_one(lab, arp_answers):
-    address = lab.plan.ingress_service.load_balancer_ip
-    speakers = lab.speakers()
-    down = [n for n, s in speakers.items() if not s]
-    assert not down, f"MetalLB speaker not running on {down}"
-    alive = [n for n, s in speakers.items() if s.get("link_ok")]
-    expected = elected(alive, address)
-    owner = [n for n, m in lab.node_macs().items() if m in arp_answers]
-    assert owner == [expected], (f"ARP for {address} is answered by {owner or 'nobody'}; the election among "
-                                 f"{alive} gives {expected}")
-    announcing = [n for n, s in speakers.items() if address in s.get("announcing", [])]
-    assert announcing == [expected], f"speakers announcing {address}: {announcing}; expected only {expected}"
+@pytest.fixture
+def arp_answers(arp_probe):
+    """The MACs that answered the probe's three requests."""
+    return arp_probe.result()
 
 
 @pytest.mark.scenario(13)
@@ -120,8 +106,34 @@ def test_unknown_host_gets_404(lab):
     assert answer.status == 404, f"an unknown host got {answer.status or answer.error}, not the default backend's 404"
 
 
+@pytest.mark.scenario(13)
+def test_exactly_one_node_answers_arp_for_the_metallb_ip(lab, arp_answers):
+    address = lab.plan.ingress_service.load_balancer_ip
+    macs = arp_answers
+    node_macs = lab.node_macs()
+    answering = sorted(n for n, m in node_macs.items() if m in macs)
+    assert len(macs) == 1, f"{len(macs)} MAC addresses answered ARP for {address}: {sorted(macs)} (nodes {answering})"
+    assert len(answering) == 1, f"the MAC {macs} that answered for {address} is no node's eth1 ({node_macs})"
+
+
+@pytest.mark.scenario(13)
+def test_the_node_answering_arp_is_the_elected_one(lab, arp_answers):
+    address = lab.plan.ingress_service.load_balancer_ip
+    speakers = lab.speakers()
+    down = [n for n, s in speakers.items() if not s]
+    assert not down, f"MetalLB speaker not running on {down}"
+    alive = [n for n, s in speakers.items() if s.get("link_ok")]
+    expected = elected(alive, address)
+    owner = [n for n, m in lab.node_macs().items() if m in arp_answers]
+    assert owner == [expected], (f"ARP for {address} is answered by {owner or 'nobody'}; the election among "
+                                 f"{alive} gives {expected}")
+    announcing = [n for n, s in speakers.items() if address in s.get("announcing", [])]
+    assert announcing == [expected], f"speakers announcing {address}: {announcing}; expected only {expected}"
+
+
 @pytest.mark.scenario(19)
-def test_traced_path_is_complete_and_consistent(lab):
+def test_traced_path_is_complete_and_consistent(lab, arp_probe):
+    arp_probe.exception()  # wait for the probe (over already, unless its checks were deselected)
     result = trace_mod.trace(lab.name, lab.topology, lab=lab)
     text = trace_mod.render_text(result)
     assert result.complete, text
