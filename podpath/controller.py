@@ -54,6 +54,11 @@ class Unavailable(RuntimeError):
     """The controller could not be started or reached; the CLI runs the playbook the usual way."""
 
 
+class RunLost(RuntimeError):
+    """A run started in the controller ended without its result (its process died): the play
+    failed, and is not run again the usual way."""
+
+
 def settings_error(env: dict | None = None) -> str | None:
     """What is wrong with PODPATH_CONTROLLER or PODPATH_CONTROLLER_IDLE, and how to fix it."""
     env = os.environ if env is None else env
@@ -252,8 +257,8 @@ def run(playbook: Path, inventory: Path, extravars: dict[str, Any], env: dict, l
                     return int(event["rc"])
                 on_event(event)
             else:
-                raise Unavailable(f"the controller's run of {playbook.name} ended without a result "
-                                  f"(see {log} and {log_path(root)})")
+                raise RunLost(f"the controller's run of {playbook.name} ended without a result "
+                              f"(see {log} and {log_path(root)})")
         _wait_gone(root)
     raise Unavailable("the controller kept restarting")
 

@@ -147,6 +147,10 @@ def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False
                                 lock_fd=lock_fd)
         except controller.Unavailable as exc:
             print(f"podpath: {exc}; running ansible-playbook the usual way", file=sys.stderr)
+        except controller.RunLost as exc:
+            rc = 1
+            status = "failed"
+            events.failures.append({"task": "?", "host": "localhost", "msg": str(exc)})
         else:
             status = "successful" if rc == 0 else "failed"
     if rc is None:

@@ -126,3 +126,26 @@ def test_an_idle_controller_stops_by_itself():
     pid = controller.status()["pid"]
     assert wait_for(lambda: controller.status() is None, timeout=20), "the idle controller did not stop"
     assert f"controller {pid} stops: idle for 1 s" in controller.log_path().read_text()
+
+
+def test_a_run_whose_process_dies_fails_and_is_not_run_again_the_usual_way(lab_names):
+    name = new_lab_name("k")
+    lab_names.append(name)
+    controller.stop()
+    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name], cwd=controller.ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in cli.stderr:
+        seen += line
+        if "Wire the namespaces" in line:
+            break
+    run_pid = int(Path(f"/proc/{controller.status()['pid']}/task/{controller.status()['pid']}/children")
+                  .read_text().split()[0])
+    os.kill(run_pid, signal.SIGKILL)
+    out, err = cli.communicate(timeout=120)
+    seen += err
+    assert cli.returncode == 1, seen
+    assert "ended without a result" in seen, seen
+    assert "running ansible-playbook the usual way" not in seen, "a lost run was run again"
+    again = podpath("up", "--lab", name, "-q", "--wait")
+    assert again.returncode == 0, again.stderr
