@@ -11,17 +11,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from . import kubeproxy
 from .plan import Plan, Pod
 
 RUN_ROOT = "/run/podpath"
 # The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
 GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
-                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-                          lstrip_blocks=True)
+_ENV = None  # the templates' Jinja2 environment, made when a file is first rendered (the verifier renders none)
+
+
+def _templates():
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+                                  undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                                  lstrip_blocks=True)
+    return _ENV
 
 
 def lab_dir(lab: str) -> str:
@@ -44,7 +51,7 @@ def speaker_status_path(lab: str, node: str) -> str:
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:
     directory = pod_dir(plan.lab, pod)
     conf = f"{directory}/{container}.conf"
-    content = _env.get_template(template).render(lab=plan.lab, pod=pod, container=container, dir=directory, **extra)
+    content = _templates().get_template(template).render(lab=plan.lab, pod=pod, container=container, dir=directory, **extra)
     argv = ["nginx", "-e", f"{directory}/{container}-error.log", "-c", conf, "-g", "daemon off;"]
     return ({"path": conf, "content": content, "mode": "0644"},
             {"name": f"{pod.name}/{container}", "netns": pod.netns, "isolate": True, "argv": argv,
