@@ -30,7 +30,8 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
     """Read a topology file (the default one if PATH is None) and validate it."""
     path = Path(path) if path else TOPOLOGY_FILE
     try:
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C loader where built: same data, faster
+        # PyYAML's C loader where it is built: the same data, faster
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise TopologyError(f"topology file {path} does not exist: pass the path of a topology.yml")
     except yaml.YAMLError as exc:
