@@ -46,6 +46,13 @@ def test_a_second_up_changes_nothing(lab):
     assert again.returncode == 0 and "(0 tasks changed)" in again.stdout, again.stdout
 
 
+def test_the_labs_links_have_no_ipv6_address(lab):
+    name, _ = lab
+    for netns in lab_namespaces(name):
+        out = subprocess.run(["ip", "-n", netns, "-6", "-o", "addr"], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "", f"{netns} has IPv6 addresses:\n{out.stdout}"
+
+
 def test_status_reports_a_healthy_lab(lab):
     name, _ = lab
     out = podpath("status", "--lab", name, "--json")

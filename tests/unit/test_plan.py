@@ -121,3 +121,12 @@ def test_the_plans_netns_spec_is_accepted_by_the_module():
     assert None not in state, "the netns lab must not touch the host's own namespace"
     assert set(state) == ({n.netns for n in PLAN.nodes} | {p.netns for p in PLAN.pods}
                           | {PLAN.lan_netns, PLAN.client_netns})
+
+
+def test_every_namespace_of_the_lab_is_ipv4_only(plan):
+    spec = plan_mod.netns_spec(plan)
+    assert len(spec) == 2 + len(plan.nodes) + len(plan.pods)
+    for ns in spec:
+        sysctls = ns.get("sysctls", {})
+        assert sysctls.get("net.ipv6.conf.all.disable_ipv6") == 1, ns["name"]
+        assert sysctls.get("net.ipv6.conf.default.disable_ipv6") == 1, ns["name"]
