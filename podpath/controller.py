@@ -244,7 +244,7 @@ def run(playbook: Path, inventory: Path, extravars: dict[str, Any], env: dict, l
             if sock is None:
                 raise Unavailable(f"the controller started but does not answer on {socket_path(root)}")
         with sock:
-            fds = [sys.stdout.fileno(), sys.stderr.fileno()] + ([lock_fd] if lock_fd is not None else [])
+            fds = [_fileno(sys.stdout), _fileno(sys.stderr)] + ([lock_fd] if lock_fd is not None else [])
             try:
                 _send(sock, message, fds)
             except (BrokenPipeError, ConnectionResetError):
@@ -261,6 +261,14 @@ def run(playbook: Path, inventory: Path, extravars: dict[str, Any], env: dict, l
                               f"(see {log} and {log_path(root)})")
         _wait_gone(root)
     raise Unavailable("the controller kept restarting")
+
+
+def _fileno(stream) -> int:
+    """STREAM's file descriptor, or /dev/null's where it has none (output captured in memory)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def _wait_gone(root: Path, timeout: float = 10.0) -> None:
