@@ -43,6 +43,19 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
     return predicate()
 
 
+def up_until_wiring(name: str) -> tuple[subprocess.Popen, str]:
+    """Start `podpath up --lab NAME`; return it once its progress shows the wiring task, with
+    what it printed so far."""
+    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name], cwd=controller.ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in cli.stderr:
+        seen += line
+        if "Wire the namespaces" in line:
+            break
+    return cli, seen
+
+
 def test_a_play_in_the_controller_matches_the_usual_way(lab_names):
     name = new_lab_name("k")
     lab_names.append(name)
@@ -87,13 +100,7 @@ def test_other_ansible_settings_start_a_new_controller(lab_names):
 def test_a_killed_cli_interrupts_its_play_and_frees_the_lab(lab_names):
     name = new_lab_name("k")
     lab_names.append(name)
-    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name], cwd=controller.ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    for line in cli.stderr:
-        seen += line
-        if "Wire the namespaces" in line:
-            break
+    cli, seen = up_until_wiring(name)
     cli.kill()
     cli.wait()
     assert "Wire the namespaces" in seen, f"up ended before wiring:\n{seen}"
@@ -132,13 +139,7 @@ def test_a_run_whose_process_dies_fails_and_is_not_run_again_the_usual_way(lab_n
     name = new_lab_name("k")
     lab_names.append(name)
     controller.stop()
-    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name], cwd=controller.ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    for line in cli.stderr:
-        seen += line
-        if "Wire the namespaces" in line:
-            break
+    cli, seen = up_until_wiring(name)
     run_pid = int(Path(f"/proc/{controller.status()['pid']}/task/{controller.status()['pid']}/children")
                   .read_text().split()[0])
     os.kill(run_pid, signal.SIGKILL)
