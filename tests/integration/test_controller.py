@@ -15,7 +15,7 @@ import pytest
 from labtools import force_remove, lab_namespaces, new_lab_name, podpath
 
 from podpath import controller
-from podpath.runner import ARTIFACTS
+from podpath.runner import ARTIFACTS, playbook_env
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -126,8 +126,6 @@ def test_the_last_down_stops_the_controller_and_an_earlier_one_does_not(lab_name
 def test_an_idle_controller_stops_by_itself():
     if os.geteuid() != 0:
         pytest.skip("the controller's folder is root's")
-    from podpath.runner import playbook_env
-
     controller.stop()
     controller.start(dict(os.environ, **playbook_env(), PODPATH_CONTROLLER_IDLE="1"))
     pid = controller.status()["pid"]
@@ -150,3 +148,19 @@ def test_a_run_whose_process_dies_fails_and_is_not_run_again_the_usual_way(lab_n
     assert "running ansible-playbook the usual way" not in seen, "a lost run was run again"
     again = podpath("up", "--lab", name, "-q", "--wait")
     assert again.returncode == 0, again.stderr
+
+
+def test_two_labs_built_at_once_run_side_by_side_in_one_controller(lab_names):
+    names = [new_lab_name("k"), new_lab_name("k")]
+    lab_names.extend(names)
+    controller.start(dict(os.environ, **playbook_env()))
+    before = controller.status()
+    clis = [subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name, "-q"], cwd=controller.ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
+    done = [cli.communicate(timeout=300) for cli in clis]
+    assert [cli.returncode for cli in clis] == [0, 0], done
+    after = controller.status()
+    assert after["pid"] == before["pid"] and after["runs"] == before["runs"] + 2, (before, after)
+    for name in names:
+        again = podpath("up", "--lab", name)
+        assert "(0 tasks changed)" in again.stdout, f"lab {name} was not whole: {again.stdout}{again.stderr}"
