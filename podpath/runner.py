@@ -110,8 +110,9 @@ class Events:
             res = data.get("res", {})
             self.failures.append({"task": data.get("task", "?"), "host": data.get("host", "?"),
                                   "msg": str(res.get("msg") or res.get("stderr") or res)})
-        elif kind == "playbook_on_stats":
-            self.changed, self.ok = data.get("changed", 0), data.get("ok", 0)
+        elif kind == "playbook_on_stats":  # counts per host
+            self.changed = sum((data.get("changed") or {}).values())
+            self.ok = sum((data.get("ok") or {}).values())
         return True
 
 
@@ -154,9 +155,7 @@ def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False
         else:
             status = "successful" if rc == 0 else "failed"
     if rc is None:
-        rc, status, log, stats = _run_with_ansible_runner(private, path, inventory, extravars, env, verbose, events)
-        events.changed = sum((stats.get("changed") or {}).values())
-        events.ok = sum((stats.get("ok") or {}).values())
+        rc, status, log = _run_with_ansible_runner(private, path, inventory, extravars, env, verbose, events)
     _rotate(folder)
     if progress:
         progress.close()
@@ -181,4 +180,4 @@ def _run_with_ansible_runner(private: str, path: Path, inventory: Path, extravar
         extravars=extravars, envvars=env, event_handler=events, quiet=not verbose,
         settings={"suppress_ansible_output": not verbose}, rotate_artifacts=20,
     )
-    return runner.rc, runner.status, Path(runner.config.artifact_dir) / "stdout", runner.stats or {}
+    return runner.rc, runner.status, Path(runner.config.artifact_dir) / "stdout"

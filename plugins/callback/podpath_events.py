@@ -76,9 +76,6 @@ class CallbackModule(CallbackBase):
         self._result("runner_on_unreachable", result)
 
     def v2_playbook_on_stats(self, stats):
-        totals = {"changed": 0, "ok": 0}
-        for host in stats.processed:
-            summary = stats.summarize(host)
-            totals["changed"] += summary["changed"]
-            totals["ok"] += summary["ok"]
-        self._send("playbook_on_stats", **totals)
+        # counts per host, as in ansible-runner's stats event: the CLI reads either the same way
+        self._send("playbook_on_stats", changed=dict(stats.changed), ok=dict(stats.ok),
+                   failures=dict(stats.failures), dark=dict(stats.dark))

@@ -85,7 +85,8 @@ def test_events_give_progress_failures_and_counts():
                                                         "res": {"msg": "ignored"}}})
     events({"event": "runner_on_failed", "event_data": {"task": "Wire", "host": "localhost",
                                                         "res": {"msg": "no such namespace"}}})
-    events({"event": "playbook_on_stats", "event_data": {"changed": 2, "ok": 5}})
+    events({"event": "playbook_on_stats", "event_data": {"changed": {"localhost": 2, "other": 0},
+                                                         "ok": {"localhost": 4, "other": 1}}})
     progress.close()
     assert [name for name, _ in progress.task_times] == ["Plan", "Wire"]
     assert events.failures == [{"task": "Wire", "host": "localhost", "msg": "no such namespace"}]
