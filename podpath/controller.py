@@ -27,7 +27,9 @@ ID names the checkout and the Python that runs it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import select
@@ -41,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .labdir import alive
 from .topology import ROOT
 
 CONTROL_DIR = Path("/run/podpath/.controller")
@@ -84,6 +87,7 @@ def idle_seconds(env: dict | None = None) -> float:
     return float(raw) if raw else DEFAULT_IDLE_S
 
 
+@functools.lru_cache(maxsize=None)
 def ansible_python() -> str:
     """The interpreter `ansible-playbook` runs with (its #! line), which the controller runs
     with too: the lab records the Python its daemons run with, and a run the usual way must
@@ -126,7 +130,6 @@ def code_fingerprint(root: Path = ROOT) -> str:
         files.extend(sorted((Path(root) / folder).rglob("*.py")))
     for package in ("ansible", "pyroute2", "ansible_collections"):
         try:
-            import importlib.util
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
             spec = None
@@ -185,17 +188,9 @@ def stop(root: Path = ROOT, timeout: float = 10.0) -> int | None:
     if not answer:
         return None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(answer["pid"]):
+    while time.monotonic() < deadline and alive(answer["pid"]):
         time.sleep(0.02)
     return answer["pid"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def start(env: dict, root: Path = ROOT) -> None:
@@ -346,8 +341,8 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> int:
         except OSError:
             pass
         # as Ctrl-C would; again if Ansible was somewhere that let the first one pass
-        for _ in range(10):
-            if finished.wait(0 if _ == 0 else 1.0):
+        for attempt in range(10):
+            if finished.wait(1.0 if attempt else 0):
                 return
             print(f"{time.strftime('%H:%M:%S')} run {os.getpid()}: the CLI went away, interrupting the play",
                   file=sys.__stderr__, flush=True)
@@ -396,12 +391,12 @@ def _preload() -> None:
 
     from . import inprocess
 
-    for name in ("podpath_netns", "podpath_containers", "podpath_iptables"):
+    for name in inprocess.library_names():
         inprocess.load_library(name)
-    _warm_plugin_loaders()
+    _warm_plugin_loaders(inprocess.library_names())
 
 
-def _warm_plugin_loaders() -> None:
+def _warm_plugin_loaders(modules: list[str]) -> None:
     """Set up Ansible's plugin loader as ansible-playbook does first, and read the
     documentation (the option definitions) of the plugins every play loads: each run would
     otherwise parse the same YAML again (about 0.3 s here). Loaded plugins stay in the
@@ -418,7 +413,7 @@ def _warm_plugin_loaders() -> None:
         list(plugins.all(class_only=True))
     for name in C.INVENTORY_ENABLED:
         loader.inventory_loader.get(name)
-    for name in ("podpath_netns", "podpath_containers", "podpath_iptables", "normal", "set_fact", "validate_argument_spec"):
+    for name in modules + ["normal", "set_fact", "validate_argument_spec"]:
         loader.action_loader.get(name, class_only=True)
     loader.strategy_loader.get(C.DEFAULT_STRATEGY, class_only=True)
 

@@ -89,6 +89,11 @@ class LocalModule:
         return done.returncode, out, err
 
 
+def library_names() -> list[str]:
+    """The project's modules: library/podpath_*.py."""
+    return sorted(path.stem for path in LIBRARY.glob("podpath_*.py"))
+
+
 def load_library(name: str):
     """Import library/NAME.py as Ansible would ship it: its `ansible.module_utils.podpath_*`
     imports resolve to the files of module_utils/."""
