@@ -258,8 +258,8 @@ The reference lab (7 pods) plus N pods per node that are only a sandbox (pause p
 network), with a /22 pod subnet per node (a copy of the topology, `--topology`); the top
 size, 331 per node, makes the 1,000 pods of the goal (300 would make 907). Each run
 is a new lab: `podpath up` with the controller already running (as after any earlier
-command; a first command adds the controller's start, see the cold `up` above), the verifier with that topology (one test per pod),
-`podpath down`. {repeats} run(s) per size. Memory: PSS summed over every process of the lab;
+command; a first command adds the controller's start, see the cold `up` above), the
+verifier with that topology (one test per pod), `podpath down`. {repeats} run(s) per size. Memory: PSS summed over every process of the lab;
 the host's MemAvailable drop adds the kernel's side and other users' noise. *ARP table full*:
 how often, during the up and the verify, the kernel found its ARP table full (all runs,
 `table_fulls` in /proc/net/stat/arp_cache). That table and its limit

@@ -17,8 +17,8 @@ from typing import Any
 from podpath.plan import build
 from podpath.topology import load
 
-from .labs import (Labs, podpath, arp_table_fulls, checks_passed, lab_pids, last_run_tasks, mem_available_kib, new_name, pss_kib,
-                   scale_topology, verify)
+from .labs import (Labs, arp_table_fulls, checks_passed, lab_pids, last_run_tasks, mem_available_kib, new_name, podpath,
+                   pss_kib, scale_topology, verify)
 from .stats import Spread, verdict
 
 GOAL_UP_S = 10.0  # 1,000 pods up in at most 10 s
