@@ -10,7 +10,9 @@ written:
     python -m podpath.lease --lease PATH --identity POD [--duration 3] [--retry 0.5]
 
 The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
-leaseTransitions, as a Lease does.
+leaseTransitions, as a Lease does. A controller rewrites it in place under an exclusive
+lock, so whoever reads it takes a shared lock (`read`): a read without one can find the
+file empty, between the truncate and the write.
 """
 from __future__ import annotations
 
@@ -21,6 +23,23 @@ import os
 import signal
 import sys
 import time
+
+
+def read(path: str) -> dict | None:
+    """The lease at PATH as the controllers last wrote it, or None if there is none yet."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        raw = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def step(path: str, identity: str, duration: float, now: float) -> dict:

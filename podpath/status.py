@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import labdir
+from .lease import read as read_lease
 from .plan import build
 from .workloads import GROUPS, lease_path, speaker_status_path
 
@@ -59,7 +60,7 @@ def speakers(lab: str, nodes: list[str]) -> dict[str, dict | None]:
 
 def lease(lab: str, topology: dict) -> dict | None:
     plan = build(topology, lab)
-    return _json(lease_path(plan))
+    return read_lease(lease_path(plan))
 
 
 def owned_namespaces(lab: str) -> list[str]:
