@@ -35,6 +35,26 @@ def test_validated_arguments_reach_the_module_with_defaults_and_types():
     assert seen == {"lab": "lab1", "state": "present", "timeout": 2.5}
 
 
+def test_the_module_gets_plain_values_as_from_json_not_ansibles_tagged_ones():
+    from ansible._internal._datatag._tags import Origin
+
+    origin = Origin(path="/lab/vars.yml", line_num=3)
+    tagged = origin.tag({"lab": origin.tag("lab1"),
+                         "links": origin.tag([origin.tag({"name": origin.tag("eth0"), "mtu": origin.tag(1500)})]),
+                         "pair": ("a", "b")})
+    assert type(tagged["lab"]) is not str, "the test's values should carry Ansible's tags"
+    got = inprocess.plain(tagged)
+    assert got == {"lab": "lab1", "links": [{"name": "eth0", "mtu": 1500}], "pair": ["a", "b"]}
+
+    def types_in(value):
+        yield type(value)
+        children = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+        for child in children:
+            yield from types_in(child)
+
+    assert set(types_in(got)) <= {dict, list, str, int}, set(types_in(got))
+
+
 def test_an_unknown_argument_fails_with_ansiblemodules_message_and_the_module_does_not_run():
     ran = []
     result = inprocess.run(fake_library(ran.append), "podpath_x", {"lab": "a", "colour": "red"})
