@@ -29,7 +29,7 @@ def read(path: str) -> dict | None:
     """The lease at PATH as the controllers last wrote it, or None if there is none yet."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # none yet, or not readable: no lease to show, as for any state file of the lab
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
