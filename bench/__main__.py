@@ -163,8 +163,27 @@ def current_section(heading: str, path: Path = DOCS) -> str | None:
     return split_sections(path.read_text())[1].get(heading) if path.exists() else None
 
 
-def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: float) -> str:
-    load_lines = "\n".join(f"- {part}: {load}" for part, load in loads.items())
+def kept_loads(old: str | None, ran: list[str]) -> dict[str, str]:
+    """The load lines of OLD (the run section as it is) for the parts that did not run this
+    time, each marked with the run it comes from, so that a partial run does not drop them."""
+    if not old:
+        return {}
+    when = re.search(r"^Last run: ([^,]+),", old, re.M)
+    kept = {}
+    for part, load in re.findall(r"^- (\w+): (.+)$", old, re.M):
+        if part in PARTS and part not in ran:
+            kept[part] = load if "(run of " in load or not when else f"{load} (run of {when.group(1)})"
+    return kept
+
+
+def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: float, old: str | None = None) -> str:
+    """The section on how to run and the machine. LOADS: this run's load average per part and
+    at its end; on a partial run, the other parts' lines are kept from OLD, with their run."""
+    ran = [part for part in PARTS if part in loads]
+    merged = {**kept_loads(old, ran), **loads}
+    order = [*PARTS, "end"]
+    load_lines = "\n".join(f"- {part}: {merged[part]}" for part in order if part in merged)
+    which = "" if len(ran) == len(PARTS) else f" ({', '.join(ran)} only; the other parts are from earlier runs)"
     return f"""{H_RUN}
 
 ```sh
@@ -181,7 +200,7 @@ Times are wall times of the commands a user types (`podpath up`, `podpath verify
 `podpath down`), so they include the CLI's and Ansible's start-up. Speed is measured here,
 never asserted in tests.
 
-Last run: {when}, {minutes:.0f} minutes, on {describe(box)}.
+Last run: {when}, {minutes:.0f} minutes{which}, on {describe(box)}.
 
 The machine is shared: other people's tests ran during the run, so times carry their noise.
 Load average (1, 5, 15 min) when each part started, and at the end:
@@ -335,7 +354,8 @@ Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.
     loads["end"] = load_average()
     print(f"benchmarks took {minutes:.1f} min; load average now {loads['end']}")
     if write:
-        write_sections([(H_RUN, run_section(box, when, loads, minutes)), (H_GOALS, goals)] + sections)
+        write_sections([(H_RUN, run_section(box, when, loads, minutes, current_section(H_RUN))),
+                        (H_GOALS, goals)] + sections)
         print(f"written to {DOCS.relative_to(ROOT)}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The Goals table of docs/performance.md after a partial or a full `python -m bench` (no benchmark runs here).
+"""The Goals table and the run's load lines of docs/performance.md after a partial or a full
+`python -m bench` (no benchmark runs here).
 
 Each test works on a docs text of its own in a temporary folder, never on docs/performance.md.
 """
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import H_GOALS, PARTS, current_section, goals_section, split_sections, write_sections
+from bench.__main__ import (H_GOALS, H_RUN, PARTS, current_section, goals_section, run_section, split_sections,
+                            write_sections)
 
 BOX = {"nproc": "2"}
 OLD_WHEN = "2026-11-26 10:18 UTC"
@@ -215,3 +217,46 @@ def test_rows_out_of_order_come_back_in_the_order_of_the_parts(docs: Path):
     after = bench_run(docs, ["classroom"], WHEN)
     assert part_order(after) == STABLE_ORDER
     assert [cells(line)[1] for line in rows_of(after, "lifecycle")] == ["0, 0, 0", "7.13 s", "8.35 s"]
+
+
+MACHINE = {"nproc": "2", "cpu": "AMD EPYC", "memory": "23.5 GiB", "kernel": "6.1", "os": "Debian 12", "python": "3.11.7",
+           "ansible-core": "2.19.14", "ansible-runner": "2.4.3", "pyroute2": "0.9.7"}
+
+
+def loads_of(section: str) -> dict[str, str]:
+    return dict(re.findall(r"^- (\w+): (.+)$", section, re.M))
+
+
+def bench_run_section(docs: Path, loads: dict[str, str], when: str) -> str:
+    """What a run whose parts had LOADS does to the run section of DOCS; returns the new section."""
+    write_sections([(H_RUN, run_section(MACHINE, when, loads, 5.0, current_section(H_RUN, docs)))], docs)
+    return split_sections(docs.read_text())[1][H_RUN]
+
+
+def test_a_partial_run_keeps_the_load_lines_of_the_other_parts_with_their_run(docs: Path):
+    full = {part: f"1.0{i} 1.00 1.00" for i, part in enumerate(PARTS)} | {"end": "2.00 2.00 2.00"}
+    bench_run_section(docs, full, WHEN)
+    after = bench_run_section(docs, {"classroom": "3.00 3.00 3.00", "end": "4.00 4.00 4.00"}, LATER)
+    loads = loads_of(after)
+    assert list(loads) == [*PARTS, "end"]
+    assert loads["classroom"] == "3.00 3.00 3.00" and loads["end"] == "4.00 4.00 4.00"
+    for part in ("lifecycle", "scale", "wiring"):
+        assert loads[part] == f"{full[part]} (run of {WHEN})", part
+    assert f"Last run: {LATER}, 5 minutes (classroom only; the other parts are from earlier runs)" in after
+
+
+def test_a_line_kept_twice_keeps_its_first_run(docs: Path):
+    bench_run_section(docs, {part: "1.00 1.00 1.00" for part in PARTS} | {"end": "1.00 1.00 1.00"}, WHEN)
+    bench_run_section(docs, {"wiring": "2.00 2.00 2.00", "end": "2.00 2.00 2.00"}, LATER)
+    after = bench_run_section(docs, {"scale": "3.00 3.00 3.00", "end": "3.00 3.00 3.00"}, "2026-12-03 10:00 UTC")
+    loads = loads_of(after)
+    assert loads["lifecycle"] == f"1.00 1.00 1.00 (run of {WHEN})"
+    assert loads["wiring"] == f"2.00 2.00 2.00 (run of {LATER})"
+
+
+def test_a_full_run_writes_only_its_own_load_lines(docs: Path):
+    bench_run_section(docs, {"lifecycle": "1.00 1.00 1.00", "end": "1.00 1.00 1.00"}, WHEN)
+    full = {part: "2.00 2.00 2.00" for part in PARTS} | {"end": "2.00 2.00 2.00"}
+    after = bench_run_section(docs, full, LATER)
+    assert loads_of(after) == full
+    assert "only;" not in after
