@@ -283,9 +283,10 @@ the host's MemAvailable drop adds the kernel's side and other users' noise. *ARP
 how often, during the up and the verify, the kernel found its ARP table full (all runs,
 `table_fulls` in /proc/net/stat/arp_cache). That table and its limit
 (`net.ipv4.neigh.default.gc_thresh3`, {neigh_gc_thresh3()} here) are shared by every namespace
-on the host: every pod's entry for its gateway and every node's entry for its pods count,
-so near 1,000 pods the verifier's pings can find no room and fail. The lab leaves the host's
-sysctls alone; raising gc_thresh1/2/3 on the host (an administrator's choice) lifts it.
+on the host: every pod's entry for its gateway and every node's entry for its pods count.
+On a lab this big the verifier deletes the two entries of each pod once its ping is done,
+so that its own checks do not fill the table ([netns-lab.md](netns-lab.md#limits-of-one-host));
+the lab leaves the host's sysctls alone.
 
 {scale.table(sizes)}
 

@@ -136,6 +136,12 @@ class NetnsLab:
         return {n["dst"]: n.get("lladdr", "").lower() for n in self.ip_json(netns, "neigh", "show", "dev", dev)
                 if n.get("lladdr")}
 
+    def forget_neighbours(self, pod: Pod) -> None:
+        """Delete the neighbour entries that traffic between POD and its node made: the pod's
+        (for its gateway) and its node's on cni0 (for the pod)."""
+        self.run(["ip", "-n", pod.netns, "neigh", "flush", "dev", "eth0"])
+        self.run(["ip", "-n", self.node_netns(pod.node), "neigh", "del", pod.ip, "dev", "cni0"])
+
     def node_macs(self) -> dict[str, str]:
         """Node name -> MAC of its eth1, read from the node's namespace."""
         macs = {}

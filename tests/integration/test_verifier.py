@@ -59,6 +59,20 @@ def lab():
         assert not left, f"podpath down left namespaces behind: {left}"
 
 
+def test_forget_neighbours_removes_the_entries_a_ping_between_pod_and_node_made(lab):
+    """What the verifier does after each pod's ping on a lab big enough to fill the host's
+    neighbour table (tests/verify/test_reachability.py)."""
+    endpoints = {name for svc in lab.plan.services for name in svc.endpoints}
+    pod = next(p for p in lab.pods() if p.name not in endpoints)  # no kube-proxy probe asks it
+    node = lab.plan.node(pod.node)
+    assert lab.ping(pod.netns, node.ip).ok, f"pod {pod.name} cannot ping its node {node.name}"
+    assert node.gateway in lab.neighbours(pod.netns, "eth0"), "the ping left no entry for the gateway in the pod"
+    assert pod.ip in lab.neighbours(node.netns, "cni0"), "the ping left no entry for the pod in its node"
+    lab.forget_neighbours(pod)
+    assert node.gateway not in lab.neighbours(pod.netns, "eth0")
+    assert pod.ip not in lab.neighbours(node.netns, "cni0")
+
+
 def test_healthy_lab_passes_every_scenario_many_times(lab, tmp_path):
     flaky = []
     for run in range(HEALTHY_RUNS):
