@@ -33,13 +33,26 @@ def read(path: str) -> dict | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        raw = os.read(fd, 65536)
+        return _load(fd) or None
     finally:
         os.close(fd)
+
+
+def _load(fd: int) -> dict:
+    """The lease in the open file FD, read under its lock; {} if empty or not JSON."""
+    raw = os.read(fd, 65536)
     try:
-        return json.loads(raw) if raw else None
+        return json.loads(raw) if raw else {}
     except ValueError:
-        return None
+        return {}
+
+
+def _store(fd: int, lease: dict) -> None:
+    """Rewrite the open file FD with LEASE, in place, under its exclusive lock."""
+    data = json.dumps(lease, sort_keys=True).encode()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, data)
 
 
 def step(path: str, identity: str, duration: float, now: float) -> dict:
@@ -48,11 +61,7 @@ def step(path: str, identity: str, duration: float, now: float) -> dict:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        raw = os.read(fd, 65536)
-        try:
-            lease = json.loads(raw) if raw else {}
-        except ValueError:
-            lease = {}
+        lease = _load(fd)
         holder = lease.get("holderIdentity")
         expired = not holder or now - float(lease.get("renewTime", 0)) > float(lease.get("leaseDurationSeconds",
                                                                                        duration))
@@ -61,10 +70,7 @@ def step(path: str, identity: str, duration: float, now: float) -> dict:
                 lease["acquireTime"] = now
                 lease["leaseTransitions"] = int(lease.get("leaseTransitions", -1)) + 1
             lease.update(holderIdentity=identity, renewTime=now, leaseDurationSeconds=duration)
-            data = json.dumps(lease, sort_keys=True).encode()
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, data)
+            _store(fd, lease)
         return lease
     finally:
         os.close(fd)
@@ -75,15 +81,10 @@ def release(path: str, identity: str) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            lease = json.loads(os.read(fd, 65536) or b"{}")
-        except ValueError:
-            return
+        lease = _load(fd)
         if lease.get("holderIdentity") == identity:
             lease["holderIdentity"] = ""
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(lease, sort_keys=True).encode())
+            _store(fd, lease)
     finally:
         os.close(fd)
 
