@@ -391,9 +391,10 @@ def _preload() -> None:
 
     from . import inprocess
 
-    for name in inprocess.library_names():
+    modules = inprocess.library_names()
+    for name in modules:
         inprocess.load_library(name)
-    _warm_plugin_loaders(inprocess.library_names())
+    _warm_plugin_loaders(modules)
 
 
 def _warm_plugin_loaders(modules: list[str]) -> None:
