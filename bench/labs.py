@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from podpath import cli, labdir
+from podpath.probe import neighbour_table_limit
 from podpath.runner import ARTIFACTS
 from podpath.status import owned_namespaces
 from podpath.topology import TOPOLOGY_FILE
@@ -198,10 +199,7 @@ def arp_table_fulls() -> int:
 
 
 def neigh_gc_thresh3() -> str:
-    try:
-        return Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text().strip()
-    except OSError:
-        return "?"
+    return str(neighbour_table_limit() or "?")
 
 
 def load_average() -> str:

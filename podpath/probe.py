@@ -8,11 +8,13 @@ host's own namespace.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from . import status as lab_status
@@ -62,6 +64,16 @@ class Http:
 
 CURL_ERRORS = {6: "could not resolve host", 7: "connection refused or no route", 28: "timed out",
                52: "empty reply", 56: "connection reset"}
+
+
+@functools.lru_cache(maxsize=None)
+def neighbour_table_limit() -> int | None:
+    """The host's cap on neighbour entries, shared by every namespace (gc_thresh3), or None
+    where it cannot be read."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class NetnsLab:
@@ -135,6 +147,11 @@ class NetnsLab:
     def neighbours(self, netns: str, dev: str) -> dict[str, str]:
         return {n["dst"]: n.get("lladdr", "").lower() for n in self.ip_json(netns, "neigh", "show", "dev", dev)
                 if n.get("lladdr")}
+
+    def fills_neighbour_table(self) -> bool:
+        """Whether the two entries per pod that a check of every pod makes could fill half of
+        the host's neighbour table (the kernel's default cap, 1024, where it cannot be read)."""
+        return 4 * len(self.plan.pods) >= (neighbour_table_limit() or 1024)
 
     def forget_neighbours(self, pod: Pod) -> None:
         """Delete the neighbour entries that traffic between POD and its node made: the pod's

@@ -5,20 +5,12 @@ looks at who answered. Where kube-proxy picks an endpoint at random, the check
 repeats until every endpoint has answered, up to MAX_TRIES times.
 """
 import ipaddress
-from pathlib import Path
 
 import pytest
 
 from podpath.scenarios import FAILURES_ENOUGH, MAX_TRIES
 
 pytestmark = pytest.mark.netns_lab
-
-
-def _neighbour_table_limit() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text())
-    except (OSError, ValueError):
-        return 1024  # the kernel's default
 
 
 @pytest.fixture
@@ -29,7 +21,7 @@ def neighbours_forgotten(lab, pod):
     15 to 45 s: a verifier that checks about 40 pods a second would fill it near 1,000 pods,
     and its pings would fail for want of room, not for a fault of the lab."""
     yield
-    if 4 * len(lab.plan.pods) >= _neighbour_table_limit():  # two entries a pod fill half the table
+    if lab.fills_neighbour_table():
         lab.forget_neighbours(pod)
 
 
