@@ -1,4 +1,4 @@
-"""The verifier's scenarios: number and title, the list of ../shared/LAB.md in one place."""
+"""The verifier's scenarios: number and title, the list of docs/lab.md in one place."""
 from __future__ import annotations
 
 # A check that samples random choices (kube-proxy's endpoint pick) repeats up to this

@@ -26,7 +26,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "scenario(number): the verifier scenario (LAB.md) a test proves")
+    config.addinivalue_line("markers", "scenario(number): the verifier scenario (docs/lab.md) a test proves")
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
     config.addinivalue_line("markers", "netns_lab: a check of the netns lab (its namespaces, pidfiles, processes)")
     config.addinivalue_line("markers", "cluster_lab: a check of the cluster lab (kubectl, crictl on the nodes)")

@@ -15,7 +15,7 @@ from election import elected
 
 pytestmark = [pytest.mark.netns_lab, pytest.mark.disruptive]
 
-# MetalLB's speakers must move the address within this many seconds (LAB.md, scenario 14).
+# MetalLB's speakers must move the address within this many seconds (docs/lab.md, scenario 14).
 FAILOVER_DEADLINE = 5.0
 
 
