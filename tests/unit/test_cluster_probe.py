@@ -57,7 +57,7 @@ LEASE = json.dumps({"kind": "Lease", "metadata": {"name": "ingress-nginx-leader"
                     "spec": {"holderIdentity": "ingress-nginx-controller-5f-x1", "leaseDurationSeconds": 30,
                              "renewTime": "2026-05-20T10:00:00.500000Z", "leaseTransitions": 1}})
 
-SERVICE = json.dumps({"spec": {"type": "LoadBalancer", "clusterIP": "10.96.100.10", "externalTrafficPolicy": "Cluster",
+SERVICE = json.dumps({"spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.100", "externalTrafficPolicy": "Cluster",
                                "ports": [{"name": "http", "port": 80, "nodePort": 30080, "targetPort": "http"},
                                          {"name": "https", "port": 443, "nodePort": 30443}]},
                       "status": {"loadBalancer": {"ingress": [{"ip": "192.168.56.200", "ipMode": "VIP"}]}}})
@@ -103,12 +103,12 @@ IPTABLES = """\
 :KUBE-SVC-FFFFFFFFFFFFFFFF - [0:0]
 :KUBE-SEP-GGGGGGGGGGGGGGGG - [0:0]
 [10:600] -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
-[0:0] -A KUBE-SERVICES -d 10.96.100.20/32 -p tcp -m comment --comment "default/echo:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-AAAAAAAAAAAAAAAA
-[0:0] -A KUBE-SERVICES -d 10.96.100.10/32 -p tcp -m comment --comment "ingress-nginx/ingress-nginx-controller:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-FFFFFFFFFFFFFFFF
+[0:0] -A KUBE-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment "default/echo:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-AAAAAAAAAAAAAAAA
+[0:0] -A KUBE-SERVICES -d 10.96.0.100/32 -p tcp -m comment --comment "ingress-nginx/ingress-nginx-controller:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-FFFFFFFFFFFFFFFF
 [0:0] -A KUBE-SERVICES -d 192.168.56.200/32 -p tcp -m comment --comment "ingress-nginx/ingress-nginx-controller:http loadbalancer IP" -m tcp --dport 80 -j KUBE-EXT-EEEEEEEEEEEEEEEE
 [0:0] -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
 [0:0] -A KUBE-NODEPORTS -p tcp -m comment --comment "ingress-nginx/ingress-nginx-controller:http" -m tcp --dport 30080 -j KUBE-EXT-EEEEEEEEEEEEEEEE
-[0:0] -A KUBE-SVC-AAAAAAAAAAAAAAAA ! -s 10.244.0.0/16 -d 10.96.100.20/32 -p tcp -m comment --comment "default/echo:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
+[0:0] -A KUBE-SVC-AAAAAAAAAAAAAAAA ! -s 10.244.0.0/16 -d 10.96.0.20/32 -p tcp -m comment --comment "default/echo:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
 [0:0] -A KUBE-SVC-AAAAAAAAAAAAAAAA -m comment --comment "default/echo:http -> 10.244.0.3:8080" -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-BBBBBBBBBBBBBBBB
 [0:0] -A KUBE-SVC-AAAAAAAAAAAAAAAA -m comment --comment "default/echo:http -> 10.244.1.5:8080" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-CCCCCCCCCCCCCCCC
 [0:0] -A KUBE-SVC-AAAAAAAAAAAAAAAA -m comment --comment "default/echo:http -> 10.244.2.7:8080" -j KUBE-SEP-DDDDDDDDDDDDDDDD
@@ -180,7 +180,7 @@ def test_lease_without_holder():
 
 def test_service_gives_cluster_ip_ports_policy_and_load_balancer_address():
     svc = cp.parse_service(SERVICE)
-    assert svc["cluster_ip"] == "10.96.100.10" and svc["policy"] == "Cluster"
+    assert svc["cluster_ip"] == "10.96.0.100" and svc["policy"] == "Cluster"
     assert svc["ports"]["http"]["nodePort"] == 30080
     assert svc["lb_ips"] == ["192.168.56.200"]
 
@@ -294,7 +294,7 @@ def test_empty_chains_are_listed():
 
 
 def test_cluster_ip_path_has_probabilities_one_in_n_and_dnat_per_endpoint():
-    path = cp.service_path(cp.parse_iptables_save(IPTABLES), "10.96.100.20", 80)
+    path = cp.service_path(cp.parse_iptables_save(IPTABLES), "10.96.0.20", 80)
     assert path.entry_chain == path.svc_chain == "KUBE-SVC-AAAAAAAAAAAAAAAA"
     assert [s.probability for s in path.seps] == [pytest.approx(1 / 3), pytest.approx(1 / 2), None]
     assert [s.destinations for s in path.seps] == [["10.244.0.3:8080"], ["10.244.1.5:8080"], ["10.244.2.7:8080"]]
@@ -310,13 +310,13 @@ def test_load_balancer_path_goes_through_kube_ext_to_the_service_chain():
 
 def test_no_path_for_an_address_or_port_kube_proxy_does_not_know():
     chains = cp.parse_iptables_save(IPTABLES)
-    assert cp.service_path(chains, "10.96.100.30", 80) is None
-    assert cp.service_path(chains, "10.96.100.20", 443) is None
+    assert cp.service_path(chains, "10.96.0.30", 80) is None
+    assert cp.service_path(chains, "10.96.0.20", 443) is None
 
 
 def test_a_sep_chain_that_lost_its_dnat_rule_shows_no_destination():
     broken = "\n".join(line for line in IPTABLES.splitlines() if "--to-destination 10.244.1.5:8080" not in line)
-    seps = cp.service_path(cp.parse_iptables_save(broken), "10.96.100.20", 80).seps
+    seps = cp.service_path(cp.parse_iptables_save(broken), "10.96.0.20", 80).seps
     assert [s.destinations for s in seps] == [["10.244.0.3:8080"], [], ["10.244.2.7:8080"]]
 
 
@@ -360,7 +360,7 @@ def test_batch_script_runs_the_command_n_times_and_each_answer_is_parsed():
 
 
 def test_batch_answers_keep_failures_with_their_exit_code():
-    text = f"{cp.BATCH_MARK} rc=7\ncurl: (7) Failed to connect to 10.96.100.30 port 80\n{cp.BATCH_MARK} rc=0\n" \
+    text = f"{cp.BATCH_MARK} rc=7\ncurl: (7) Failed to connect to 10.96.0.30 port 80\n{cp.BATCH_MARK} rc=0\n" \
            "HTTP/1.1 404 Not Found\n\nnope\n"
     refused, missing = cp.parse_http_batch(text)
     assert (refused.rc, refused.status) == (7, None) and "Failed to connect" in refused.error
@@ -419,12 +419,12 @@ def cluster():
 def test_kubectl_exec_is_one_quoted_command_line_that_splits_back_into_its_words(cluster):
     pod = cp.K8sPod("echo-a", "default", "worker1", "10.244.1.5", "u", "Running", ["echo"], True,
                     curl_container="echo")
-    cluster.pod_curl(pod, "http://10.96.100.20:80/", host="demo.lab.local; rm -rf /")
+    cluster.pod_curl(pod, "http://10.96.0.20:80/", host="demo.lab.local; rm -rf /")
     line = cluster._hosts["cp1"].lines[-1]
     words = shlex.split(line)
     assert words[:4] == ["sudo", "-n", "kubectl", "--kubeconfig"]
     assert words[words.index("--") + 1:] == ["curl", "-sS", "-m", "2.0", "-D", "-", "-o", "-", "-H",
-                                             "Host: demo.lab.local; rm -rf /", "http://10.96.100.20:80/"]
+                                             "Host: demo.lab.local; rm -rf /", "http://10.96.0.20:80/"]
 
 
 def test_root_commands_use_sudo_only_for_a_login_user_that_is_not_root(cluster):

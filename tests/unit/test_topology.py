@@ -79,7 +79,7 @@ BAD = [
     ("ingress-replicas-over-nodes-with-spread", set_("ingress.replicas", 4), "replicas is 4 with spread: true"),
     ("ingress-external-traffic-policy", set_("ingress.external_traffic_policy", "Balanced"), "'Balanced'"),
     ("ingress-cluster-ip-outside-service-network", set_("ingress.cluster_ip", "10.244.9.10"), "10.244.9.10"),
-    ("ingress-cluster-ip-not-an-ip", set_("ingress.cluster_ip", "10.96.100.300"), "'10.96.100.300'"),
+    ("ingress-cluster-ip-not-an-ip", set_("ingress.cluster_ip", "10.96.0.300"), "'10.96.0.300'"),
     ("http-node-port-outside-range", set_("ingress.http_node_port", 8080), "8080"),
     ("https-node-port-above-range", set_("ingress.https_node_port", 32768), "32768"),
     ("node-ports-duplicated", set_("ingress.https_node_port", 30080), "https_node_port 30080"),
@@ -87,7 +87,7 @@ BAD = [
     ("node-port-range-reversed", set_("node_port_range", "32767-30000"), "'32767-30000'"),
     ("node-port-range-above-65535", set_("node_port_range", "30000-99999"), "'30000-99999'"),
     # Service addresses
-    ("echo-cluster-ip-equals-ingress", set_("workloads.echo.cluster_ip", "10.96.100.10"), "10.96.100.10"),
+    ("echo-cluster-ip-equals-ingress", set_("workloads.echo.cluster_ip", "10.96.0.100"), "10.96.0.100"),
     ("empty-service-cluster-ip-equals-dns", set_("workloads.empty_service.cluster_ip", "10.96.0.10"), "10.96.0.10"),
     ("cluster-dns-outside-service-network", set_("cluster_dns", "10.244.0.10"), "10.244.0.10"),
     ("cluster-ip-is-network-address", set_("workloads.echo.cluster_ip", "10.96.0.0"), "10.96.0.0"),
