@@ -143,7 +143,7 @@ def parse_vagrant_version(output: str) -> tuple[int, ...] | None:
 
 
 def parse_vboxmanage_version(output: str) -> tuple[tuple[int, ...] | None, str]:
-    """`VBoxManage --version` prints e.g. "7.1.4r165100" or a distribution's "7.0.20_Debianr163906";
+    """`VBoxManage --version` prints e.g. "7.1.4r165100" or a distribution build's "4.1.2_Ubuntur38459";
     a broken installation prints warnings first. Returns (version, the first warning or "")."""
     version = None
     for line in (output or "").splitlines():
@@ -626,7 +626,8 @@ def evaluate(facts: Facts, needs: Needs) -> list[Finding]:
 
 # ----- gathering: the only part that runs anything -----------------------------------------
 
-def run(argv: list[str], timeout: float = TIMEOUT_S, english: bool = False) -> tuple[int | None, str] | None:
+def run(argv: list[str], timeout: float = TIMEOUT_S, english: bool = False,
+        cwd: Path | None = None) -> tuple[int | None, str] | None:
     """(exit code, stdout and stderr) of ARGV; None when the program is not there, exit code
     None when it did not finish within TIMEOUT. ENGLISH asks for untranslated output (as
     Vagrant does of VBoxManage); Ansible is left alone, as it refuses a locale without UTF-8."""
@@ -634,7 +635,8 @@ def run(argv: list[str], timeout: float = TIMEOUT_S, english: bool = False) -> t
         return None
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, LC_ALL="C") if english else None, stdin=subprocess.DEVNULL)
+                              env=dict(os.environ, LC_ALL="C") if english else None, stdin=subprocess.DEVNULL,
+                              cwd=cwd)
     except subprocess.TimeoutExpired:
         return None, f"{argv[0]} did not answer within {timeout:.0f} s"
     except OSError as exc:
