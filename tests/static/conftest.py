@@ -1,5 +1,6 @@
-"""Shared helpers of the static checks: where the repository is, how to find a tool, and the
-lab's two variable files (topology and versions) as plain data."""
+"""Shared helpers of the static checks: where the repository is, how to find a tool, the
+lab's two variable files (topology and versions) as plain data, and the cluster roles'
+templates rendered once by Ansible for the whole session."""
 from __future__ import annotations
 
 import shutil
@@ -9,6 +10,8 @@ from typing import Any, Callable
 
 import pytest
 import yaml
+
+from render_roles import Rendered, render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_VARS = ROOT / "inventory" / "group_vars" / "all"
@@ -45,3 +48,10 @@ def topology() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def versions() -> dict[str, Any]:
     return load_vars("versions.yml")["podpath_versions"]
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
+    """Every template of roles/cluster_* rendered by Ansible for cp1, worker1 and worker2:
+    template id (role/file) -> host -> text."""
+    return render_all(find_tool("ansible-playbook"), tmp_path_factory.mktemp("rendered"))

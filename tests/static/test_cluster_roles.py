@@ -3,6 +3,7 @@ and described, thin task entry points, safe commands, secrets out of the logs.""
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,14 +125,91 @@ def test_handlers_do_nothing_in_check_mode(role: str) -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_downloads_are_checked_against_a_pinned_sha256(role: str) -> None:
+    """Every get_url checks the file against the checksum pinned beside its URL in versions.yml:
+    X_url goes with X_sha256, and a download mapping's D.url with D.sha256 (or, where the pin is
+    the publisher's checksum file, D.sha256_url)."""
     for where, task in all_tasks(role):
         args = task.get("ansible.builtin.get_url")
         if args is None:
             continue
         if any(name in args["url"] for name in UNCHECKSUMMED_DOWNLOADS):
             continue
-        assert str(args.get("checksum", "")).startswith("sha256:{{"), f"{where}: {task['name']}"
-        assert "_sha256" in args["checksum"]
+        checksum = str(args.get("checksum", ""))
+        assert checksum.startswith("sha256:{{"), f"{where}: {task['name']} has no sha256 checksum"
+        url = re.fullmatch(r"\{\{\s*(\S+?)(_url|\.url)\s*\}\}", args["url"])
+        assert url, f"{where}: {task['name']}: the URL must come from versions.yml, got {args['url']}"
+        source, kind = url.groups()
+        if kind == "_url":
+            assert checksum == f"sha256:{{{{ {source}_sha256 }}}}", f"{where}: {task['name']}"
+        else:
+            assert checksum == f"sha256:{{{{ {source}.sha256 | default({source}.sha256_url) }}}}", \
+                f"{where}: {task['name']}: {checksum}"
+
+
+def test_containerd_comes_from_its_release_not_from_debian() -> None:
+    """Debian 13 packages containerd 1.7 and Kubernetes 1.35 is the last minor to support 1.x:
+    no role installs a containerd or runc package, and the containerd role removes Debian's."""
+    for role in ROLES:
+        for where, task in all_tasks(role):
+            apt = task.get("ansible.builtin.apt") or {}
+            names = apt.get("name", [])
+            names = [names] if isinstance(names, str) else names
+            if apt.get("state", "present") != "absent":
+                assert not [name for name in names if re.match(r"(containerd|runc)\b", str(name))], \
+                    f"{role} {where}: {task['name']} installs containerd or runc from apt"
+    role_defaults = load(ROLES_DIR / "cluster_containerd" / "defaults" / "main.yml")
+    assert {"containerd", "runc"} <= set(role_defaults["cluster_containerd_replaced_packages"])
+
+
+def test_kubernetes_falls_back_to_binaries_only_through_its_refusal_check() -> None:
+    """The binaries are installed when the method says so, and the method becomes 'binaries'
+    only through the install method itself, an earlier binary install, or apt's refusal."""
+    main = load(ROLES_DIR / "cluster_kubernetes" / "tasks" / "main.yml")
+    whens = {task["ansible.builtin.include_tasks"]: task.get("when") for task in main}
+    assert whens["repository.yml"] == whens["packages.yml"] == "cluster_kubernetes_method == 'packages'"
+    assert whens["binaries.yml"] == "cluster_kubernetes_method == 'binaries'"
+    setters = [(where, task) for where, task in all_tasks("cluster_kubernetes")
+               if "cluster_kubernetes_method" in (task.get("ansible.builtin.set_fact") or {})]
+    assert {where for where, _ in setters} == {"tasks/method.yml", "tasks/repository.yml"}
+    switch = next(task for where, task in setters if where == "tasks/repository.yml")
+    assert "cluster_kubernetes_apt_refusals | length > 0 or not cluster_kubernetes_apt_offers_version" in switch["when"]
+    # The source is removed before anything else updates apt's lists, or every later apt task fails on it.
+    repository = [task["name"] for task in load(ROLES_DIR / "cluster_kubernetes" / "tasks" / "repository.yml")]
+    removal = next(i for i, name in enumerate(repository) if name.startswith("Remove the source again"))
+    assert removal < repository.index(switch["name"])
+
+
+# apt-get update's lines when it refused pkgs.k8s.io's signature: the first two as users
+# reported them (kubernetes/release issue 3869), the third apt 3's wording of the same refusal
+# (as reported for another repository in Uninett/nav issue 3756) with the lab's repository in
+# it. Then lines of runs where apt accepted the repository, a warning and a mirror failure.
+APT_REFUSED = [
+    "Warning: GPG error: https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v1.32/deb  "
+    "InRelease: Sub-process /usr/bin/sqv returned an error code (1), error message is: Error: Policy rejected "
+    "packet type  Caused by:     Signature Packet v3 is not considered secure since 2021-02-01T00:00:00Z",
+    "Error: The repository 'https://pkgs.k8s.io/core:/stable:/v1.32/deb  InRelease' is not signed.",
+    "W: OpenPGP signature verification failed: https://pkgs.k8s.io/core:/stable:/v1.35/deb  InRelease: "
+    "Sub-process /usr/bin/sqv returned an error code (1)",
+]
+APT_ACCEPTED = [
+    "Get:4 https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v1.35/deb  InRelease [1,186 B]",
+    "Hit:1 http://deb.debian.org/debian trixie InRelease",
+    "Warning: https://pkgs.k8s.io/core:/stable:/v1.33/deb/InRelease: Policy will reject signature within a year, "
+    "see --audit for details",
+    "Err:2 http://deb.debian.org/debian trixie-updates InRelease  Could not resolve 'deb.debian.org'",
+]
+
+
+def test_apt_refusal_patterns_tell_a_refused_signature_from_a_warning() -> None:
+    role_defaults = load(ROLES_DIR / "cluster_kubernetes" / "defaults" / "main.yml")
+    hosts = role_defaults["cluster_kubernetes_apt_repository_hosts_pattern"]
+    errors = role_defaults["cluster_kubernetes_apt_signature_error_pattern"]
+
+    def refused(line: str) -> bool:  # what the role's two `select('search', ...)` keep
+        return bool(re.search(hosts, line) and re.search(errors, line))
+
+    assert [line for line in APT_REFUSED if not refused(line)] == []
+    assert [line for line in APT_ACCEPTED if refused(line)] == []
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -1,14 +1,12 @@
 """Every template of the cluster roles, rendered by Ansible itself with the default topology
-and versions for each node of inventory/hosts.example.yml, then parsed and checked: kinds,
-namespaces, replicas, addresses inside the right networks, ports."""
+and versions for each node of inventory/hosts.example.yml (the `rendered` fixture of
+conftest.py), then parsed and checked: kinds, namespaces, replicas, addresses inside the
+right networks, ports, the runtime's and kubelet's units."""
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -16,65 +14,36 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from render_roles import ROOT, STAND_IN_INTERFACE, STAND_INS, TEMPLATES, Rendered, template_id
+
 pytestmark = pytest.mark.static
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = sorted(str(path.relative_to(ROOT / "roles")) for path in (ROOT / "roles").glob("cluster_*/templates/*.j2"))
-HOSTS = ["cp1", "worker1", "worker2"]
-# What the nodes would report at run time, standing in for registered results.
-STAND_INS = {
-    "cluster_join_token": "abcdef.0123456789abcdef",
-    "cluster_join_ca_cert_hash": "sha256:" + "0" * 64,
-    "cluster_join_certificate_key": "",
-}
-STAND_IN_INTERFACE = "eth1"
-
-Rendered = dict[str, str]  # host -> text
 Check = Callable[[Rendered, dict[str, Any], dict[str, Any]], None]
 
 
-def template_id(template: str) -> str:
-    role, _, name = template.partition("/templates/")
-    return f"{role}/{name.removesuffix('.j2')}"
+def defaults(role: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
 
 
-@pytest.fixture(scope="session")
-def rendered(tool: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    """Render every template for every host in one ansible-playbook run (the template lookup,
-    so one file per host): template id -> host -> text."""
-    out = tmp_path_factory.mktemp("rendered")
-    roles = sorted({template.split("/")[0] for template in TEMPLATES})
-    sources = ", ".join(repr(str(ROOT / "roles" / template)) for template in TEMPLATES)
-    play = [{
-        "name": "Render the cluster roles' templates with the default topology",
-        "hosts": "cluster",
-        "gather_facts": False,
-        "vars": STAND_INS,
-        "tasks": [
-            {"name": "Load the defaults of the roles",
-             "ansible.builtin.include_vars": {"file": "{{ item }}"},
-             "loop": [str(ROOT / "roles" / role / "defaults" / "main.yml") for role in roles]},
-            {"name": "Stand in for the interface found by address",
-             "ansible.builtin.set_fact": {"cluster_cni_host_interface": STAND_IN_INTERFACE}},
-            {"name": "Render the templates into one JSON list per host",
-             "ansible.builtin.copy": {
-                 "content": "{{ query('ansible.builtin.template', %s) | to_json }}" % sources,
-                 "dest": f"{out}/{{{{ inventory_hostname }}}}.json", "mode": "0644"}},
-        ],
-    }]
-    playbook = out / "render.yml"
-    playbook.write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(
-        [tool("ansible-playbook"), "-i", "inventory/hosts.example.yml", str(playbook),
-         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    texts: dict[str, dict[str, str]] = {template_id(template): {} for template in TEMPLATES}
-    for host in HOSTS:
-        for template, text in zip(TEMPLATES, json.loads((out / f"{host}.json").read_text()), strict=True):
-            texts[template_id(template)][host] = text
-    return texts
+def unit_entries(text: str) -> list[tuple[str, str, str]]:
+    """A systemd unit or drop-in as (section, key, value) in file order; keys may repeat
+    (ExecStart= then ExecStart=... in a drop-in), which configparser would refuse."""
+    section, entries = "", []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line!r}"
+        entries.append((section, key, value))
+    return entries
+
+
+def unit_values(text: str, section: str, key: str) -> list[str]:
+    return [value for sect, name, value in unit_entries(text) if (sect, name) == (section, key)]
 
 
 def objects(text: str) -> list[dict[str, Any]]:
@@ -115,12 +84,33 @@ def same_everywhere(texts: Rendered) -> str:
 
 def check_containerd_config(texts: Rendered, topology: dict, versions: dict) -> None:
     config = tomllib.loads(same_everywhere(texts))
-    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
-    assert config["version"] == 2
-    assert cri["sandbox_image"] == versions["containerd"]["pause_image"]
-    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
-    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
-    assert cri["cni"]["conf_dir"] == "/etc/cni/net.d"
+    role = defaults("cluster_containerd")
+    assert config["version"] == 3, "containerd 2.x reads format version 3"
+    plugins = config["plugins"]
+    assert "io.containerd.grpc.v1.cri" not in plugins, "the 1.x CRI section has no place in a version 3 file"
+    assert plugins["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == versions["containerd"]["pause_image"]
+    runtime = plugins["io.containerd.cri.v1.runtime"]
+    assert runtime["containerd"]["default_runtime_name"] == "runc"
+    runc = runtime["containerd"]["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"]["SystemdCgroup"] is True, "kubelet uses the systemd cgroup driver"
+    assert runc["options"]["BinaryName"] == role["cluster_containerd_runc_path"], "the runc the role installs"
+    # bin_dir (one directory) is deprecated since containerd 2.1 in favour of bin_dirs.
+    assert runtime["cni"] == {"bin_dirs": ["/opt/cni/bin"], "conf_dir": "/etc/cni/net.d"}
+
+
+def check_containerd_unit(texts: Rendered, topology: dict, versions: dict) -> None:
+    text = same_everywhere(texts)
+    role = defaults("cluster_containerd")
+    [exec_start] = unit_values(text, "Service", "ExecStart")
+    assert exec_start.split() == [f"{role['cluster_containerd_prefix']}/bin/containerd",
+                                  "--config", role["cluster_containerd_config_path"]]
+    assert unit_values(text, "Service", "Type") == ["notify"]
+    assert unit_values(text, "Service", "Delegate") == ["yes"], "containerd creates the pods' cgroups under its own"
+    assert unit_values(text, "Service", "KillMode") == ["process"], "a restart must leave the running pods alone"
+    assert unit_values(text, "Service", "Restart") == ["always"]
+    assert unit_values(text, "Install", "WantedBy") == ["multi-user.target"]
+    assert versions["containerd"]["version"] in unit_values(text, "Unit", "Description")[0]
 
 
 def check_crictl(texts: Rendered, topology: dict, versions: dict) -> None:
@@ -135,6 +125,36 @@ def check_kubelet_defaults(texts: Rendered, topology: dict, versions: dict) -> N
         lines = [line for line in text.splitlines() if line and not line.startswith("#")]
         assert lines == [f'KUBELET_EXTRA_ARGS="--node-ip={node(topology, host)["ip"]}"'], host
         assert "10.0.2.15" not in text
+
+
+def check_kubelet_unit(texts: Rendered, topology: dict, versions: dict) -> None:
+    text = same_everywhere(texts)
+    role = defaults("cluster_kubernetes")
+    assert unit_values(text, "Service", "ExecStart") == [f"{role['cluster_kubernetes_binaries_dir']}/kubelet"]
+    assert unit_values(text, "Service", "Restart") == ["always"], "kubelet restarts until kubeadm configures it"
+    assert "containerd.service" in unit_values(text, "Unit", "After")[0]
+    assert unit_values(text, "Install", "WantedBy") == ["multi-user.target"]
+    assert role["cluster_kubernetes_kubeadm_dropin_path"] == \
+        f"{role['cluster_kubernetes_kubelet_unit_path']}.d/10-kubeadm.conf", "systemd reads drop-ins from <unit>.d/"
+
+
+def check_kubeadm_dropin(texts: Rendered, topology: dict, versions: dict) -> None:
+    text = same_everywhere(texts)
+    role = defaults("cluster_kubernetes")
+    exec_starts = unit_values(text, "Service", "ExecStart")
+    assert exec_starts[0] == "", "an empty ExecStart= first, or systemd refuses a second command line"
+    assert len(exec_starts) == 2
+    words = exec_starts[1].split()
+    assert words[0] == f"{role['cluster_kubernetes_binaries_dir']}/kubelet"
+    assert words[1:] == ["$KUBELET_KUBECONFIG_ARGS", "$KUBELET_CONFIG_ARGS", "$KUBELET_KUBEADM_ARGS",
+                         "$KUBELET_EXTRA_ARGS"]
+    environment = dict(value.strip('"').split("=", 1) for value in unit_values(text, "Service", "Environment"))
+    assert environment["KUBELET_CONFIG_ARGS"] == "--config=/var/lib/kubelet/config.yaml"
+    assert environment["KUBELET_KUBECONFIG_ARGS"].split() == [
+        "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf", "--kubeconfig=/etc/kubernetes/kubelet.conf"]
+    # kubeadm's flags, then the lab's --node-ip (the same file the package's drop-in reads).
+    assert unit_values(text, "Service", "EnvironmentFile") == [
+        "-/var/lib/kubelet/kubeadm-flags.env", f"-{role['cluster_kubernetes_kubelet_defaults_path']}"]
 
 
 # --- cluster_control_plane ------------------------------------------------------------------
@@ -381,10 +401,51 @@ def test_service_cluster_ips_are_distinct(topology: dict) -> None:
     assert all(in_network(ip, topology["service_network"]) for ip in ips)
 
 
+def static_band(network: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """The lowest addresses of a Service network, which kube-apiserver hands out dynamically
+    only once the rest is taken (KEP-3070): min(max(16, size / 16), 256) of them from the
+    first host address; none at all for a network of 16 addresses or fewer."""
+    net = ipaddress.ip_network(network)
+    size = net.num_addresses
+    offset = 0 if size <= 16 else min(max(16, size // 16), 256)
+    if not offset:
+        raise ValueError(f"{net} is too small to have a static band")
+    first = net.network_address + 1
+    return first, first + offset - 1
+
+
+@pytest.mark.parametrize("network, first, last", [
+    ("10.96.0.0/12", "10.96.0.1", "10.96.1.0"),     # capped at 256
+    ("10.96.0.0/16", "10.96.0.1", "10.96.1.0"),
+    ("10.96.0.0/20", "10.96.0.1", "10.96.1.0"),     # 4096 / 16 = 256
+    ("10.96.0.0/22", "10.96.0.1", "10.96.0.64"),    # 1024 / 16 = 64
+    ("10.96.0.0/24", "10.96.0.1", "10.96.0.16"),    # never fewer than 16
+])
+def test_static_band_follows_kube_apiserver(network: str, first: str, last: str) -> None:
+    assert static_band(network) == (ipaddress.IPv4Address(first), ipaddress.IPv4Address(last))
+
+
+def test_fixed_cluster_ips_are_in_the_static_band(topology: dict) -> None:
+    """A fixed ClusterIP in the dynamic band can be taken by any Service created first
+    (ingress-nginx's admission Service, MetalLB's webhook Service, ...), and then the lab's
+    Service is refused: every address the topology fixes sits in the static band."""
+    first, last = static_band(topology["service_network"])
+    fixed = {"ingress": topology["ingress"]["cluster_ip"], "echo": topology["workloads"]["echo"]["cluster_ip"],
+             "empty_service": topology["workloads"]["empty_service"]["cluster_ip"], "cluster_dns": topology["cluster_dns"]}
+    for what, address in fixed.items():
+        assert first <= ipaddress.IPv4Address(address) <= last, \
+            f"{what} {address} is outside the static band {first}-{last} of {topology['service_network']}"
+    # The first address is the kubernetes Service's, which kube-apiserver creates itself.
+    assert str(first) not in fixed.values()
+
+
 CHECKS: dict[str, Check] = {
     "cluster_containerd/config.toml": check_containerd_config,
+    "cluster_containerd/containerd.service": check_containerd_unit,
     "cluster_containerd/crictl.yaml": check_crictl,
     "cluster_kubernetes/kubelet.default": check_kubelet_defaults,
+    "cluster_kubernetes/kubelet.service": check_kubelet_unit,
+    "cluster_kubernetes/10-kubeadm.conf": check_kubeadm_dropin,
     "cluster_control_plane/kubeadm-config.yaml": check_kubeadm_config,
     "cluster_join/kubeadm-join.yaml": check_kubeadm_join,
     "cluster_cni/kustomization.yaml": check_flannel_kustomization,
