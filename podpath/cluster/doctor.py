@@ -245,14 +245,15 @@ def parse_ip_route(output: str | None) -> list[Route]:
 
 
 def parse_ifconfig(output: str | None) -> list[Address]:
-    """IPv4 addresses of macOS's `ifconfig`: "en0: flags=..." then "\tinet 192.168.1.5 netmask 0xffffff00 ..."."""
+    """IPv4 addresses of macOS's `ifconfig`: "en0: flags=..." then "\tinet 192.168.1.5 netmask 0xffffff00 ..."
+    (a point-to-point link: "inet 10.8.0.6 --> 10.8.0.5 netmask 0xffffffff")."""
     result, ifname = [], ""
     for line in (output or "").splitlines():
         header = re.match(r"^([\w.]+): flags=", line)
         if header:
             ifname = header.group(1)
             continue
-        match = re.match(r"^\s+inet (\d+\.\d+\.\d+\.\d+) netmask 0x([0-9a-fA-F]{8})", line)
+        match = re.match(r"^\s+inet (\d+\.\d+\.\d+\.\d+)(?: --> \S+)? netmask 0x([0-9a-fA-F]{8})", line)
         if match and ifname:
             prefix = bin(int(match.group(2), 16)).count("1")
             result.append((ifname, ipaddress.ip_interface(f"{match.group(1)}/{prefix}")))
@@ -361,8 +362,8 @@ def check_provider(facts: Facts) -> Finding:
         version = dotted(parse_virsh_version(facts.virsh))
         rc, output = facts.virsh_uri or (None, "not asked")
         if rc != 0:
-            first = next((line.strip() for line in output.splitlines() if line.strip()), output)
-            return Finding("provider", FAIL, f"libvirt {version}: qemu:///system does not answer ({first})",
+            said = "; ".join(line.strip() for line in output.splitlines() if line.strip()) or output
+            return Finding("provider", FAIL, f"libvirt {version}: qemu:///system does not answer ({said})",
                            f"sudo systemctl enable --now libvirtd; {join}")
         return Finding("provider", PASS, f"libvirt {version}, qemu:///system answers", "nothing to do")
     if facts.vboxmanage is None:

@@ -42,7 +42,8 @@ REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(?:.*?-----END \1-----|.*?(?=\n\s*\n)|.*)", re.S),
      r"[redacted \1]"),
     # kubeconfig and kubeadm fields that carry keys or certificates.
-    (re.compile(r"(?i)\b((?:client-key|client-certificate|certificate-authority)-data|certificateKey)(\s*:\s*)" + _VALUE),
+    (re.compile(r"(?i)\b((?:client-key|client-certificate|certificate-authority)-data|certificateKey)([\"']?[ \t]*:[ \t]*)"
+                + _VALUE),
      r"\1\2\3[redacted]"),
     # kubeadm's command-line secrets.
     (re.compile(r"(--(?:token|certificate-key|password)[ =])[^\s\"']+"), r"\1[redacted]"),
@@ -52,7 +53,9 @@ REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     # JSON web tokens (service account tokens): three base64url parts.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted token]"),
     # key: value or key=value where the key names a secret.
-    (re.compile(r"(?i)\b([\w-]*(?:password|passwd|secret|token)[\w-]*)(\s*[:=]\s*)" + _VALUE), r"\1\2\3[redacted]"),
+    # (on one line: "bootstrapToken:" opens a block, its value is not on that line)
+    (re.compile(r"(?i)\b([\w-]*(?:password|passwd|secret|token)[\w-]*)([\"']?[ \t]*[:=][ \t]*)" + _VALUE),
+     r"\1\2\3[redacted]"),
     # kubeadm bootstrap tokens wherever they appear.
     (re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b"), "[redacted token]"),
 ]
