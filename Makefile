@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create .venv and install podpath with its Python dependencies
 
 pause: venv ## build the pause program the lab's pods use
-	@$(PY) -m podpath.pause_build
+	@$(PY) -m podpath.runtime.pause_build
 
 lab: deps venv pause ## build the default netns lab, verify it and trace one request
 	$(VENV)/bin/podpath up --lab $(LAB)

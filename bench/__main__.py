@@ -226,14 +226,7 @@ def main(argv=None) -> int:
     repeats = 1 if args.quick else args.repeats
     write = not (args.no_write or args.quick)
 
-    from podpath import controller
-
-    controller_was_running = controller.status() is not None
-    try:
-        return run_parts(parts, repeats, write, args)
-    finally:
-        if not controller_was_running:
-            controller.stop()  # the benchmarks' commands started it: it goes with them
+    return run_parts(parts, repeats, write, args)
 
 
 def run_parts(parts: list[str], repeats: int, write: bool, args) -> int:
@@ -276,8 +269,7 @@ def run_parts(parts: list[str], repeats: int, write: bool, args) -> int:
 The reference lab (7 pods) plus N pods per node that are only a sandbox (pause process and
 network), with a /22 pod subnet per node (a copy of the topology, `--topology`); the top
 size, 331 per node, makes the 1,000 pods of the goal (300 would make 907). Each run
-is a new lab: `podpath up` with the controller already running (as after any earlier
-command; a first command adds the controller's start, see the cold `up` above), the
+is a new lab: `podpath up`, the
 verifier with that topology (one test per pod), `podpath down`. {repeats} run(s) per size. Memory: PSS summed over every process of the lab;
 the host's MemAvailable drop adds the kernel's side and other users' noise. *ARP table full*:
 how often, during the up and the verify, the kernel found its ARP table full (all runs,
@@ -301,19 +293,18 @@ What each added pod costs, from one size to the next:
         ansible_floor = lifecycle.floor(repeats)
         emit(H_PROFILE, f"""{H_PROFILE}
 
-Per task from the events of the runs above (the same runs, no extra ones; a run in the
-controller writes them to its folder through plugins/callback/podpath_events.py): median
-seconds and share of the command's wall time. *cold*: a new lab, the controller starting in
-the same command; *warm*: `up` again on a lab that is up (nothing changes); the scale column:
-a new lab, the controller already running. The rows in parentheses are time outside the tasks.
+Per task from the events of the runs above (the same runs, no extra ones; ansible-runner
+keeps them in each run's job_events): median seconds and share of the command's wall time.
+*cold*: a new lab; *warm*: `up` again on a lab that is up (nothing changes); the scale
+column: a new lab of that size. The rows in parentheses are time outside the tasks.
 
 {lifecycle.profile_table(profile_columns)}
 
 {lifecycle.biggest(profile_columns)}
 
 The floor under any playbook run the usual way on this machine (median of {repeats}):
-`ansible-playbook --version` takes {ansible_floor['start'].median:.2f} s, which the controller pays
-once instead of in every command, and a task that does nothing (`ansible.builtin.ping`, a
+`ansible-playbook --version` takes {ansible_floor['start'].median:.2f} s, which every
+`up` and `down` pays, and a task that does nothing (`ansible.builtin.ping`, a
 module run as every module is run) {ansible_floor['task'].median:.2f} s.
 """)
 

@@ -25,11 +25,13 @@ from typing import Any
 
 import yaml
 
-from podpath import cli, labdir
-from podpath.probe import neighbour_table_limit
-from podpath.runner import ARTIFACTS
-from podpath.status import owned_namespaces
-from podpath.topology import TOPOLOGY_FILE
+from podpath import cli
+
+from podpath.model import labdir
+from podpath.evidence.probe import neighbour_table_limit
+from podpath.model.labdir import RUNS
+from podpath.evidence.status import owned_namespaces
+from podpath.model.topology import TOPOLOGY_FILE
 
 PODPATH = Path(sys.executable).parent / "podpath"
 NETNS_DIR = Path("/run/netns")
@@ -210,28 +212,17 @@ def load_average() -> str:
 def last_run_tasks(lab: str) -> dict[str, Any]:
     """LAB's latest playbook run, from its events: {'play_s': the play's wall time (its start to
     the stats), 'tasks': [{'role', 'task', 'seconds', 'changed'}]}, task names with the lab's
-    name replaced by <lab>. A run in the controller keeps them in events.jsonl (from
-    plugins/callback/podpath_events.py), a run through ansible-runner in its job_events."""
-    runs = sorted(list(ARTIFACTS.joinpath(lab).glob("netns-lab-*/events.jsonl"))
-                  + list(ARTIFACTS.joinpath(lab).glob("netns-lab-*/artifacts/*/job_events")),
-                  key=lambda p: p.stat().st_mtime)
+    name replaced by <lab>, from ansible-runner's job_events of the run."""
+    runs = sorted(RUNS.joinpath(lab).glob("netns-lab-*/artifacts/*/job_events"), key=lambda p: p.stat().st_mtime)
     if not runs:
         return {"play_s": 0.0, "tasks": []}
     events = []
-    if runs[-1].is_file():
-        for line in runs[-1].read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            events.append(dict(event, created=event.get("event_data", {}).get("created")))
-    else:
-        for f in runs[-1].iterdir():
-            try:
-                events.append(json.loads(f.read_text()))
-            except (OSError, ValueError):
-                pass
-        events.sort(key=lambda e: e.get("counter", 0))
+    for f in runs[-1].iterdir():
+        try:
+            events.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            pass
+    events.sort(key=lambda e: e.get("counter", 0))
     tasks = []
     for event in events:
         if event.get("event") in ("runner_on_ok", "runner_on_failed"):

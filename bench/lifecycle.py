@@ -1,10 +1,9 @@
 """The reference lab's lifecycle, and where the time of its `up` goes.
 
-Each run makes a new lab and times, as a user types them: a cold `podpath up` (no lab, and
-no controller: it starts in that command), a second `podpath up` (which must report 0
-changed tasks), `podpath verify` (the non-disruptive scenarios) and `podpath down`. One more
-second `up` with PODPATH_CONTROLLER=off shows what the warm controller saves. The per-task
-times come from the same runs, read from the runs' events, so profiling costs no extra run.
+Each run makes a new lab and times, as a user types them: a cold `podpath up` (no lab), a
+second `podpath up` (which must report 0 changed tasks), `podpath verify` (the
+non-disruptive scenarios) and `podpath down`. The per-task times come from the same runs,
+read from the runs' events, so profiling costs no extra run.
 """
 from __future__ import annotations
 
@@ -12,14 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from podpath import controller
-
 from .labs import BenchError, Labs, checks_passed, lab_pids, last_run_tasks, new_name, pss_kib, verify
 from .stats import Spread, verdict
 
 # The project's speed goals on a 2-core machine, in seconds.
 GOALS = {"cold up": 5.0, "second up": 2.0, "verify": 5.0, "down": 2.0}
-USUAL_WAY = "second up, usual way"  # PODPATH_CONTROLLER=off: ansible-runner starts ansible-playbook
 
 
 @dataclass
@@ -29,7 +25,6 @@ class Lifecycle:
     checks: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # failing verifier checks, over all runs
     pss_kib: list[int] = field(default_factory=list)
-    controller_pss_kib: list[int] = field(default_factory=list)
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -38,7 +33,6 @@ def run(repeats: int = 3, progress=print) -> Lifecycle:
     with Labs() as labs:
         for i in range(repeats):
             lab = new_name("l")
-            controller.stop()  # cold: the controller starts in this `up`
             cold = labs.create(lab)
             result.times["cold up"].append(cold.seconds)
             result.profiles["cold"].append(dict(last_run_tasks(lab), wall_s=cold.seconds))
@@ -48,13 +42,7 @@ def run(repeats: int = 3, progress=print) -> Lifecycle:
             result.changed.append(warm.changed)
             result.times["second up"].append(warm.seconds)
             result.profiles["warm"].append(dict(last_run_tasks(lab), wall_s=warm.seconds))
-            usual = labs.again(lab, env={"PODPATH_CONTROLLER": "off"})
-            if usual.changed != 0:
-                raise BenchError(f"podpath up of {lab} with PODPATH_CONTROLLER=off reported {usual.changed} "
-                                 "changed tasks, not 0")
-            result.times[USUAL_WAY].append(usual.seconds)
             result.pss_kib.append(pss_kib(lab_pids(lab)))
-            result.controller_pss_kib.append(pss_kib([controller.status()["pid"]]))
             checked = verify(lab)
             result.times["verify"].append(checked.seconds)
             result.checks.append(checks_passed(checked.stdout))
@@ -72,9 +60,6 @@ def table(result: Lifecycle) -> str:
         lines.append(f"| `podpath {step.split()[-1]}`{' (cold)' if step == 'cold up' else ''}"
                      f"{' (again)' if step == 'second up' else ''} | {spread.cells()} | ≤ {goal:g} s "
                      f"| {verdict(spread.median, goal)} |")
-    if result.times.get(USUAL_WAY):
-        lines.append(f"| `podpath up` (again), PODPATH_CONTROLLER=off | {Spread.of(result.times[USUAL_WAY]).cells()} "
-                     f"| - | for comparison |")
     return "\n".join(lines)
 
 
@@ -87,13 +72,11 @@ def facts(result: Lifecycle) -> str:
             f"(podpath's own count, from Ansible's stats). The verifier passed "
             f"{'/'.join(map(str, checks))} checks each run"
             f"{'; failed: ' + ', '.join(result.failed) if result.failed else ''}. All of the lab's processes together: "
-            f"{pss.median:.1f} MiB PSS (min {pss.low:.1f}, max {pss.high:.1f}). The warm controller "
-            f"(podpath/controller.py, one per checkout, not part of the lab): "
-            f"{Spread.of([k / 1024 for k in result.controller_pss_kib]).median:.1f} MiB PSS.")
+            f"{pss.median:.1f} MiB PSS (min {pss.low:.1f}, max {pss.high:.1f}).")
 
 
 # -- where the time goes ----------------------------------------------------------------------
-STARTUP = "(before and after the play: the CLI, the controller's child setting up; cold, the controller starting)"
+STARTUP = "(before and after the play: the CLI, ansible-runner and ansible-playbook starting and ending)"
 BETWEEN = "(inside the play, between tasks: Ansible's own work)"
 
 

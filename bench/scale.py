@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from podpath.plan import build
-from podpath.topology import load
+from podpath.model.plan import build
+from podpath.model.topology import load
 
-from .labs import (Labs, arp_table_fulls, checks_passed, lab_pids, last_run_tasks, mem_available_kib, new_name, podpath,
+from .labs import (Labs, arp_table_fulls, checks_passed, lab_pids, last_run_tasks, mem_available_kib, new_name,
                    pss_kib, scale_topology, verify)
 from .stats import Spread, verdict
 
@@ -52,7 +52,6 @@ def run(sizes=SIZES, repeats: int = 3, progress=print) -> list[Size]:
                 lab = new_name("s")
                 before = mem_available_kib()
                 fulls = arp_table_fulls()
-                podpath("controller", "start")  # warm, as after any earlier command (lifecycle's cold up has its start)
                 up = labs.create(lab, topology)
                 size.up.append(up.seconds)
                 size.profiles.append(dict(last_run_tasks(lab), wall_s=up.seconds))

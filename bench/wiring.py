@@ -199,7 +199,7 @@ def run_module_usual(lab: str, n: int, workdir: Path) -> float:
 def _direct_child(args_file: str, result_file: str, profile_file: str | None) -> None:
     """In a child process: run the module on ARGS_FILE as the in-process run does (argument
     check and run_module), and write its time and result."""
-    from podpath import inprocess
+    from podpath.play import inprocess
 
     module = inprocess.load_library("podpath_netns")
     args = json.loads(Path(args_file).read_text())

@@ -16,11 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from . import labdir
-from .topology import ROOT, TopologyError, load
+from podpath.model import labdir
+from podpath.model.topology import ROOT, TopologyError, load
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_LOCKED = 0, 1, 2, 3, 4
 
@@ -30,7 +29,6 @@ REQUIRED_TOOLS = {
     "unshare": "util-linux", "lsns": "util-linux", "nginx": "nginx-light", "curl": "curl", "arping": "arping",
     "conntrack": "conntrack", "ping": "iputils-ping",
 }
-LOCK_DIR = Path("/run/podpath/.locks")
 
 
 class CliError(Exception):
@@ -63,8 +61,8 @@ class LabLock:
     """An exclusive lock per lab, so two commands never change one lab at once."""
 
     def __init__(self, lab: str, wait: bool):
-        LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
-        self.path = LOCK_DIR / f"{lab}.lock"
+        labdir.LOCKS.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.path = labdir.LOCKS / f"{lab}.lock"
         self.lab = lab
         self.wait = wait
         self.fd = None
@@ -91,26 +89,23 @@ def lab_exists(lab: str) -> bool:
     return Path(labdir.lab_dir(lab), "netns.json").exists()
 
 
+def report_interrupted(lab: str, result) -> int:
+    print(f"podpath: interrupted; the play stopped after {result.seconds:.1f} s and lab {lab} may be half-built: "
+          f"podpath up --lab {lab} finishes it, podpath down --lab {lab} removes it", file=sys.stderr)
+    return result.interrupted
+
+
 def report_failure(result) -> None:
     for f in result.failures[:3]:
         print(f"FAILED: task '{f['task']}' on {f['host']}: {f['msg']}", file=sys.stderr)
     print(f"full log: {result.log}", file=sys.stderr)
 
 
-def require_controller_settings() -> None:
-    from . import controller
-
-    error = controller.settings_error()
-    if error:
-        raise CliError(error)
-
-
 def cmd_up(args) -> int:
-    from .runner import run_playbook
+    from podpath.play.playbook import run_playbook
 
     require_root()
     require_tools()
-    require_controller_settings()
     try:
         load(args.topology)
     except TopologyError as exc:
@@ -118,14 +113,16 @@ def cmd_up(args) -> int:
     if args.mode == "vagrant":
         raise CliError("the cluster lab is built with Vagrant: run `vagrant up` in the project folder "
                        "(see docs/cluster.md); `podpath up` builds the netns lab", EXIT_USAGE)
-    from .pause_build import build as build_pause
+    from podpath.runtime.pause_build import build as build_pause
 
     build_pause()
     extravars = {"podpath_lab": args.lab}
     if args.topology:
         extravars["podpath_topology"] = load(args.topology)
-    with LabLock(args.lab, args.wait) as lock:
-        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet, lock_fd=lock.fd)
+    with LabLock(args.lab, args.wait):
+        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
+    if result.interrupted:
+        return report_interrupted(args.lab, result)
     if result.rc != 0:
         report_failure(result)
         return EXIT_FAILED
@@ -136,58 +133,26 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from .runner import ARTIFACTS, run_playbook
+    from podpath.play.playbook import run_playbook
 
     require_root()
-    require_controller_settings()
-    with LabLock(args.lab, args.wait) as lock:
+    with LabLock(args.lab, args.wait):
         result = run_playbook("netns-lab-down.yml", {"podpath_lab": args.lab}, verbose=args.verbose,
-                              quiet=args.quiet, lock_fd=lock.fd)
+                              quiet=args.quiet)
+    if result.interrupted:
+        return report_interrupted(args.lab, result)
     if result.rc != 0:
         report_failure(result)
         return EXIT_FAILED
-    shutil.rmtree(ARTIFACTS / args.lab, ignore_errors=True)
-    (LOCK_DIR / f"{args.lab}.lock").unlink(missing_ok=True)
-    if not any(not entry.name.startswith(".") for entry in Path(labdir.RUN_ROOT).iterdir()):
-        from . import controller
-
-        controller.stop()  # the host's last lab is gone: nothing is left running
+    shutil.rmtree(labdir.RUNS / args.lab, ignore_errors=True)
+    (labdir.LOCKS / f"{args.lab}.lock").unlink(missing_ok=True)
     if not args.quiet:
         print(f"lab {args.lab} is down ({result.seconds:.1f} s)")
     return EXIT_OK
 
 
-def cmd_controller(args) -> int:
-    from . import controller
-
-    require_root()
-    require_controller_settings()
-    if args.action == "start":
-        from .runner import playbook_env
-
-        try:
-            controller.start(dict(os.environ, **playbook_env()))
-        except controller.Unavailable as exc:
-            raise CliError(str(exc), EXIT_FAILED)
-        print(f"controller {controller.status()['pid']} is running for {ROOT}")
-        return EXIT_OK
-    if args.action == "stop":
-        pid = controller.stop()
-        print(f"controller {pid} stopped" if pid else "no controller is running for this checkout")
-        return EXIT_OK
-    info = controller.status()
-    if args.json:
-        print(json.dumps(info, indent=2))
-    elif not info:
-        print("no controller is running for this checkout; the next podpath up or down starts one")
-    else:
-        print(f"controller {info['pid']} for {ROOT}: up since {time.strftime('%H:%M:%S', time.localtime(info['started']))}, "
-              f"{info['runs']} runs, {info['running']} running now, stops after {info['idle_s']:.0f} s idle")
-    return EXIT_OK
-
-
 def verify_argv(args, extra: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-p", "podpath.report", "--hosts=local://", "--lab", args.lab,
+    argv = [sys.executable, "-m", "pytest", "-p", "podpath.evidence.report", "--hosts=local://", "--lab", args.lab,
             "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", str(ROOT / "tests" / "verify")]
     if getattr(args, "topology", None):
         argv.append(f"--topology={args.topology}")
@@ -207,7 +172,7 @@ def cmd_verify(args, extra=()) -> int:
 
 
 def cmd_trace(args) -> int:
-    from . import trace
+    from podpath.evidence import trace
 
     require_root()
     if not lab_exists(args.lab):
@@ -223,7 +188,7 @@ def cmd_trace(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from . import status
+    from podpath.evidence import status
 
     require_root()
     if not lab_exists(args.lab):
@@ -237,7 +202,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_labs(args) -> int:
-    from . import status
+    from podpath.evidence import status
 
     labs = status.list_labs()
     if args.json:
@@ -266,8 +231,8 @@ def run_verifier_quietly(lab: str) -> dict:
 
 
 def cmd_drill(args) -> int:
-    from . import faults
-    from .probe import NetnsLab
+    from podpath.evidence import faults
+    from podpath.evidence.probe import NetnsLab
 
     require_root()
     if not lab_exists(args.lab):
@@ -351,10 +316,6 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("action", choices=["start", "check", "reveal"])
     drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
     drill.set_defaults(func=cmd_drill)
-    ctl = sub.add_parser("controller", help="the warm Ansible controller that runs up and down (status, start, stop)")
-    ctl.add_argument("action", choices=["status", "start", "stop"], nargs="?", default="status")
-    ctl.add_argument("--json", action="store_true")
-    ctl.set_defaults(func=cmd_controller)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
     labs.set_defaults(func=cmd_labs)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from podpath import kubeproxy, plan, topology, workloads
-    from podpath.labdir import check_lab_name
+    from podpath.model import kubeproxy, plan, topology, workloads
+    from podpath.model.labdir import check_lab_name
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover
     IMPORT_ERROR = exc

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from .probe import Http, Result, parse_http
-from .trace import Hop as TraceHop
-from .trace import Trace
+from podpath.evidence.probe import Http, Result, parse_http
+from podpath.evidence.trace import Hop as TraceHop
+from podpath.evidence.trace import Trace
 
 
 class ProbeError(RuntimeError):
@@ -748,7 +748,7 @@ class ClusterLab:
 
         kube-proxy picks an endpoint at random: the loop stops as soon as the set is complete.
         Returns {name: count} and the errors."""
-        from .scenarios import MAX_TRIES
+        from podpath.evidence.scenarios import MAX_TRIES
 
         seen: dict[str, int] = {}
         errors: list[str] = []

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import kubeproxy
-from .probe import NetnsLab
+from podpath.model import kubeproxy
+from podpath.evidence.probe import NetnsLab
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import status as lab_status
-from .plan import Plan, Pod, build
+from podpath.evidence import status as lab_status
+from podpath.model.plan import Plan, Pod, build
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from .scenarios import SCENARIOS
+from podpath.evidence.scenarios import SCENARIOS
 
 
 class ScenarioReport:

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import labdir
-from .lease import read as read_lease
-from .plan import build
-from .workloads import GROUPS, lease_path, speaker_status_path
+from podpath.model import labdir
+from podpath.runtime.lease import read as read_lease
+from podpath.model.plan import build
+from podpath.model.workloads import GROUPS, lease_path, speaker_status_path
 
 
 def _json(path: str | Path) -> Any:

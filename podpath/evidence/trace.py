@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from . import kubeproxy
-from .probe import NetnsLab, parse_http
+from podpath.model import kubeproxy
+from podpath.evidence.probe import NetnsLab, parse_http
 
 
 @dataclass

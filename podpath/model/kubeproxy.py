@@ -12,7 +12,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from .plan import Plan, Service, ServicePort
+from podpath.model.plan import Plan, Service, ServicePort
 
 MASQ_MARK = "0x4000"
 

@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-MODULE_UTILS = Path(__file__).resolve().parent.parent / "module_utils"
+MODULE_UTILS = Path(__file__).resolve().parents[2] / "module_utils"
 
 
 def load_file(key: str, path: Path):
@@ -35,6 +35,10 @@ def load_module_util(name: str):
 lab = load_module_util("podpath_lab")
 
 RUN_ROOT = lab.RUN_ROOT
+# The host-wide folders beside the labs' own (a lab is never named with a leading dot).
+LOCKS = Path(RUN_ROOT, ".locks")  # one flock file per lab: one command changes a lab at a time
+RUNS = Path(RUN_ROOT, ".runs")  # ansible-runner's folders (events, stdout) per lab; `down` removes the lab's
+CACHE = Path(RUN_ROOT, ".cache")
 check_lab_name = lab.check_lab_name
 lab_dir = lab.lab_dir
 holder_pidfile = lab.holder_pidfile

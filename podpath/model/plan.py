@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import topology as topology_mod
+from podpath.model import topology as topology_mod
 
 POD_NAMESPACE_UUID = uuid.UUID("6f1c2d0e-7a52-4f0b-9a57-3c9d2b1e8a40")
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from podpath.model import labdir
+
+ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_FILE = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 SCHEMA_FILE = ROOT / "inventory" / "topology.schema.json"
-SCHEMA_PASSED = Path("/run/podpath/.cache/schema-passed")
+SCHEMA_PASSED = labdir.CACHE / "schema-passed"
 IFNAME_MAX = 15
 
 

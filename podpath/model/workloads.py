@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import kubeproxy
-from .plan import Plan, Pod
+from podpath.model import kubeproxy, labdir
+from podpath.model.plan import Plan, Pod
 
-RUN_ROOT = "/run/podpath"
 # The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
 GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
 _ENV = None  # the templates' Jinja2 environment, made when a file is first rendered (the verifier renders none)
@@ -31,21 +30,17 @@ def _templates():
     return _ENV
 
 
-def lab_dir(lab: str) -> str:
-    return f"{RUN_ROOT}/{lab}"
-
-
 def pod_dir(lab: str, pod: Pod) -> str:
-    return f"{lab_dir(lab)}/pods/{pod.name}"
+    return f"{labdir.lab_dir(lab)}/pods/{pod.name}"
 
 
 def lease_path(plan: Plan) -> str:
     ingress = plan.topology["ingress"]
-    return f"{lab_dir(plan.lab)}/leases/{ingress['namespace']}/{ingress['election_id']}.json"
+    return f"{labdir.lab_dir(plan.lab)}/leases/{ingress['namespace']}/{ingress['election_id']}.json"
 
 
 def speaker_status_path(lab: str, node: str) -> str:
-    return f"{lab_dir(lab)}/metallb/{node}.json"
+    return f"{labdir.lab_dir(lab)}/metallb/{node}.json"
 
 
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:
@@ -85,12 +80,12 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
             groups["ingress"]["containers"].append(c)
             groups["ingress"]["containers"].append(
                 {"name": f"{pod.name}/leader-election", "netns": pod.netns, "isolate": True,
-                 "argv": [python, "-m", "podpath.lease", "--lease", lease_path(plan), "--identity", pod.name],
+                 "argv": [python, "-m", "podpath.runtime.lease", "--lease", lease_path(plan), "--identity", pod.name],
                  "files": [], "listen": []})
     node_net = ipaddress.IPv4Network(plan.topology["node_network"])
     members = [{"node": n.name, "ip": n.ip} for n in plan.nodes]
     for node in plan.nodes:
-        path = f"{lab_dir(plan.lab)}/metallb/speaker-{node.name}.conf"
+        path = f"{labdir.lab_dir(plan.lab)}/metallb/speaker-{node.name}.conf"
         config = {"node": node.name, "ip": node.ip, "interface": "eth1", "members": members,
                   "addresses": [plan.ingress_service.load_balancer_ip], "broadcast": str(node_net.broadcast_address),
                   "status": speaker_status_path(plan.lab, node.name)}
@@ -98,13 +93,13 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
                                            "mode": "0644"})
         groups["metallb"]["containers"].append(
             {"name": f"metallb-speaker-{node.name}/speaker", "netns": node.netns, "isolate": False,
-             "argv": [python, "-m", "podpath.speaker", path], "files": [path], "listen": []})
+             "argv": [python, "-m", "podpath.runtime.speaker", path], "files": [path], "listen": []})
     for node in plan.nodes:
-        path = f"{lab_dir(plan.lab)}/kube-proxy/{node.name}.conf"
+        path = f"{labdir.lab_dir(plan.lab)}/kube-proxy/{node.name}.conf"
         config = {"lab": plan.lab, "node": node.name, "topology": plan.topology}
         groups["kube-proxy"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
                                               "mode": "0644"})
         groups["kube-proxy"]["containers"].append(
             {"name": f"kube-proxy-{node.name}/kube-proxy", "netns": node.netns, "isolate": False,
-             "argv": [python, "-m", "podpath.proxier", path], "files": [path], "listen": []})
+             "argv": [python, "-m", "podpath.runtime.proxier", path], "files": [path], "listen": []})
     return groups

@@ -28,7 +28,8 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from .labdir import MODULE_UTILS, load_file
+from podpath.model.labdir import MODULE_UTILS, load_file
+from podpath.play.tether import tether_worker
 
 LIBRARY = MODULE_UTILS.parent / "library"
 # AnsibleModule.get_bin_path also looks in the sbin folders, which a user's PATH may lack
@@ -168,6 +169,7 @@ def action_plugin(name: str):
             return bool(interpreter) and os.path.abspath(str(interpreter)) == os.path.abspath(sys.executable)
 
         def run(self, tmp=None, task_vars=None):
+            tether_worker()  # a worker of a play the CLI started ends with that play
             task_vars = task_vars or {}
             result = super().run(tmp, task_vars)
             del tmp  # not used

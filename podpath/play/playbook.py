@@ -1,15 +1,27 @@
-"""Running the project's playbooks, with progress.
+"""Running the project's playbooks, with progress: the one way the CLI runs a play.
 
 The CLI stays a thin layer: it runs the same playbooks a user would run with
-ansible-playbook, shows the current task with a count, and on failure prints the
-failing task, host and message and where the full log is. Each play runs in a child of
-podpath's warm controller (podpath/controller.py), or through ansible-runner when the
-controller is off (PODPATH_CONTROLLER=off) or cannot start.
+ansible-playbook, through ansible-runner, shows the current task with a count, and on
+failure prints the failing task, host and message and where the full log is.
+
+A play never outlives the command that started it, and never runs beside another play on
+the same lab (docs/cli.md, "How a play runs"):
+- SIGINT or SIGTERM to the CLI ends the play at once: the CLI kills ansible-playbook and its
+  workers, found by the mark PLAY_MARK in their environment, waits until they are gone,
+  and only then gives up the lab's lock. Ansible's own interrupt handling is not used: in
+  ansible-core 2.19 an interrupt that lands while a worker is being replaced either goes
+  unnoticed or fails on a closed worker ("process object is closed"), and the play runs on.
+  Every task of the netns playbooks can be killed at any point: the next `up` finishes
+  the lab and `down` removes it.
+- SIGKILL of the CLI cannot be caught: the callback plugin podpath_tether has the kernel kill
+  ansible-playbook when the CLI dies (PR_SET_PDEATHSIG), and the next command that takes the
+  lab's lock kills whatever of that play is still running before it starts its own.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -17,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .topology import ROOT
+from podpath.model.labdir import RUNS
+from podpath.model.topology import ROOT
 
-# ansible-runner's folders (events, stdout), kept per lab; `podpath down` removes the lab's.
-ARTIFACTS = Path("/run/podpath/.runs")
+# The environment variable that marks a play's processes with its lab, so that the next
+# command on that lab can find a play whose CLI was killed.
+PLAY_MARK = "PODPATH_PLAY_LAB"
+# How long ending a play may take before the CLI says it could not
+END_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -33,6 +49,7 @@ class PlaybookResult:
     log: str = ""
     seconds: float = 0.0
     task_times: list[tuple[str, float]] = field(default_factory=list)
+    interrupted: int | None = None  # the CLI's exit code when a signal stopped the play
 
 
 def count_tasks(playbook: Path) -> int:
@@ -117,67 +134,125 @@ class Events:
 
 
 def playbook_env() -> dict[str, str]:
-    """What ansible-playbook's environment adds to the CLI's, either way: the project's
-    ansible.cfg and the venv's commands first on PATH."""
+    """What ansible-playbook's environment adds to the CLI's: the project's ansible.cfg and
+    the venv's commands first on PATH."""
     return {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
             "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
 
 
-def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False, quiet: bool = False,
-                 lock_fd: int | None = None) -> PlaybookResult:
-    """Run playbooks/PLAYBOOK in a child of podpath's controller (podpath/controller.py), or with
-    ansible-runner when PODPATH_CONTROLLER=off or the controller cannot start. Returns the
-    outcome; never raises for a failed play. LOCK_FD, the lab's lock, is held by the run until
-    it ends."""
-    from . import controller
+def _proc_read(pid: int, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
+
+def play_processes(lab: str) -> list[int]:
+    """The live processes of a play the CLI started on LAB: ansible-playbook and its workers
+    (they carry PLAY_MARK in their environment and ansible-playbook in their command line;
+    what the play starts in the lab runs other programs with an environment of its own)."""
+    mark = f"{PLAY_MARK}={lab}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        if b"ansible-playbook" not in _proc_read(pid, "cmdline"):
+            continue
+        if mark not in _proc_read(pid, "environ").split(b"\0"):
+            continue
+        stat = _proc_read(pid, "stat")
+        if stat and stat[stat.rindex(b")") + 2:][:1] != b"Z":  # a zombie runs nothing
+            found.append(pid)
+    return found
+
+
+def end_play(lab: str, timeout: float = END_TIMEOUT_S) -> list[int]:
+    """Kill every process of a play on LAB and wait until they are gone; returns their pids.
+    Called with the lab's lock held, so a play found here is one whose CLI has died or is
+    being interrupted: nothing else may be changing the lab."""
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while (left := play_processes(lab)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if pid not in killed:
+                killed.append(pid)
+        time.sleep(0.02)
+    if play_processes(lab):
+        raise RuntimeError(f"the play on lab {lab} did not end within {timeout:.0f} s: pids {play_processes(lab)}")
+    return killed
+
+
+class Interrupts:
+    """SIGINT and SIGTERM to the CLI while a play runs end the play (end_play). The CLI itself
+    goes on until the play's processes are gone, so the lab's lock is held until then."""
+
+    def __init__(self, lab: str):
+        self.lab = lab
+        self.received: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._old[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+        self.forward()  # a signal that came before ansible-playbook started: nothing may be left
+
+    def _handler(self, signum, frame) -> None:
+        self.received.append(signum)
+        self.forward()
+
+    def forward(self) -> bool:
+        """End the play if a signal came; ansible-runner also calls this, as its cancel
+        callback, between reads of the play's output. It never asks ansible-runner to cancel:
+        that kills ansible-playbook's process group, which its workers have left (setsid)."""
+        if self.received:
+            end_play(self.lab)
+        return False
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal received, as a shell reports a command it interrupted."""
+        return 128 + self.received[0] if self.received else None
+
+
+def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False,
+                 quiet: bool = False) -> PlaybookResult:
+    """Run playbooks/PLAYBOOK through ansible-runner, with the lab's lock held by the caller.
+    Returns the outcome; never raises for a failed or interrupted play."""
+    import ansible_runner
+
+    lab = str(extravars.get("podpath_lab", "default"))
+    end_play(lab)  # what is left of a play whose CLI was killed
     path = ROOT / "playbooks" / playbook
-    inventory = ROOT / "inventory" / "localhost.yml"
-    folder = ARTIFACTS / str(extravars.get("podpath_lab", "default"))
+    folder = RUNS / lab
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = tempfile.mkdtemp(prefix=playbook.split(".")[0] + "-", dir=folder)
     progress = None if quiet else Progress(count_tasks(path), verbose=verbose)
     events = Events(progress)
-    env = playbook_env()
+    env = dict(playbook_env(), PODPATH_TETHER=str(os.getpid()), **{PLAY_MARK: lab},
+               ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "plugins" / "callback"), ANSIBLE_CALLBACKS_ENABLED="podpath_tether")
     started = time.monotonic()
-    rc = None
-    if controller.enabled():
-        log = Path(private) / "stdout"
-        try:
-            rc = controller.run(path, inventory, extravars, dict(os.environ, **env), log, verbose, events,
-                                lock_fd=lock_fd)
-        except controller.Unavailable as exc:
-            print(f"podpath: {exc}; running ansible-playbook the usual way", file=sys.stderr)
-        except controller.RunLost as exc:
-            rc = 1
-            status = "failed"
-            events.failures.append({"task": "?", "host": "localhost", "msg": str(exc)})
-        else:
-            status = "successful" if rc == 0 else "failed"
-    if rc is None:
-        rc, status, log = _run_with_ansible_runner(private, path, inventory, extravars, env, verbose, events)
-    _rotate(folder)
+    with Interrupts(lab) as interrupts:
+        runner = ansible_runner.run(
+            private_data_dir=private, project_dir=str(ROOT), playbook=str(path),
+            inventory=str(ROOT / "inventory" / "localhost.yml"), extravars=extravars, envvars=env,
+            event_handler=events, cancel_callback=interrupts.forward, quiet=not verbose,
+            # pexpect_timeout: how often ansible-runner calls the cancel callback while the play is quiet
+            settings={"suppress_ansible_output": not verbose, "pexpect_timeout": 0.2}, rotate_artifacts=20,
+        )
     if progress:
         progress.close()
-    return PlaybookResult(rc=rc, status=status, failures=events.failures, log=str(log), changed=events.changed,
-                          ok=events.ok, seconds=time.monotonic() - started,
-                          task_times=progress.task_times if progress else [])
-
-
-def _rotate(folder: Path, keep: int = 20) -> None:
-    """Keep the newest KEEP runs' folders of a lab, as ansible-runner's rotate_artifacts does."""
-    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for old in runs[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _run_with_ansible_runner(private: str, path: Path, inventory: Path, extravars: dict, env: dict,
-                             verbose: bool, events: Events):
-    import ansible_runner
-
-    runner = ansible_runner.run(
-        private_data_dir=private, project_dir=str(ROOT), playbook=str(path), inventory=str(inventory),
-        extravars=extravars, envvars=env, event_handler=events, quiet=not verbose,
-        settings={"suppress_ansible_output": not verbose}, rotate_artifacts=20,
-    )
-    return runner.rc, runner.status, Path(runner.config.artifact_dir) / "stdout"
+    return PlaybookResult(rc=runner.rc, status="interrupted" if interrupts.received else runner.status,
+                          failures=events.failures, log=str(Path(runner.config.artifact_dir) / "stdout"),
+                          changed=events.changed, ok=events.ok, seconds=time.monotonic() - started,
+                          task_times=progress.task_times if progress else [], interrupted=interrupts.exit_code)

@@ -7,7 +7,7 @@ leader alone writes status. In the netns lab the lease is a JSON file under the 
 folder, which stands where the API server would, locked with flock while read and
 written:
 
-    python -m podpath.lease --lease PATH --identity POD [--duration 3] [--retry 0.5]
+    python -m podpath.runtime.lease --lease PATH --identity POD [--duration 3] [--retry 0.5]
 
 The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
 leaseTransitions, as a Lease does. A controller rewrites it in place under an exclusive

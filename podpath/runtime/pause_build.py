@@ -1,4 +1,4 @@
-"""Build podpath-pause (pause.c) next to the interpreter: `python -m podpath.pause_build`.
+"""Build podpath-pause (pause.c) next to the interpreter: `python -m podpath.runtime.pause_build`.
 
 The lab's pods are held by this small C program, as Kubernetes pods are held by the
 pause container. It is built once per virtual environment with the system's C compiler.

@@ -7,7 +7,7 @@ its rules. In the netns lab this process plays those parts for one node: every
 when the set of ready endpoints changes it renders the node's rules again (the same
 renderer the playbook uses) and applies them with one iptables-restore.
 
-    python -m podpath.proxier CONFIG.json    (run in the node's network namespace)
+    python -m podpath.runtime.proxier CONFIG.json    (run in the node's network namespace)
 
 CONFIG holds the lab name, the node name and the topology.
 """
@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
-from . import kubeproxy
-from .daemon import log, start
-from .plan import Plan, build
+from podpath.model import kubeproxy
+from podpath.runtime.daemon import log, start
+from podpath.model.plan import Plan, build
 
 
 def ready(ip: str, port: int, timeout: float) -> bool:

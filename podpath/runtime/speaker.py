@@ -2,7 +2,7 @@
 
 Run in the node's network namespace (as the real speaker runs with hostNetwork):
 
-    python -m podpath.speaker CONFIG.json
+    python -m podpath.runtime.speaker CONFIG.json
 
 Each speaker tells the others it is alive with a small UDP message on the node
 network every `interval` seconds (MetalLB uses memberlist for this) and forgets a node
@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 
-from .daemon import log, start
+from podpath.runtime.daemon import log, start
 
 ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6

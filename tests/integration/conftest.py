@@ -241,18 +241,6 @@ class NetnsLab:
         return leftovers
 
 
-@pytest.fixture(scope="session", autouse=True)
-def controller_stopped_after_the_session() -> Iterator[None]:
-    """The podpath commands of these tests start the checkout's controller: it goes with them,
-    unless it was running before the session."""
-    from podpath import controller
-
-    was_running = os.geteuid() == 0 and controller.status() is not None
-    yield
-    if os.geteuid() == 0 and not was_running:
-        controller.stop()
-
-
 @pytest.fixture(scope="session")
 def root_required() -> None:
     if os.geteuid() != 0:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from labtools import force_remove, lab_namespaces, new_lab_name, podpath
 
-from podpath import faults
+from podpath.evidence import faults
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
-"""podpath's warm controller against real labs: a play run in its child gives what the usual
-way (ansible-runner starting ansible-playbook) gives; it restarts when it would run other
-code or settings; a CLI that dies takes its play with it; and it does not outlive its use."""
+"""How the CLI runs a play, against real labs: through ansible-runner; a signal to the CLI stops
+its play while the lab stays locked; a killed CLI takes its play with it; and the next command
+on the lab finds the lab whole again."""
 from __future__ import annotations
 
 import os
@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from labtools import force_remove, lab_namespaces, new_lab_name, podpath
+import yaml
+from labtools import ROOT, force_remove, lab_namespaces, new_lab_name, podpath
 
-from podpath import controller
-from podpath.runner import ARTIFACTS, playbook_env
+from podpath.model.labdir import RUNS
+from podpath.model.topology import TOPOLOGY_FILE
+from podpath.play.playbook import play_processes
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -43,124 +44,106 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
     return predicate()
 
 
-def up_until_wiring(name: str) -> tuple[subprocess.Popen, str]:
+@pytest.fixture(scope="module")
+def slow_topology(tmp_path_factory) -> str:
+    """The reference topology with 80 idle pods per node: its wiring task takes a second or
+    more, so a signal sent when the task starts finds the play still in it."""
+    data = yaml.safe_load(TOPOLOGY_FILE.read_text())
+    data["podpath_topology"]["workloads"]["idle_pods_per_node"] = 80
+    path = tmp_path_factory.mktemp("topology") / "slow.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def up_until_wiring(name: str, topology: str | None = None) -> tuple[subprocess.Popen, str]:
     """Start `podpath up --lab NAME`; return it once its progress shows the wiring task, with
     what it printed so far."""
-    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name], cwd=controller.ROOT,
+    extra = ["--topology", topology] if topology else []
+    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name, *extra], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     for line in cli.stderr:
         seen += line
         if "Wire the namespaces" in line:
             break
+    assert "Wire the namespaces" in seen, f"up ended before wiring:\n{seen}"
     return cli, seen
 
 
-def test_a_play_in_the_controller_matches_the_usual_way(lab_names):
+def newest_log(name: str) -> str:
+    run = max((p for p in (RUNS / name).iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    return next(run.glob("artifacts/*/stdout")).read_text()
+
+
+def test_up_runs_its_play_through_ansible_runner(lab_names):
     name = new_lab_name("k")
     lab_names.append(name)
     first = podpath("up", "--lab", name)
     assert first.returncode == 0, first.stderr
-    assert controller.status() is not None, "podpath up ran without starting the controller"
-    warm = podpath("up", "--lab", name)
-    usual = podpath("up", "--lab", name, env=dict(os.environ, PODPATH_CONTROLLER="off"))
-    assert warm.returncode == 0 and usual.returncode == 0, warm.stderr + usual.stderr
-    assert "(0 tasks changed)" in warm.stdout and "(0 tasks changed)" in usual.stdout, warm.stdout + usual.stdout
-    assert "tasks changed)" in first.stdout and "(0 tasks changed)" not in first.stdout, first.stdout
-    assert TASK_LINE.findall(warm.stderr) == TASK_LINE.findall(usual.stderr), "the two ways ran other tasks"
-    assert "running ansible-playbook the usual way" not in warm.stderr
-    runs = sorted(p for p in (ARTIFACTS / name).iterdir())
-    assert any((p / "stdout").exists() for p in runs), "the controller's run wrote no log"
-    assert any((p / "artifacts").is_dir() for p in runs), "PODPATH_CONTROLLER=off did not use ansible-runner"
+    again = podpath("up", "--lab", name)
+    assert again.returncode == 0 and "(0 tasks changed)" in again.stdout, again.stdout + again.stderr
+    assert TASK_LINE.findall(first.stderr) == TASK_LINE.findall(again.stderr), "the two runs ran other tasks"
+    runs = [p for p in (RUNS / name).iterdir() if p.is_dir()]
+    assert len(runs) == 2 and all(list(p.glob("artifacts/*/job_events/*.json")) for p in runs), runs
+    assert not play_processes(name), "a play outlived its command"
 
 
-def test_each_run_is_a_new_child_of_the_same_controller(lab_names):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_cli_stops_its_play_before_the_lab_is_free(lab_names, signum, slow_topology):
     name = new_lab_name("k")
     lab_names.append(name)
-    assert podpath("up", "--lab", name, "-q").returncode == 0
-    before = controller.status()
-    assert podpath("up", "--lab", name, "-q").returncode == 0
-    after = controller.status()
-    assert before and after and after["pid"] == before["pid"], (before, after)
-    assert after["runs"] == before["runs"] + 1
+    cli, seen = up_until_wiring(name, slow_topology)
+    cli.send_signal(signum)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 128 + signum, f"exit {cli.returncode}\n{seen}{err}"
+    assert "interrupted" in err and f"podpath up --lab {name} finishes it" in err, err
+    # the CLI ended only after its play, which it stopped before the play's end
+    assert not play_processes(name), "the CLI ended before its play"
+    assert "PLAY RECAP" not in newest_log(name), "the play ran to its end: " + newest_log(name)[-1500:]
+    again = podpath("up", "--lab", name, "-q", "--topology", slow_topology)
+    assert again.returncode == 0, again.stderr
+    whole = podpath("up", "--lab", name, "--topology", slow_topology)
+    assert "(0 tasks changed)" in whole.stdout, f"the lab was not whole after the repair: {whole.stdout}"
 
 
-def test_other_ansible_settings_start_a_new_controller(lab_names):
+def test_a_killed_cli_takes_its_play_with_it(lab_names, slow_topology):
     name = new_lab_name("k")
     lab_names.append(name)
-    assert podpath("up", "--lab", name, "-q").returncode == 0
-    before = controller.status()
-    other = podpath("up", "--lab", name, "-q", env=dict(os.environ, ANSIBLE_TIMEOUT="17"))
-    assert other.returncode == 0, other.stderr
-    after = controller.status()
-    assert before and after and after["pid"] != before["pid"], "a run with other ANSIBLE_* settings reused it"
-    assert "stops: the environment differs" in controller.log_path().read_text()
-
-
-def test_a_killed_cli_interrupts_its_play_and_frees_the_lab(lab_names):
-    name = new_lab_name("k")
-    lab_names.append(name)
-    cli, seen = up_until_wiring(name)
+    cli, _ = up_until_wiring(name, slow_topology)
+    assert play_processes(name), "no play process is marked with its lab"
     cli.kill()
     cli.wait()
-    assert "Wire the namespaces" in seen, f"up ended before wiring:\n{seen}"
-    assert wait_for(lambda: controller.status()["running"] == 0), "the play went on after its CLI was killed"
-    log = max((ARTIFACTS / name).iterdir(), key=lambda p: p.stat().st_mtime) / "stdout"
-    assert "User interrupted execution" in log.read_text(), log.read_text()[-1500:]
-    again = podpath("up", "--lab", name, "-q")  # the lock is free, and up finishes the lab
+    assert wait_for(lambda: not play_processes(name), timeout=10), \
+        f"the play went on after its CLI was killed: {play_processes(name)}"
+    again = podpath("up", "--lab", name, "-q", "--topology", slow_topology)  # the lock is free: up finishes it
     assert again.returncode == 0, again.stderr
+    whole = podpath("up", "--lab", name, "--topology", slow_topology)
+    assert "(0 tasks changed)" in whole.stdout, f"the lab was not whole after the repair: {whole.stdout}"
 
 
-def test_the_last_down_stops_the_controller_and_an_earlier_one_does_not(lab_names):
+def test_a_killed_down_is_finished_by_the_next_down(lab_names):
     name = new_lab_name("k")
     lab_names.append(name)
     assert podpath("up", "--lab", name, "-q").returncode == 0
-    assert podpath("down", "--lab", name, "-q").returncode == 0
-    others = [p.name for p in Path("/run/podpath").iterdir() if not p.name.startswith(".")]
-    if others:
-        assert controller.status() is not None, f"down stopped the controller while {others} remain"
-    else:
-        assert controller.status() is None, "the host's last lab is down but the controller still runs"
+    cli = subprocess.Popen([sys.executable, "-m", "podpath.cli", "down", "--lab", name], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in cli.stderr:
+        if "] 1/" in line or "] 2/" in line:
+            break
+    cli.kill()
+    cli.wait()
+    down = podpath("down", "--lab", name)
+    assert down.returncode == 0, down.stderr
+    assert not lab_namespaces(name), f"down left {lab_namespaces(name)}"
 
 
-def test_an_idle_controller_stops_by_itself():
-    if os.geteuid() != 0:
-        pytest.skip("the controller's folder is root's")
-    controller.stop()
-    controller.start(dict(os.environ, **playbook_env(), PODPATH_CONTROLLER_IDLE="1"))
-    pid = controller.status()["pid"]
-    assert wait_for(lambda: controller.status() is None, timeout=20), "the idle controller did not stop"
-    assert f"controller {pid} stops: idle for 1 s" in controller.log_path().read_text()
-
-
-def test_a_run_whose_process_dies_fails_and_is_not_run_again_the_usual_way(lab_names):
-    name = new_lab_name("k")
-    lab_names.append(name)
-    controller.stop()
-    cli, seen = up_until_wiring(name)
-    run_pid = int(Path(f"/proc/{controller.status()['pid']}/task/{controller.status()['pid']}/children")
-                  .read_text().split()[0])
-    os.kill(run_pid, signal.SIGKILL)
-    out, err = cli.communicate(timeout=120)
-    seen += err
-    assert cli.returncode == 1, seen
-    assert "ended without a result" in seen, seen
-    assert "running ansible-playbook the usual way" not in seen, "a lost run was run again"
-    again = podpath("up", "--lab", name, "-q", "--wait")
-    assert again.returncode == 0, again.stderr
-
-
-def test_two_labs_built_at_once_run_side_by_side_in_one_controller(lab_names):
+def test_two_labs_built_at_once_both_come_up(lab_names):
     names = [new_lab_name("k"), new_lab_name("k")]
     lab_names.extend(names)
-    controller.start(dict(os.environ, **playbook_env()))
-    before = controller.status()
-    clis = [subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name, "-q"], cwd=controller.ROOT,
+    clis = [subprocess.Popen([sys.executable, "-m", "podpath.cli", "up", "--lab", name, "-q"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in names]
     done = [cli.communicate(timeout=300) for cli in clis]
     assert [cli.returncode for cli in clis] == [0, 0], done
-    after = controller.status()
-    assert after["pid"] == before["pid"] and after["runs"] == before["runs"] + 2, (before, after)
     for name in names:
         again = podpath("up", "--lab", name)
         assert "(0 tasks changed)" in again.stdout, f"lab {name} was not whole: {again.stdout}{again.stderr}"

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from podpath.labdir import lab as podpath_lab
+from podpath.model.labdir import lab as podpath_lab
 
 pytestmark = pytest.mark.netns
 

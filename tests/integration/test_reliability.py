@@ -19,8 +19,8 @@ import pytest
 from labtools import (ROOT, force_remove, host_snapshot, lab_fingerprint, lab_namespaces, lab_processes,
                       new_lab_name, podpath, snapshot_diff)
 
-from podpath import topology
-from podpath.probe import NetnsLab
+from podpath.model import topology
+from podpath.evidence.probe import NetnsLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

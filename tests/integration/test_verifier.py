@@ -1,7 +1,7 @@
 """The verifier must pass on a healthy lab and fail, at the right scenario, on a broken one.
 
 One lab of its own is built for this module. For each fault of the catalogue
-(podpath/faults.py) the lab is broken in one hop, the verifier runs, and the scenario
+(podpath/evidence/faults.py) the lab is broken in one hop, the verifier runs, and the scenario
 of that hop must fail; then `podpath up` repairs the lab and the verifier must pass
 again. The healthy lab is also verified many times in a row, to catch flaky checks.
 """
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from podpath import faults, topology
-from podpath.probe import NetnsLab
+from podpath.evidence import faults
+
+from podpath.model import topology
+from podpath.evidence.probe import NetnsLab
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHY_RUNS = int(os.environ.get("PODPATH_HEALTHY_RUNS", "20"))

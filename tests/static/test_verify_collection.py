@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from podpath.scenarios import SCENARIOS
+from podpath.evidence.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.static
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from podpath import topology
+from podpath.model import topology
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Unit tests of podpath/cluster_probe.py: the parsers of kubectl, crictl, lsns, iptables-save
+"""Unit tests of podpath/evidence/cluster_probe.py: the parsers of kubectl, crictl, lsns, iptables-save
 and arping output, kube-proxy's chains, MetalLB's election, and how commands are quoted.
 
 Every sample below is HAND-WRITTEN in the shape the tool prints (field names and nesting as
@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from podpath import cluster_probe as cp
-from podpath import topology
+from podpath.evidence import cluster_probe as cp
+from podpath.model import topology
 
 # -- hand-written samples ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from podpath import kubeproxy, plan as plan_mod, topology as topology_mod
+from podpath.model import kubeproxy, plan as plan_mod, topology as topology_mod
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "kube-proxy-worker1.rules"
 CHAIN_NAME = re.compile(r"^KUBE-(SVC|SEP|EXT|SVL)-[A-Z2-7]{16}$")

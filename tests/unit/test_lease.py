@@ -1,4 +1,4 @@
-"""The leader-election sidecar (podpath.lease): as a process it takes the lease, and on
+"""The leader-election sidecar (podpath.runtime.lease): as a process it takes the lease, and on
 SIGTERM gives it up and exits without waiting out its retry period; and whoever reads
 the lease while a leader renews it finds a whole lease every time."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from podpath import lease as lease_mod
+from podpath.runtime import lease as lease_mod
 
 
 def lease_holder(path) -> str | None:
@@ -39,7 +39,7 @@ def test_a_read_during_renewals_always_finds_the_whole_lease(tmp_path):
 def test_sigterm_releases_the_lease_and_ends_the_wait_at_once(tmp_path):
     lease = tmp_path / "leases" / "ingress.json"
     retry = 60.0  # a wait that the SIGTERM must cut short
-    sidecar = subprocess.Popen([sys.executable, "-m", "podpath.lease", "--lease", str(lease), "--identity", "pod-a",
+    sidecar = subprocess.Popen([sys.executable, "-m", "podpath.runtime.lease", "--lease", str(lease), "--identity", "pod-a",
                                 "--retry", str(retry)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

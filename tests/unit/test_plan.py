@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from podpath import plan as plan_mod, topology as topology_mod
-from podpath.labdir import load_module_util
+from podpath.model import plan as plan_mod, topology as topology_mod
+from podpath.model.labdir import load_module_util
 
 CNI_NETNS = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TOPOLOGY = topology_mod.load()

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from podpath import topology as topology_mod
-from podpath.topology import TopologyError
+from podpath.model import topology as topology_mod
+from podpath.model.topology import TopologyError
 
 TOPOLOGY_FILE = Path(__file__).resolve().parents[2] / "inventory" / "group_vars" / "all" / "topology.yml"
 

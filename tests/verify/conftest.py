@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from podpath import topology as topology_mod
-from podpath.report import ScenarioReport
+from podpath.model import topology as topology_mod
+from podpath.evidence.report import ScenarioReport
 
 def pytest_addoption(parser):
     group = parser.getgroup("podpath")
@@ -59,7 +59,7 @@ def load_topology(config) -> dict:
 def netns_plan(config):
     key = (config.getoption("topology"), config.getoption("lab"))
     if key not in _PLAN:
-        from podpath.plan import build
+        from podpath.model.plan import build
 
         _PLAN[key] = build(load_topology(config), config.getoption("lab"))
     return _PLAN[key]
@@ -70,12 +70,12 @@ def make_lab(config):
         return _LAB["lab"]
     topo = load_topology(config)
     if _cluster_mode(config):
-        from podpath.cluster_probe import ClusterLab
+        from podpath.evidence.cluster_probe import ClusterLab
 
         _LAB["lab"] = ClusterLab(topo, config.getoption("hosts"), config.getoption("ansible_inventory", None))
     else:
         import testinfra
-        from podpath.probe import NetnsLab, testinfra_runner
+        from podpath.evidence.probe import NetnsLab, testinfra_runner
 
         _LAB["lab"] = NetnsLab(config.getoption("lab"), topo, testinfra_runner(testinfra.get_host("local://")))
     return _LAB["lab"]
@@ -134,7 +134,7 @@ def pytest_generate_tests(metafunc):
 
 
 # --- cluster lab: one test id per node and per pod slot ------------------------------------
-# (podpath/cluster_probe.py; tests/verify/test_cluster_*.py). A hook of its own, so that the
+# (podpath/evidence/cluster_probe.py; tests/verify/test_cluster_*.py). A hook of its own, so that the
 # netns lab's pytest_generate_tests above stays as it is. Ids come from the topology only:
 # collecting the cluster suites never connects to a node; a slot (echo-2) is resolved to a
 # real pod when its test runs, and the failure message names that pod.
@@ -142,7 +142,7 @@ def pytest_generate_tests(metafunc):
 def pytest_generate_tests_cluster_lab(metafunc):
     if not metafunc.definition.get_closest_marker("cluster_lab"):
         return
-    from podpath.cluster_probe import pod_slots
+    from podpath.evidence.cluster_probe import pod_slots
 
     topo = load_topology(metafunc.config)
     slots = {"k8s_pod": pod_slots(topo), "k8s_echo": pod_slots(topo, "echo"),

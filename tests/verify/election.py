@@ -1,4 +1,4 @@
-"""MetalLB's layer 2 election, computed by the verifier on its own (not podpath.speaker's)."""
+"""MetalLB's layer 2 election, computed by the verifier on its own (not podpath.runtime.speaker's)."""
 import hashlib
 
 

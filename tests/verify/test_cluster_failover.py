@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from podpath.cluster_probe import elected
+from podpath.evidence.cluster_probe import elected
 
 pytestmark = pytest.mark.cluster_lab
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from podpath.cluster_probe import parse_iptables_save, service_path
+from podpath.evidence.cluster_probe import parse_iptables_save, service_path
 
 pytestmark = pytest.mark.cluster_lab
 

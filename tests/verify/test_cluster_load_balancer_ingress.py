@@ -7,8 +7,8 @@ backend names itself and the source it saw.
 """
 import pytest
 
-from podpath.cluster_probe import CONTROLLER_HEADER, EXCLUDE_LB_LABEL, elected
-from podpath.scenarios import MAX_TRIES
+from podpath.evidence.cluster_probe import CONTROLLER_HEADER, EXCLUDE_LB_LABEL, elected
+from podpath.evidence.scenarios import MAX_TRIES
 
 pytestmark = pytest.mark.cluster_lab
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from podpath.cluster_probe import NETNS_DIR
+from podpath.evidence.cluster_probe import NETNS_DIR
 
 pytestmark = pytest.mark.cluster_lab
 

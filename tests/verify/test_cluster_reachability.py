@@ -11,8 +11,8 @@ import ipaddress
 
 import pytest
 
-from podpath.cluster_probe import CONTROLLER_HEADER, node_side_addresses, parse_json
-from podpath.scenarios import MAX_TRIES
+from podpath.evidence.cluster_probe import CONTROLLER_HEADER, node_side_addresses, parse_json
+from podpath.evidence.scenarios import MAX_TRIES
 
 pytestmark = pytest.mark.cluster_lab
 

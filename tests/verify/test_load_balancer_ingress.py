@@ -10,8 +10,8 @@ import pytest
 
 from election import elected
 
-from podpath import trace as trace_mod
-from podpath.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence import trace as trace_mod
+from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 
 pytestmark = pytest.mark.netns_lab
 

@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from podpath.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 
 pytestmark = pytest.mark.netns_lab
 
