@@ -425,7 +425,7 @@ def check_virtualization(facts: Facts) -> Finding:
         if hv == 0:
             return Finding(check, FAIL, "kern.hv_support = 0: this Mac offers no hardware virtualization", firmware)
         return Finding(check, WARN, "could not read kern.hv_support", "check by hand: sysctl kern.hv_support")
-    if facts.system == "Windows":
+    if facts.system == "Windows" or facts.wsl:   # from WSL, the VMs run on Windows' side
         info = parse_windows_info(facts.windows_info)
         if info.get("HyperVisorPresent"):
             return Finding(check, WARN, "a hypervisor (Hyper-V, WSL2 or Memory Integrity) is running: VirtualBox then "
@@ -441,7 +441,7 @@ def check_virtualization(facts: Facts) -> Finding:
                        "check Task Manager > Performance > CPU > Virtualization")
     flags = parse_cpu_flags(facts.cpuinfo or "") & {"vmx", "svm"}
     x86 = facts.machine.lower() in ("x86_64", "amd64", "i686")
-    what = ", ".join(sorted(flags)) or "no vmx/svm flag"
+    what = (", ".join(sorted(flags)) or "no vmx/svm flag") if x86 else f"{facts.machine} (no CPU flags to check)"
     if facts.provider == "libvirt":
         if not facts.dev_kvm:
             return Finding(check, FAIL, f"/dev/kvm is missing ({what} in /proc/cpuinfo)",
@@ -449,7 +449,7 @@ def check_virtualization(facts: Facts) -> Finding:
         if x86 and not flags:
             return Finding(check, WARN, "/dev/kvm is there but the CPU shows no vmx/svm flag (a VM without nested "
                            "virtualization?): the VMs may fail to start or run very slowly", firmware)
-        return Finding(check, PASS, f"/dev/kvm is there ({what})" if x86 else "/dev/kvm is there", "nothing to do")
+        return Finding(check, PASS, f"/dev/kvm is there ({what})", "nothing to do")
     if x86 and not flags:
         return Finding(check, FAIL, "the CPU shows no vmx/svm flag in /proc/cpuinfo: VirtualBox cannot start 64-bit VMs",
                        firmware)
@@ -467,7 +467,7 @@ def total_memory_mb(facts: Facts) -> tuple[int | None, int | None]:
     if facts.system == "Darwin":
         size = parse_int(facts.memsize)
         return (size // 2**20 if size else None), None
-    if facts.system == "Windows":
+    if facts.system == "Windows" or facts.wsl:   # WSL's /proc/meminfo is its own VM's, not the laptop's
         size = parse_windows_info(facts.windows_info).get("CsTotalPhysicalMemory")
         return (int(size) // 2**20 if size else None), None
     return parse_meminfo(facts.meminfo or "")
@@ -701,12 +701,16 @@ def os_name(system: str) -> str:
     return system
 
 
-def disk_places(provider: str, env: dict[str, str]) -> list[tuple[str, Path]]:
+def disk_places(provider: str, env: dict[str, str], wsl: bool = False) -> list[tuple[str, Path]]:
     """Where the box and the VMs' disks go: VAGRANT_HOME (default ~/.vagrant.d) for the box;
-    VirtualBox's default machine folder, or libvirt's default storage pool, for the VMs."""
+    VirtualBox's default machine folder (from WSL: Windows' C: drive), or libvirt's default
+    storage pool, for the VMs."""
     home = Path.home()
     boxes = Path(env.get("VAGRANT_HOME") or home / ".vagrant.d")
-    vms = home / "VirtualBox VMs" if provider == "virtualbox" else Path("/var/lib/libvirt/images")
+    if provider == "libvirt":
+        vms = Path("/var/lib/libvirt/images")
+    else:
+        vms = Path("/mnt/c/Users") if wsl else home / "VirtualBox VMs"
     return [("boxes", boxes), ("VM disks", vms)]
 
 
@@ -750,27 +754,28 @@ def gather(requested_provider: str | None = None, root: Path = ROOT) -> Facts:
         if virsh:
             facts.virsh = _output([virsh, "--version"])
             facts.virsh_uri = run([virsh, "-c", "qemu:///system", "uri"])
+    if system == "Windows" or wsl:   # from WSL, Windows answers through its interop (powershell.exe)
+        powershell = ["powershell.exe" if wsl else "powershell", "-NoProfile", "-NonInteractive", "-Command"]
+        facts.windows_info = _output(powershell + [
+            "Get-ComputerInfo -Property CsTotalPhysicalMemory,HyperVisorPresent,"
+            "HyperVRequirementVirtualizationFirmwareEnabled | ConvertTo-Json"])
+        facts.windows_addresses = _output(powershell + [
+            "Get-NetIPAddress -AddressFamily IPv4 | Select-Object InterfaceAlias,IPAddress,PrefixLength | ConvertTo-Json"])
     if system == "Linux":
         facts.cpuinfo = _read("/proc/cpuinfo")
         facts.meminfo = _read("/proc/meminfo")
         modules = Path("/sys/module")
         facts.kvm_modules = sorted(p.name for p in modules.glob("kvm*")) if modules.is_dir() else []
         facts.networks_conf = _read(NETWORKS_CONF)
-        facts.ip_addr = _output(["ip", "-j", "addr"])
-        facts.ip_route = _output(["ip", "-j", "route"])
+        if not wsl:   # from WSL, the host-only network is on Windows' side: its addresses count
+            facts.ip_addr = _output(["ip", "-j", "addr"])
+            facts.ip_route = _output(["ip", "-j", "route"])
     elif system == "Darwin":
         facts.memsize = _output(["sysctl", "-n", "hw.memsize"])
         facts.hv_support = _output(["sysctl", "-n", "kern.hv_support"])
         facts.networks_conf = _read(NETWORKS_CONF)
         facts.ifconfig = _output(["ifconfig"])
-    elif system == "Windows":
-        powershell = ["powershell", "-NoProfile", "-NonInteractive", "-Command"]
-        facts.windows_info = _output(powershell + [
-            "Get-ComputerInfo -Property CsTotalPhysicalMemory,HyperVisorPresent,"
-            "HyperVRequirementVirtualizationFirmwareEnabled | ConvertTo-Json"])
-        facts.windows_addresses = _output(powershell + [
-            "Get-NetIPAddress -AddressFamily IPv4 | Select-Object InterfaceAlias,IPAddress,PrefixLength | ConvertTo-Json"])
-    facts.disks = [d for d in (free_space(label, path) for label, path in disk_places(provider, env)) if d]
+    facts.disks = [d for d in (free_space(label, path) for label, path in disk_places(provider, env, wsl)) if d]
     playbook = find_ansible_playbook(root)
     if playbook:
         result = run([playbook, "--version"])

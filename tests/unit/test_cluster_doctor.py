@@ -219,6 +219,9 @@ def test_check_provider(facts, status, says):
     (Facts(system="Windows", machine="AMD64", windows_info=rec("windows-get-computerinfo_16GiB-firmware-on_upstream.json")),
      PASS),
     (Facts(system="Windows", machine="AMD64", windows_info=rec("windows-get-computerinfo_hyperv-on_upstream.json")), WARN),
+    # WSL 2: its own /proc/cpuinfo says nothing about the Windows side, where the VMs run.
+    (linux(wsl=True, cpuinfo=rec("proc-cpuinfo_debian12-amd-epyc-vm-no-svm.txt"),
+           windows_info=rec("windows-get-computerinfo_16GiB-firmware-on_upstream.json")), PASS),
 ])
 def test_check_virtualization(facts, status):
     assert doctor.check_virtualization(facts).status == status
@@ -232,6 +235,9 @@ def test_check_virtualization(facts, status):
     (Facts(system="Windows", machine="AMD64", windows_info=rec("windows-get-computerinfo_16GiB-firmware-on_upstream.json")),
      needs(nodes=[{"name": f"n{i}", "ip": f"192.168.56.{10 + i}", "memory_mb": 6144} for i in range(3)]), FAIL),
     (linux(), needs(), WARN),
+    # WSL 2: /proc/meminfo is the WSL VM's; Windows' figure counts.
+    (linux(wsl=True, meminfo="MemTotal:        4000000 kB\nMemAvailable:    3000000 kB\n",
+           windows_info=rec("windows-get-computerinfo_16GiB-firmware-on_upstream.json")), needs(), PASS),
 ])
 def test_check_memory(facts, lab, status):
     finding = doctor.check_memory(facts, lab)
