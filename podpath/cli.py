@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from podpath.cluster.cli import register as register_cluster
 from podpath.model import labdir
 from podpath.model.topology import ROOT, TopologyError, load
 
@@ -316,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("action", choices=["start", "check", "reveal"])
     drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
     drill.set_defaults(func=cmd_drill)
+    register_cluster(sub)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
     labs.set_defaults(func=cmd_labs)

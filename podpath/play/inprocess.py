@@ -1,11 +1,11 @@
-"""podpath's modules run inside ansible-playbook when the managed host is the controller.
+"""podpath's modules run inside ansible-playbook when the managed host is Ansible's control node.
 
 The netns lab is managed on localhost with the local connection and the Python that runs
 ansible-playbook. Run the usual way, each task of podpath_netns, podpath_iptables or
 podpath_containers starts a new Python, unpacks the module and imports
 ansible.module_utils.basic and pyroute2 again: 0.5 to 1 s a task, most of a warm
 `podpath up`. In that one case the action plugins in plugins/action/ call the same
-module code, `run_module()` of library/<name>.py, in the controller instead:
+module code, `run_module()` of library/<name>.py, on the control node instead:
 
 - the module file and its module_utils are imported once, when the strategy first loads
   the action plugin in ansible-playbook's main process; every task's worker process is a
@@ -46,7 +46,7 @@ class ModuleExit(BaseException):
 
 
 class LocalModule:
-    """The part of AnsibleModule the podpath modules use, for a run in the controller."""
+    """The part of AnsibleModule the podpath modules use, for a run on the control node."""
 
     def __init__(self, name: str, params: dict, check_mode: bool = False, diff: bool = False):
         self._name = name
@@ -149,7 +149,7 @@ def action_plugin(name: str):
 
     try:
         library = load_library(name)  # here, in ansible-playbook's main process: the workers inherit it
-    except Exception:  # noqa: BLE001 - any controller that cannot load it (no pyroute2, not Linux) runs it as usual
+    except Exception:  # noqa: BLE001 - any control node that cannot load it (no pyroute2, not Linux) runs it as usual
         library = None  # the cluster lab's laptop may be one: its tasks run on the VMs anyway
 
     class ActionModule(ActionBase):
@@ -157,8 +157,8 @@ def action_plugin(name: str):
         _supports_async = True
 
         def in_process(self, task_vars: dict) -> bool:
-            """The task would run the module on the controller, as the same user, with the
-            controller's own Python: then running it in-process changes nothing but the time."""
+            """The task would run the module on the control node, as the same user, with the
+            control node's own Python: then running it in-process changes nothing but the time."""
             if library is None or not boolean(task_vars.get("podpath_in_process", True), strict=False):
                 return False
             if self._connection.transport not in ("local", "ansible.builtin.local"):
@@ -181,5 +181,5 @@ def action_plugin(name: str):
                                                    wrap_async=self._task.async_val))
             return result
 
-    ActionModule.__doc__ = "Runs %s in-process on the controller where that is the same as running it." % name
+    ActionModule.__doc__ = "Runs %s in-process on the control node where that is the same as running it." % name
     return ActionModule
