@@ -1,7 +1,7 @@
 """The `podpath cluster` verb: `doctor` before `vagrant up`, `report` after a failed boot.
 
 podpath/cli.py adds it with register(sub); it follows that file's exit codes
-(0 ok, 1 failed, 2 bad usage, 3 missing requirement).
+(0 ok, 1 a check failed, 2 bad usage or input).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from podpath.cluster import doctor
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -33,15 +33,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from podpath.cluster import report
 
-    path = report.write(Path(args.output) if args.output else None, logs=[Path(p) for p in args.log],
-                        provider=args.provider, timeout=args.timeout)
+    try:
+        path = report.write(Path(args.output) if args.output else None, logs=[Path(p) for p in args.log],
+                            provider=args.provider, timeout=args.timeout)
+    except OSError as exc:
+        print(f"podpath: cannot write the report: {exc}; pass another file with -o", file=sys.stderr)
+        return EXIT_USAGE
     print(f"report written to {path}: attach it to your question (secrets are left out)")
     return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `cluster doctor` and `cluster report` to podpath's subparsers."""
-    cluster = sub.add_parser("cluster", help="the cluster lab on a laptop: doctor before vagrant up, report after a failure")
+    cluster = sub.add_parser("cluster",
+                             help="the cluster lab on a laptop: doctor before vagrant up, report after a failure")
     verbs = cluster.add_subparsers(dest="cluster_verb", required=True)
     check = verbs.add_parser("doctor", help="check this machine before vagrant up (one line per check)")
     check.add_argument("--provider", choices=doctor.PROVIDERS,

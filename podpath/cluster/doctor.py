@@ -240,7 +240,8 @@ def parse_ip_route(output: str | None) -> list[Route]:
     for route in json.loads(output or "[]"):
         dst = route.get("dst", "")
         if dst and dst != "default":
-            result.append((route.get("dev", ""), ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)))
+            network = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+            result.append((route.get("dev", ""), network))
     return result
 
 
@@ -344,9 +345,11 @@ def check_vagrant(facts: Facts, needs: Needs) -> Finding:
         return Finding("vagrant", FAIL, "vagrant is not installed (not on PATH)", get)
     have = parse_vagrant_version(facts.vagrant)
     if have is None:
-        return Finding("vagrant", WARN, f"cannot read the version from `vagrant --version`: {facts.vagrant.strip()[:80]!r}", get)
+        return Finding("vagrant", WARN, f"cannot read the version from `vagrant --version`: "
+                       f"{facts.vagrant.strip()[:80]!r}", get)
     if have < needs.vagrant_minimum:
-        return Finding("vagrant", FAIL, f"Vagrant {dotted(have)} is older than {want}, the oldest the lab supports", get)
+        return Finding("vagrant", FAIL, f"Vagrant {dotted(have)} is older than {want}, the oldest the lab supports",
+                       get)
     return Finding("vagrant", PASS, f"Vagrant {dotted(have)} (the lab needs {want} or later)", "nothing to do")
 
 
@@ -451,8 +454,8 @@ def check_virtualization(facts: Facts) -> Finding:
                            "virtualization?): the VMs may fail to start or run very slowly", firmware)
         return Finding(check, PASS, f"/dev/kvm is there ({what})", "nothing to do")
     if x86 and not flags:
-        return Finding(check, FAIL, "the CPU shows no vmx/svm flag in /proc/cpuinfo: VirtualBox cannot start 64-bit VMs",
-                       firmware)
+        return Finding(check, FAIL, "the CPU shows no vmx/svm flag in /proc/cpuinfo: VirtualBox cannot start "
+                       "64-bit VMs", firmware)
     loaded = [name for name in facts.kvm_modules if name in ("kvm_intel", "kvm_amd")]
     if loaded:
         return Finding(check, WARN, f"{what}; KVM ({', '.join(loaded)}) is loaded: on Linux 6.12 and later it can hold "
@@ -496,7 +499,8 @@ def check_memory(facts: Facts, needs: Needs) -> Finding:
 def check_disk(facts: Facts, needs: Needs) -> Finding:
     check = "disk"
     if not facts.disks:
-        return Finding(check, WARN, "could not read the free disk space", f"check by hand: about {needs.disk_gib} GiB free")
+        return Finding(check, WARN, "could not read the free disk space",
+                       f"check by hand: about {needs.disk_gib} GiB free")
     per_device: dict[Any, dict[str, Any]] = {}
     for disk in facts.disks:
         need = DISK_BOX_GIB if disk["label"] == "boxes" else DISK_PER_NODE_GIB * len(needs.nodes)
@@ -520,7 +524,8 @@ def check_host_only_range(facts: Facts, needs: Needs) -> Finding:
     if facts.system == "Windows" or facts.wsl:
         return Finding(check, INFO, "VirtualBox on Windows does not restrict host-only ranges", "nothing to do")
     if facts.system == "Darwin" and version and version >= (7, 0):
-        return Finding(check, INFO, "Vagrant does not check host-only ranges with VirtualBox 7 on macOS", "nothing to do")
+        return Finding(check, INFO, "Vagrant does not check host-only ranges with VirtualBox 7 on macOS",
+                       "nothing to do")
     if version and version < VIRTUALBOX_HOSTONLY_CHECKED_FROM:
         return Finding(check, INFO, f"VirtualBox {dotted(version)} does not restrict host-only ranges", "nothing to do")
     ranges = parse_networks_conf(facts.networks_conf)
@@ -536,7 +541,8 @@ def check_host_only_range(facts: Facts, needs: Needs) -> Finding:
                    "nothing to do")
 
 
-def clashes(needs: Needs, addresses: list[Address], routes: list[Route], hostonly: list[Address]) -> tuple[list[str], list[str]]:
+def clashes(needs: Needs, addresses: list[Address], routes: list[Route],
+            hostonly: list[Address]) -> tuple[list[str], list[str]]:
     """What on the host collides with the lab's node network: (failures, warnings).
 
     An address inside the node network, or a route as specific as it or more, on an interface
@@ -554,7 +560,8 @@ def clashes(needs: Needs, addresses: list[Address], routes: list[Route], hostonl
 
     failures, warnings, seen = [], [], set()
     for name, iface in addresses:
-        if iface.ip.is_loopback or not (iface.ip in net or (iface.network.overlaps(net) and iface.network.prefixlen >= net.prefixlen)):
+        inside = iface.ip in net or (iface.network.overlaps(net) and iface.network.prefixlen >= net.prefixlen)
+        if iface.ip.is_loopback or not inside:
             continue
         seen.add((name, iface.network))
         if is_hostonly(name, iface.ip):
@@ -588,7 +595,8 @@ def check_address_clash(facts: Facts, needs: Needs) -> Finding:
     if warnings:
         return Finding(check, WARN, "; ".join(warnings), "if it belongs to an old project, remove it "
                        "(VirtualBox: File > Tools > Network Manager; libvirt: virsh net-list --all)")
-    return Finding(check, PASS, f"no {source} of this host overlap the node network {needs.node_network}", "nothing to do")
+    return Finding(check, PASS, f"no {source} of this host overlap the node network {needs.node_network}",
+                   "nothing to do")
 
 
 def check_ansible(facts: Facts, needs: Needs) -> Finding:
@@ -606,7 +614,8 @@ def check_ansible(facts: Facts, needs: Needs) -> Finding:
     if have is None or (want and have < want):
         return Finding(check, WARN, f"{path} is ansible-core {dotted(have)}, the roles are tested with "
                        f"{dotted(want)} or later", INSTALL_ANSIBLE)
-    return Finding(check, PASS, f"ansible-core {dotted(have)} ({path}): Vagrant provisions from this host", "nothing to do")
+    return Finding(check, PASS, f"ansible-core {dotted(have)} ({path}): Vagrant provisions from this host",
+                   "nothing to do")
 
 
 def evaluate(facts: Facts, needs: Needs) -> list[Finding]:

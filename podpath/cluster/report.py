@@ -42,8 +42,8 @@ REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(?:.*?-----END \1-----|.*?(?=\n\s*\n)|.*)", re.S),
      r"[redacted \1]"),
     # kubeconfig and kubeadm fields that carry keys or certificates.
-    (re.compile(r"(?i)\b((?:client-key|client-certificate|certificate-authority)-data|certificateKey)([\"']?[ \t]*:[ \t]*)"
-                + _VALUE),
+    (re.compile(r"(?i)\b((?:client-key|client-certificate|certificate-authority)-data|certificateKey)"
+                r"([\"']?[ \t]*:[ \t]*)" + _VALUE),
      r"\1\2\3[redacted]"),
     # kubeadm's command-line secrets.
     (re.compile(r"(--(?:token|certificate-key|password)[ =])[^\s\"']+"), r"\1[redacted]"),
@@ -195,7 +195,8 @@ def build(logs: list[Path], provider: str | None, timeout: float, root: Path = R
            f"- podpath: {git_revision(root, timeout)}",
            f"- provider: {facts.provider} ({facts.provider_reason})\n",
            "## Versions\n"]
-    tool = ("VBoxManage --version", facts.vboxmanage) if facts.provider == "virtualbox" else ("virsh --version", facts.virsh)
+    tool = (("VBoxManage --version", facts.vboxmanage) if facts.provider == "virtualbox"
+            else ("virsh --version", facts.virsh))
     versions = [("vagrant --version", facts.vagrant), tool,
                 ("ansible-playbook --version", facts.ansible[1] if facts.ansible else None)]
     if facts.provider == "libvirt":
@@ -220,7 +221,8 @@ def build(logs: list[Path], provider: str | None, timeout: float, root: Path = R
                    + fence(status[1]))
     else:
         states = parse_status(status[1])
-        out += [f"| machine | state |\n| --- | --- |"] + [f"| {name} | {state} |" for name, state in states.items()] + [""]
+        out += ["| machine | state |\n| --- | --- |"]
+        out += [f"| {name} | {state} |" for name, state in states.items()] + [""]
 
     out.append("## Provisioning: the last failed task\n")
     searched = candidate_logs(logs, root)
@@ -234,7 +236,8 @@ def build(logs: list[Path], provider: str | None, timeout: float, root: Path = R
             source = path
             break
     if failure:
-        out += [f"From `{source}`: task **{failure.task}** failed on {', '.join(failure.hosts)}.\n", fence(failure.text)]
+        out += [f"From `{source}`: task **{failure.task}** failed on {', '.join(failure.hosts)}.\n",
+                fence(failure.text)]
         if failure.recap:
             out.append(fence(failure.recap))
     else:
