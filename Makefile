@@ -7,9 +7,8 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 LAB      ?= podpath
 PYTEST_ARGS ?=
-# Debian packages the labs, the tests and the static checks use.
-APT_PACKAGES := iproute2 iptables nftables arping iputils-ping tcpdump curl util-linux conntrack procps \
-                nginx-light gcc libc6-dev python3-venv containernetworking-plugins vagrant vagrant-libvirt
+# Debian packages the labs, the tests and the static checks use: one home, debian-packages.txt.
+APT_PACKAGES := $(shell awk '!/^\#/ && NF {print $$1}' debian-packages.txt)
 
 .PHONY: help deps venv pause lab up verify trace down test bench clean
 

@@ -27,6 +27,3 @@ class Spread:
 def verdict(value: float, goal: float) -> str:
     return "met" if value <= goal else "**not met**"
 
-
-def mib(kib: float) -> str:
-    return f"{kib / 1024:.1f}"

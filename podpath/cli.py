@@ -24,12 +24,15 @@ from podpath.model.topology import ROOT, TopologyError, load
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_LOCKED = 0, 1, 2, 3, 4
 
-# command -> Debian package that brings it
-REQUIRED_TOOLS = {
-    "ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables", "nsenter": "util-linux",
-    "unshare": "util-linux", "lsns": "util-linux", "nginx": "nginx-light", "curl": "curl", "arping": "arping",
-    "conntrack": "conntrack", "ping": "iputils-ping",
-}
+
+
+def required_tools(path: Path = ROOT / "debian-packages.txt") -> dict[str, str]:
+    """command -> the Debian package that brings it, for the commands the netns lab runs."""
+    tools = {}
+    for line in path.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        tools.update({command: words[0] for command in words[1:]})
+    return tools
 
 
 class CliError(Exception):
@@ -43,7 +46,8 @@ def require_root() -> None:
         raise CliError("podpath builds network namespaces and must run as root: try sudo podpath ...", EXIT_MISSING)
 
 
-def require_tools(tools=REQUIRED_TOOLS) -> None:
+def require_tools(tools: dict[str, str] | None = None) -> None:
+    tools = required_tools() if tools is None else tools
     missing = {tool: pkg for tool, pkg in tools.items() if shutil.which(tool) is None}
     if missing:
         pkgs = " ".join(sorted(set(missing.values())))
