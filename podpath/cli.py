@@ -55,6 +55,32 @@ def require_tools(tools: dict[str, str] | None = None) -> None:
                        EXIT_MISSING)
 
 
+DEFAULT_LAB = "podpath"
+
+
+def choose_lab(args) -> str:
+    """The lab a command works on: --lab, else $PODPATH_LAB, else the only lab on this host
+    (said on stderr, so a student who built `stu1` can type `podpath status`), else
+    `podpath` for `up` (a first lab) and an error that lists the labs for the other verbs."""
+    if args.lab:
+        return args.lab
+    if os.environ.get("PODPATH_LAB"):
+        return os.environ["PODPATH_LAB"]
+    from podpath.evidence.status import list_labs
+
+    labs = [item["lab"] for item in list_labs()]
+    if len(labs) == 1:
+        if labs[0] != DEFAULT_LAB:
+            print(f"podpath: using lab {labs[0]}, the only lab on this host", file=sys.stderr)
+        return labs[0]
+    if not labs and args.verb == "up":
+        return DEFAULT_LAB
+    if not labs:
+        raise CliError("there is no lab on this host: build one with podpath up [--lab NAME]")
+    raise CliError(f"this host has {len(labs)} labs ({', '.join(labs)}): say which with --lab NAME "
+                   "or set PODPATH_LAB=NAME")
+
+
 def check_lab(name: str) -> str:
     error = labdir.check_lab_name(name)
     if error:
@@ -287,8 +313,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True)
 
     def lab_args(sp, locking=False):
-        sp.add_argument("--lab", default=os.environ.get("PODPATH_LAB", "podpath"),
-                        help="lab name (default: $PODPATH_LAB or podpath)")
+        sp.add_argument("--lab", default=None,
+                        help="lab name (default: $PODPATH_LAB, else the only lab on this host, else podpath)")
         sp.add_argument("--topology", help="topology file (default: inventory/group_vars/all/topology.yml)")
         if locking:
             sp.add_argument("--wait", action="store_true", help="wait for another command on the same lab")
@@ -334,7 +360,7 @@ def main(argv=None) -> int:
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if hasattr(args, "lab"):
-            check_lab(args.lab)
+            args.lab = check_lab(choose_lab(args))
         return args.func(args, extra) if args.verb == "verify" else args.func(args)
     except CliError as exc:
         print(f"podpath: {exc}", file=sys.stderr)
