@@ -64,10 +64,16 @@ class Service:
     namespace: str
     cluster_ip: str
     ports: list[ServicePort]
-    endpoints: list[str]  # pod names
+    pods: list[Pod]  # its endpoints: the pods its selector picks, in the plan's order
+    app: str | None  # the app its selector picks; None for a selector that matches no pod
     type: str = "ClusterIP"
     load_balancer_ip: str | None = None
     external_traffic_policy: str = "Cluster"
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoint pods' names (for callers not yet moved to `pods`)."""
+        return [p.name for p in self.pods]
 
 
 @dataclass
@@ -75,9 +81,15 @@ class Plan:
     lab: str
     topology: dict[str, Any]
     lan_netns: str
+    client_name: str  # the client's port on the LAN bridge is named after it
     client_netns: str
     client_ip: str
+    node_network: str
     node_prefixlen: int
+    pod_network: str
+    service_network: str
+    ingress_host: str  # the host name the Ingress rule routes to the echo Service
+    election_id: str  # the lease the ingress controllers elect their leader with
     nodes: list[Node]
     pods: list[Pod]
     services: list[Service]
@@ -104,7 +116,21 @@ class Plan:
 
     @property
     def ingress_service(self) -> Service:
-        return self.service(self.topology["ingress"]["service"])
+        return next(s for s in self.services if s.app == "ingress-nginx")
+
+    @property
+    def echo_service(self) -> Service:
+        return next(s for s in self.services if s.app == "echo")
+
+    @property
+    def empty_service(self) -> Service:
+        """The Service whose selector matches no pod."""
+        return next(s for s in self.services if s.app is None)
+
+    @property
+    def netns_names(self) -> list[str]:
+        """Every network namespace of the lab: the LAN, the client, the nodes, the pods."""
+        return [self.lan_netns, self.client_netns] + [n.netns for n in self.nodes] + [p.netns for p in self.pods]
 
 
 def pod_uid(lab: str, namespace: str, name: str) -> str:
@@ -156,23 +182,24 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
     add_pod(mcp["name"], mcp["namespace"], next(n for n in nodes if n.name == mcp["node"]), "multi-container",
             [Container("container-1", "sleep"), Container("container-2", "nginx")], 80)
 
+    empty = topo["workloads"]["empty_service"]
     services = [
         Service(name=ingress["service"], namespace=ingress["namespace"], cluster_ip=ingress["cluster_ip"],
                 ports=[ServicePort("http", 80, 80, ingress["http_node_port"])],
-                endpoints=[p.name for p in pods if p.app == "ingress-nginx"], type="LoadBalancer",
+                pods=[p for p in pods if p.app == "ingress-nginx"], app="ingress-nginx", type="LoadBalancer",
                 load_balancer_ip=str(topology_mod.pool_range(topo["metallb"]["pool"])[0]),
                 external_traffic_policy=ingress["external_traffic_policy"]),
         Service(name=echo["name"], namespace=echo["namespace"], cluster_ip=echo["cluster_ip"],
                 ports=[ServicePort("http", echo["port"], echo["target_port"])],
-                endpoints=[p.name for p in pods if p.app == "echo"]),
-        Service(name=topo["workloads"]["empty_service"]["name"], namespace=topo["workloads"]["empty_service"]["namespace"],
-                cluster_ip=topo["workloads"]["empty_service"]["cluster_ip"],
-                ports=[ServicePort("http", topo["workloads"]["empty_service"]["port"],
-                                   topo["workloads"]["empty_service"]["port"])], endpoints=[]),
+                pods=[p for p in pods if p.app == "echo"], app="echo"),
+        Service(name=empty["name"], namespace=empty["namespace"], cluster_ip=empty["cluster_ip"],
+                ports=[ServicePort("http", empty["port"], empty["port"])], pods=[], app=None),
     ]
-    return Plan(lab=lab, topology=topo, lan_netns=f"{lab}-lan", client_netns=f"{lab}-{topo['client']['name']}",
-                client_ip=topo["client"]["ip"], node_prefixlen=node_net.prefixlen, nodes=nodes, pods=pods,
-                services=services)
+    return Plan(lab=lab, topology=topo, lan_netns=f"{lab}-lan", client_name=topo["client"]["name"],
+                client_netns=f"{lab}-{topo['client']['name']}", client_ip=topo["client"]["ip"],
+                node_network=str(node_net), node_prefixlen=node_net.prefixlen, pod_network=topo["pod_network"],
+                service_network=topo["service_network"], ingress_host=ingress["host"],
+                election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services)
 
 
 LAN_BRIDGE = "lan0"
@@ -187,7 +214,7 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
     lan = {"name": plan.lan_netns, "sysctls": dict(IPV4_ONLY), "links": [{"name": LAN_BRIDGE, "kind": "bridge"}]}
     client = {"name": plan.client_netns, "sysctls": dict(IPV4_ONLY), "links": [{
         "name": "eth0", "kind": "veth", "addresses": [f"{plan.client_ip}/{plan.node_prefixlen}"],
-        "peer": {"name": plan.topology["client"]["name"], "namespace": plan.lan_netns, "master": LAN_BRIDGE}}]}
+        "peer": {"name": plan.client_name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}}]}
     spec = [lan, client]
     for node in plan.nodes:
         spec.append({

@@ -33,7 +33,7 @@ def ready(ip: str, port: int, timeout: float) -> bool:
 
 
 def with_ready_endpoints(plan: Plan, ready_pods: set[str]) -> Plan:
-    services = [dataclasses.replace(s, endpoints=[p for p in s.endpoints if p in ready_pods]) for s in plan.services]
+    services = [dataclasses.replace(s, pods=[p for p in s.pods if p.name in ready_pods]) for s in plan.services]
     return dataclasses.replace(plan, services=services)
 
 
