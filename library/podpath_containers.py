@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -10,9 +10,9 @@ module: podpath_containers
 short_description: Run a lab's containers as real processes in their pods' namespaces
 description:
   - Starts each container as a process that joins its pod's network namespace (and,
-    with I(isolate), the IPC and UTS namespaces held by the pod's holder) and gets
+    with O(containers[].isolate), the IPC and UTS namespaces held by the pod's holder) and gets
     mount, UTS and PID namespaces of its own, as a container runtime does. Without
-    I(isolate) the process only joins the network namespace, like a C(hostNetwork)
+    O(containers[].isolate) the process only joins the network namespace, like a C(hostNetwork)
     pod such as MetalLB's speaker.
   - Tracks each container by pid and start time under C(/run/podpath/<lab>/), restarts
     it when it is not running or when its command or one of its files changed, and
@@ -20,7 +20,7 @@ description:
   - Writes the containers' files (configuration) first, only where the content changed.
   - One call takes every container of the lab; those it no longer lists are stopped.
 version_added: "0.1.0"
-author: podpath contributors
+author: podpath contributors (!UNKNOWN)
 requirements:
   - Linux, root; nsenter and unshare from util-linux
 options:
@@ -32,7 +32,8 @@ options:
     description:
       - Containers are pruned within their group only, so that each role (workloads,
         ingress, MetalLB) manages its own containers in its own call.
-      - With I(state=absent), C(all) stops the containers of every group of the lab in one call.
+      - 1 to 32 lower-case letters, digits and C(-).
+      - With O(state=absent), C(all) stops the containers of every group of the lab in one call.
     type: str
     default: default
   state:
@@ -41,18 +42,67 @@ options:
     choices: [present, absent]
     default: present
   files:
-    description: Files to write before starting containers, each with C(path) (under C(/run/podpath/<lab>/)), C(content) and C(mode).
+    description: Files to write before the containers start, each only where its content differs.
     type: list
     elements: dict
     default: []
+    suboptions:
+      path:
+        description: Where the file goes, under C(/run/podpath/<lab>/) (the module writes nowhere else).
+        type: str
+        required: true
+      content:
+        description: The file's whole content.
+        type: str
+        required: true
+      mode:
+        description:
+          - Permission bits, as a string of octal digits, as Ansible's M(ansible.builtin.file) takes
+            them (C('0644'), C('0755')). The lab never writes a file that group or others may
+            write, nor special bits, so the most it takes is C('0755').
+          - Quote it. An unquoted YAML C(0644) reaches the module as the number 420, which is
+            taken as the mode it stands for (octal 644), as M(ansible.builtin.file) does; a number
+            that is not such a mode, such as C(644) written without its leading zero, is refused.
+        type: raw
+        default: '0644'
   containers:
-    description:
-      - Each with C(name) (unique, such as C(echo-1/echo)), C(netns), C(argv) (a list),
-        C(isolate) (bool), C(files) (paths whose change restarts it) and C(listen) (TCP
-        ports to wait for).
+    description: The containers of the group.
     type: list
     elements: dict
     default: []
+    suboptions:
+      name:
+        description: Unique name in the lab, such as C(echo-1/echo).
+        type: str
+        required: true
+      netns:
+        description: The network namespace it joins, one that O(lab) owns (made by M(podpath.lab.podpath_netns)).
+        type: str
+        required: true
+      argv:
+        description:
+          - The command, as a list of words; no shell reads it.
+          - A string is refused when it has spaces (Ansible would make it a one-word command).
+        type: list
+        elements: str
+        required: true
+      isolate:
+        description:
+          - Join the pod's IPC and UTS namespaces (held by its holder) and get mount, UTS
+            and PID namespaces of its own, as a container does.
+          - Without it the process joins only the network namespace, as a C(hostNetwork) pod.
+        type: bool
+        default: false
+      files:
+        description: Paths among O(files[].path) whose change restarts the container.
+        type: list
+        elements: str
+        default: []
+      listen:
+        description: TCP ports the container must listen on before the module returns.
+        type: list
+        elements: int
+        default: []
   timeout:
     description: Seconds to wait for the containers' ports.
     type: float
@@ -60,16 +110,21 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports the containers that would start or stop and the files that would be written.
   diff_mode:
     support: none
+    description: No diff is shown.
   platform:
+    support: full
     platforms: linux
+    description: Linux namespaces, C(nsenter) and C(unshare).
 """
 
 EXAMPLES = r"""
 - name: Run the echo backend's nginx in its pod
-  podpath_containers:
+  podpath.lab.podpath_containers:
     lab: podpath
+    group: workloads
     files:
       - {path: /run/podpath/podpath/pods/echo-1/nginx.conf, content: "...", mode: "0644"}
     containers:
@@ -79,6 +134,12 @@ EXAMPLES = r"""
         argv: [nginx, -c, /run/podpath/podpath/pods/echo-1/nginx.conf, -g, "daemon off;"]
         files: [/run/podpath/podpath/pods/echo-1/nginx.conf]
         listen: [8080]
+
+- name: Stop every container of the lab
+  podpath.lab.podpath_containers:
+    lab: podpath
+    group: all
+    state: absent
 """
 
 RETURN = r"""
@@ -100,7 +161,7 @@ containers:
   type: dict
   sample: {"echo-1/echo": {"pid": 4242, "netns": "cni-e5218641-4689-58c3-ab00-94c2db782394"}}
 files_changed:
-  description: Files written because their content differed.
+  description: Files written (in check mode, that would be written) because their content differed.
   returned: always
   type: list
   elements: str
@@ -114,14 +175,17 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, alive, container_groups, holder_pidfile, lab_dir, read_pid, \
-    require_lab_and_root, reap_children, spawn, start_time, stop_many, write_file
+from ansible.module_utils.podpath_lab import Registry, alive, container_groups, holder_pidfile, lab_dir, netns_path, \
+    read_pid, require_lab_and_root, reap_children, spawn, start_time, stop_many, write_file
 
 
 # Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
 # grace period is 30 s). A first process with no SIGTERM handler (sleep, as PID 1 of its
 # PID namespace) cannot get SIGTERM at all: it is killed at once (stop_many).
 STOP_GRACE = 1.0
+# The most a file of the lab may allow: never writable by group or others, no special bits.
+MODE_MAX = 0o755
+OCTAL_MODE = re.compile(r"^[0-7]{3,4}$")
 
 
 def state_path(lab, group):
@@ -148,7 +212,7 @@ def running(record):
     if not started(record):
         return False
     try:
-        return os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/run/netns/%s" % record["netns"]).st_ino
+        return os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat(netns_path(record["netns"])).st_ino
     except OSError:
         return False
 
@@ -170,7 +234,7 @@ def listening_ports(pid):
 
 def spec_hash(container, contents):
     data = {k: container.get(k) for k in ("argv", "netns", "isolate")}
-    data["files"] = {path: hashlib.sha256(contents.get(path, b"")).hexdigest() for path in container.get("files") or []}
+    data["files"] = {path: hashlib.sha256(contents.get(path, b"")).hexdigest() for path in container["files"]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -183,7 +247,7 @@ def read_bytes(path):
 
 
 def launch_argv(lab, container):
-    netns_file = "/run/netns/%s" % container["netns"]
+    netns_file = netns_path(container["netns"])
     argv = ["nsenter", "--net=%s" % netns_file]
     if container.get("isolate"):
         holder = read_pid(holder_pidfile(lab, container["netns"]))
@@ -195,12 +259,60 @@ def launch_argv(lab, container):
     return argv + list(container["argv"])
 
 
+def file_mode(value, path):
+    """The permission bits of MODE (a file entry's), or an error message naming the fix.
+
+    As Ansible's file module: a string is octal digits; a number is the mode itself,
+    which is what YAML makes of an unquoted 0644 (420). A number written without its
+    leading zero (644) is a different mode (0o1204): the bound refuses it."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None, "mode %r of file %s is not a mode: write it as a quoted string of octal digits, such as '0644'" \
+            % (value, path)
+    if isinstance(value, str):
+        if not OCTAL_MODE.match(value):
+            return None, "mode %r of file %s is not a string of octal digits: write it as '0644'" % (value, path)
+        bits = int(value, 8)
+        shown = repr(value)
+    else:
+        bits = value
+        shown = "%d (a number: octal %s)" % (value, format(value, "o"))
+    if bits < 0 or bits & ~MODE_MAX:
+        return None, ("mode %s of file %s allows more than %s (writable by group or others, or special bits), or "
+                      "is a number that is not a mode: quote the mode as a string of octal digits, at most '0755', "
+                      "such as '0644'" % (shown, path, format(MODE_MAX, "#o")))
+    return bits, ""
+
+
+def container_error(container):
+    """What is wrong with a container entry that its argument spec cannot say, or ''."""
+    for key in ("name", "netns", "argv"):
+        if not container[key]:
+            return "container %r has an empty %s: every container needs name, netns and argv" % (container["name"], key)
+    argv = container["argv"]
+    if len(argv) == 1 and any(char.isspace() for char in argv[0]):
+        # a string argument reaches the module as a list of one word (split only on commas)
+        return ("argv of container %s is the string %r: give it as a list of words, such as [nginx, -g, 'daemon off;'], "
+                "not a shell command line" % (container["name"], argv[0]))
+    return ""
+
+
 ARGUMENT_SPEC = dict(
     lab=dict(type="str", required=True),
     group=dict(type="str", default="default"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    files=dict(type="list", elements="dict", default=[]),
-    containers=dict(type="list", elements="dict", default=[]),
+    files=dict(type="list", elements="dict", default=[], options=dict(
+        path=dict(type="str", required=True),
+        content=dict(type="str", required=True),
+        mode=dict(type="raw", default="0644"),
+    )),
+    containers=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        netns=dict(type="str", required=True),
+        argv=dict(type="list", elements="str", required=True),
+        isolate=dict(type="bool", default=False),
+        files=dict(type="list", elements="str", default=[]),
+        listen=dict(type="list", elements="int", default=[]),
+    )),
     timeout=dict(type="float", default=10),
 )
 
@@ -239,21 +351,23 @@ def run_module(module):
     registry = Registry(lab, "netns.json")
     seen = set()
     for c in p["containers"]:
-        for key in ("name", "netns", "argv"):
-            if not c.get(key):
-                module.fail_json(msg="container %r has no %s: every container needs name, netns and argv" % (c, key))
+        error = container_error(c)
+        if error:
+            module.fail_json(msg=error)
         if c["name"] in seen:
             module.fail_json(msg="container name %s is used twice: names must be unique in a lab" % c["name"])
         seen.add(c["name"])
-        if not isinstance(c["argv"], list):
-            module.fail_json(msg="argv of container %s must be a list of words, not a shell string" % c["name"])
         if not registry.owns("namespaces", c["netns"]):
             module.fail_json(msg="container %s asks for namespace %s, which lab %s does not own: build it first with "
                                  "podpath_netns" % (c["name"], c["netns"], lab))
+    modes = {}
     for f in p["files"]:
-        path = os.path.normpath(f.get("path") or "")
+        path = os.path.normpath(f["path"])
         if not path.startswith(root):
-            module.fail_json(msg="file %r is outside %s: the lab writes only below its own folder" % (f.get("path"), root))
+            module.fail_json(msg="file %r is outside %s: the lab writes only below its own folder" % (f["path"], root))
+        modes[f["path"]], error = file_mode(f["mode"], f["path"])
+        if error:
+            module.fail_json(msg=error)
 
     files_changed = []
     contents = {}
@@ -263,7 +377,7 @@ def run_module(module):
         if read_bytes(f["path"]) != data:
             files_changed.append(f["path"])
             if not module.check_mode:
-                write_file(f["path"], data, int(str(f.get("mode", "0644")), 8))
+                write_file(f["path"], data, modes[f["path"]])
 
     wanted = {c["name"]: c for c in p["containers"]}
     stale = [n for n in state if n not in wanted]
@@ -289,7 +403,7 @@ def run_module(module):
     write_file(state_path(lab, group), json.dumps(state, indent=1, sort_keys=True) + "\n")
 
     deadline = time.monotonic() + p["timeout"]
-    waiting = {n: set(wanted[n].get("listen") or []) for n in to_start}
+    waiting = {n: set(wanted[n]["listen"]) for n in to_start}
     while True:
         reap_children()
         for name in list(waiting):

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -17,10 +17,10 @@ description:
     they are restored and the call reports changed.
   - nf_tables tables that iptables does not own (added with C(nft) by hand) are removed
     from the lab's namespaces when the rules are applied.
-  - Only namespaces that lab I(lab) owns (its C(/run/podpath/<lab>/netns.json)) are
+  - Only namespaces that lab O(lab) owns (its C(/run/podpath/<lab>/netns.json)) are
     accepted; the root namespace never is.
 version_added: "0.1.0"
-author: podpath contributors
+author: podpath contributors (!UNKNOWN)
 requirements:
   - Linux, root; iptables (nf_tables backend) and nsenter (util-linux)
 options:
@@ -29,21 +29,27 @@ options:
     type: str
     required: true
   rules:
-    description: Namespace name to iptables-restore payload (the text of C(iptables-save)'s format).
+    description:
+      - Namespace name to its C(iptables-restore) payload (text in C(iptables-save)'s format,
+        with its C(COMMIT) lines). Each namespace must be one that O(lab) owns.
     type: dict
     required: true
 attributes:
   check_mode:
     support: full
+    description: Reports the namespaces whose rules would be applied, and applies none.
   diff_mode:
     support: none
+    description: No diff is shown.
   platform:
+    support: full
     platforms: linux
+    description: Linux network namespaces and the iptables (nf_tables) tools.
 """
 
 EXAMPLES = r"""
 - name: Apply kube-proxy's rules on every node of the lab
-  podpath_iptables:
+  podpath.lab.podpath_iptables:
     lab: podpath
     rules:
       podpath-cp1: "{{ lookup('ansible.builtin.file', 'cp1.rules') }}"
@@ -69,7 +75,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, lab_dir, require_lab_and_root, write_file
+from ansible.module_utils.podpath_lab import Registry, lab_dir, netns_path, require_lab_and_root, write_file
 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 NFT_COUNTERS = re.compile(r"counter packets \d+ bytes \d+")
@@ -81,7 +87,7 @@ IPTABLES_TABLES = {("ip", "filter"), ("ip", "nat"), ("ip", "mangle"), ("ip", "ra
 
 
 def in_netns(ns, argv):
-    return ["nsenter", "--net=/run/netns/%s" % ns, "--"] + argv
+    return ["nsenter", "--net=%s" % netns_path(ns), "--"] + argv
 
 
 def ruleset(module, ns):
@@ -103,7 +109,7 @@ def ruleset(module, ns):
 
 
 def fingerprint(module, ns):
-    text, _ = ruleset(module, ns)
+    text = ruleset(module, ns)[0]
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -120,7 +126,7 @@ def run_module(module):
     registry = Registry(lab, "netns.json")
     rules = module.params["rules"]
     for ns, payload in rules.items():
-        if not registry.owns("namespaces", ns) or not os.path.exists("/run/netns/%s" % ns):
+        if not registry.owns("namespaces", ns) or not os.path.exists(netns_path(ns)):
             module.fail_json(msg="namespace %s is not a namespace of lab %s: podpath_iptables only changes the lab's "
                                  "own namespaces (build them first with podpath_netns)" % (ns, lab))
         if not isinstance(payload, str) or "COMMIT" not in payload:

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -23,10 +23,10 @@ description:
     before anything is created; a namespace or link that exists but belongs to
     something else is refused, never taken over or deleted.
 version_added: "0.1.0"
-author: podpath contributors
+author: podpath contributors (!UNKNOWN)
 requirements:
   - Linux, root (CAP_SYS_ADMIN and CAP_NET_ADMIN)
-  - pyroute2 >= 0.9.7 on the managed host
+  - pyroute2 >= 0.7.7 on the managed host (Debian 13's C(python3-pyroute2) is enough)
 options:
   lab:
     description:
@@ -36,7 +36,7 @@ options:
     required: true
   state:
     description:
-      - C(present) makes the namespaces and their wiring match I(namespaces).
+      - C(present) makes the namespaces and their wiring match O(namespaces).
       - C(absent) removes every namespace and root link the lab owns, and stops their holders.
     type: str
     choices: [present, absent]
@@ -48,7 +48,7 @@ options:
     default: []
     suboptions:
       name:
-        description: Namespace name (a file under C(/run/netns)).
+        description: Namespace name (a file under C(/run/netns)), 1 to 64 letters, digits, C(.), C(-) or C(_).
         type: str
         required: true
       holder:
@@ -59,47 +59,107 @@ options:
         description: Host name the holder sets in the pod's UTS namespace.
         type: str
       sysctls:
-        description: Per-namespace C(net.*) sysctls, such as C(net.ipv4.ip_forward).
+        description:
+          - Per-namespace C(net.*) sysctls, such as C(net.ipv4.ip_forward), to their values.
+          - A value is written as given; C(true) and C(false) are written as C(1) and C(0).
         type: dict
         default: {}
       links:
         description:
-          - Links of the namespace. C(kind) is C(bridge) or C(veth); a veth is declared once,
-            with its C(peer) (C(name), C(namespace), C(master), C(hairpin), C(addresses)).
-          - C(addresses) are IPv4 CIDRs, C(master) names a bridge in the same namespace,
-            C(hairpin) sets the bridge port's hairpin mode.
+          - Links of the namespace. A veth pair is declared once, on one of its ends, with
+            O(namespaces[].links[].peer) describing the other end.
         type: list
         elements: dict
         default: []
+        suboptions: &link_options
+          name:
+            description: Interface name, 1 to 15 bytes (letters, digits, C(.), C(-), C(_)).
+            type: str
+            required: true
+          kind:
+            description:
+              - The kind of link.
+              - When omitted, a link with a O(namespaces[].links[].peer) is a veth.
+            type: str
+            choices: [bridge, veth]
+          addresses:
+            description: IPv4 addresses with their prefix length, such as C(10.244.1.2/24).
+            type: list
+            elements: str
+            default: []
+          master:
+            description: The bridge, listed in the same namespace, this link is a port of.
+            type: str
+          hairpin:
+            description:
+              - Hairpin mode of the bridge port (needs O(namespaces[].links[].master)).
+              - Left as it is when omitted.
+            type: bool
+          peer:
+            description: The other end of a veth pair, created with it.
+            type: dict
+            suboptions:
+              name:
+                description: Interface name of the other end, 1 to 15 bytes.
+                type: str
+                required: true
+              namespace:
+                description:
+                  - The namespace of the other end, listed in O(namespaces).
+                  - When omitted, the namespace the module runs in (needs O(allow_root_namespace)).
+                type: str
+              master:
+                description: The bridge, in the peer's namespace, the other end is a port of.
+                type: str
+              hairpin:
+                description: Hairpin mode of the other end's bridge port (needs a master).
+                type: bool
+              addresses:
+                description: IPv4 addresses of the other end, with their prefix length.
+                type: list
+                elements: str
+                default: []
       routes:
-        description: Gateway routes, C(dst) (a CIDR or C(default)) and C(gateway).
+        description: Gateway routes of the namespace's main IPv4 table.
         type: list
         elements: dict
         default: []
+        suboptions:
+          dst:
+            description: The destination, a network such as C(10.244.2.0/24), or C(default).
+            type: str
+            default: default
+          gateway:
+            description: The gateway, an IPv4 address inside a subnet of the namespace's links.
+            type: str
+            required: true
   root_links:
     description:
       - Links to create in the namespace the module runs in (for example a bridge on a
-        cluster node for a hand-made pod). Needs I(allow_root_namespace).
+        cluster node for a hand-made pod). Needs O(allow_root_namespace).
+      - Each has the suboptions of O(namespaces[].links).
     type: list
     elements: dict
     default: []
+    suboptions: *link_options
   allow_root_namespace:
     description:
-      - Allow I(root_links) and veth peers without a namespace. Leave it off on a shared
+      - Allow O(root_links) and veth peers without a namespace. Leave it off on a shared
         host. The netns lab never changes the host's own namespace.
     type: bool
     default: false
   prune:
-    description: Remove namespaces the lab owns that I(namespaces) no longer lists.
+    description: Remove namespaces the lab owns that O(namespaces) no longer lists.
     type: bool
     default: true
   purge:
     description:
-      - With I(state=absent), also remove the lab's folder C(/run/podpath/<lab>) and all
+      - With O(state=absent), also remove the lab's folder C(/run/podpath/<lab>) and all
         it holds (the logs, leases and state that the other podpath modules and the lab's
         daemons kept there).
       - Refused while the folder still lists running containers; stop them first with
-        podpath_containers (I(group=all), I(state=absent)).
+        M(podpath.lab.podpath_containers) (O(podpath.lab.podpath_containers#module:group=all),
+        O(podpath.lab.podpath_containers#module:state=absent)).
     type: bool
     default: false
   pause:
@@ -110,12 +170,14 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change and changes nothing.
+    description: Reports what would change, and what would be removed, and changes nothing.
   diff_mode:
     support: full
-    description: Shows each changed namespace before and after.
+    description: Shows each namespace that changes, or is removed, before and after.
   platform:
+    support: full
     platforms: linux
+    description: Linux network namespaces and rtnetlink.
 notes:
   - Runs only IPv4. IPv6 link-local addresses that the kernel adds are left alone.
 seealso:
@@ -126,7 +188,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Wire a node with its bridge and two pods
-  podpath_netns:
+  podpath.lab.podpath_netns:
     lab: podpath
     pause: /opt/podpath/.venv/bin/podpath-pause
     namespaces:
@@ -146,7 +208,7 @@ EXAMPLES = r"""
           - {dst: default, gateway: 10.244.1.1}
 
 - name: Remove everything the lab owns, and its folder
-  podpath_netns:
+  podpath.lab.podpath_netns:
     lab: podpath
     state: absent
     purge: true
@@ -160,12 +222,14 @@ changes:
   elements: str
   sample: ["cni-0b7c...: create namespace", "podpath-worker1: attach veth3f2a1c9e to cni0"]
 namespaces:
-  description: For each namespace of I(namespaces), the pid of its holder (null without one).
+  description: For each namespace of O(namespaces), the pid of its holder (null without one).
   returned: when state is present and not in check mode
   type: dict
   sample: {"podpath-worker1": {"holder_pid": null}, "cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b": {"holder_pid": 4242}}
 removed:
-  description: Namespaces removed (pruned, or all of the lab's with state absent).
+  description:
+    - Namespaces (and, with O(state=absent), root links) removed, or in check mode that
+      would be removed; those pruned, or all of the lab's with O(state=absent).
   returned: always
   type: list
   elements: str
@@ -178,18 +242,11 @@ import os
 import shutil
 import sys
 
-from ansible.module_utils.basic import AnsibleModule
-
-try:
-    from ansible.module_utils.podpath_netlink import NamespaceSet, NetlinkError, netns_exists, \
-        netns_inode, netns_path
-    HAS_PYROUTE2 = True
-    PYROUTE2_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the managed host
-    HAS_PYROUTE2 = False
-    PYROUTE2_ERROR = exc
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, container_groups, holder_pidfile, \
-    lab_dir, net_inode, other_owner, read_pid, spawn, stop_many, write_file
+    lab_dir, net_inode, netns_path, other_owner, read_pid, spawn, stop_many, write_file
+from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR, NamespaceSet, NetlinkError, \
+    netns_exists, netns_inode
 from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, normalize
 
 # The holder used when no pause program is given: the same contract as podpath-pause.
@@ -198,7 +255,7 @@ import ctypes, os, signal, socket, sys
 libc = ctypes.CDLL(None, use_errno=True)
 fd = os.open(sys.argv[1], os.O_RDONLY)
 if libc.setns(fd, 0x40000000) or libc.unshare(0x08000000 | 0x04000000):
-    sys.exit("podpath holder: cannot join %s" % sys.argv[1])
+    raise SystemExit("podpath holder: cannot join %s" % sys.argv[1])
 if len(sys.argv) > 2:
     socket.sethostname(sys.argv[2])
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -292,7 +349,8 @@ def create_namespaces(registry, nsset, desired, changes, observed):
     return new
 
 
-def apply(module, lab, registry, nsset, desired, changes, observed, new):
+def apply(nsset, desired, changes, observed, new):
+    """Make CHANGES (compare's) in the namespaces, NEW being those created by this run."""
     touched = set(changes)
 
     for ns, c in changes.items():
@@ -306,7 +364,7 @@ def apply(module, lab, registry, nsset, desired, changes, observed, new):
     # a deleted veth takes its peer with it: read again before creating
     for ns, c in changes.items():
         if c["delete_links"]:
-            for other in [ns] + [p for _, p, _ in c["veths"]]:
+            for other in [ns] + [peer_ns for _name, peer_ns, _peer in c["veths"]]:
                 observed[other]["raw"] = nsset.rtnl(other).links()
     # In a namespace made by this run only lo exists (index 1), so the links created in it
     # can be given their indices (2, 3, ...) and need no dump afterwards.
@@ -420,7 +478,7 @@ class HolderStarter:
                 break
             chunks.append(chunk)
         os.close(self.pipe)
-        _, status = os.waitpid(self.pid, 0)
+        status = os.waitpid(self.pid, 0)[1]
         if status != 0:
             raise OSError(errno.EIO, "starting the holders failed: %s"
                           % (b"".join(chunks).decode(errors="replace") or "status %d" % status))
@@ -446,22 +504,121 @@ def start_holders(lab, desired, pause):
     return started
 
 
-def view_for_diff(state):
-    """The parts of a namespace the module manages, in one shape for before and after."""
+def view_for_diff(state, links_of=None):
+    """The parts of a namespace the module manages, in one shape for before and after.
+
+    LINKS_OF limits the view to those links and leaves out routes and sysctls: in the
+    namespace the module runs in, only the lab's own links are the module's business."""
     if state is None:
         return "absent\n"
     links = {name: {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
-             for name, link in sorted(state["links"].items()) if name != "lo"}
-    routes = sorted([r["dst"], r["gateway"]] for r in state.get("routes", []))
-    return json.dumps({"links": links, "routes": routes, "sysctls": state.get("sysctls", {})},
-                      indent=2, sort_keys=True) + "\n"
+             for name, link in sorted(state["links"].items())
+             if name != "lo" and (links_of is None or name in links_of)}
+    routes = sorted([r["dst"], r["gateway"]] for r in state.get("routes", [])) if links_of is None else []
+    sysctls = state.get("sysctls", {}) if links_of is None else {}
+    return json.dumps({"links": links, "routes": routes, "sysctls": sysctls}, indent=2, sort_keys=True) + "\n"
 
+
+def diff_of(before, after):
+    """Ansible's diff from [(title, text)] lists, one block per namespace or folder."""
+    return {"before": "".join("# %s\n%s" % item for item in before),
+            "after": "".join("# %s\n%s" % item for item in after)}
+
+
+def removal_diff(nsset, namespaces, root_links=(), folder=None):
+    """The diff of removing NAMESPACES, the ROOT_LINKS of the module's own namespace and FOLDER."""
+    before, after = [], []
+    if root_links:
+        here = observe(nsset, [ROOT], {})[ROOT]
+        before.append(("root", view_for_diff(here, root_links)))
+        after.append(("root", view_for_diff({"links": {}}, root_links)))
+    seen = observe(nsset, namespaces, {})
+    for ns in sorted(namespaces):
+        before.append((ns, view_for_diff(seen[ns])))
+        after.append((ns, view_for_diff(None)))
+    if folder:
+        before.append((folder, "present\n"))
+        after.append((folder, "absent\n"))
+    return diff_of(before, after)
+
+
+def remove_lab(module, lab, registry, nsset):
+    """state=absent: remove every namespace and root link the lab owns (and, with purge,
+    its folder); in check mode, report what that would remove."""
+    owned = registry.items("namespaces")
+    root_owned = registry.items("root_links")
+    present_root = nsset.rtnl(ROOT).links() if root_owned else {}
+    existing = [ns for ns in owned if netns_exists(ns)]
+    root_existing = [name for name in root_owned if name in present_root]
+    lab_folder = lab_dir(lab)
+    purge = module.params["purge"] and os.path.isdir(lab_folder)
+    if purge:
+        running = container_groups(lab)
+        if running:
+            module.fail_json(msg="lab %s still has containers (%s in %s): stop them first with "
+                                 "podpath_containers (group: all, state: absent), then purge"
+                                 % (lab, ", ".join("containers-%s.json" % g for g in running), lab_folder))
+    would = existing + root_existing
+    extra = {"diff": removal_diff(nsset, existing, root_existing, lab_folder if purge else None)} if module._diff else {}
+    if module.check_mode or not would and not owned and not root_owned and not purge:
+        module.exit_json(changed=bool(would) or purge, removed=would,
+                         changes=["remove %s" % n for n in would] + (["remove %s" % lab_folder] if purge else []),
+                         **extra)
+    removed = remove_namespaces(lab, registry, nsset, owned)
+    rtnl = nsset.rtnl(ROOT)
+    for name in root_existing:
+        rtnl.delete_link(present_root[name]["index"], name)
+        removed.append(name)
+    rtnl.commit()
+    registry.discard("root_links", root_owned)
+    if registry.empty():
+        for path in (registry.path, os.path.join(lab_folder, "logs", "holders.log")):
+            if os.path.exists(path):
+                os.unlink(path)
+        for folder in ("holders", "logs", ""):
+            try:
+                os.rmdir(os.path.join(lab_folder, folder))
+            except OSError:
+                pass  # not empty: other modules' files are still there
+    changes = ["remove %s" % n for n in removed]
+    if purge:
+        if os.path.isdir(lab_folder):  # the lines above remove it when it held only the registry
+            shutil.rmtree(lab_folder)
+        changes.append("remove %s" % lab_folder)
+    module.exit_json(changed=bool(changes), changes=changes, removed=removed, **extra)
+
+
+# The suboptions of a link, in `namespaces[].links` and in `root_links`.
+LINK_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    kind=dict(type="str", choices=["bridge", "veth"]),
+    addresses=dict(type="list", elements="str", default=[]),
+    master=dict(type="str"),
+    hairpin=dict(type="bool"),
+    peer=dict(type="dict", options=dict(
+        name=dict(type="str", required=True),
+        namespace=dict(type="str"),
+        master=dict(type="str"),
+        hairpin=dict(type="bool"),
+        addresses=dict(type="list", elements="str", default=[]),
+    )),
+)
 
 ARGUMENT_SPEC = dict(
     lab=dict(type="str", required=True),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    namespaces=dict(type="list", elements="dict", default=[]),
-    root_links=dict(type="list", elements="dict", default=[]),
+    namespaces=dict(type="list", elements="dict", default=[], options=dict(
+        name=dict(type="str", required=True),
+        holder=dict(type="bool", default=False),
+        hostname=dict(type="str"),
+        sysctls=dict(type="dict", default={}),
+        links=dict(type="list", elements="dict", default=[], options=LINK_OPTIONS),
+        routes=dict(type="list", elements="dict", default=[], options=dict(
+            dst=dict(type="str", default="default"),
+            gateway=dict(type="str", required=True),
+        )),
+    )),
+    root_links=dict(type="list", elements="dict", default=[], options=LINK_OPTIONS),
     allow_root_namespace=dict(type="bool", default=False),
     prune=dict(type="bool", default=True),
     pause=dict(type="path"),
@@ -478,8 +635,8 @@ def run_module(module):
     if error:
         module.fail_json(msg=error)
     if not HAS_PYROUTE2:
-        module.fail_json(msg="pyroute2 is missing on this host (%s): install it with pip install pyroute2 or "
-                             "apt-get install python3-pyroute2" % PYROUTE2_ERROR)
+        module.fail_json(msg=missing_required_lib("pyroute2", url="https://pypi.org/project/pyroute2/"),
+                         exception=PYROUTE2_IMPORT_ERROR)
     if os.geteuid() != 0:
         module.fail_json(msg="podpath_netns must run as root to create namespaces: use become: true or sudo")
     if p["pause"] and not os.access(p["pause"], os.X_OK):
@@ -494,73 +651,42 @@ def run_module(module):
     registry = Registry(lab, "netns.json")
     with NamespaceSet() as nsset:
         if p["state"] == "absent":
-            owned = [ns for ns in registry.items("namespaces")]
-            root_owned = registry.items("root_links")
-            present_root = nsset.rtnl(ROOT).links() if root_owned else {}
-            would = [ns for ns in owned if netns_exists(ns)] + [n for n in root_owned if n in present_root]
-            lab_folder = lab_dir(lab)
-            purge = p["purge"] and os.path.isdir(lab_folder)
-            if purge:
-                running = container_groups(lab)
-                if running:
-                    module.fail_json(msg="lab %s still has containers (%s in %s): stop them first with "
-                                         "podpath_containers (group: all, state: absent), then purge"
-                                         % (lab, ", ".join("containers-%s.json" % g for g in running), lab_folder))
-            if module.check_mode or not would and not owned and not root_owned and not purge:
-                module.exit_json(changed=bool(would) or purge, removed=[],
-                                 changes=["remove %s" % n for n in would] + (["remove %s" % lab_folder] if purge else []))
-            removed = remove_namespaces(lab, registry, nsset, owned)
-            rtnl = nsset.rtnl(ROOT)
-            for name in root_owned:
-                if name in present_root:
-                    rtnl.delete_link(present_root[name]["index"], name)
-                    removed.append(name)
-            rtnl.commit()
-            registry.discard("root_links", root_owned)
-            if registry.empty():
-                for path in (registry.path, os.path.join(lab_dir(lab), "logs", "holders.log")):
-                    if os.path.exists(path):
-                        os.unlink(path)
-                for folder in ("holders", "logs", ""):
-                    try:
-                        os.rmdir(os.path.join(lab_dir(lab), folder))
-                    except OSError:
-                        pass  # not empty: other modules' files are still there
-            changes = ["remove %s" % n for n in removed]
-            if purge:
-                if os.path.isdir(lab_folder):  # the lines above remove it when it held only the registry
-                    shutil.rmtree(lab_folder)
-                changes.append("remove %s" % lab_folder)
-            module.exit_json(changed=bool(changes), changes=changes, removed=removed)
+            remove_lab(module, lab, registry, nsset)
 
         check_kernel(module, desired)
         check_ownership(module, lab, registry, desired, nsset)
         prune = [ns for ns in registry.items("namespaces") if ns not in desired] if p["prune"] else []
+        gone = [ns for ns in prune if netns_exists(ns)]
         existing = [ns for ns in desired if ns is ROOT or netns_exists(ns)]
         wanted_sysctls = {ns: list(spec["sysctls"]) for ns, spec in desired.items()}
         observed = observe(nsset, existing, wanted_sysctls)
         changes = compare(desired, observed)
-        holders_needed = [ns for ns, spec in desired.items()
-                          if ns is not ROOT and spec["holder"] and (ns in changes and changes[ns]["create"]
-                                                                     or not holder_pid(lab, ns))]
+        holders_needed = [ns for ns, spec in desired.items() if ns is not ROOT and spec["holder"]
+                          and (ns in changes and changes[ns]["create"] or not holder_pid(lab, ns))]
         lines = describe(changes)
         lines += ["%s: start holder" % ns for ns in holders_needed]
-        lines += ["%s: remove namespace (no longer wanted)" % ns for ns in prune if netns_exists(ns)]
+        lines += ["%s: remove namespace (no longer wanted)" % ns for ns in gone]
         changed = bool(lines)
-        diff = None
+        extra = {}
         if module._diff:
-            diff = {"before": "".join("# %s\n%s" % (ns or "root", view_for_diff(observed.get(ns)))
-                                      for ns in sorted(changes, key=str)),
-                    "after": "".join("# %s\n%s" % (ns or "root", view_for_diff(desired[ns]))
-                                     for ns in sorted(changes, key=str))}
+            names = sorted(changes, key=str)
+            root_links = list(desired[ROOT]["links"]) if ROOT in desired else None
+            diff = diff_of([(ns or "root", view_for_diff(observed.get(ns), root_links if ns is ROOT else None))
+                            for ns in names],
+                           [(ns or "root", view_for_diff(desired[ns], root_links if ns is ROOT else None))
+                            for ns in names])
+            if gone:
+                pruned = removal_diff(nsset, gone)
+                diff = {key: diff[key] + pruned[key] for key in diff}
+            extra["diff"] = diff
         if module.check_mode:
-            module.exit_json(changed=changed, changes=lines, removed=[], **({"diff": diff} if diff else {}))
+            module.exit_json(changed=changed, changes=lines, removed=gone, **extra)
         try:
             removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
             new = create_namespaces(registry, nsset, desired, changes, observed)
             holders = HolderStarter(lab, desired, p["pause"], nsset) if holders_needed else None
             try:
-                apply(module, lab, registry, nsset, desired, changes, observed, new)
+                apply(nsset, desired, changes, observed, new)
             finally:
                 if holders:
                     holders.wait()
@@ -568,8 +694,7 @@ def run_module(module):
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
                                  "remove what lab %s made" % (exc, lab), changes=lines, changed=True)
         result = {ns: {"holder_pid": holder_pid(lab, ns)} for ns in desired if ns is not ROOT}
-        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result,
-                         **({"diff": diff} if diff else {}))
+        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result, **extra)
 
 
 def main():

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """What a podpath lab owns, and the processes it runs.
 
 Every lab has a folder /run/podpath/<lab>/ that records what the lab made (its
@@ -16,10 +16,15 @@ import re
 import signal
 import time
 
+# Where the labs keep what they own: /run/podpath/<lab>/. A tmpfs, so a reboot (which
+# also removes every namespace and process of a lab) leaves no stale registry behind.
 RUN_ROOT = "/run/podpath"
+# Where named network namespaces are bound, as `ip netns` and container runtimes do.
+NETNS_DIR = "/run/netns"
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 LAB_NAME_RULE = "1 to 10 characters, lower-case letters and digits, starting with a letter"
-IFNAMSIZ = 16
+# The longest Linux interface name, in bytes: the kernel's IFNAMSIZ (16) counts the final NUL.
+IFNAME_MAX = 15
 
 
 def check_lab_name(lab) -> str:
@@ -43,6 +48,11 @@ def require_lab_and_root(module, what: str) -> str:
 
 def lab_dir(lab: str) -> str:
     return os.path.join(RUN_ROOT, lab)
+
+
+def netns_path(name: str) -> str:
+    """The file a named network namespace is bound to."""
+    return os.path.join(NETNS_DIR, name)
 
 
 def holder_pidfile(lab: str, netns: str) -> str:
@@ -185,7 +195,7 @@ def reap_children() -> None:
     """Collect exited children of this process so they are not counted as alive."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, _status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:

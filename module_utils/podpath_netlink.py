@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Network namespaces and rtnetlink for podpath's modules.
 
 This is the one place that owns netlink sockets. Requests (a link, an address, a
 route, a link up, a bridge port, hairpin) are packed here with struct, and dumps are
 decoded here by walking the attributes with struct, reading only the few that podpath
 uses: pyroute2's generic message classes cost ten times more, most of the time of
-wiring hundreds of pods. pyroute2 only gives the message type and flag constants.
+wiring hundreds of pods. pyroute2 only gives the message type and flag constants
+(names that pyroute2 0.7.7, Debian 13's python3-pyroute2, has as well).
 Requests are sent in batches and their acknowledgements read together, which is what
 makes wiring hundreds of pods in one module call fast. No `ip` subprocess is used.
 
@@ -22,14 +23,27 @@ import ipaddress
 import os
 import socket
 import struct
+import traceback
 
-from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-                              NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
-from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR,
-                                   RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
-                                   RTM_NEWROUTE)
+from ansible.module_utils.podpath_lab import NETNS_DIR, netns_path
 
-NETNS_DIR = "/run/netns"
+# The module says what is missing (missing_required_lib) rather than failing to import.
+try:
+    from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+                                  NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
+    from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR,
+                                       RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
+                                       RTM_NEWROUTE)
+except ImportError:
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+    # the flags of a request that creates (refused if the thing exists) and of one that changes
+    NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    SET = NLM_F_REQUEST | NLM_F_ACK
+
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
@@ -39,8 +53,6 @@ IFF_UP = 1
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 AF_INET = socket.AF_INET
-NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-SET = NLM_F_REQUEST | NLM_F_ACK
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -54,10 +66,6 @@ class NetlinkError(Exception):
         super().__init__("%s: %s" % (what, os.strerror(code)))
 
 
-def netns_path(name: str) -> str:
-    return os.path.join(NETNS_DIR, name)
-
-
 def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
@@ -67,13 +75,6 @@ def netns_inode(name: str):
         return os.stat(netns_path(name)).st_ino
     except OSError:
         return None
-
-
-def list_netns() -> list:
-    try:
-        return sorted(os.listdir(NETNS_DIR))
-    except OSError:
-        return []
 
 
 def _check(ret: int, what: str) -> None:
@@ -252,7 +253,7 @@ class Rtnl:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + 16 <= len(data):
-                length, kind, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                length, kind, _flags, seq, _port = _NLMSGHDR.unpack_from(data, offset)
                 if length < 16:
                     break  # a malformed message: nothing after it can be trusted
                 if kind == NLMSG_ERROR:
@@ -280,7 +281,7 @@ class Rtnl:
             size = len(data)
             offset = 0
             while offset + 16 <= size:
-                length, msg_type, _, msg_seq, _ = _NLMSGHDR.unpack_from(data, offset)
+                length, msg_type, _flags, msg_seq, _port = _NLMSGHDR.unpack_from(data, offset)
                 if length < 16 or offset + length > size:
                     break  # a malformed message: nothing after it can be trusted
                 if msg_seq == seq:
@@ -300,7 +301,7 @@ class Rtnl:
         """name -> {index, kind, up, master (index), link (peer index), hairpin, mac}."""
         result = {}
         for data, start, end in self._dump(RTM_GETLINK, RTM_NEWLINK, _ifinfo(0)):
-            _, _, index, flags, _ = _IFINFO.unpack_from(data, start)
+            _family, _type, index, flags, _change = _IFINFO.unpack_from(data, start)
             attrs = _attrs(data, start + 16, end)
             name = _string(data, attrs.get(IFLA_IFNAME))
             kind = None
@@ -330,7 +331,7 @@ class Rtnl:
         """ifindex -> sorted list of 'a.b.c.d/len' (IPv4 only)."""
         result = {}
         for data, start, end in self._dump(RTM_GETADDR, RTM_NEWADDR, _IFADDR.pack(AF_INET, 0, 0, 0, 0)):
-            family, prefixlen, _, _, index = _IFADDR.unpack_from(data, start)
+            family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(data, start)
             if family != AF_INET:
                 continue
             attrs = _attrs(data, start + 8, end)
@@ -342,7 +343,7 @@ class Rtnl:
         """Gateway routes of the main IPv4 table: [{dst, gateway, oif}]."""
         result = []
         for data, start, end in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _RTMSG.pack(AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
-            family, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(data, start)
+            family, dst_len, _src_len, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(data, start)
             attrs = _attrs(data, start + 12, end)
             table = _u32(data, attrs.get(RTA_TABLE)) or table
             gateway = _ipv4(data, attrs.get(RTA_GATEWAY))
@@ -381,8 +382,8 @@ class Rtnl:
                        "attach %s to its bridge" % name)
 
     def set_hairpin(self, index: int, on: bool, name: str) -> None:
-        slave = _rta(IFLA_INFO_SLAVE_KIND, b"bridge\0") + _rta(IFLA_INFO_SLAVE_DATA, _rta(IFLA_BRPORT_MODE,
-                                                                                         bytes([1 if on else 0])))
+        mode = _rta(IFLA_BRPORT_MODE, bytes([1 if on else 0]))
+        slave = _rta(IFLA_INFO_SLAVE_KIND, b"bridge\0") + _rta(IFLA_INFO_SLAVE_DATA, mode)
         self._send_raw(RTM_NEWLINK, SET, _ifinfo(index) + _rta(IFLA_LINKINFO, slave),
                        "set hairpin %s on %s" % ("on" if on else "off", name))
 

@@ -1,22 +1,28 @@
 # -*- coding: utf-8 -*-
 # Copyright: podpath contributors
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The desired state of a set of network namespaces, checked and compared.
 
 Pure functions, no system calls: `normalize` turns the module's arguments into one
 shape and refuses bad input with a message that names the value and the fix;
 `compare` takes that and what is on the system and returns the changes to make.
 The module (library/podpath_netns.py) reads the system and applies the changes.
+
+The module's ARGUMENT_SPEC has already checked the arguments' shape and types (lists,
+mappings, booleans, required keys, unknown keys): `normalize` checks only what an
+argument spec cannot say (names Linux accepts, addresses, how the pieces fit together).
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 
-IFNAMSIZ = 16
+from ansible.module_utils.podpath_lab import IFNAME_MAX
+
 NETNS_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SYSCTL_KEY = re.compile(r"^net(\.[A-Za-z0-9_-]+)+$")
+HOSTNAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 KINDS = ("bridge", "veth")
 ROOT = None  # the namespace the module runs in
 
@@ -30,11 +36,11 @@ def _where(ns) -> str:
 
 
 def _ifname(name, ns) -> str:
-    if not isinstance(name, str) or not name:
-        raise SpecError("a link in %s has no name: give every link a name of 1 to 15 bytes" % _where(ns))
-    if len(name.encode()) > IFNAMSIZ - 1:
-        raise SpecError("interface name %r in %s is %d bytes long; Linux allows at most 15: shorten it"
-                        % (name, _where(ns), len(name.encode())))
+    if not name:
+        raise SpecError("a link in %s has no name: give every link a name of 1 to %d bytes" % (_where(ns), IFNAME_MAX))
+    if len(name.encode()) > IFNAME_MAX:
+        raise SpecError("interface name %r in %s is %d bytes long; Linux allows at most %d: shorten it"
+                        % (name, _where(ns), len(name.encode()), IFNAME_MAX))
     if not IFNAME.match(name):
         raise SpecError("interface name %r in %s has characters Linux refuses (/, spaces, ...): "
                         "use letters, digits, '.', '-' and '_'" % (name, _where(ns)))
@@ -42,7 +48,7 @@ def _ifname(name, ns) -> str:
 
 
 def _netns_name(name) -> str:
-    if not isinstance(name, str) or not NETNS_NAME.match(name) or name in (".", ".."):
+    if not NETNS_NAME.match(name or "") or name in (".", ".."):
         raise SpecError("namespace name %r is not valid: use 1 to 64 letters, digits, '.', '-' or '_' "
                         "(no '/', no spaces)" % (name,))
     return name
@@ -64,16 +70,13 @@ def _interface(value, where: str):
     return iface
 
 
-def _link(raw, ns, creator=True) -> dict:
-    if not isinstance(raw, dict):
-        raise SpecError("a link in %s must be a mapping with name and kind, got %r" % (_where(ns), raw))
+def _link(raw, ns, creator=True) -> tuple:
     name = _ifname(raw.get("name"), ns)
-    kind = raw.get("kind", "veth" if raw.get("peer") else None)
+    kind = raw.get("kind") or ("veth" if raw.get("peer") else None)
     if kind not in KINDS:
-        raise SpecError("link %s in %s has kind %r: use one of %s" % (name, _where(ns), kind, ", ".join(KINDS)))
+        raise SpecError("link %s in %s has kind %r: use one of %s (a link with a peer is a veth)"
+                        % (name, _where(ns), kind, ", ".join(KINDS)))
     addresses = raw.get("addresses") or []
-    if not isinstance(addresses, list):
-        raise SpecError("addresses of link %s in %s must be a list, got %r" % (name, _where(ns), addresses))
     ifaces = [_interface(a, "%s in %s" % (name, _where(ns))) for a in addresses]
     if len(set(ifaces)) != len(ifaces):
         raise SpecError("link %s in %s lists an address twice: %s" % (name, _where(ns), addresses))
@@ -82,7 +85,7 @@ def _link(raw, ns, creator=True) -> dict:
         "addresses": sorted(str(i) for i in ifaces),
         "master": raw.get("master"),
         "hairpin": raw.get("hairpin"),
-        "up": raw.get("up", True) is not False,
+        "up": True,  # every link the module makes is up
         "peer": None,
         "creates_pair": False,
     }
@@ -104,34 +107,28 @@ def normalize(namespaces, root_links=None, allow_root_namespace=False) -> dict:
     peer appears in its own namespace's links too, so both ends are compared.
     """
     state = {}
-    if namespaces is None:
-        namespaces = []
-    if not isinstance(namespaces, list):
-        raise SpecError("namespaces must be a list of mappings, got %r" % (namespaces,))
     if root_links:
         if not allow_root_namespace:
             raise SpecError("root_links would change the namespace the module runs in: set "
                             "allow_root_namespace: true (only on a machine meant for it, never on a shared host)")
         state[ROOT] = {"links": {}, "routes": [], "sysctls": {}, "holder": False, "hostname": None}
-    for raw in namespaces:
-        if not isinstance(raw, dict):
-            raise SpecError("each namespace must be a mapping with a name, got %r" % (raw,))
+    for raw in namespaces or []:
         name = _netns_name(raw.get("name"))
         if name in state:
             raise SpecError("namespace %s is listed twice: merge the two entries" % name)
         sysctls = raw.get("sysctls") or {}
-        if not isinstance(sysctls, dict):
-            raise SpecError("sysctls of namespace %s must be a mapping, got %r" % (name, sysctls))
         for key in sysctls:
             if not SYSCTL_KEY.match(str(key)):
                 raise SpecError("sysctl %r in namespace %s is not a per-namespace net.* key: only keys like "
                                 "net.ipv4.ip_forward can be set per namespace" % (key, name))
         hostname = raw.get("hostname")
-        if hostname is not None and (not isinstance(hostname, str) or not re.match(r"^[a-z0-9][a-z0-9.-]{0,62}$", hostname)):
-            raise SpecError("hostname %r of namespace %s is not a valid host name" % (hostname, name))
-        state[name] = {"links": {}, "routes": [], "sysctls": {str(k): str(int(v) if isinstance(v, bool) else v)
-                                                               for k, v in sysctls.items()},
-                       "holder": bool(raw.get("holder", False)), "hostname": hostname,
+        if hostname is not None and not HOSTNAME.match(hostname):
+            raise SpecError("hostname %r of namespace %s is not a valid host name: use 1 to 63 lower-case "
+                            "letters, digits, '.' and '-'" % (hostname, name))
+        # written as the kernel prints them back, so that what is read compares equal
+        values = {str(k): str(int(v) if isinstance(v, bool) else v) for k, v in sysctls.items()}
+        state[name] = {"links": {}, "routes": [], "sysctls": values,
+                       "holder": bool(raw.get("holder")), "hostname": hostname,
                        "_raw_links": raw.get("links") or [], "_raw_routes": raw.get("routes") or []}
     if ROOT in state:
         state[ROOT]["_raw_links"] = root_links
@@ -147,16 +144,10 @@ def normalize(namespaces, root_links=None, allow_root_namespace=False) -> dict:
         state[ns]["links"][name] = link
 
     for ns in list(state):
-        raw_links = state[ns].pop("_raw_links")
-        if not isinstance(raw_links, list):
-            raise SpecError("links of %s must be a list, got %r" % (_where(ns), raw_links))
-        for raw in raw_links:
+        for raw in state[ns].pop("_raw_links"):
             name, link = _link(raw, ns)
             if link["kind"] == "veth":
                 peer = raw["peer"]
-                if not isinstance(peer, dict):
-                    raise SpecError("peer of veth %s in %s must be a mapping with name and namespace"
-                                    % (name, _where(ns)))
                 peer_ns = peer.get("namespace")
                 if peer_ns is not None:
                     peer_ns = _netns_name(peer_ns)
@@ -196,18 +187,14 @@ def normalize(namespaces, root_links=None, allow_root_namespace=False) -> dict:
                         raise SpecError("subnets overlap in %s: %s on %s and %s on %s; give each link its own "
                                         "subnet" % (_where(ns), cidr, name, other, other_name))
                 seen.append((name, ipaddress.ip_interface(cidr)))
-        spec["routes"] = _routes(spec.pop("_raw_routes"), ns, [iface for _, iface in seen])
+        spec["routes"] = _routes(spec.pop("_raw_routes"), ns, [iface for _name, iface in seen])
     return state
 
 
 def _routes(raw_routes, ns, ifaces) -> list:
-    if not isinstance(raw_routes, list):
-        raise SpecError("routes of %s must be a list, got %r" % (_where(ns), raw_routes))
     routes = {}
     for raw in raw_routes:
-        if not isinstance(raw, dict) or "gateway" not in raw:
-            raise SpecError("a route in %s must be a mapping with dst and gateway, got %r" % (_where(ns), raw))
-        dst = raw.get("dst", "default")
+        dst = raw.get("dst") or "default"
         if dst not in ("default", "0.0.0.0/0"):
             try:
                 dst = str(ipaddress.IPv4Network(dst))

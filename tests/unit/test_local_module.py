@@ -1,4 +1,4 @@
-"""podpath.inprocess: the stand-in for AnsibleModule and the argument check of an in-process run.
+"""podpath.play.inprocess: the stand-in for AnsibleModule and the argument check of an in-process run.
 
 The modules' own behaviour is tested through ansible-playbook (tests/integration); here
 the pieces that replace Ansible's module runner: validation with AnsibleModule's
@@ -7,12 +7,13 @@ messages, exit_json/fail_json, run_command and get_bin_path.
 from __future__ import annotations
 
 import shutil
+import sys
 import types
 
 import pytest
 
-from podpath import inprocess
-from podpath.inprocess import LocalModule, ModuleExit
+from podpath.play import inprocess
+from podpath.play.inprocess import LocalModule, ModuleExit
 
 
 def fake_library(run_module, spec=None):
@@ -198,3 +199,28 @@ def test_the_module_runs_in_process_only_where_that_changes_nothing_but_time(
     task_vars = {"ansible_python_interpreter": inprocess.sys.executable if interpreter == "controller" else interpreter,
                  "podpath_in_process": podpath_in_process}
     assert action.in_process(task_vars) is expected
+
+
+def load_action_plugin(name: str):
+    """plugins/action/NAME.py as Ansible's plugin loader imports it, a fresh copy each time."""
+    import importlib.util
+
+    path = inprocess.LIBRARY.parent / "plugins" / "action" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"podpath_test_action_{name}", path)
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    return plugin
+
+
+@pytest.mark.parametrize("name", inprocess.library_names())
+def test_the_action_plugin_runs_the_module_in_process_where_podpath_is_importable(name):
+    action = load_action_plugin(name).ActionModule
+    assert hasattr(action, "in_process"), "the plugin is not podpath.play.inprocess's"
+
+
+@pytest.mark.parametrize("name", inprocess.library_names())
+def test_without_podpath_the_action_plugin_is_ansibles_normal_one(name, monkeypatch):
+    from ansible.plugins.action.normal import ActionModule as NormalAction
+
+    monkeypatch.setitem(sys.modules, "podpath.play.inprocess", None)  # what an import of it then raises: ImportError
+    assert load_action_plugin(name).ActionModule is NormalAction
