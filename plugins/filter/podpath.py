@@ -3,7 +3,10 @@
 # Apache License 2.0 (see LICENSE)
 """podpath_plan: from the topology to every argument of the netns lab's modules.
 
-Runs on the controller, where the podpath package is installed (the project's .venv).
+Runs in ansible-playbook's own process, which must import the podpath package (the
+project's .venv). This is where the topology is checked, once per play, whichever way
+the play was started: the checks' error names the value and the fix, after
+topology.REFUSED, so that `podpath up` can tell a refused topology from a failed task.
 """
 from __future__ import annotations
 
@@ -18,9 +21,9 @@ except ImportError as exc:  # pragma: no cover
 
 
 def podpath_plan(topo, lab, python):
-    """Validate TOPO and return {netns, iptables, containers, summary} for lab LAB.
+    """Validate TOPO and return {netns, iptables, containers} for lab LAB.
 
-    PYTHON is the interpreter that runs the lab's Python daemons (speaker, lease).
+    PYTHON is the interpreter that runs the lab's Python daemons (speaker, lease, kube-proxy).
     """
     if IMPORT_ERROR is not None:
         raise AnsibleFilterError("the podpath package is not importable (%s): run make venv, and run "
@@ -31,18 +34,12 @@ def podpath_plan(topo, lab, python):
     try:
         topology.validate(topo)
     except topology.TopologyError as exc:
-        raise AnsibleFilterError("topology: %s" % exc)
+        raise AnsibleFilterError(topology.REFUSED + str(exc))
     lab_plan = plan.build(topo, lab)
     return {
         "netns": plan.netns_spec(lab_plan),
         "iptables": {node.netns: kubeproxy.render(lab_plan, node.name) for node in lab_plan.nodes},
         "containers": workloads.render(lab_plan, python),
-        "summary": {
-            "namespaces": 2 + len(lab_plan.nodes) + len(lab_plan.pods),
-            "pods": len(lab_plan.pods),
-            "load_balancer_ip": lab_plan.ingress_service.load_balancer_ip,
-            "client_netns": lab_plan.client_netns,
-        },
     }
 
 

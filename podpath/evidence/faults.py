@@ -56,8 +56,8 @@ def ip_forward_off(lab: NetnsLab) -> str:
 
 
 def deleted_sep_rule(lab: NetnsLab) -> str:
-    svc = lab.plan.service(lab.topology["workloads"]["echo"]["name"])
-    pod = lab.plan.pod(svc.endpoints[0])
+    svc = lab.plan.echo_service
+    pod = svc.pods[0]
     sep = kubeproxy.sep_chain(svc, svc.ports[0], f"{pod.ip}:{svc.ports[0].target_port}")
     for node in lab.plan.nodes:
         _must(lab.exec_in(node.netns, ["iptables", "-w", "-t", "nat", "-F", sep]), f"flush {sep}")
@@ -65,16 +65,16 @@ def deleted_sep_rule(lab: NetnsLab) -> str:
 
 
 def missing_reject_rule(lab: NetnsLab) -> str:
-    empty = lab.topology["workloads"]["empty_service"]
+    empty = lab.plan.empty_service
     for node in lab.plan.nodes:
         save = lab.iptables_save(node.netns, "filter")
         for line in save.splitlines():
-            if line.startswith("-A KUBE-SERVICES") and empty["cluster_ip"] in line and "REJECT" in line:
+            if line.startswith("-A KUBE-SERVICES") and empty.cluster_ip in line and "REJECT" in line:
                 import shlex
 
                 _must(lab.exec_in(node.netns, ["iptables", "-w", "-t", "filter", "-D"] + shlex.split(line)[1:]),
                       "delete the REJECT rule")
-    return f"deleted the REJECT rule of Service {empty['name']} on every node"
+    return f"deleted the REJECT rule of Service {empty.name} on every node"
 
 
 def no_masquerade(lab: NetnsLab) -> str:

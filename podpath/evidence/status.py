@@ -12,7 +12,7 @@ from typing import Any
 
 from podpath.model import labdir
 from podpath.runtime.lease import read as read_lease
-from podpath.model.plan import build
+from podpath.model.plan import Plan, build
 from podpath.model.workloads import GROUPS, lease_path, speaker_status_path
 
 
@@ -58,24 +58,31 @@ def speakers(lab: str, nodes: list[str]) -> dict[str, dict | None]:
     return {node: _json(speaker_status_path(lab, node)) for node in nodes}
 
 
-def lease(lab: str, topology: dict) -> dict | None:
-    plan = build(topology, lab)
-    return read_lease(lease_path(plan))
+def _plan(plan: Plan | str, topology: dict | None) -> Plan:
+    """PLAN itself; or, from callers that still pass a lab name and a topology, their plan."""
+    return plan if isinstance(plan, Plan) else build(topology, plan)
+
+
+def lease(plan: Plan | str, topology: dict | None = None) -> dict | None:
+    """The ingress controllers' leader lease in PLAN's lab, or None."""
+    return read_lease(lease_path(_plan(plan, topology)))
 
 
 def owned_namespaces(lab: str) -> list[str]:
     return list((_json(Path(labdir.lab_dir(lab), "netns.json")) or {}).get("namespaces", []))
 
 
-def lab_status(lab: str, topology: dict) -> dict[str, Any]:
-    plan = build(topology, lab)
+def lab_status(plan: Plan | str, topology: dict | None = None) -> dict[str, Any]:
+    """What runs in PLAN's lab and what is missing from it."""
+    plan = _plan(plan, topology)
+    lab = plan.lab
     owned = owned_namespaces(lab)
     present = [ns for ns in owned if os.path.exists(f"/run/netns/{ns}")]
     held = holders(lab, [p.netns for p in plan.pods])
     procs = containers(lab)
     spk = speakers(lab, [n.name for n in plan.nodes])
     announcing = {n: s.get("announcing", []) for n, s in spk.items() if s}
-    ls = lease(lab, topology) or {}
+    ls = lease(plan) or {}
     pods = []
     for pod in plan.pods:
         pods.append({"name": pod.name, "node": pod.node, "ip": pod.ip, "netns": pod.netns,
@@ -85,7 +92,7 @@ def lab_status(lab: str, topology: dict) -> dict[str, Any]:
                      "container_pids": {c.name: _init_pid(procs.get(f"{pod.name}/{c.name}"))
                                         for c in pod.containers}})
     problems = []
-    missing = sorted(({p.netns for p in plan.pods} | {n.netns for n in plan.nodes}) - set(present))
+    missing = sorted(set(plan.netns_names) - set(present))
     if missing:
         problems.append(f"namespaces missing: {', '.join(missing)}")
     problems += [f"{p['name']}: pause process not running" for p in pods if not p["pause_pid"]]

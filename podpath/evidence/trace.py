@@ -45,7 +45,7 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     plan = lab.plan
     svc = plan.ingress_service
     port = svc.ports[0]
-    host = host or topology["ingress"]["host"]
+    host = host or plan.ingress_host
     url = f"http://{svc.load_balancer_ip}:{port.port}/"
     result = Trace(url=url, host=host)
     client = plan.client_netns

@@ -5,12 +5,19 @@ name> and KUBE-SEP-<hash of the service port name and endpoint>, 16 characters o
 base32 of a sha256. Endpoint i of n is chosen with `statistic --mode random
 --probability 1/(n-i)`, so each of n endpoints is picked with probability 1/n. The
 result is one iptables-restore payload per node, applied atomically.
+
+kube-proxy renders from Services and their endpoints, not from the whole cluster:
+`inputs(plan, node)` takes from the plan what one node's rules are made of (NodeInputs,
+also the file that node's kube-proxy process reads), `rules(inputs)` renders them, and
+`render(plan, node)` does both.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from podpath.model.plan import Plan, Service, ServicePort
 
@@ -26,21 +33,25 @@ def port_name(svc: Service, port: ServicePort) -> str:
     return f"{svc.namespace}/{svc.name}:{port.name}"
 
 
+def _chain(prefix: str, name: str, endpoint: str = "") -> str:
+    """A chain of the service port named NAME (and of one of its endpoints, for KUBE-SEP-)."""
+    return prefix + _hash(name + "tcp" + endpoint)
+
+
 def svc_chain(svc: Service, port: ServicePort) -> str:
-    return "KUBE-SVC-" + _hash(port_name(svc, port) + "tcp")
+    return _chain("KUBE-SVC-", port_name(svc, port))
 
 
 def ext_chain(svc: Service, port: ServicePort) -> str:
-    return "KUBE-EXT-" + _hash(port_name(svc, port) + "tcp")
+    return _chain("KUBE-EXT-", port_name(svc, port))
 
 
 def svl_chain(svc: Service, port: ServicePort) -> str:
-    return "KUBE-SVL-" + _hash(port_name(svc, port) + "tcp")
+    return _chain("KUBE-SVL-", port_name(svc, port))
 
 
 def sep_chain(svc: Service, port: ServicePort, endpoint: str) -> str:
-    return "KUBE-SEP-" + _hash(port_name(svc, port) + "tcp" + endpoint)
-
+    return _chain("KUBE-SEP-", port_name(svc, port), endpoint)
 
 
 def probability(i: int, n: int) -> str:
@@ -59,14 +70,67 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
-def endpoints(plan: Plan, svc: Service, port: ServicePort) -> list[Endpoint]:
-    return [Endpoint(p.name, p.ip, port.target_port, p.node) for p in (plan.pod(n) for n in svc.endpoints)]
+def endpoints(svc: Service, port: ServicePort) -> list[Endpoint]:
+    """The endpoints of one port of SVC: each of its pods at the port's target port."""
+    return [Endpoint(p.name, p.ip, port.target_port, p.node) for p in svc.pods]
+
+
+@dataclass
+class ServicePortInfo:
+    """One port of one Service with its endpoints: kube-proxy writes one set of chains for each."""
+    name: str  # kube-proxy's ServicePortName, namespace/name:port
+    cluster_ip: str
+    port: int
+    node_port: int | None
+    load_balancer_ip: str | None
+    external: bool  # type NodePort or LoadBalancer: reachable from outside the cluster
+    local: bool  # externalTrafficPolicy: Local
+    endpoints: list[Endpoint]
+
+
+@dataclass
+class NodeInputs:
+    """What one node's rules are rendered from; up writes it, as JSON, for the node's kube-proxy."""
+    lab: str
+    node: str
+    pod_network: str
+    ports: list[ServicePortInfo]
+
+    def with_ready(self, ready: set[str]) -> NodeInputs:
+        """These inputs with only the endpoints whose address (ip:port) is in READY."""
+        return dataclasses.replace(self, ports=[
+            dataclasses.replace(info, endpoints=[ep for ep in info.endpoints if ep.address in ready])
+            for info in self.ports])
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeInputs:
+        ports = [ServicePortInfo(**{**info, "endpoints": [Endpoint(**ep) for ep in info["endpoints"]]})
+                 for info in data["ports"]]
+        return cls(lab=data["lab"], node=data["node"], pod_network=data["pod_network"], ports=ports)
+
+
+def inputs(plan: Plan, node_name: str) -> NodeInputs:
+    """What the rules of node NODE_NAME are made of, taken from PLAN."""
+    node = plan.node(node_name)
+    ports = [ServicePortInfo(name=port_name(svc, port), cluster_ip=svc.cluster_ip, port=port.port,
+                             node_port=port.node_port, load_balancer_ip=svc.load_balancer_ip,
+                             external=svc.type in ("NodePort", "LoadBalancer"),
+                             local=svc.external_traffic_policy == "Local", endpoints=endpoints(svc, port))
+             for svc in plan.services for port in svc.ports]
+    return NodeInputs(lab=plan.lab, node=node.name, pod_network=plan.pod_network, ports=ports)
 
 
 def render(plan: Plan, node_name: str) -> str:
     """The iptables-restore payload (nat and filter tables) for node NODE_NAME."""
-    pod_network = plan.topology["pod_network"]
-    node = plan.node(node_name)
+    return rules(inputs(plan, node_name))
+
+
+def rules(node_inputs: NodeInputs) -> str:
+    """The iptables-restore payload (nat and filter tables) that NODE_INPUTS make."""
+    pod_network = node_inputs.pod_network
     nat_chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     nat = [
         '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -92,64 +156,63 @@ def render(plan: Plan, node_name: str) -> str:
     services_rules: list[str] = []
     chain_rules: list[str] = []
     nodeport_rules: list[str] = []
-    for svc in plan.services:
-        for port in svc.ports:
-            name = port_name(svc, port)
-            eps = endpoints(plan, svc, port)
-            match = f"-d {svc.cluster_ip}/32 -p tcp -m comment --comment \"{name} cluster IP\" -m tcp --dport {port.port}"
-            if not eps:
-                filt.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p tcp -m comment --comment "{name} has no '
-                            f'endpoints" -m tcp --dport {port.port} -j REJECT --reject-with icmp-port-unreachable')
-                continue
-            svc_c = svc_chain(svc, port)
-            nat_chains.append(svc_c)
-            services_rules.append(f"-A KUBE-SERVICES {match} -j {svc_c}")
-            chain_rules.append(f"-A {svc_c} ! -s {pod_network} {match} -j KUBE-MARK-MASQ")
-            chain_rules += _balance(svc_c, name, eps)
-            for ep in eps:
-                sep = sep_chain(svc, port, ep.address)
-                nat_chains.append(sep)
-                chain_rules.append(f'-A {sep} -s {ep.ip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
-                chain_rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT --to-destination '
-                                   f"{ep.address}")
-            if svc.type not in ("NodePort", "LoadBalancer"):
-                continue
-            ext = ext_chain(svc, port)
-            nat_chains.append(ext)
-            if svc.load_balancer_ip:
-                services_rules.append(f"-A KUBE-SERVICES -d {svc.load_balancer_ip}/32 -p tcp -m comment --comment "
-                                      f"\"{name} loadbalancer IP\" -m tcp --dport {port.port} -j {ext}")
-            if port.node_port:
-                nodeport_rules.append(f"-A KUBE-NODEPORTS -p tcp -m comment --comment \"{name}\" -m tcp --dport "
-                                      f"{port.node_port} -j {ext}")
-            if svc.external_traffic_policy == "Local":
-                local = [ep for ep in eps if ep.node == node.name]
-                svl = svl_chain(svc, port)
-                nat_chains.append(svl)
-                chain_rules.append(f'-A {ext} -s {pod_network} -m comment --comment "pod traffic for {name} external '
-                                   f'destinations" -j {svc_c}')
-                chain_rules.append(f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {name} external '
-                                   f'destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ')
-                chain_rules.append(f'-A {ext} -m comment --comment "route LOCAL traffic for {name} external '
-                                   f'destinations" -m addrtype --src-type LOCAL -j {svc_c}')
-                chain_rules.append(f"-A {ext} -j {svl}")
-                if local:
-                    chain_rules += _balance(svl, name, local)
-                else:
-                    if svc.load_balancer_ip:
-                        filt.append(f'-A KUBE-EXTERNAL-SERVICES -d {svc.load_balancer_ip}/32 -p tcp -m comment '
-                                    f'--comment "{name} has no local endpoints" -m tcp --dport {port.port} -j DROP')
-                    if port.node_port:
-                        filt.append(f'-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "{name} has no local '
-                                    f'endpoints" -m addrtype --dst-type LOCAL -m tcp --dport {port.node_port} -j DROP')
+    for info in node_inputs.ports:
+        name, eps = info.name, info.endpoints
+        match = f"-d {info.cluster_ip}/32 -p tcp -m comment --comment \"{name} cluster IP\" -m tcp --dport {info.port}"
+        if not eps:
+            filt.append(f'-A KUBE-SERVICES -d {info.cluster_ip}/32 -p tcp -m comment --comment "{name} has no '
+                        f'endpoints" -m tcp --dport {info.port} -j REJECT --reject-with icmp-port-unreachable')
+            continue
+        svc_c = _chain("KUBE-SVC-", name)
+        nat_chains.append(svc_c)
+        services_rules.append(f"-A KUBE-SERVICES {match} -j {svc_c}")
+        chain_rules.append(f"-A {svc_c} ! -s {pod_network} {match} -j KUBE-MARK-MASQ")
+        chain_rules += _balance(svc_c, name, eps)
+        for ep in eps:
+            sep = _chain("KUBE-SEP-", name, ep.address)
+            nat_chains.append(sep)
+            chain_rules.append(f'-A {sep} -s {ep.ip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ')
+            chain_rules.append(f'-A {sep} -p tcp -m comment --comment "{name}" -m tcp -j DNAT --to-destination '
+                               f"{ep.address}")
+        if not info.external:
+            continue
+        ext = _chain("KUBE-EXT-", name)
+        nat_chains.append(ext)
+        if info.load_balancer_ip:
+            services_rules.append(f"-A KUBE-SERVICES -d {info.load_balancer_ip}/32 -p tcp -m comment --comment "
+                                  f"\"{name} loadbalancer IP\" -m tcp --dport {info.port} -j {ext}")
+        if info.node_port:
+            nodeport_rules.append(f"-A KUBE-NODEPORTS -p tcp -m comment --comment \"{name}\" -m tcp --dport "
+                                  f"{info.node_port} -j {ext}")
+        if info.local:
+            local = [ep for ep in eps if ep.node == node_inputs.node]
+            svl = _chain("KUBE-SVL-", name)
+            nat_chains.append(svl)
+            chain_rules.append(f'-A {ext} -s {pod_network} -m comment --comment "pod traffic for {name} external '
+                               f'destinations" -j {svc_c}')
+            chain_rules.append(f'-A {ext} -m comment --comment "masquerade LOCAL traffic for {name} external '
+                               f'destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ')
+            chain_rules.append(f'-A {ext} -m comment --comment "route LOCAL traffic for {name} external '
+                               f'destinations" -m addrtype --src-type LOCAL -j {svc_c}')
+            chain_rules.append(f"-A {ext} -j {svl}")
+            if local:
+                chain_rules += _balance(svl, name, local)
             else:
-                chain_rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {name} external '
-                                   f'destinations" -j KUBE-MARK-MASQ')
-                chain_rules.append(f"-A {ext} -j {svc_c}")
+                if info.load_balancer_ip:
+                    filt.append(f'-A KUBE-EXTERNAL-SERVICES -d {info.load_balancer_ip}/32 -p tcp -m comment '
+                                f'--comment "{name} has no local endpoints" -m tcp --dport {info.port} -j DROP')
+                if info.node_port:
+                    filt.append(f'-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "{name} has no local '
+                                f'endpoints" -m addrtype --dst-type LOCAL -m tcp --dport {info.node_port} -j DROP')
+        else:
+            chain_rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {name} external '
+                               f'destinations" -j KUBE-MARK-MASQ')
+            chain_rules.append(f"-A {ext} -j {svc_c}")
     services_rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
                           'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
     nat += services_rules + nodeport_rules + chain_rules
-    out = ["# podpath: kube-proxy rules (iptables mode) for node %s of lab %s" % (node.name, plan.lab), "*filter"]
+    out = ["# podpath: kube-proxy rules (iptables mode) for node %s of lab %s" % (node_inputs.node, node_inputs.lab),
+           "*filter"]
     out += [f":{c} - [0:0]" for c in filter_chains] + filt + ["COMMIT", "*nat"]
     out += [f":{c} - [0:0]" for c in dict.fromkeys(nat_chains)] + nat + ["COMMIT"]
     return "\n".join(out) + "\n"
@@ -160,7 +223,7 @@ def _balance(chain: str, name: str, eps: list[Endpoint]) -> list[str]:
     rules = []
     n = len(eps)
     for i, ep in enumerate(eps):
-        target = "KUBE-SEP-" + _hash(name + "tcp" + ep.address)
+        target = _chain("KUBE-SEP-", name, ep.address)
         stat = f" -m statistic --mode random --probability {probability(i, n)}" if i < n - 1 else ""
         rules.append(f'-A {chain} -m comment --comment "{name} -> {ep.address}"{stat} -j {target}')
     return rules

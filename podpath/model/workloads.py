@@ -35,8 +35,9 @@ def pod_dir(lab: str, pod: Pod) -> str:
 
 
 def lease_path(plan: Plan) -> str:
-    ingress = plan.topology["ingress"]
-    return f"{labdir.lab_dir(plan.lab)}/leases/{ingress['namespace']}/{ingress['election_id']}.json"
+    """Where the lease the ingress controllers elect their leader with stands (the API server's
+    Lease object in a cluster)."""
+    return f"{labdir.lab_dir(plan.lab)}/leases/{plan.ingress_service.namespace}/{plan.election_id}.json"
 
 
 def speaker_status_path(lab: str, node: str) -> str:
@@ -56,10 +57,9 @@ def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int
 def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{group: {files: [...], containers: [...]}} for the podpath_containers module."""
     groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in GROUPS}
-    ingress = plan.topology["ingress"]
-    echo_svc = plan.service(plan.topology["workloads"]["echo"]["name"])
+    echo_svc = plan.echo_service
     echo_port = echo_svc.ports[0]
-    endpoints = kubeproxy.endpoints(plan, echo_svc, echo_port)
+    endpoints = kubeproxy.endpoints(echo_svc, echo_port)
     for pod in plan.pods:
         if pod.app == "echo":
             f, c = _nginx(plan, pod, "echo", "nginx-echo.conf.j2", [pod.port])
@@ -74,7 +74,7 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
             groups["workloads"]["containers"].append(c)
         elif pod.app == "ingress-nginx":
             f, c = _nginx(plan, pod, "controller", "nginx-ingress.conf.j2", [80, 10254], endpoints=endpoints,
-                          host=ingress["host"], backend={"namespace": echo_svc.namespace, "name": echo_svc.name,
+                          host=plan.ingress_host, backend={"namespace": echo_svc.namespace, "name": echo_svc.name,
                                                          "port": echo_port.port})
             groups["ingress"]["files"].append(f)
             groups["ingress"]["containers"].append(c)
@@ -82,7 +82,7 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
                 {"name": f"{pod.name}/leader-election", "netns": pod.netns, "isolate": True,
                  "argv": [python, "-m", "podpath.runtime.lease", "--lease", lease_path(plan), "--identity", pod.name],
                  "files": [], "listen": []})
-    node_net = ipaddress.IPv4Network(plan.topology["node_network"])
+    node_net = ipaddress.IPv4Network(plan.node_network)
     members = [{"node": n.name, "ip": n.ip} for n in plan.nodes]
     for node in plan.nodes:
         path = f"{labdir.lab_dir(plan.lab)}/metallb/speaker-{node.name}.conf"
@@ -96,7 +96,8 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
              "argv": [python, "-m", "podpath.runtime.speaker", path], "files": [path], "listen": []})
     for node in plan.nodes:
         path = f"{labdir.lab_dir(plan.lab)}/kube-proxy/{node.name}.conf"
-        config = {"lab": plan.lab, "node": node.name, "topology": plan.topology}
+        # the node's own inputs (its Services' ports and endpoints), not the lab's topology
+        config = kubeproxy.inputs(plan, node.name).to_json()
         groups["kube-proxy"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
                                               "mode": "0644"})
         groups["kube-proxy"]["containers"].append(

@@ -16,7 +16,7 @@ def log(message: str) -> None:
 def start(argv: list[str], program: str) -> dict:
     """Read the JSON configuration named on the command line; exit on SIGTERM."""
     if len(argv) != 2:
-        print(f"usage: python -m podpath.{program} CONFIG.json", file=sys.stderr)
+        print(f"usage: python -m podpath.runtime.{program} CONFIG.json", file=sys.stderr)
         raise SystemExit(2)
     with open(argv[1]) as handle:
         config = json.load(handle)

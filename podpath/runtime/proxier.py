@@ -1,19 +1,20 @@
 """kube-proxy's sync loop for one node of the netns lab.
 
-In a cluster, the kubelet probes each pod's readiness, the endpoint controller drops
+In a cluster, the kubelet probes each pod's readiness, the endpoint slice controller drops
 unready pods from the Service's EndpointSlices, and kube-proxy on every node rewrites
 its rules. In the netns lab this process plays those parts for one node: every
-`period` seconds it opens a TCP connection to each endpoint (a readiness probe), and
+PERIOD seconds it opens a TCP connection to each endpoint (a readiness probe), and
 when the set of ready endpoints changes it renders the node's rules again (the same
 renderer the playbook uses) and applies them with one iptables-restore.
 
-    python -m podpath.runtime.proxier CONFIG.json    (run in the node's network namespace)
+    python -m podpath.runtime.proxier INPUTS.json    (run in the node's network namespace)
 
-CONFIG holds the lab name, the node name and the topology.
+INPUTS is what `podpath up` rendered for this node (podpath.model.kubeproxy.NodeInputs):
+the ports of the lab's Services with their endpoints, the pod network and the node's
+name; the node's kube-proxy does not read the lab's topology.
 """
 from __future__ import annotations
 
-import dataclasses
 import socket
 import subprocess
 import sys
@@ -21,7 +22,9 @@ import time
 
 from podpath.model import kubeproxy
 from podpath.runtime.daemon import log, start
-from podpath.model.plan import Plan, build
+
+PERIOD = 0.5  # seconds between two rounds of probes
+TIMEOUT = 0.3  # seconds a probe waits for the connection
 
 
 def ready(ip: str, port: int, timeout: float) -> bool:
@@ -32,20 +35,9 @@ def ready(ip: str, port: int, timeout: float) -> bool:
         return False
 
 
-def with_ready_endpoints(plan: Plan, ready_pods: set[str]) -> Plan:
-    services = [dataclasses.replace(s, pods=[p for p in s.pods if p.name in ready_pods]) for s in plan.services]
-    return dataclasses.replace(plan, services=services)
-
-
-def probe_all(plan: Plan, timeout: float) -> set[str]:
-    targets = {p for s in plan.services for p in s.endpoints}
-    result = set()
-    for name in sorted(targets):
-        pod = plan.pod(name)
-        port = next(sp.target_port for s in plan.services if name in s.endpoints for sp in s.ports)
-        if ready(pod.ip, port, timeout):
-            result.add(name)
-    return result
+def probe_all(endpoints: dict[str, kubeproxy.Endpoint], timeout: float) -> set[str]:
+    """The addresses (ip:port) of ENDPOINTS that accept a connection now."""
+    return {address for address, ep in sorted(endpoints.items()) if ready(ep.ip, ep.port, timeout)}
 
 
 def apply(rules: str) -> None:
@@ -55,22 +47,20 @@ def apply(rules: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    config = start(argv, "proxier")
-    plan = build(config["topology"], config["lab"])
-    node = config["node"]
-    period = float(config.get("period", 0.5))
-    timeout = float(config.get("timeout", 0.3))
+    inputs = kubeproxy.NodeInputs.from_json(start(argv, "proxier"))
+    endpoints = {ep.address: ep for info in inputs.ports for ep in info.endpoints}
     # The playbook applied the rules with every endpoint: start from that.
-    current = {p for s in plan.services for p in s.endpoints}
-    log(f"{node}: watching {len(current)} endpoints every {period} s")
+    current = set(endpoints)
+    log(f"{inputs.node}: watching {len(current)} endpoints every {PERIOD} s")
     while True:
-        now_ready = probe_all(plan, timeout)
+        now_ready = probe_all(endpoints, TIMEOUT)
         if now_ready != current:
-            gone, back = sorted(current - now_ready), sorted(now_ready - current)
-            apply(kubeproxy.render(with_ready_endpoints(plan, now_ready), node))
-            log(f"{node}: endpoints not ready: {gone or '-'}; ready again: {back or '-'}; rules applied")
+            gone = sorted(endpoints[a].pod for a in current - now_ready)
+            back = sorted(endpoints[a].pod for a in now_ready - current)
+            apply(kubeproxy.rules(inputs.with_ready(now_ready)))
+            log(f"{inputs.node}: endpoints not ready: {gone or '-'}; ready again: {back or '-'}; rules applied")
             current = now_ready
-        time.sleep(period)
+        time.sleep(PERIOD)
 
 
 if __name__ == "__main__":

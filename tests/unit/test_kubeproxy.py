@@ -8,6 +8,7 @@ deliberate change, regenerate it with PODPATH_UPDATE_GOLDEN=1 and review the dif
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from fractions import Fraction
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from podpath.model import kubeproxy, plan as plan_mod, topology as topology_mod
+from podpath.model import kubeproxy, plan as plan_mod, topology as topology_mod, workloads
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "kube-proxy-worker1.rules"
 CHAIN_NAME = re.compile(r"^KUBE-(SVC|SEP|EXT|SVL)-[A-Z2-7]{16}$")
@@ -122,7 +123,7 @@ def test_every_endpoint_chain_dnats_to_an_endpoint_of_the_plan(default_plan, nod
     allowed = {}
     for svc in default_plan.services:
         for port in svc.ports:
-            for ep in kubeproxy.endpoints(default_plan, svc, port):
+            for ep in kubeproxy.endpoints(svc, port):
                 allowed[kubeproxy.sep_chain(svc, port, ep.address)] = ep.address
     seps = [c for c in nat["chains"] if c.startswith("KUBE-SEP-")]
     assert sorted(seps) == sorted(allowed)
@@ -158,7 +159,7 @@ def test_local_policy_balances_only_over_the_nodes_own_endpoints(local_plan, nod
     assert CHAIN_NAME.match(svl)
     assert svl in nat["chains"]
     local = {kubeproxy.sep_chain(svc, port, ep.address)
-             for ep in kubeproxy.endpoints(local_plan, svc, port) if ep.node == node}
+             for ep in kubeproxy.endpoints(svc, port) if ep.node == node}
     targets = {JUMP.search(r).group(1) for r in nat["rules"].get(svl, [])}
     assert targets == local
     assert f"-j {svl}" in nat["rules"][kubeproxy.ext_chain(svc, port)]
@@ -188,3 +189,37 @@ def test_rules_for_worker1_match_the_golden_file(default_plan):
     assert GOLDEN.exists(), f"{GOLDEN} is missing: run with PODPATH_UPDATE_GOLDEN=1 to write it"
     assert rendered == GOLDEN.read_text(), (
         "kube-proxy rules changed; if that is intended, run with PODPATH_UPDATE_GOLDEN=1 and review the diff")
+
+
+def test_a_nodes_inputs_give_the_same_rules_after_a_trip_through_their_file(default_plan):
+    for node in NODES:
+        inputs = kubeproxy.inputs(default_plan, node)
+        again = kubeproxy.NodeInputs.from_json(json.loads(json.dumps(inputs.to_json())))
+        assert kubeproxy.rules(again) == kubeproxy.render(default_plan, node)
+
+
+def test_a_nodes_kube_proxy_file_holds_its_services_not_the_topology(topology):
+    plan = build(topology, workloads__idle_pods_per_node=2)
+    files = workloads.render(plan, "/usr/bin/python3")["kube-proxy"]["files"]
+    assert [f["path"].rsplit("/", 1)[1] for f in files] == [f"{n}.conf" for n in NODES]
+    for node, file in zip(NODES, files):
+        content = json.loads(file["content"])
+        assert set(content) == {"lab", "node", "pod_network", "ports"}
+        assert content["node"] == node
+        assert "idle-" not in file["content"], "pods that are no Service's endpoints have no place in it"
+        assert kubeproxy.rules(kubeproxy.NodeInputs.from_json(content)) == kubeproxy.render(plan, node)
+
+
+def test_only_ready_endpoints_get_rules(default_plan):
+    svc = default_plan.echo_service
+    port = svc.ports[0]
+    eps = kubeproxy.endpoints(svc, port)
+    inputs = kubeproxy.inputs(default_plan, "worker1")
+    everyone_else = {ep.address for info in inputs.ports for ep in info.endpoints} - {eps[0].address}
+    nat = parse(kubeproxy.rules(inputs.with_ready(everyone_else)))["nat"]
+    assert kubeproxy.sep_chain(svc, port, eps[0].address) not in nat["chains"]
+    assert {kubeproxy.sep_chain(svc, port, ep.address) for ep in eps[1:]} <= set(nat["chains"])
+    no_echo = everyone_else - {ep.address for ep in eps}
+    tables = parse(kubeproxy.rules(inputs.with_ready(no_echo)))
+    assert any(f"-d {svc.cluster_ip}/32" in r and "-j REJECT" in r for r in tables["filter"]["rules"]["KUBE-SERVICES"])
+    assert kubeproxy.svc_chain(svc, port) not in tables["nat"]["chains"]

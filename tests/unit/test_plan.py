@@ -130,3 +130,28 @@ def test_every_namespace_of_the_lab_is_ipv4_only(plan):
         sysctls = ns.get("sysctls", {})
         assert sysctls.get("net.ipv6.conf.all.disable_ipv6") == 1, ns["name"]
         assert sysctls.get("net.ipv6.conf.default.disable_ipv6") == 1, ns["name"]
+
+
+def test_services_hold_their_endpoint_pods(plan):
+    assert [p.name for p in plan.ingress_service.pods] == [p.name for p in plan.ingress_pods]
+    assert [p.name for p in plan.echo_service.pods] == [p.name for p in plan.echo_pods]
+    assert plan.empty_service.pods == []
+    for svc in plan.services:
+        assert all(pod is plan.pod(pod.name) for pod in svc.pods), f"{svc.name}: endpoints are the plan's own pods"
+
+
+def test_the_plan_says_what_callers_used_to_read_from_the_topology(plan):
+    assert (plan.node_network, plan.pod_network, plan.service_network) == (
+        TOPOLOGY["node_network"], TOPOLOGY["pod_network"], TOPOLOGY["service_network"])
+    assert (plan.client_name, plan.client_ip) == (TOPOLOGY["client"]["name"], TOPOLOGY["client"]["ip"])
+    assert plan.ingress_host == TOPOLOGY["ingress"]["host"]
+    assert plan.election_id == TOPOLOGY["ingress"]["election_id"]
+    assert plan.ingress_service.name == TOPOLOGY["ingress"]["service"]
+    assert plan.echo_service.name == TOPOLOGY["workloads"]["echo"]["name"]
+    assert plan.empty_service.cluster_ip == TOPOLOGY["workloads"]["empty_service"]["cluster_ip"]
+
+
+def test_the_plans_namespaces_are_the_ones_its_netns_spec_makes(plan):
+    names = plan.netns_names
+    assert len(names) == len(set(names))
+    assert sorted(names) == sorted(ns["name"] for ns in plan_mod.netns_spec(plan))

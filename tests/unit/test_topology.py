@@ -214,3 +214,30 @@ def test_a_topology_that_failed_is_not_marked(default_topology):
 def test_the_mark_depends_on_the_schema(default_topology):
     schema = topology_mod.SCHEMA_FILE.read_text()
     assert topology_mod._schema_key(default_topology, schema) != topology_mod._schema_key(default_topology, schema + " ")
+
+
+# -- the one check a play makes -----------------------------------------------------------
+def test_read_hands_over_a_topology_without_checking_it(tmp_path, default_topology):
+    bad = copy.deepcopy(default_topology)
+    bad["ingress"]["replicas"] = 0
+    path = tmp_path / "topology.yml"
+    path.write_text(yaml.safe_dump({"podpath_topology": bad}))
+    assert topology_mod.read(path) == bad
+    with pytest.raises(TopologyError, match="replicas is 0"):
+        topology_mod.load(path)
+
+
+def test_the_plays_plan_step_refuses_a_bad_topology_naming_the_value(default_topology):
+    from ansible.errors import AnsibleFilterError
+
+    from podpath.model.labdir import load_file
+
+    plugin = load_file("podpath_filter_plugin", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "podpath.py")
+    bad = copy.deepcopy(default_topology)
+    bad["metallb"]["pool"] = "10.0.0.200-10.0.0.220"
+    with pytest.raises(AnsibleFilterError) as err:
+        plugin.podpath_plan(bad, "podpath", "/usr/bin/python3")
+    assert str(err.value).startswith(topology_mod.REFUSED)
+    assert "10.0.0.200" in str(err.value)
+    planned = plugin.podpath_plan(copy.deepcopy(default_topology), "podpath", "/usr/bin/python3")
+    assert set(planned) == {"netns", "iptables", "containers"}
