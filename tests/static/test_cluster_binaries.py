@@ -28,6 +28,7 @@ from render_roles import ROOT
 
 pytestmark = [
     pytest.mark.static,
+    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the tasks give the files to root, as on a node: run as root"),
 ]
 TASKS = ROOT / "roles" / "cluster_kubernetes" / "tasks" / "binaries.yml"
