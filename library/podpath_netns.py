@@ -26,7 +26,8 @@ version_added: "0.1.0"
 author: podpath contributors (!UNKNOWN)
 requirements:
   - Linux, root (CAP_SYS_ADMIN and CAP_NET_ADMIN)
-  - pyroute2 >= 0.7.7 on the managed host (Debian 13's C(python3-pyroute2) is enough)
+  - pyroute2 >= 0.5.14 on the managed host; only its netlink constants are used, so Debian's
+    own C(python3-pyroute2) is enough (0.7.7 on Debian 13, 0.7.2 on Debian 12)
 options:
   lab:
     description:

@@ -7,8 +7,8 @@ This is the one place that owns netlink sockets. Requests (a link, an address, a
 route, a link up, a bridge port, hairpin) are packed here with struct, and dumps are
 decoded here by walking the attributes with struct, reading only the few that podpath
 uses: pyroute2's generic message classes cost ten times more, most of the time of
-wiring hundreds of pods. pyroute2 only gives the message type and flag constants
-(names that pyroute2 0.7.7, Debian 13's python3-pyroute2, has as well).
+wiring hundreds of pods. pyroute2 only gives the message type and flag constants,
+which every pyroute2 from 0.5.14 on has (Debian 13's python3-pyroute2 is 0.7.7).
 Requests are sent in batches and their acknowledgements read together, which is what
 makes wiring hundreds of pods in one module call fast. No `ip` subprocess is used.
 
