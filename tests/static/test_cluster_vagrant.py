@@ -509,3 +509,11 @@ def test_real_vagrant_refuses_virtualbox_it_does_not_know(tool: Callable[[str], 
                               FAKE_VBOX=f"{newest[0]}.4r170995", **OLD_OK)
     assert result.returncode != 0
     assert f"VirtualBox {newest[0]}.4 needs Vagrant {newest[1]}" in result.stderr
+
+
+def test_every_docs_entry_the_vagrantfile_names_exists() -> None:
+    headings = {line.lstrip("#").strip() for line in (ROOT / "docs" / "cluster.md").read_text().splitlines()
+                if line.startswith("#")}
+    named = set(re.findall(r'docs/cluster\.md, \\?"([^"\\]+)\\?"', VAGRANTFILE.read_text()))
+    assert named, "the Vagrantfile's messages point at docs/cluster.md"
+    assert named <= headings, f"no such heading in docs/cluster.md: {sorted(named - headings)}"
