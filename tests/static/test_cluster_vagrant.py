@@ -517,3 +517,25 @@ def test_every_docs_entry_the_vagrantfile_names_exists() -> None:
     named = set(re.findall(r'docs/cluster\.md, \\?"([^"\\]+)\\?"', VAGRANTFILE.read_text()))
     assert named, "the Vagrantfile's messages point at docs/cluster.md"
     assert named <= headings, f"no such heading in docs/cluster.md: {sorted(named - headings)}"
+
+
+def test_the_provisioning_scripts_are_valid_and_authorizing_twice_adds_the_key_once(
+        ruby: Callable[[str], str], tmp_path: Path) -> None:
+    rendered = render(ruby, tmp_path, PODPATH_PROVISIONER="ansible_local")
+    scripts = {p["name"]: p for m in machines(rendered) for p in m["provisions"] if p.get("type") == "shell"}
+    assert {"podpath-clear", "podpath-ansible", "podpath-authorize"} <= set(scripts)
+    bash = shutil.which("bash") or pytest.skip("bash is not installed here")
+    for name, script in scripts.items():
+        checked = subprocess.run([bash, "-n"], input=script["inline"], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
+    # Vagrant runs an inline script as `bash -l <script> ARGS...` over SSH as the vagrant user.
+    authorize = scripts["podpath-authorize"]
+    home = tmp_path / "home"
+    home.mkdir()
+    for _ in range(2):
+        subprocess.run([bash, "-c", authorize["inline"], "podpath-authorize", *authorize["args"]],
+                       env={"HOME": str(home), "PATH": os.environ["PATH"]}, check=True)
+    keys = (home / ".ssh" / "authorized_keys").read_text().splitlines()
+    assert keys == authorize["args"]
+    assert (home / ".ssh").stat().st_mode & 0o777 == 0o700
+    assert (home / ".ssh" / "authorized_keys").stat().st_mode & 0o777 == 0o600
