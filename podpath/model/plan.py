@@ -78,8 +78,8 @@ class Service:
 
 @dataclass
 class Plan:
+    """The lab as its callers see it: they read these, never the topology it was built from."""
     lab: str
-    topology: dict[str, Any]
     lan_netns: str
     client_name: str  # the client's port on the LAN bridge is named after it
     client_netns: str
@@ -195,7 +195,7 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
         Service(name=empty["name"], namespace=empty["namespace"], cluster_ip=empty["cluster_ip"],
                 ports=[ServicePort("http", empty["port"], empty["port"])], pods=[], app=None),
     ]
-    return Plan(lab=lab, topology=topo, lan_netns=f"{lab}-lan", client_name=topo["client"]["name"],
+    return Plan(lab=lab, lan_netns=f"{lab}-lan", client_name=topo["client"]["name"],
                 client_netns=f"{lab}-{topo['client']['name']}", client_ip=topo["client"]["ip"],
                 node_network=str(node_net), node_prefixlen=node_net.prefixlen, pod_network=topo["pod_network"],
                 service_network=topo["service_network"], ingress_host=ingress["host"],

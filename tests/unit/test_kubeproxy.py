@@ -136,7 +136,7 @@ def test_every_endpoint_chain_dnats_to_an_endpoint_of_the_plan(default_plan, nod
 def test_a_service_without_endpoints_is_rejected_in_the_filter_table(default_plan, node):
     tables = parse(kubeproxy.render(default_plan, node))
     empty = default_plan.service("no-endpoints")
-    assert not empty.endpoints
+    assert not empty.pods
     rejects = [r for r in tables["filter"]["rules"]["KUBE-SERVICES"]
                if f"-d {empty.cluster_ip}/32" in r and "-j REJECT" in r]
     assert len(rejects) == 1
