@@ -539,3 +539,8 @@ def test_the_provisioning_scripts_are_valid_and_authorizing_twice_adds_the_key_o
     assert keys == authorize["args"]
     assert (home / ".ssh").stat().st_mode & 0o777 == 0o700
     assert (home / ".ssh" / "authorized_keys").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_provider_without_boxes_is_refused(ruby: Callable[[str], str], tmp_path: Path) -> None:
+    error = render(ruby, tmp_path, "up", "--provider=vmware_desktop")["error"]
+    assert '"vmware_desktop"' in error and "virtualbox and libvirt only" in error
