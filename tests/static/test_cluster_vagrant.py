@@ -544,3 +544,33 @@ def test_the_provisioning_scripts_are_valid_and_authorizing_twice_adds_the_key_o
 def test_a_provider_without_boxes_is_refused(ruby: Callable[[str], str], tmp_path: Path) -> None:
     error = render(ruby, tmp_path, "up", "--provider=vmware_desktop")["error"]
     assert '"vmware_desktop"' in error and "virtualbox and libvirt only" in error
+
+
+BOX_SOURCE = """
+Boxes = Struct.new(:installed) do
+  def find(name, provider, version) = installed ? [name, provider, version] : nil
+end
+Env = Struct.new(:boxes)
+Box = Struct.new(:name, :provider_name, :id)
+podpath_check_box_source(Env.new(Boxes.new({installed})), Box.new(:worker1, :{provider}, {id}))
+"""
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_missing_box_says_how_to_get_it(ruby: Callable[[str], str], tmp_path: Path, versions: dict[str, Any],
+                                          provider: str) -> None:
+    vagrantfile = lone_copy(tmp_path)   # a checkout without build/boxes/
+
+    def check(installed: bool, created: bool) -> dict[str, Any]:
+        return render(ruby, tmp_path, vagrantfile=vagrantfile, PODPATH_ARCH="amd64", evaluate=BOX_SOURCE.format(
+            installed=str(installed).lower(), provider=provider, id='"id"' if created else "nil"))
+
+    error = check(installed=False, created=False)["error"]
+    assert versions["boxes"][provider]["amd64"]["name"] in error and "make boxes" in error
+    assert "PODPATH_BOX_URL" in error
+    assert check(installed=True, created=False)["value"] is None, "an installed box needs no catalog"
+    assert check(installed=False, created=True)["value"] is None, "a created machine needs no box"
+    catalog = vagrantfile.parent / "build" / "boxes" / build.catalog_name(versions["boxes"][provider]["amd64"]["name"])
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text("{}")
+    assert check(installed=False, created=False)["value"] is None, "Vagrant adds the box from the catalog"
