@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Debian packages the labs, the tests and the static checks use: one home, debian-packages.txt.
 APT_PACKAGES := $(shell awk '!/^\#/ && NF {print $$1}' debian-packages.txt)
 
-.PHONY: help deps venv pause lab up verify trace down test bench clean
+.PHONY: help deps venv pause lab up verify trace down test collection sanity bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ down: venv ## remove the netns lab LAB and everything it made
 test: deps venv pause ## the whole test suite, static checks included
 	$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+collection: venv ## build the podpath.lab collection from library/ and module_utils/ (build/*.tar.gz)
+	$(PY) collection/build.py
+
+sanity: venv ## build the collection and run ansible-test sanity on it (make test runs it too)
+	$(PY) collection/build.py --sanity
 
 bench: deps venv pause ## the benchmarks; tables go to docs/performance.md
 	$(PY) -m bench
