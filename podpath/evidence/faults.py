@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from podpath.model import kubeproxy
+from podpath.model import kubeproxy, labdir
 from podpath.evidence.probe import NetnsLab
 
 
@@ -143,9 +143,10 @@ def wrong_pod_address(lab: NetnsLab) -> str:
 
 def removed_pod_namespace(lab: NetnsLab) -> str:
     pod = _echo_pods(lab)[1 % len(_echo_pods(lab))]
-    _must(lab.run(["umount", f"/run/netns/{pod.netns}"]), "unmount the namespace file")
-    os.unlink(f"/run/netns/{pod.netns}")
-    return f"removed /run/netns/{pod.netns} ({pod.name}); its processes still hold the namespace"
+    path = labdir.lab.netns_path(pod.netns)
+    _must(lab.run(["umount", path]), "unmount the namespace file")
+    os.unlink(path)
+    return f"removed {path} ({pod.name}); its processes still hold the namespace"
 
 
 def link_down(lab: NetnsLab) -> str:

@@ -232,7 +232,8 @@ def test_the_plays_plan_step_refuses_a_bad_topology_naming_the_value(default_top
 
     from podpath.model.labdir import load_file
 
-    plugin = load_file("podpath_filter_plugin", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "podpath.py")
+    filters = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "podpath.py"
+    plugin = load_file("podpath_filter_plugin", filters)
     bad = copy.deepcopy(default_topology)
     bad["metallb"]["pool"] = "10.0.0.200-10.0.0.220"
     with pytest.raises(AnsibleFilterError) as err:
