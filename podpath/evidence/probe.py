@@ -1,36 +1,39 @@
-"""Evidence from a running netns lab: real traffic and real tools, run in its namespaces.
+"""The netns lab's adapter: real traffic and real tools, run in the lab's namespaces.
 
-Every check of the verifier, `podpath trace` and the drills asks the lab through
-this class. It runs commands (curl, arping, ping, ip -j, iptables-save, conntrack)
-inside the lab's namespaces with nsenter, through a runner: testinfra's `host.run`
-in the suites, subprocess elsewhere. Nothing here sends traffic from, or changes, the
-host's own namespace.
+Every check of the verifier (through the `Lab` interface, podpath/evidence/lab.py),
+`podpath trace` and the drills ask the lab through `NetnsLab`. It runs commands (curl,
+arping, ping, ip -j, iptables-save, conntrack) inside the lab's namespaces with nsenter,
+through a runner: testinfra's `host.run` in the suites, subprocess elsewhere, and reads
+the files the lab's processes keep (pidfiles, the speakers' status, the lease). Nothing
+here sends traffic from, or changes, the host's own namespace.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
-from dataclasses import dataclass, field
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from podpath.evidence import status as lab_status
+from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PodRef, ProbeError,
+                                  Result, ServiceView)
+from podpath.evidence.parsers import CURL_ERRORS, parse_http, parse_lsns, parse_mountinfo_nsfs
+from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.model.plan import Plan, Pod, build
 
+# Names other modules import from here (trace, faults, bench): the types and curl's parser.
+__all__ = ["CURL_ERRORS", "Http", "NetnsLab", "Result", "local_runner", "neighbour_table_limit", "parse_http",
+           "pod_refs", "testinfra_runner"]
 
-@dataclass
-class Result:
-    rc: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
+NETNS_DIR = "/var/run/netns"
 
 Runner = Callable[[list[str]], Result]
 
@@ -48,24 +51,6 @@ def testinfra_runner(host) -> Runner:
     return run
 
 
-@dataclass
-class Http:
-    rc: int  # curl's exit code: 0 answered, 7 refused, 28 timed out
-    status: int | None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""
-    error: str = ""
-
-    def field(self, key: str) -> str | None:
-        """A key=value field of the echo backend's one-line answer."""
-        match = re.search(rf"(?:^|\s){re.escape(key)}=(\S*)", self.body)
-        return match.group(1) if match else None
-
-
-CURL_ERRORS = {6: "could not resolve host", 7: "connection refused or no route", 28: "timed out",
-               52: "empty reply", 56: "connection reset"}
-
-
 @functools.lru_cache(maxsize=None)
 def neighbour_table_limit() -> int | None:
     """The host's cap on neighbour entries, shared by every namespace (gc_thresh3), or None
@@ -76,16 +61,30 @@ def neighbour_table_limit() -> int | None:
         return None
 
 
+def pod_refs(plan: Plan, *apps: str) -> list[PodRef]:
+    """The plan's pods (of APPS, or all), as the checks name them: by the pod's own name."""
+    pods = [p for p in plan.pods if not apps or p.app in apps]
+    index: dict[str, int] = {}
+    refs = []
+    for pod in pods:
+        refs.append(PodRef(pod.app, index.setdefault(pod.app, 0), pod.name))
+        index[pod.app] += 1
+    return refs
+
+
 class NetnsLab:
     """One netns lab, seen from inside its namespaces."""
 
     kind = "netns"
+    runtime = NETNS_LAB
 
     def __init__(self, lab: str, topology: dict, run: Runner = local_runner):
         self.name = lab
         self.topology = topology
         self.plan: Plan = build(topology, lab)
         self.run = run
+        self._views: dict[str, LabPod] = {}
+        self._lsns: dict | None = None
 
     # -- where things are ------------------------------------------------------------
     def node_netns(self, node: str) -> str:
@@ -117,8 +116,12 @@ class NetnsLab:
     def arping(self, netns: str, iface: str, ip: str, count: int = 3) -> set[str]:
         """MAC addresses that answered ARP requests for IP (arping from iputils or Debian's arping)."""
         # -W: 0.2 s between requests, so a check takes well under a second
-        out = self.exec_in(netns, ["arping", "-c", str(count), "-W", "0.2", "-w", "2", "-i", iface, ip])
+        out = self.exec_in(netns, self._arping_argv(iface, ip, count))
         return {m.lower() for m in re.findall(r"((?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})", out.stdout)}
+
+    @staticmethod
+    def _arping_argv(iface: str, ip: str, count: int) -> list[str]:
+        return ["arping", "-c", str(count), "-W", "0.2", "-w", "2", "-i", iface, ip]
 
     # -- state -----------------------------------------------------------------------
     def ip_json(self, netns: str, *args: str) -> list:
@@ -132,10 +135,6 @@ class NetnsLab:
     def ipv4(self, netns: str, dev: str) -> list[str]:
         return [f"{a['local']}/{a['prefixlen']}" for link in self.ip_json(netns, "addr", "show", "dev", dev)
                 for a in link.get("addr_info", []) if a.get("family") == "inet"]
-
-    def route_get(self, netns: str, ip: str) -> dict | None:
-        routes = self.ip_json(netns, "route", "get", ip)
-        return routes[0] if routes else None
 
     def iptables_save(self, netns: str, table: str = "nat") -> str:
         return self.exec_in(netns, ["iptables-save", "-t", table]).stdout
@@ -153,10 +152,11 @@ class NetnsLab:
         the host's neighbour table (the kernel's default cap, 1024, where it cannot be read)."""
         return 4 * len(self.plan.pods) >= (neighbour_table_limit() or 1024)
 
-    def forget_neighbours(self, pod: Pod) -> None:
+    def forget_neighbours(self, pod: Pod | LabPod) -> None:
         """Delete the neighbour entries that traffic between POD and its node made: the pod's
         (for its gateway) and its node's on cni0 (for the pod)."""
-        self.run(["ip", "-n", pod.netns, "neigh", "flush", "dev", "eth0"])
+        netns = self.plan.pod(pod.name).netns
+        self.run(["ip", "-n", netns, "neigh", "flush", "dev", "eth0"])
         self.run(["ip", "-n", self.node_netns(pod.node), "neigh", "del", pod.ip, "dev", "cni0"])
 
     def node_macs(self) -> dict[str, str]:
@@ -187,15 +187,301 @@ class NetnsLab:
     def lease(self) -> dict | None:
         return lab_status.lease(self.name, self.topology)
 
+    # == the verifier's interface (podpath.evidence.lab.Lab) ===========================
+    # -- where a student sees the same thing
+    def node_command(self, node: str, argv: list[str], root: bool = False) -> str:
+        # the netns lab runs as root already
+        return f"ip netns exec {self.node_netns(node)} {shlex.join(argv)}"
 
-def parse_http(out: Result) -> Http:
-    if out.rc != 0:
-        return Http(rc=out.rc, status=None, error=out.stderr.strip() or CURL_ERRORS.get(out.rc, f"curl exit {out.rc}"))
-    head, _, body = out.stdout.replace("\r\n", "\n").partition("\n\n")
-    lines = head.splitlines()
-    match = re.match(r"HTTP/\S+ (\d+)", lines[0]) if lines else None
-    headers = {}
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return Http(rc=0, status=int(match.group(1)) if match else None, headers=headers, body=body.strip())
+    def pod_command(self, pod: LabPod, argv: list[str]) -> str:
+        return f"ip netns exec {pod.handle.netns} {shlex.join(argv)}"
+
+    def exec_command(self, pod: LabPod, container: str, argv: list[str]) -> str:
+        """ARGV in every namespace of the container, as `kubectl exec` runs it in the cluster."""
+        return f"nsenter -t {self.container_pid(pod.name, container) or 'PID'} -a {shlex.join(argv)}"
+
+    def client_command(self, argv: list[str]) -> str:
+        return f"ip netns exec {self.plan.client_netns} {shlex.join(argv)}"
+
+    # -- what the lab is made of (its plan)
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.plan.nodes]
+
+    def node_ip(self, node: str) -> str:
+        return self.plan.node(node).ip
+
+    def _view(self, pod: Pod) -> LabPod:
+        if pod.name not in self._views:
+            self._views[pod.name] = LabPod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip,
+                                           app=pod.app, port=pod.port, containers=[c.name for c in pod.containers],
+                                           prefixlen=pod.prefixlen, handle=pod)
+        return self._views[pod.name]
+
+    def pod(self, ref: PodRef, refresh: bool = False) -> LabPod:
+        return self._view(self.plan.pod(ref.id))
+
+    def pods_of(self, app: str) -> list[LabPod]:
+        return [self._view(p) for p in self.plan.pods if p.app == app]
+
+    def clients(self) -> list[LabPod]:
+        """Every pod: curl runs in any pod's namespace through nsenter."""
+        return [self._view(p) for p in self.plan.pods]
+
+    def service(self, role: str) -> ServiceView:
+        svc = self._plan_service(role)
+        port = svc.ports[0]
+        return ServiceView(name=svc.name, namespace=svc.namespace, cluster_ip=svc.cluster_ip, port=port.port,
+                           target_port=port.target_port, node_port=port.node_port,
+                           load_balancer_ip=svc.load_balancer_ip, policy=svc.external_traffic_policy,
+                           endpoints={p: f"{self.plan.pod(p).ip}:{port.target_port}" for p in svc.endpoints})
+
+    def _plan_service(self, role: str):
+        if role == "ingress":
+            return self.plan.ingress_service
+        names = {"echo": self.topology["workloads"]["echo"]["name"],
+                 "empty": self.topology["workloads"]["empty_service"]["name"]}
+        if role not in names:
+            raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
+        return self.plan.service(names[role])
+
+    def ingress_host(self) -> str:
+        return self.topology["ingress"]["host"]
+
+    def ingress_replicas(self) -> int:
+        return len(self.plan.ingress_pods)
+
+    def pod_network(self) -> str:
+        return self.topology["pod_network"]
+
+    # -- scenarios 1-4
+    def netns_path(self, pod: LabPod) -> str:
+        return f"{NETNS_DIR}/{pod.handle.netns}"
+
+    def netns_files(self, node: str) -> list[str]:
+        # one /var/run/netns for every node: the nodes are namespaces of this host
+        try:
+            return os.listdir(NETNS_DIR)
+        except OSError:
+            return []
+
+    def pod_addresses(self, pod: LabPod, dev: str = "eth0") -> list[str]:
+        return self.ipv4(pod.handle.netns, dev)
+
+    def netns_bind_mounts(self, pod: LabPod) -> list[str]:
+        """Where the pod's namespace file is a mount of nsfs, from this process's mountinfo."""
+        with open("/proc/self/mountinfo") as handle:
+            mounts = parse_mountinfo_nsfs(handle.read())
+        name = pod.handle.netns
+        return [point for point in mounts if point.rpartition("/")[2] == name]
+
+    def sandbox_pid(self, pod: LabPod) -> int | None:
+        return self.holder(pod.handle.netns)
+
+    def process_name(self, node: str, pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return ""
+
+    def namespace_of_pid(self, node: str, pid: int, kind: str = "net") -> str:
+        try:
+            return os.readlink(f"/proc/{pid}/ns/{kind}")
+        except OSError as exc:
+            raise ProbeError(f"cannot read /proc/{pid}/ns/{kind}: {exc.strerror}") from None
+
+    def namespace_of_netns_file(self, pod: LabPod) -> str:
+        path = self.netns_path(pod)
+        try:
+            return f"net:[{os.stat(path).st_ino}]"
+        except OSError as exc:
+            raise ProbeError(f"pod {pod}: cannot stat {path}: {exc.strerror}") from None
+
+    def processes_in_netns(self, pod: LabPod) -> int:
+        # lsns walks every process of the host: read once a run (the disruptive checks forget it)
+        if self._lsns is None:
+            out = self.run(["lsns", "-t", "net", "-J", "-o", "NS,TYPE,NPROCS,PID,NSFS,COMMAND"])
+            if not out.ok:
+                raise ProbeError(f"lsns -t net -J failed: {out.stderr.strip()[:200]}")
+            self._lsns = parse_lsns(out.stdout, "lsns -t net -J on this host")
+        inode = int(self.namespace_of_netns_file(pod)[5:-1])
+        space = self._lsns.get(inode)
+        return space.nprocs if space else 0
+
+    def container_namespaces(self, pod: LabPod, container: str) -> dict[str, str]:
+        pid = self.container_pid(pod.name, container)
+        if not pid:
+            raise ProbeError(f"pod {pod}: container {container} is not running")
+        return {kind: self.namespace_of_pid(pod.node, pid, kind) for kind in NAMESPACE_KINDS}
+
+    def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None:
+        pid = self.container_pid(pod.name, container)
+        if not pid:
+            raise ProbeError(f"pod {pod}: container {container} is not running")
+        out = self.exec_in_pid(pid, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+        return re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", out.stdout)
+
+    def container_get(self, pod: LabPod, container: str, url: str) -> Http:
+        pid = self.container_pid(pod.name, container)
+        if not pid:
+            return Http(rc=1, status=None, error=f"container {container} is not running")
+        return self.curl_pid(pid, url)
+
+    def page_mark(self, pod: LabPod, container: str) -> str:
+        # the lab's nginx containers name themselves in their answer (nginx-web.conf.j2)
+        return f"container={container}"
+
+    def pod_links(self, pod: LabPod) -> tuple[dict, dict | None]:
+        """(eth0 in the pod's namespace, the host-side veth the plan names on its node)."""
+        plan_pod = pod.handle
+        return (self.link(plan_pod.netns, "eth0") or {}), self.link(self.node_netns(pod.node), plan_pod.host_veth)
+
+    # -- scenarios 5-11 and 18
+    def pod_get(self, pod: LabPod, url: str, host: str | None = None, timeout: float = 2.0) -> Http:
+        return self.curl(pod.handle.netns, url, host=host, timeout=timeout)
+
+    def node_get(self, node: str, ip: str, port: int, host: str | None = None) -> Http:
+        return self.curl(self.node_netns(node), f"http://{ip}:{port}/", host=host)
+
+    def client_get(self, url: str, host: str | None = None) -> Http:
+        return self.curl(self.plan.client_netns, url, host=host)
+
+    def answered_by(self, pod: LabPod, url: str, expect: set[str], host: str | None = None,
+                    field_name: str = "pod") -> tuple[dict[str, int], list[str]]:
+        """Ask URL from POD until every name of EXPECT answered (or MAX_TRIES were sent, or
+        FAILURES_ENOUGH failed): kube-proxy picks an endpoint at random."""
+        seen: dict[str, int] = {}
+        errors: list[str] = []
+        for _ in range(MAX_TRIES):
+            answer = self.pod_get(pod, url, host=host)
+            if answer.status != 200:
+                errors.append(answer.error or f"HTTP {answer.status}")
+                if len(errors) >= FAILURES_ENOUGH:
+                    break
+                continue
+            name = answer.field(field_name) or "?"
+            seen[name] = seen.get(name, 0) + 1
+            if expect <= set(seen):
+                break
+        return seen, errors
+
+    def forget_traffic(self, pod: LabPod) -> None:
+        """After the checks of POD, on a lab big enough to fill the host's neighbour table,
+        delete the two entries its traffic made. That table and its limit (gc_thresh3) are
+        shared by every namespace on the host, and an entry stays REACHABLE, which the kernel
+        cannot reclaim, for 15 to 45 s: a verifier that checks about 40 pods a second would
+        fill it near 1,000 pods, and its pings would fail for want of room, not for a fault of
+        the lab."""
+        if self.fills_neighbour_table():
+            self.forget_neighbours(pod)
+
+    def pod_reaches_node(self, pod: LabPod, node: str) -> tuple[bool, str]:
+        ip = self.node_ip(node)
+        out = self.ping(pod.handle.netns, ip)
+        return out.ok, f"{self.pod_command(pod, ['ping', '-c', '1', '-W', '1', ip])}: exit {out.rc}"
+
+    def route_get(self, node: str, ip: str) -> dict:
+        routes = self.ip_json(self.node_netns(node), "route", "get", ip)
+        return routes[0] if routes else {}
+
+    def pod_subnet_next_hops(self, node: str) -> set[str]:
+        # the lab routes each node's pod subnet via that node's address (as flannel's host-gw)
+        return {self.node_ip(node)}
+
+    def vxlan_destination(self, node: str, gateway: str) -> tuple[str | None, str | None]:
+        netns = self.node_netns(node)
+        mac = self.neighbours(netns, "flannel.1").get(gateway)
+        out = self.exec_in(netns, ["bridge", "-j", "fdb", "show", "dev", "flannel.1"])
+        fdb = {(f.get("mac") or "").lower(): f.get("dst") for f in json.loads(out.stdout or "[]")} if out.ok else {}
+        return mac, fdb.get(mac or "")
+
+    def node_side_addresses(self) -> set[str]:
+        return {n.ip for n in self.plan.nodes} | {n.gateway for n in self.plan.nodes}
+
+    def client_address(self, toward: str) -> str:
+        return self.plan.client_ip
+
+    # -- scenario 12
+    def nat_rules(self, node: str) -> tuple[str, str]:
+        out = self.exec_in(self.node_netns(node), ["iptables-save", "-t", "nat"])
+        if not out.ok:
+            raise ProbeError(f"{self.node_command(node, ['iptables-save', '-t', 'nat'])} failed: {out.stderr.strip()}")
+        return "iptables-save", out.stdout
+
+    # -- scenarios 13-17 and 19
+    def node_addresses(self, node: str) -> list[tuple[str, str]]:
+        return [(link.get("ifname", ""), a.get("local", "")) for link in self.ip_json(self.node_netns(node), "addr")
+                for a in link.get("addr_info", [])]
+
+    def arp_probe(self, address: str, count: int = 3) -> Future:
+        """ARP requests from the client for ADDRESS, sent in the background: most of the
+        probe's time is spent waiting between requests, which the HTTP checks can use."""
+        argv = self._arping_argv("eth0", address, count)
+
+        def probe() -> ArpAnswer:
+            return ArpAnswer(sorted(self.arping(self.plan.client_netns, "eth0", address, count)),
+                             self.client_command(argv))
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            return pool.submit(probe)
+        finally:
+            pool.shutdown(wait=False)
+
+    def client_neighbour(self, address: str) -> str | None:
+        return self.neighbours(self.plan.client_netns, "eth0").get(address)
+
+    def election_candidates(self) -> list[str]:
+        """Nodes whose speaker runs and whose link is up (what the speakers report)."""
+        return sorted(n for n, s in self.speakers().items() if s and s.get("link_ok"))
+
+    def reported_announcers(self) -> list[str] | None:
+        address = self.plan.ingress_service.load_balancer_ip
+        return sorted(n for n, s in self.speakers().items() if s and address in s.get("announcing", []))
+
+    def speakers_not_running(self) -> list[str]:
+        return sorted(n for n, s in self.speakers().items() if not s)
+
+    def leader_lease(self) -> Lease | None:
+        lease = self.lease()
+        if not lease:
+            return None
+        renew, duration = lease.get("renewTime"), lease.get("leaseDurationSeconds")
+        return Lease(holder=lease.get("holderIdentity"), renew_time=float(renew) if renew is not None else None,
+                     duration=float(duration) if duration is not None else None)
+
+    def clock(self) -> float:
+        return time.time()
+
+    def trace(self):
+        from podpath.evidence import trace as trace_mod
+
+        return trace_mod.trace(self.name, self.topology, lab=self)
+
+    # -- the disruptive checks
+    def stop_container(self, pod: LabPod, container: str) -> str:
+        """SIGKILL the container's first process and wait for it to be gone (nothing restarts
+        it: `repair` does)."""
+        pid = self.container_pid(pod.name, container)
+        if not pid:
+            raise ProbeError(f"pod {pod}: container {container} is not running")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.05)
+        self._lsns = None
+        return f"killed container {container} of pod {pod.name} (pid {pid}, SIGKILL)"
+
+    def fail_announcer(self, node: str) -> str:
+        argv = ["ip", "link", "set", "eth1", "down"]
+        out = self.exec_in(self.node_netns(node), argv)
+        if not out.ok:
+            raise ProbeError(f"could not take {node}'s eth1 down: {out.stderr.strip()}")
+        return self.node_command(node, argv)
+
+    def repair(self, node: str | None = None) -> None:
+        """`podpath up` puts back whatever a disruptive check broke."""
+        self._lsns = None
+        done = subprocess.run([sys.executable, "-m", "podpath.cli", "up", "--lab", self.name, "-q"],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise ProbeError(f"podpath up could not restore lab {self.name}: {done.stderr.strip()[-500:]}")

@@ -25,9 +25,10 @@ class ScenarioReport:
                 self.scenario_of[item.nodeid] = marker.args[0]
 
     def pytest_deselected(self, items):
+        # the disruptive checks left out of the default run (the other lab's are not listed)
         for item in items:
             marker = item.get_closest_marker("scenario")
-            if marker:
+            if marker and item.get_closest_marker("disruptive"):
                 self.deselected.add(marker.args[0])
 
     def pytest_runtest_logreport(self, report):

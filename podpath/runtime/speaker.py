@@ -7,15 +7,15 @@ Run in the node's network namespace (as the real speaker runs with hostNetwork):
 Each speaker tells the others it is alive with a small UDP message on the node
 network every `interval` seconds (MetalLB uses memberlist for this) and forgets a node
 it has not heard from for `dead_after` seconds. For every address of the pool in use,
-the alive nodes are ordered by sha256("<node>#<address>") and the first one announces
-it: it answers ARP requests for the address with its own MAC, without putting the
-address on any interface, and sends gratuitous ARP when it takes the address over.
+the alive nodes are ordered as MetalLB orders them (podpath.model.election) and the
+first one announces it: it answers ARP requests for the address with its own MAC,
+without putting the address on any interface, and sends gratuitous ARP when it takes
+the address over.
 Its status (who is alive, what it announces) is written to a JSON file for the
 verifier and for `podpath status`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import select
@@ -24,17 +24,11 @@ import struct
 import sys
 import time
 
+from podpath.model.election import announcer
 from podpath.runtime.daemon import log, start
 
 ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6
-
-
-def elect(alive: list[str], address: str) -> str | None:
-    """The node that announces ADDRESS: first of the alive nodes by sha256("node#address")."""
-    if not alive:
-        return None
-    return min(alive, key=lambda node: hashlib.sha256(f"{node}#{address}".encode()).hexdigest())
 
 
 def arp_frame(op: int, src_mac: bytes, src_ip: str, dst_mac: bytes, dst_ip: str, eth_dst: bytes) -> bytes:
@@ -120,7 +114,8 @@ class Speaker:
 
     def elect_all(self, now: float) -> bool:
         alive = self.alive(now)
-        mine = {a for a in self.addresses if elect(alive, a) == self.node}
+        # the candidates: the nodes heard from lately, and this one while its link is up
+        mine = {a for a in self.addresses if announcer(alive, a) == self.node}
         changed = mine != self.announcing
         for address in sorted(mine - self.announcing):
             self.gratuitous(address)

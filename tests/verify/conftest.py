@@ -1,10 +1,12 @@
-"""Fixtures of the verifier's suites.
+"""Fixtures of the verifier's suites: which lab, and one test id per pod, node and hop.
 
 netns lab:   pytest --hosts=local:// tests/verify [--lab NAME]
 cluster lab: pytest --hosts=ansible://all --ansible-inventory=INVENTORY tests/verify
 
-The lab is found from its topology (inventory/group_vars/all/topology.yml, or
---topology) and, for the netns lab, its state under /run/podpath/<lab>/.
+`--hosts` picks the adapter the checks ask (podpath/evidence/lab.py): `local://` the netns
+lab on this host (NetnsLab), anything else the cluster lab (ClusterLab). The lab is found
+from its topology (inventory/group_vars/all/topology.yml, or --topology) and, for the
+netns lab, its state under /run/podpath/<lab>/.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import os
 
 import pytest
 
-from podpath.model import topology as topology_mod
+from podpath.evidence.lab import NAMESPACE_KINDS, CONTAINERD, NETNS_LAB, Unobservable
 from podpath.evidence.report import ScenarioReport
+from podpath.model import topology as topology_mod
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("podpath")
@@ -28,23 +32,24 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(number): the verifier scenario (docs/lab.md) a test proves")
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
-    config.addinivalue_line("markers", "netns_lab: a check of the netns lab (its namespaces, pidfiles, processes)")
-    config.addinivalue_line("markers", "cluster_lab: a check of the cluster lab (kubectl, crictl on the nodes)")
+    config.addinivalue_line("markers", "netns_lab: a check only the netns lab can answer")
+    config.addinivalue_line("markers", "cluster_lab: a check only the cluster lab can answer")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
         config.pluginmanager.register(ScenarioReport(), "podpath-scenarios")
 
 
-def _cluster_mode(config) -> bool:
+def lab_kind(config) -> str:
+    """netns or cluster, from --hosts: local:// is this host's netns lab."""
     hosts = config.getoption("hosts", default=None) or []
     if isinstance(hosts, str):
         hosts = hosts.split(",")
-    return any(h and not h.startswith("local://") for h in hosts)
+    return "cluster" if any(h and not h.startswith("local://") for h in hosts) else "netns"
 
 
 _LAB = {}
 # The topology file and the netns lab's plan, read once a run: the hooks that give tests
-# one id per pod or node run once per test function (about 75), and a YAML load takes
-# 10-20 ms. The file does not change while the verifier runs.
+# one id per pod or node run once per test function, and a YAML load takes 10-20 ms. The
+# file does not change while the verifier runs.
 _TOPOLOGY: dict = {}
 _PLAN: dict = {}
 
@@ -69,8 +74,8 @@ def make_lab(config):
     if "lab" in _LAB:
         return _LAB["lab"]
     topo = load_topology(config)
-    if _cluster_mode(config):
-        from podpath.evidence.cluster_probe import ClusterLab
+    if lab_kind(config) == "cluster":
+        from podpath.evidence.cluster import ClusterLab
 
         _LAB["lab"] = ClusterLab(topo, config.getoption("hosts"), config.getoption("ansible_inventory", None))
     else:
@@ -92,65 +97,72 @@ def lab(request):
     return driver
 
 
-def pytest_ignore_collect(collection_path, config):
-    """A netns run leaves the cluster suites (test_cluster_*.py) uncollected: every one of
-    their checks would be skipped, and importing and parametrizing them costs a third of a
-    second. A file named on the command line is still collected, and its checks skipped
-    below, saying why. A cluster run collects everything (the netns checks skip)."""
-    if (collection_path.name.startswith("test_cluster_") and collection_path.suffix == ".py"
-            and not _cluster_mode(config)):
-        return True
-    return None
+# -- one test id per pod, node and namespace kind ------------------------------------------------
+# Ids come from the plan (netns lab: the pods' names) or the topology (cluster lab: slots such
+# as echo-2, resolved to a real pod when the check runs): collecting never connects to a lab.
+
+def _pod_refs(config, *apps):
+    if lab_kind(config) == "cluster":
+        from podpath.evidence.cluster import pod_slots
+
+        return pod_slots(load_topology(config), *apps)
+    from podpath.evidence.probe import pod_refs
+
+    return pod_refs(netns_plan(config), *apps)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Each lab runs its own checks: the other lab's are skipped, saying why."""
-    cluster = _cluster_mode(config)
-    if not config.getoption("disruptive"):
-        # the default run changes nothing: the disruptive checks are left out, and listed
-        keep = [i for i in items if not i.get_closest_marker("disruptive")]
-        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("disruptive")])
-        items[:] = keep
-    for item in items:
-        if cluster and item.get_closest_marker("netns_lab"):
-            item.add_marker(pytest.mark.skip(reason="a netns lab check; this run verifies the cluster lab"))
-        if not cluster and item.get_closest_marker("cluster_lab"):
-            item.add_marker(pytest.mark.skip(reason="a cluster lab check; this run verifies the netns lab "
-                                                    "(use --hosts=ansible://all --ansible-inventory=...)"))
+def runtime_model(config):
+    """The namespace model of the pods' runtime, per lab (podpath/evidence/lab.py)."""
+    return CONTAINERD if lab_kind(config) == "cluster" else NETNS_LAB
 
 
 def pytest_generate_tests(metafunc):
-    """One test id per pod and per node of the netns lab's plan, so a failure names it."""
-    if not metafunc.definition.get_closest_marker("netns_lab"):
-        return
-    if not {"pod", "node", "ingress_pod", "echo_pod"} & set(metafunc.fixturenames):
-        return
-    plan = netns_plan(metafunc.config)
-    for name, pods in (("pod", plan.pods), ("ingress_pod", plan.ingress_pods), ("echo_pod", plan.echo_pods)):
+    config = metafunc.config
+    for name, apps in (("pod", ()), ("echo_pod", ("echo",)), ("ingress_pod", ("ingress-nginx",))):
         if name in metafunc.fixturenames:
-            metafunc.parametrize(name, pods, ids=[p.name for p in pods])
+            refs = _pod_refs(config, *apps)
+            metafunc.parametrize(name, refs, ids=[r.id for r in refs], indirect=True)
     if "node" in metafunc.fixturenames:
-        metafunc.parametrize("node", plan.nodes, ids=[n.name for n in plan.nodes])
+        names = [n["name"] for n in load_topology(config)["nodes"]]
+        metafunc.parametrize("node", names, ids=names)
+    if "namespace_kind" in metafunc.fixturenames:
+        model = runtime_model(config)
+        metafunc.parametrize("namespace_kind", NAMESPACE_KINDS,
+                             ids=[f"{k}-{model.expectation(k)}" for k in NAMESPACE_KINDS])
 
 
-# --- cluster lab: one test id per node and per pod slot ------------------------------------
-# (podpath/evidence/cluster_probe.py; tests/verify/test_cluster_*.py). A hook of its own, so that the
-# netns lab's pytest_generate_tests above stays as it is. Ids come from the topology only:
-# collecting the cluster suites never connects to a node; a slot (echo-2) is resolved to a
-# real pod when its test runs, and the failure message names that pod.
-@pytest.hookimpl(specname="pytest_generate_tests")
-def pytest_generate_tests_cluster_lab(metafunc):
-    if not metafunc.definition.get_closest_marker("cluster_lab"):
-        return
-    from podpath.evidence.cluster_probe import pod_slots
+@pytest.fixture
+def pod(lab, request):
+    return lab.pod(request.param)
 
-    topo = load_topology(metafunc.config)
-    slots = {"k8s_pod": pod_slots(topo), "k8s_echo": pod_slots(topo, "echo"),
-             "k8s_controller": pod_slots(topo, "ingress-nginx")}
-    for name, values in slots.items():
-        if name in metafunc.fixturenames:
-            metafunc.parametrize(name, values, ids=[s.id for s in values])
-    if "k8s_node" in metafunc.fixturenames:
-        names = [n["name"] for n in topo["nodes"]]
-        metafunc.parametrize("k8s_node", names, ids=names)
-# --- end of the cluster lab section ---------------------------------------------------------
+
+@pytest.fixture
+def echo_pod(lab, request):
+    return lab.pod(request.param)
+
+
+@pytest.fixture
+def ingress_pod(lab, request):
+    return lab.pod(request.param)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """What this machine cannot observe is skipped, saying why and what to run instead."""
+    try:
+        return (yield)
+    except Unobservable as exc:
+        pytest.skip(str(exc))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The default run changes nothing: the disruptive checks are left out (and listed). A
+    check only one lab can answer is left out of the other lab's run."""
+    other = "cluster_lab" if lab_kind(config) == "netns" else "netns_lab"
+    keep, drop = [], []
+    for item in items:
+        disruptive = item.get_closest_marker("disruptive") and not config.getoption("disruptive")
+        (drop if disruptive or item.get_closest_marker(other) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

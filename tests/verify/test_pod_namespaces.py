@@ -1,119 +1,171 @@
 """Scenarios 1-4: what a pod is made of on its node.
 
 Its own network namespace (a bind mount under /var/run/netns, named cni-<uuid> as
-containerd names it), the pause process that holds it, containers that share it, and
-the veth pair that plugs it into the node's cni0 bridge.
+containerd names it), the pause process that holds it, containers that share it (and
+which other namespaces they share: the runtime's model, podpath/evidence/lab.py), and the
+veth pair that plugs it into the node's cni0 bridge. Asked of either lab through its
+adapter: nsenter and /proc on this host (netns lab), crictl, lsns, ip and kubectl exec on
+the nodes (cluster lab).
 """
-import os
-
 import pytest
 
-pytestmark = pytest.mark.netns_lab
+NETNS_DIRS = ("/var/run/netns", "/run/netns")
 
 
-def nsfs_mounts() -> set[str]:
-    """Mount points of namespace files (fstype nsfs), from this process's mountinfo."""
-    points = set()
-    with open("/proc/self/mountinfo") as handle:
-        for line in handle:
-            left, _, right = line.partition(" - ")
-            if right.split()[0] == "nsfs":
-                points.add(left.split()[4])
-    return points
+def _ips(addresses):
+    return [a.partition("/")[0] for a in addresses]
 
 
 @pytest.mark.scenario(1)
-def test_pod_namespace_is_under_var_run_netns(lab, pod):
-    path = f"/var/run/netns/{pod.netns}"
-    assert pod.netns.startswith("cni-"), f"pod {pod.name}: namespace {pod.netns} is not named cni-<uuid>"
-    assert os.path.exists(path), f"pod {pod.name}: {path} does not exist (the pod has no network namespace)"
+def test_pod_namespace_is_a_cni_file_under_var_run_netns(lab, pod):
+    path = lab.netns_path(pod)
+    directory, _, name = path.rpartition("/")
+    assert directory in NETNS_DIRS and name.startswith("cni-"), (
+        f"pod {pod}: its network namespace is {path}, not /var/run/netns/cni-<uuid>")
+    listed = lab.netns_files(pod.node)
+    assert name in listed, (f"pod {pod}: {name} is missing from /var/run/netns on {pod.node} "
+                            f"({lab.node_command(pod.node, ['ls', '/var/run/netns'])} lists {len(listed)} others): "
+                            "the pod has no network namespace")
 
 
 @pytest.mark.scenario(1)
 def test_pod_namespace_has_eth0_with_the_pod_ip(lab, pod):
-    addresses = lab.ipv4(pod.netns, "eth0")
-    assert f"{pod.ip}/{pod.prefixlen}" in addresses, (
-        f"pod {pod.name}: eth0 in {pod.netns} has {addresses or 'no IPv4 address'}, not {pod.ip}/{pod.prefixlen}")
+    addresses = lab.pod_addresses(pod, "eth0")
+    wanted = f"{pod.ip}/{pod.prefixlen}" if pod.prefixlen else pod.ip
+    found = addresses if pod.prefixlen else _ips(addresses)
+    assert wanted in found, (f"pod {pod}: eth0 has {addresses or 'no IPv4 address'}, not the pod IP {wanted} "
+                             f"({lab.pod_command(pod, ['ip', 'addr', 'show', 'dev', 'eth0'])})")
 
 
 @pytest.mark.scenario(1)
-def test_pod_namespace_is_a_bind_mount_that_outlives_containers(lab, pod):
-    # A namespace file that is a mount of nsfs keeps the namespace alive with no process in it.
-    path = f"/run/netns/{pod.netns}"
-    assert path in nsfs_mounts(), f"pod {pod.name}: {path} is not a bind mount of the namespace (nsfs)"
+def test_pod_namespace_is_a_bind_mount_that_outlives_its_containers(lab, pod):
+    # A namespace bind-mounted on a file (nsfs) lives on with no process in it.
+    name = lab.netns_path(pod).rpartition("/")[2]
+    mounts = lab.netns_bind_mounts(pod)
+    lsns = lab.node_command(pod.node, ["lsns", "-t", "net", "-o", "NS,NSFS"], root=True)
+    assert any(m.rpartition("/")[2] == name and m.rpartition("/")[0] in NETNS_DIRS for m in mounts), (
+        f"pod {pod}: its network namespace is not bind-mounted on /var/run/netns/{name} (nsfs mounts of it: "
+        f"{mounts or 'none'}; {lsns})")
+
+
+@pytest.fixture
+def repaired(lab):
+    yield
+    lab.repair()
+
+
+@pytest.mark.scenario(1)
+@pytest.mark.disruptive
+def test_pod_namespace_outlives_a_killed_container(lab, repaired):
+    """Stop the only container of an echo pod: the namespace file, the address on eth0 and
+    the pause process stay (the cluster's kubelet restarts the container in the same
+    sandbox; the netns lab's `podpath up` restarts it afterwards)."""
+    pod = lab.pods_of("echo")[0]
+    container = pod.containers[0]
+    path, holder = lab.netns_path(pod), lab.sandbox_pid(pod)
+    assert holder, f"pod {pod}: no pause process before the test"
+    what = lab.stop_container(pod, container)
+    name = path.rpartition("/")[2]
+    assert lab.netns_path(pod) == path, f"pod {pod}: after {what}, its namespace is {lab.netns_path(pod)}, not {path}"
+    assert name in lab.netns_files(pod.node), f"pod {pod}: {path} vanished with its container ({what})"
+    assert pod.ip in _ips(lab.pod_addresses(pod, "eth0")), f"pod {pod}: eth0 lost {pod.ip} with its container ({what})"
+    assert lab.sandbox_pid(pod) == holder, (f"pod {pod}: its pause process (pid {holder}) died or changed with its "
+                                            f"container ({what})")
 
 
 @pytest.mark.scenario(2)
 def test_pause_process_holds_the_pod_namespace(lab, pod):
-    pid = lab.holder(pod.netns)
-    assert pid, f"pod {pod.name}: no pause process is running for {pod.netns}"
-    with open(f"/proc/{pid}/comm") as handle:
-        comm = handle.read().strip()
-    assert "pause" in comm, f"pod {pod.name}: the holder (pid {pid}) is {comm!r}, not a pause process"
-    held = os.stat(f"/proc/{pid}/ns/net").st_ino
-    bound = os.stat(f"/run/netns/{pod.netns}").st_ino
-    assert held == bound, (f"pod {pod.name}: pause pid {pid} is in network namespace {held}, "
-                           f"but /run/netns/{pod.netns} is {bound}")
+    pid = lab.sandbox_pid(pod)
+    assert pid, f"pod {pod}: no pause process holds its network namespace"
+    comm = lab.process_name(pod.node, pid)
+    assert comm == lab.runtime.sandbox_process, (
+        f"pod {pod}: the sandbox's process (pid {pid}) is {comm!r}, not {lab.runtime.sandbox_process}")
+    held = lab.namespace_of_pid(pod.node, pid, "net")
+    bound = lab.namespace_of_netns_file(pod)
+    assert held == bound, (f"pod {pod}: pause (pid {pid}) is in network namespace {held}, but "
+                           f"{lab.netns_path(pod)} is {bound} (readlink /proc/{pid}/ns/net; stat -L the file)")
+
+
+@pytest.mark.scenario(2)
+def test_lsns_shows_the_pod_namespace_with_its_processes(lab, pod):
+    count = lab.processes_in_netns(pod)
+    assert count >= 1 + len(pod.containers), (
+        f"pod {pod}: lsns -t net counts {count} processes in its network namespace; expected pause and at least "
+        f"one per container ({len(pod.containers)})")
 
 
 def _multi_container_pod(lab):
-    return next(p for p in lab.pods() if len(p.containers) > 1 and p.app == "multi-container")
+    pods = lab.pods_of("multi-container")
+    assert pods, "the multi-container pod is not running"
+    return pods[0]
 
 
 @pytest.mark.scenario(3)
-def test_containers_of_a_pod_share_one_network_namespace(lab):
+def test_containers_of_a_pod_share_or_own_each_namespace_as_the_runtime_does(lab, namespace_kind):
+    """The runtime's model (podpath/evidence/lab.py) says which namespaces a pod's containers
+    share with its sandbox, and which each has for itself."""
     pod = _multi_container_pod(lab)
-    pids = {c.name: lab.container_pid(pod.name, c.name) for c in pod.containers}
-    assert all(pids.values()), f"pod {pod.name}: containers not running: {[c for c, p in pids.items() if not p]}"
-    nets = {c: os.stat(f"/proc/{pid}/ns/net").st_ino for c, pid in pids.items()}
-    pod_net = os.stat(f"/run/netns/{pod.netns}").st_ino
-    assert set(nets.values()) == {pod_net}, f"pod {pod.name}: containers' network namespaces {nets}, pod's {pod_net}"
-    # each container has its own mount, UTS and PID namespaces, and shares the pod's IPC one
-    for kind in ("mnt", "pid", "uts"):
-        inodes = {os.stat(f"/proc/{pid}/ns/{kind}").st_ino for pid in pids.values()}
-        assert len(inodes) == len(pids), f"pod {pod.name}: containers share a {kind} namespace; each needs its own"
-    ipc = {os.stat(f"/proc/{pid}/ns/ipc").st_ino for pid in pids.values()}
-    assert len(ipc) == 1, f"pod {pod.name}: containers are in different IPC namespaces {ipc}"
+    kind = namespace_kind
+    expected = lab.runtime.expectation(kind, pod.share_process_namespace)
+    spaces = {c: lab.container_namespaces(pod, c)[kind] for c in pod.containers}
+    holder = lab.sandbox_pid(pod)
+    assert holder, f"pod {pod}: no pause process"
+    sandbox = lab.namespace_of_pid(pod.node, holder, kind)
+    shown = lab.exec_command(pod, pod.containers[0], ["readlink", f"/proc/self/ns/{kind}"])
+    if expected == "shared":
+        assert set(spaces.values()) == {sandbox}, (
+            f"pod {pod}: with {lab.runtime.name}, every container joins the sandbox's {kind} namespace {sandbox}; "
+            f"the containers are in {spaces} ({shown})")
+        if kind == "net":
+            assert sandbox == lab.namespace_of_netns_file(pod), (
+                f"pod {pod}: the sandbox's network namespace {sandbox} is not {lab.netns_path(pod)}")
+    else:
+        assert len(set(spaces.values())) == len(spaces) and sandbox not in spaces.values(), (
+            f"pod {pod}: with {lab.runtime.name}, each container has its own {kind} namespace; containers "
+            f"{spaces}, sandbox {sandbox} ({shown})")
 
 
 @pytest.mark.scenario(3)
-def test_containers_of_a_pod_see_the_same_ip(lab):
+def test_containers_of_a_pod_see_the_pod_ip_on_eth0(lab):
     pod = _multi_container_pod(lab)
-    for container in pod.containers:
-        pid = lab.container_pid(pod.name, container.name)
-        out = lab.exec_in_pid(pid, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-        assert f"inet {pod.ip}/" in out.stdout, (
-            f"pod {pod.name}: container {container.name} sees {out.stdout.strip() or out.stderr.strip()}, "
-            f"not {pod.ip}")
+    seen = {c: lab.container_ipv4(pod, c) for c in pod.containers}
+    looked = {c: ips for c, ips in seen.items() if ips is not None}  # None: the image has no `ip`
+    assert looked, f"pod {pod}: no container has a tool to show its addresses"
+    wrong = {c: ips for c, ips in looked.items() if ips != [pod.ip]}
+    assert not wrong, f"pod {pod}: containers see {wrong} on eth0, not the pod IP {pod.ip} (ip -4 addr show dev eth0)"
 
 
 @pytest.mark.scenario(3)
 def test_containers_of_a_pod_reach_each_other_on_localhost(lab):
     pod = _multi_container_pod(lab)
-    sleeper, server = pod.containers[0], pod.containers[1]
-    pid = lab.container_pid(pod.name, sleeper.name)
-    answer = lab.curl_pid(pid, f"http://127.0.0.1:{pod.port}/")
-    assert answer.status == 200, (f"pod {pod.name}: {sleeper.name} cannot reach {server.name} on "
-                                  f"127.0.0.1:{pod.port}: {answer.error or answer.status}")
-    assert f"container={server.name}" in answer.body, f"pod {pod.name}: localhost answered {answer.body!r}"
+    # the first container does not listen; the second serves on the shared loopback
+    client, server = pod.containers[0], pod.containers[1]
+    answer = lab.container_get(pod, client, f"http://127.0.0.1:{pod.port}/")
+    assert answer.status == 200, (f"pod {pod}: {client} cannot reach {server} on 127.0.0.1:{pod.port}: "
+                                  f"{answer.error or answer.status}")
+    mark = lab.page_mark(pod, server)
+    assert mark in answer.body.lower(), f"pod {pod}: localhost answered {answer.body[:200]!r}, not {server}'s page"
 
 
 @pytest.mark.scenario(4)
 def test_pod_veth_is_a_port_of_cni0(lab, pod):
-    node_ns = lab.node_netns(pod.node)
-    veth = lab.link(node_ns, pod.host_veth)
-    assert veth, f"pod {pod.name}: node {pod.node} has no link {pod.host_veth} (the pod's host-side veth)"
+    eth0, veth = lab.pod_links(pod)
+    assert veth, (f"pod {pod}: no link on {pod.node} is the peer of its eth0 (peer index {eth0.get('link_index')}): "
+                  "the pod has no host-side veth")
+    shown = lab.node_command(pod.node, ["ip", "-d", "link", "show", "dev", veth.get("ifname", "")])
     assert veth.get("master") == "cni0", (
-        f"pod {pod.name}: {pod.host_veth} on {pod.node} is attached to {veth.get('master') or 'no bridge'}, not cni0")
+        f"pod {pod}: its host-side veth {veth.get('ifname')} on {pod.node} is attached to "
+        f"{veth.get('master') or 'no bridge'}, not cni0 ({shown})")
     assert veth.get("linkinfo", {}).get("info_slave_data", {}).get("hairpin") is True, (
-        f"pod {pod.name}: hairpin mode is off on {pod.host_veth}; a pod could not reach itself through a Service")
+        f"pod {pod}: hairpin mode is off on {veth.get('ifname')}; the pod could not reach itself through a Service")
 
 
 @pytest.mark.scenario(4)
 def test_pod_veth_is_the_peer_of_the_pod_eth0(lab, pod):
-    eth0 = lab.link(pod.netns, "eth0")
-    veth = lab.link(lab.node_netns(pod.node), pod.host_veth)
-    assert eth0 and veth, f"pod {pod.name}: eth0 or {pod.host_veth} is missing"
-    assert eth0.get("link_index") == veth["ifindex"] and veth.get("link_index") == eth0["ifindex"], (
-        f"pod {pod.name}: eth0 (peer index {eth0.get('link_index')}) and {pod.host_veth} "
-        f"(index {veth['ifindex']}) are not the two ends of one veth pair")
+    eth0, veth = lab.pod_links(pod)
+    assert eth0 and veth, f"pod {pod}: eth0 or its host-side veth is missing"
+    assert eth0.get("link_index") == veth.get("ifindex") and veth.get("link_index") == eth0.get("ifindex"), (
+        f"pod {pod}: eth0 (index {eth0.get('ifindex')}, peer {eth0.get('link_index')}) and {veth.get('ifname')} on "
+        f"{pod.node} (index {veth.get('ifindex')}, peer {veth.get('link_index')}) are not the two ends of one veth pair")
+    assert veth.get("linkinfo", {}).get("info_kind") == "veth", (
+        f"pod {pod}: {veth.get('ifname')} on {pod.node} is a {veth.get('linkinfo', {}).get('info_kind')}, not a veth")

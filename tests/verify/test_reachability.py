@@ -1,68 +1,62 @@
 """Scenarios 5-11 and 18: reachability, hop by hop, with real traffic.
 
-Every check sends real requests (curl, ping) from inside the lab's namespaces and
-looks at who answered. Where kube-proxy picks an endpoint at random, the check
-repeats until every endpoint has answered, up to MAX_TRIES times.
+Every check sends real requests from a pod, a node or the client and looks at who
+answered: the echo pods answer "pod=NAME ip=IP node=NODE client=SOURCE forwarded_for=...".
+Where kube-proxy picks an endpoint at random, a check repeats until every endpoint has
+answered, up to MAX_TRIES requests.
 """
 import ipaddress
 
 import pytest
 
-from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
-
-pytestmark = pytest.mark.netns_lab
+from podpath.evidence.lab import CONTROLLER_HEADER
+from podpath.evidence.scenarios import MAX_TRIES
 
 
 @pytest.fixture
-def neighbours_forgotten(lab, pod):
-    """After a check of POD, on a lab big enough to fill the host's neighbour table, delete
-    the two entries the check made. That table and its limit (gc_thresh3) are shared by every
-    namespace on the host, and an entry stays REACHABLE, which the kernel cannot reclaim, for
-    15 to 45 s: a verifier that checks about 40 pods a second would fill it near 1,000 pods,
-    and its pings would fail for want of room, not for a fault of the lab."""
+def neighbours_forgotten(lab, pod, node):
+    """After the last node's check of POD, let the lab forget what the checks left behind
+    where it is shared and could fill up: on a netns lab, the neighbour entries between the
+    pod and its node (see NetnsLab.forget_traffic)."""
     yield
-    if lab.fills_neighbour_table():
-        lab.forget_neighbours(pod)
+    if node == lab.node_names()[-1]:
+        lab.forget_traffic(pod)
 
 
 def _url(ip, port):
     return f"http://{ip}:{port}/"
 
 
-def _pairs(lab, same_node):
-    """(client pod, echo pod) pairs: the echo backends say who they are."""
-    targets = [p for p in lab.pods() if p.app == "echo"]
-    return [(a, b) for a in lab.pods() for b in targets if a is not b and (a.node == b.node) == same_node]
+def _multi(lab):
+    pods = lab.pods_of("multi-container")
+    assert pods, "the multi-container pod is not running: it is the client of this check"
+    return pods[0]
 
 
-def _first_pair(lab, same_node):
-    pairs = _pairs(lab, same_node)
-    if not pairs:
-        pytest.skip("the topology has no two pods " + ("on one node" if same_node else "on different nodes"))
-    return pairs[0]
-
-
-def _answered(lab, netns, url, expect_pods, host=None):
-    """Ask URL until every pod of EXPECT_PODS has answered (or MAX_TRIES); returns {pod: count}, errors."""
-    seen, errors = {}, []
-    for _ in range(MAX_TRIES):
-        answer = lab.curl(netns, url, host=host)
-        if answer.status != 200:
-            errors.append(answer.error or f"HTTP {answer.status}")
-            if len(errors) >= FAILURES_ENOUGH:
-                break
-            continue
-        name = answer.field("pod")
-        seen[name] = seen.get(name, 0) + 1
-        if set(expect_pods) <= set(seen):
-            break
-    return seen, errors
+def _route_evidence(lab, a, b):
+    """Assert A's node routes B's pod subnet to B's node; the message names the hop."""
+    route = lab.route_get(a.node, b.ip)
+    hops = lab.pod_subnet_next_hops(b.node)
+    shown = lab.node_command(a.node, ["ip", "route", "get", b.ip])
+    assert route.get("gateway") in hops, (
+        f"{a.node} has no route to pod {b.name}'s subnet via {b.node} ({sorted(hops)}): pod {b.name} on {b.node} "
+        f"unreachable from pod {a.name} on {a.node}; {shown} says {route or 'unreachable'}")
+    if route.get("dev") == "flannel.1":
+        mac, destination = lab.vxlan_destination(a.node, route["gateway"])
+        target = lab.node_ip(b.node)
+        assert mac and destination == target, (
+            f"{a.node}: flannel.1 does not send pod {b.name}'s subnet to {b.node} ({target}): neighbour "
+            f"{route['gateway']} is {mac or 'unknown'}, its VXLAN destination {destination or 'unknown'} "
+            f"({lab.node_command(a.node, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])})")
 
 
 @pytest.mark.scenario(5)
 def test_pod_reaches_pod_on_the_same_node(lab):
-    a, b = _first_pair(lab, same_node=True)
-    answer = lab.curl(a.netns, _url(b.ip, b.port))
+    pairs = [(a, b) for a in lab.clients() for b in lab.pods_of("echo") if a.name != b.name and a.node == b.node]
+    if not pairs:
+        pytest.skip("no client pod shares a node with an echo pod in this placement")
+    a, b = pairs[0]
+    answer = lab.pod_get(a, _url(b.ip, b.port))
     assert answer.status == 200, (f"pod {b.name} ({b.ip}) unreachable from pod {a.name}, both on {a.node}: "
                                   f"{answer.error}")
     assert answer.field("pod") == b.name, f"{b.ip} was answered by {answer.field('pod')}, not {b.name}"
@@ -70,16 +64,15 @@ def test_pod_reaches_pod_on_the_same_node(lab):
 
 
 @pytest.mark.scenario(5)
-def test_pod_reaches_pod_on_another_node(lab):
-    a, b = _first_pair(lab, same_node=False)
-    answer = lab.curl(a.netns, _url(b.ip, b.port))
-    route = lab.route_get(lab.node_netns(a.node), b.ip) or {}
-    b_node = lab.plan.node(b.node)
-    assert route.get("gateway") == b_node.ip, (
-        f"{a.node} has no route to {b_node.pod_cidr} via {b_node.ip} (pod {b.name} on {b.node}); "
-        f"route get {b.ip} says {route or 'unreachable'}")
-    assert answer.status == 200, (f"pod {b.name} on {b.node} unreachable from pod {a.name} on {a.node}: "
-                                  f"{answer.error}")
+def test_pod_reaches_pod_on_another_node(lab, echo_pod):
+    b = echo_pod
+    others = [a for a in lab.clients() if a.node != b.node]
+    if not others:
+        pytest.skip(f"no client pod runs on a node other than {b.node}")
+    a = others[0]
+    _route_evidence(lab, a, b)
+    answer = lab.pod_get(a, _url(b.ip, b.port))
+    assert answer.status == 200, f"pod {b.name} on {b.node} unreachable from pod {a.name} on {a.node}: {answer.error}"
     assert answer.field("pod") == b.name, f"{b.ip} was answered by {answer.field('pod')}, not {b.name}"
     assert answer.field("client") == a.ip, f"{b.name} saw client {answer.field('client')}, not {a.ip} (no NAT)"
 
@@ -88,119 +81,117 @@ def test_pod_reaches_pod_on_another_node(lab):
 def test_node_reaches_its_pods(lab, pod):
     if not pod.port:
         pytest.skip(f"pod {pod.name} has no port to ask")
-    answer = lab.curl(lab.node_netns(pod.node), _url(pod.ip, pod.port))
-    assert answer.status is not None, f"node {pod.node} cannot reach its pod {pod.name} ({pod.ip}): {answer.error}"
+    answer = lab.node_get(pod.node, pod.ip, pod.port)
+    assert answer.status is not None, (f"node {pod.node} cannot reach its pod {pod.name} ({pod.ip}:{pod.port}): "
+                                       f"{answer.error}")
 
 
 @pytest.mark.scenario(6)
-def test_pod_reaches_its_node_and_the_other_nodes(lab, pod, neighbours_forgotten):
-    for node in lab.plan.nodes:
-        out = lab.ping(pod.netns, node.ip)
-        assert out.ok, f"pod {pod.name} on {pod.node} gets no ping answer from node {node.name} ({node.ip})"
-
-
-def _echo(lab):
-    return lab.plan.service(lab.topology["workloads"]["echo"]["name"])
+def test_pod_reaches_every_node(lab, pod, node, neighbours_forgotten):
+    ok, evidence = lab.pod_reaches_node(pod, node)
+    assert ok, f"pod {pod} gets no answer from node {node} ({lab.node_ip(node)}): {evidence}"
 
 
 @pytest.mark.scenario(7)
 def test_pod_to_cluster_ip_reaches_every_endpoint(lab):
-    svc = _echo(lab)
-    client = next(p for p in lab.pods() if p.app == "multi-container")
-    seen, errors = _answered(lab, client.netns, _url(svc.cluster_ip, svc.ports[0].port), svc.endpoints)
-    assert not errors, f"pod {client.name} -> {svc.name} {svc.cluster_ip}: {len(errors)} failed requests: {errors[:3]}"
-    missing = sorted(set(svc.endpoints) - set(seen))
+    svc = lab.service("echo")
+    endpoints = set(svc.endpoints)
+    running = {p.name for p in lab.pods_of("echo")}
+    assert endpoints == running, (f"Service {svc.name}'s ready endpoints {sorted(endpoints)} are not its running "
+                                  f"pods {sorted(running)}")
+    client = _multi(lab)
+    seen, errors = lab.answered_by(client, _url(svc.cluster_ip, svc.port), endpoints)
+    assert not errors, f"pod {client} -> {svc.name} {svc.cluster_ip}: {len(errors)} failed requests: {errors[:3]}"
+    missing = sorted(endpoints - set(seen))
     assert not missing, (f"Service {svc.name} ({svc.cluster_ip}) never sent pod {client.name} to {missing} in "
                          f"{MAX_TRIES} requests; answered: {seen}")
 
 
 @pytest.mark.scenario(8)
 def test_node_to_cluster_ip(lab, node):
-    svc = _echo(lab)
-    answer = lab.curl(node.netns, _url(svc.cluster_ip, svc.ports[0].port))
-    assert answer.status == 200, f"node {node.name} -> Service {svc.name} {svc.cluster_ip}: {answer.error}"
-    assert answer.field("pod") in svc.endpoints, f"answered by {answer.field('pod')}, not an endpoint of {svc.name}"
+    svc = lab.service("echo")
+    answer = lab.node_get(node, svc.cluster_ip, svc.port)
+    assert answer.status == 200, f"node {node} -> Service {svc.name} {svc.cluster_ip}: {answer.error}"
+    assert answer.field("pod") in svc.endpoints, (f"node {node}: {svc.cluster_ip} was answered by "
+                                                  f"{answer.field('pod')}, not an endpoint of {svc.name}")
 
 
 @pytest.mark.scenario(9)
 def test_pod_reaches_itself_through_its_service(lab, echo_pod):
-    svc = _echo(lab)
-    seen, errors = _answered(lab, echo_pod.netns, _url(svc.cluster_ip, svc.ports[0].port), [echo_pod.name])
+    svc = lab.service("echo")
+    seen, errors = lab.answered_by(echo_pod, _url(svc.cluster_ip, svc.port), {echo_pod.name})
     assert echo_pod.name in seen, (
-        f"pod {echo_pod.name} never reached itself through Service {svc.name} in {MAX_TRIES} requests "
-        f"(hairpin); answered: {seen}; errors: {errors[:3]}")
-
-
-def _ingress(lab):
-    return lab.plan.ingress_service
+        f"pod {echo_pod} never reached itself through Service {svc.name} in {MAX_TRIES} requests (hairpin on its "
+        f"cni0 port); answered: {seen}; errors: {errors[:3]}")
 
 
 @pytest.mark.scenario(10)
 def test_node_port_answers_on_every_node(lab, node):
-    svc = _ingress(lab)
-    port = svc.ports[0].node_port
-    answer = lab.curl(lab.plan.client_netns, _url(node.ip, port), host=lab.topology["ingress"]["host"])
-    assert answer.status == 200, f"client -> NodePort {node.ip}:{port} on {node.name}: {answer.error or answer.status}"
+    svc = lab.service("ingress")
+    ip = lab.node_ip(node)
+    answer = lab.client_get(_url(ip, svc.node_port), host=lab.ingress_host())
+    assert answer.status == 200, (f"client -> NodePort {ip}:{svc.node_port} on {node}: "
+                                  f"{answer.error or answer.status}")
 
 
 @pytest.mark.scenario(10)
-def test_node_port_forwards_to_controllers_on_other_nodes(lab):
-    svc = _ingress(lab)
-    if svc.external_traffic_policy != "Cluster":
+def test_node_port_forwards_to_controllers_on_other_nodes(lab, node):
+    svc = lab.service("ingress")
+    if svc.policy != "Cluster":
         pytest.skip("externalTrafficPolicy Local: a node forwards only to its own controllers")
-    node = lab.plan.nodes[0]
-    controllers = {p.name: p.node for p in lab.pods() if p.app == "ingress-nginx"}
-    remote = {name for name, n in controllers.items() if n != node.name}
+    remote = {p.name for p in lab.pods_of("ingress-nginx") if p.node != node}
     if not remote:
-        pytest.skip("no controller runs on another node")
+        pytest.skip(f"no controller runs on a node other than {node}")
     served = set()
     for _ in range(MAX_TRIES):
-        answer = lab.curl(lab.plan.client_netns, _url(node.ip, svc.ports[0].node_port),
-                          host=lab.topology["ingress"]["host"])
-        served.add(answer.headers.get("x-ingress-controller"))
+        answer = lab.client_get(_url(lab.node_ip(node), svc.node_port), host=lab.ingress_host())
+        served.add(answer.headers.get(CONTROLLER_HEADER))
         if remote & served or answer.status is None:
             break
-    assert remote & served, (f"NodePort on {node.name} was only served by {sorted(filter(None, served))}; "
-                             f"a remote controller ({sorted(remote)}) never answered in {MAX_TRIES} requests")
+    assert remote & served, (f"NodePort on {node} was only served by {sorted(filter(None, served))}; "
+                             f"a controller on another node ({sorted(remote)}) never answered in {MAX_TRIES} requests")
 
 
 @pytest.mark.scenario(11)
 def test_service_without_endpoints_rejects(lab):
-    empty = lab.topology["workloads"]["empty_service"]
-    client = next(p for p in lab.pods() if p.app == "multi-container")
-    answer = lab.curl(client.netns, _url(empty["cluster_ip"], empty["port"]), timeout=3)
-    assert answer.rc == 7, (f"Service {empty['name']} ({empty['cluster_ip']}) has no endpoints and should refuse "
-                            f"at once (curl exit 7); got exit {answer.rc} {answer.error or answer.status}")
+    empty = lab.service("empty")
+    client = _multi(lab)
+    answer = lab.pod_get(client, _url(empty.cluster_ip, empty.port), timeout=3)
+    assert answer.rc == 7, (f"Service {empty.name} ({empty.cluster_ip}) has no endpoints and should be refused at once "
+                            f"(curl exit 7, kube-proxy's REJECT); pod {client.name} got exit {answer.rc} "
+                            f"{answer.error or answer.status}")
 
 
 @pytest.mark.scenario(18)
 def test_source_ip_is_kept_from_pod_to_cluster_ip(lab):
-    svc = _echo(lab)
-    client = next(p for p in lab.pods() if p.app == "multi-container")
-    answer = lab.curl(client.netns, _url(svc.cluster_ip, svc.ports[0].port))
-    assert answer.status == 200, f"pod {client.name} -> {svc.cluster_ip}: {answer.error}"
-    backend = lab.plan.pod(answer.field("pod"))
-    if backend.netns == client.netns:
+    svc = lab.service("echo")
+    client = _multi(lab)
+    answer = lab.pod_get(client, _url(svc.cluster_ip, svc.port))
+    assert answer.status == 200, f"pod {client} -> {svc.cluster_ip}: {answer.error}"
+    if answer.field("pod") == client.name:
         pytest.skip("the request went to the client pod itself (hairpin is masqueraded)")
     assert answer.field("client") == client.ip, (
-        f"{backend.name} saw source {answer.field('client')}, not the pod's own {client.ip}: pod -> ClusterIP "
-        "traffic must not be SNATed")
+        f"{answer.field('pod')} saw source {answer.field('client')}, not pod {client.name}'s own {client.ip}: "
+        "pod -> ClusterIP traffic must not be SNATed")
 
 
 @pytest.mark.scenario(18)
 def test_source_ip_through_the_load_balancer_follows_the_traffic_policy(lab):
-    svc = _ingress(lab)
-    answer = lab.curl(lab.plan.client_netns, _url(svc.load_balancer_ip, svc.ports[0].port),
-                      host=lab.topology["ingress"]["host"])
-    assert answer.status == 200, f"client -> {svc.load_balancer_ip}: {answer.error}"
+    svc = lab.service("ingress")
+    address = svc.load_balancer_ip
+    assert address, f"Service {svc.name} has no load balancer address: MetalLB has not assigned one"
+    answer = lab.client_get(_url(address, svc.port), host=lab.ingress_host())
+    assert answer.status == 200, f"client -> {address}: {answer.error or answer.status}"
     seen = answer.field("forwarded_for")
-    client_ip = lab.plan.client_ip
-    if svc.external_traffic_policy == "Cluster":
-        node_side = {n.ip for n in lab.plan.nodes} | {n.gateway for n in lab.plan.nodes}
+    client_ip = lab.client_address(address)
+    if svc.policy == "Cluster":
+        node_side = lab.node_side_addresses()
         assert seen != client_ip and seen in node_side, (
             f"the controller saw source {seen}; with externalTrafficPolicy Cluster it should be SNATed to a node "
             f"address ({sorted(node_side)}), not the client's {client_ip}")
     else:
         assert seen == client_ip, f"the controller saw {seen}; with policy Local it should see the client {client_ip}"
-    assert ipaddress.ip_address(answer.field("client")) in ipaddress.ip_network(lab.topology["pod_network"]), (
-        f"the backend should see the controller's pod IP, saw {answer.field('client')}")
+    backend_saw = answer.field("client") or ""
+    in_pods = backend_saw.count(".") == 3 and ipaddress.ip_address(backend_saw) in ipaddress.ip_network(
+        lab.pod_network())
+    assert in_pods, f"the backend should see the controller's pod IP, saw {backend_saw or 'nothing'}"

@@ -1,20 +1,21 @@
-"""Unit tests of podpath/evidence/cluster_probe.py: the parsers of kubectl, crictl, lsns, iptables-save
-and arping output, kube-proxy's chains, MetalLB's election, and how commands are quoted.
+"""Unit tests of podpath/evidence/parsers.py: the parsers of kubectl, crictl, lsns, iptables-save,
+arping, ip, arp, curl and /proc output, and kube-proxy's chains.
 
-Every sample below is HAND-WRITTEN in the shape the tool prints (field names and nesting as
-documented by Kubernetes, containerd's CRI plugin, util-linux and iptables), cut down to what
-the parsers read. None was captured from a cluster: no cluster runs here.
+The cluster samples below are HAND-WRITTEN in the shape the tool prints (field names and
+nesting as documented by Kubernetes, containerd's CRI plugin, util-linux and iptables), cut
+down to what the parsers read: no cluster runs here. The samples of ip, mountinfo and arp
+are in the shape this host's tools print them.
 """
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 
 import pytest
 
-from podpath.evidence import cluster_probe as cp
-from podpath.model import topology
+from podpath.evidence import parsers
+from podpath.evidence.cluster import EXCLUDE_LB_LABEL
+from podpath.evidence.lab import Lease, ProbeError, Result
 
 # -- hand-written samples ----------------------------------------------------------------------
 
@@ -32,7 +33,7 @@ PODS = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
 ]})
 
 NODES = json.dumps({"items": [
-    {"metadata": {"name": "cp1", "labels": {cp.EXCLUDE_LB_LABEL: ""}}, "spec": {"podCIDR": "10.244.0.0/24"},
+    {"metadata": {"name": "cp1", "labels": {EXCLUDE_LB_LABEL: ""}}, "spec": {"podCIDR": "10.244.0.0/24"},
      "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.10"}, {"type": "Hostname", "address": "cp1"}],
                 "conditions": [{"type": "Ready", "status": "True"}]}},
     {"metadata": {"name": "worker1", "labels": {}}, "spec": {"podCIDR": "10.244.1.0/24"},
@@ -143,7 +144,7 @@ Received 2 response(s)
 # -- kubectl ------------------------------------------------------------------------------------
 
 def test_pods_are_read_with_their_node_ip_containers_and_restarts():
-    echo, multi = cp.parse_pods(PODS)
+    echo, multi = parsers.parse_pods(PODS)
     assert (echo.name, echo.node, echo.ip, echo.uid, echo.ready) == ("echo-7d9c-abcde", "worker1", "10.244.1.5", "u-1", True)
     assert echo.containers == ["echo"] and echo.restarts == {"echo": 2}
     assert echo.container_ids == {"echo": "0123abcd"}
@@ -151,14 +152,28 @@ def test_pods_are_read_with_their_node_ip_containers_and_restarts():
 
 
 def test_nodes_are_read_with_address_pod_cidr_readiness_and_labels():
-    nodes = cp.parse_nodes(NODES)
+    nodes = parsers.parse_nodes(NODES)
     assert nodes["cp1"].internal_ip == "192.168.56.10" and nodes["cp1"].ready
-    assert cp.EXCLUDE_LB_LABEL in nodes["cp1"].labels
+    assert EXCLUDE_LB_LABEL in nodes["cp1"].labels
     assert (nodes["worker1"].pod_cidr, nodes["worker1"].ready) == ("10.244.1.0/24", False)
 
 
+def test_a_pod_that_shares_its_process_namespace_says_so():
+    data = json.loads(PODS)
+    data["items"][1]["spec"]["shareProcessNamespace"] = True
+    echo, multi = parsers.parse_pods(json.dumps(data))
+    assert (echo.share_process_namespace, multi.share_process_namespace) == (False, True)
+
+
+def test_a_node_whose_network_is_unavailable_says_so():
+    data = json.loads(NODES)
+    data["items"][1]["status"]["conditions"].append({"type": "NetworkUnavailable", "status": "True"})
+    nodes = parsers.parse_nodes(json.dumps(data))
+    assert (nodes["cp1"].network_unavailable, nodes["worker1"].network_unavailable) == (False, True)
+
+
 def test_endpoint_slices_give_every_address_with_readiness_and_pod():
-    endpoints = cp.parse_endpoint_slices(SLICES)
+    endpoints = parsers.parse_endpoint_slices(SLICES)
     assert [(e.ip, e.ready, e.pod, e.node) for e in endpoints] == [
         ("10.244.1.5", True, "echo-a", "worker1"),
         ("10.244.2.7", False, "echo-b", "worker2"),
@@ -168,36 +183,36 @@ def test_endpoint_slices_give_every_address_with_readiness_and_pod():
 
 
 def test_lease_gives_holder_renew_time_and_duration():
-    lease = cp.parse_lease(LEASE)
+    lease = parsers.parse_lease(LEASE)
     assert lease.holder == "ingress-nginx-controller-5f-x1"
     assert lease.duration == 30.0
     assert lease.renew_time == pytest.approx(1779271200.5)
 
 
 def test_lease_without_holder():
-    assert cp.parse_lease(json.dumps({"spec": {}})) == cp.Lease(None, None, None)
+    assert parsers.parse_lease(json.dumps({"spec": {}})) == Lease(None, None, None)
 
 
 def test_service_gives_cluster_ip_ports_policy_and_load_balancer_address():
-    svc = cp.parse_service(SERVICE)
+    svc = parsers.parse_service(SERVICE)
     assert svc["cluster_ip"] == "10.96.0.100" and svc["policy"] == "Cluster"
     assert svc["ports"]["http"]["nodePort"] == 30080
     assert svc["lb_ips"] == ["192.168.56.200"]
 
 
 def test_service_without_an_address_yet():
-    assert cp.parse_service(json.dumps({"spec": {}, "status": {"loadBalancer": {}}}))["lb_ips"] == []
+    assert parsers.parse_service(json.dumps({"spec": {}, "status": {"loadBalancer": {}}}))["lb_ips"] == []
 
 
 @pytest.mark.parametrize("text", ["", "error: the server doesn't have a resource type", "[1, 2"])
 def test_output_that_is_not_json_is_refused_naming_where_it_came_from(text):
-    with pytest.raises(cp.ProbeError, match="kubectl get pods -n default on cp1: expected JSON"):
-        cp.parse_pods(text, "kubectl get pods -n default on cp1")
+    with pytest.raises(ProbeError, match="kubectl get pods -n default on cp1: expected JSON"):
+        parsers.parse_pods(text, "kubectl get pods -n default on cp1")
 
 
 def test_json_of_the_wrong_shape_is_refused():
-    with pytest.raises(cp.ProbeError, match="list of items"):
-        cp.parse_pods(json.dumps({"items": {"not": "a list"}}), "pods")
+    with pytest.raises(ProbeError, match="list of items"):
+        parsers.parse_pods(json.dumps({"items": {"not": "a list"}}), "pods")
 
 
 def test_announcer_comes_from_service_l2_status_first():
@@ -205,7 +220,7 @@ def test_announcer_comes_from_service_l2_status_first():
         {"status": {"node": "worker2", "serviceName": "other", "serviceNamespace": "default"}},
         {"status": {"node": "worker1", "serviceName": "ingress-nginx-controller",
                     "serviceNamespace": "ingress-nginx"}}]})
-    assert cp.parse_announcer(statuses, None, "ingress-nginx", "ingress-nginx-controller") == "worker1"
+    assert parsers.parse_announcer(statuses, None, "ingress-nginx", "ingress-nginx-controller") == "worker1"
 
 
 def test_announcer_falls_back_to_the_newest_node_assigned_event():
@@ -215,67 +230,73 @@ def test_announcer_falls_back_to_the_newest_node_assigned_event():
         {"reason": "nodeAssigned", "message": 'announcing from node "worker2" with protocol "layer2"',
          "lastTimestamp": "2026-05-20T10:00:00Z"},
         {"reason": "IPAllocated", "message": 'Assigned IP ["192.168.56.200"]', "lastTimestamp": "2026-05-20T11:00:00Z"}]})
-    assert cp.parse_announcer(None, events, "ingress-nginx", "ingress-nginx-controller") == "worker2"
-    assert cp.parse_announcer(None, None, "ingress-nginx", "ingress-nginx-controller") is None
+    assert parsers.parse_announcer(None, events, "ingress-nginx", "ingress-nginx-controller") == "worker2"
+    assert parsers.parse_announcer(None, None, "ingress-nginx", "ingress-nginx-controller") is None
 
 
 # -- crictl, lsns, /proc -------------------------------------------------------------------------
 
 def test_crictl_pods_keeps_the_ready_sandbox_of_exactly_that_pod():
     # crictl's --name is a regular expression: echo-ab matches too, and is dropped by name and uid
-    assert cp.parse_crictl_pods(CRICTL_PODS, "echo-a", "default", "u-1", "crictl pods") == ["sb-new"]
-    assert cp.parse_crictl_pods(CRICTL_PODS, "echo-a", "kube-system", "u-1", "crictl pods") == []
+    assert parsers.parse_crictl_pods(CRICTL_PODS, "echo-a", "default", "u-1", "crictl pods") == ["sb-new"]
+    assert parsers.parse_crictl_pods(CRICTL_PODS, "echo-a", "kube-system", "u-1", "crictl pods") == []
 
 
 def test_crictl_inspectp_gives_the_namespace_path_and_the_pause_pid():
-    sandbox = cp.parse_crictl_inspectp(INSPECTP, "inspectp")
-    assert sandbox == cp.Sandbox("sb-new", "/var/run/netns/cni-2f1e8a4c-1111-2222-3333-444455556666", 4321,
+    sandbox = parsers.parse_crictl_inspectp(INSPECTP, "inspectp")
+    assert sandbox == parsers.Sandbox("sb-new", "/var/run/netns/cni-2f1e8a4c-1111-2222-3333-444455556666", 4321,
                                  "SANDBOX_READY")
 
 
 def test_crictl_inspectp_without_a_network_namespace_names_the_pod():
     data = json.loads(INSPECTP)
     data["info"]["runtimeSpec"]["linux"]["namespaces"] = [{"type": "network"}]
-    with pytest.raises(cp.ProbeError, match="pod echo-a on worker1: .*no network namespace path"):
-        cp.parse_crictl_inspectp(json.dumps(data), "pod echo-a on worker1")
+    with pytest.raises(ProbeError, match="pod echo-a on worker1: .*no network namespace path"):
+        parsers.parse_crictl_inspectp(json.dumps(data), "pod echo-a on worker1")
 
 
 def test_crictl_inspectp_without_a_pid():
     data = json.loads(INSPECTP)
     del data["info"]["pid"]
-    with pytest.raises(cp.ProbeError, match="no pause pid"):
-        cp.parse_crictl_inspectp(json.dumps(data), "inspectp")
+    with pytest.raises(ProbeError, match="no pause pid"):
+        parsers.parse_crictl_inspectp(json.dumps(data), "inspectp")
 
 
 @pytest.mark.parametrize("sample", [LSNS_NEW, LSNS_OLD], ids=["util-linux-2.38", "util-linux-2.36"])
 def test_lsns_by_inode_with_numbers_or_strings(sample):
-    space = cp.parse_lsns(sample)[4026532301]
+    space = parsers.parse_lsns(sample)[4026532301]
     assert (space.nprocs, space.pid, space.command) == (3, 4321, "/pause")
     assert space.nsfs and all(p.startswith("/run/netns/") for p in space.nsfs)
 
 
 def test_lsns_lists_every_bind_mount_and_none_for_the_host():
-    assert cp.parse_lsns(LSNS_OLD)[4026532301].nsfs == ["/run/netns/a", "/run/netns/b"]
-    assert cp.parse_lsns(LSNS_NEW)[4026531840].nsfs == []
+    assert parsers.parse_lsns(LSNS_OLD)[4026532301].nsfs == ["/run/netns/a", "/run/netns/b"]
+    assert parsers.parse_lsns(LSNS_NEW)[4026531840].nsfs == []
 
 
 def test_lsns_refuses_other_shapes():
-    with pytest.raises(cp.ProbeError, match="lsns on worker2"):
-        cp.parse_lsns(json.dumps({"filesystems": []}), "lsns on worker2")
-    with pytest.raises(cp.ProbeError, match="without a namespace inode"):
-        cp.parse_lsns(json.dumps({"namespaces": [{"type": "net"}]}))
+    with pytest.raises(ProbeError, match="lsns on worker2"):
+        parsers.parse_lsns(json.dumps({"filesystems": []}), "lsns on worker2")
+    with pytest.raises(ProbeError, match="without a namespace inode"):
+        parsers.parse_lsns(json.dumps({"namespaces": [{"type": "net"}]}))
 
 
 def test_namespace_link_of_a_process():
-    assert cp.parse_ns_link("net:[4026532301]\n", "readlink") == 4026532301
-    with pytest.raises(cp.ProbeError, match="worker1: readlink"):
-        cp.parse_ns_link("readlink: /proc/99/ns/net: No such file", "worker1: readlink")
+    assert parsers.parse_ns_link("net:[4026532301]\n", "readlink") == 4026532301
+    with pytest.raises(ProbeError, match="worker1: readlink"):
+        parsers.parse_ns_link("readlink: /proc/99/ns/net: No such file", "worker1: readlink")
+
+
+def test_namespace_link_of_each_kind_is_read_only_as_that_kind():
+    assert parsers.parse_ns_link("uts:[4026532305]", "readlink", "uts") == 4026532305
+    with pytest.raises(ProbeError, match="expected uts:\\[INODE\\], got 'net:\\[4026532301\\]'"):
+        parsers.parse_ns_link("net:[4026532301]", "readlink", "uts")
 
 
 # -- iptables-save and kube-proxy's chains ------------------------------------------------------------
 
 def test_iptables_save_is_read_into_chains_with_counters_and_quoting_undone():
-    chains = cp.parse_iptables_save(IPTABLES)
+    chains = parsers.parse_iptables_save(IPTABLES)
     assert set(chains) >= {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-SEP-GGGGGGGGGGGGGGGG"}
     first = chains["KUBE-SERVICES"][0]
     assert first.option("--comment") == "default/echo:http cluster IP"
@@ -285,16 +306,16 @@ def test_iptables_save_is_read_into_chains_with_counters_and_quoting_undone():
 
 def test_iptables_save_without_counters():
     plain = "\n".join(line.split("] ", 1)[1] if line.startswith("[") else line for line in IPTABLES.splitlines())
-    rule = cp.parse_iptables_save(plain)["KUBE-SEP-BBBBBBBBBBBBBBBB"][1]
+    rule = parsers.parse_iptables_save(plain)["KUBE-SEP-BBBBBBBBBBBBBBBB"][1]
     assert rule.packets is None and rule.option("--to-destination") == "10.244.0.3:8080"
 
 
 def test_empty_chains_are_listed():
-    assert cp.parse_iptables_save(":KUBE-SVC-XXXXXXXXXXXXXXXX - [0:0]\n") == {"KUBE-SVC-XXXXXXXXXXXXXXXX": []}
+    assert parsers.parse_iptables_save(":KUBE-SVC-XXXXXXXXXXXXXXXX - [0:0]\n") == {"KUBE-SVC-XXXXXXXXXXXXXXXX": []}
 
 
 def test_cluster_ip_path_has_probabilities_one_in_n_and_dnat_per_endpoint():
-    path = cp.service_path(cp.parse_iptables_save(IPTABLES), "10.96.0.20", 80)
+    path = parsers.service_path(parsers.parse_iptables_save(IPTABLES), "10.96.0.20", 80)
     assert path.entry_chain == path.svc_chain == "KUBE-SVC-AAAAAAAAAAAAAAAA"
     assert [s.probability for s in path.seps] == [pytest.approx(1 / 3), pytest.approx(1 / 2), None]
     assert [s.destinations for s in path.seps] == [["10.244.0.3:8080"], ["10.244.1.5:8080"], ["10.244.2.7:8080"]]
@@ -302,35 +323,25 @@ def test_cluster_ip_path_has_probabilities_one_in_n_and_dnat_per_endpoint():
 
 
 def test_load_balancer_path_goes_through_kube_ext_to_the_service_chain():
-    path = cp.service_path(cp.parse_iptables_save(IPTABLES), "192.168.56.200", 80)
+    path = parsers.service_path(parsers.parse_iptables_save(IPTABLES), "192.168.56.200", 80)
     assert (path.entry_chain, path.svc_chain) == ("KUBE-EXT-EEEEEEEEEEEEEEEE", "KUBE-SVC-FFFFFFFFFFFFFFFF")
     assert [(s.chain, s.probability, s.destinations, s.dnat_packets) for s in path.seps] == [
         ("KUBE-SEP-GGGGGGGGGGGGGGGG", None, ["10.244.1.9:80"], 7)]
 
 
 def test_no_path_for_an_address_or_port_kube_proxy_does_not_know():
-    chains = cp.parse_iptables_save(IPTABLES)
-    assert cp.service_path(chains, "10.96.0.30", 80) is None
-    assert cp.service_path(chains, "10.96.0.20", 443) is None
+    chains = parsers.parse_iptables_save(IPTABLES)
+    assert parsers.service_path(chains, "10.96.0.30", 80) is None
+    assert parsers.service_path(chains, "10.96.0.20", 443) is None
 
 
 def test_a_sep_chain_that_lost_its_dnat_rule_shows_no_destination():
     broken = "\n".join(line for line in IPTABLES.splitlines() if "--to-destination 10.244.1.5:8080" not in line)
-    seps = cp.service_path(cp.parse_iptables_save(broken), "10.96.0.20", 80).seps
+    seps = parsers.service_path(parsers.parse_iptables_save(broken), "10.96.0.20", 80).seps
     assert [s.destinations for s in seps] == [["10.244.0.3:8080"], [], ["10.244.2.7:8080"]]
 
 
 # -- MetalLB, arping ---------------------------------------------------------------------------------
-
-def test_election_is_the_smallest_sha256_of_node_and_address():
-    import hashlib
-
-    nodes = ["worker1", "worker2"]
-    digests = {n: hashlib.sha256(f"{n}#192.168.56.200".encode()).hexdigest() for n in nodes}
-    assert cp.elected(nodes, "192.168.56.200") == min(digests, key=digests.get)
-    assert cp.elected(list(reversed(nodes)), "192.168.56.200") == cp.elected(nodes, "192.168.56.200")
-    assert cp.elected([], "192.168.56.200") is None
-
 
 @pytest.mark.parametrize("text, macs", [
     (ARPING_HABETS, ["08:00:27:aa:bb:cc", "08:00:27:aa:bb:cc"]),
@@ -338,117 +349,100 @@ def test_election_is_the_smallest_sha256_of_node_and_address():
     ("ARPING 192.168.56.200\nTimeout\nTimeout\n", []),
 ], ids=["habets", "iputils", "no-answer"])
 def test_arping_replies_of_either_arping(text, macs):
-    assert cp.parse_arping(text) == macs
+    assert parsers.parse_arping(text) == macs
 
 
 def test_arping_command_line_fits_the_installed_arping():
-    assert cp.arping_argv("ARPing 2.23, by Thomas Habets", "vboxnet0", "192.168.56.200", 3) == [
+    assert parsers.arping_argv("ARPing 2.23, by Thomas Habets", "vboxnet0", "192.168.56.200", 3) == [
         "arping", "-c", "3", "-w", "4", "-i", "vboxnet0", "192.168.56.200"]
-    assert cp.arping_argv("Usage: arping [-AbDfhqUV] [-c count] [-w timeout] [-I device]", "eth1",
+    assert parsers.arping_argv("Usage: arping [-AbDfhqUV] [-c count] [-w timeout] [-I device]", "eth1",
                           "192.168.56.200", 1)[-3:] == ["-I", "eth1", "192.168.56.200"]
 
 
-# -- HTTP answers, addresses, slots -------------------------------------------------------------------
+# -- HTTP answers, addresses -------------------------------------------------------------------
 
 def test_batch_script_runs_the_command_n_times_and_each_answer_is_parsed():
     # the batch script with printf in place of curl: nothing is sent anywhere
     fake = ["printf", "HTTP/1.1 200 OK\r\nX-Ingress-Controller: c-1\r\n\r\npod=echo-a client=10.244.1.9\n"]
-    done = subprocess.run(["sh", "-c", cp.BATCH_SCRIPT, "sh", "3"] + fake, capture_output=True, text=True, timeout=10)
-    answers = cp.parse_http_batch(done.stdout)
+    done = subprocess.run(["sh", "-c", parsers.BATCH_SCRIPT, "sh", "3"] + fake, capture_output=True, text=True, timeout=10)
+    answers = parsers.parse_http_batch(done.stdout)
     assert [(a.status, a.field("pod"), a.headers.get("x-ingress-controller")) for a in answers] == [
         (200, "echo-a", "c-1")] * 3
 
 
 def test_batch_answers_keep_failures_with_their_exit_code():
-    text = f"{cp.BATCH_MARK} rc=7\ncurl: (7) Failed to connect to 10.96.0.30 port 80\n{cp.BATCH_MARK} rc=0\n" \
+    text = f"{parsers.BATCH_MARK} rc=7\ncurl: (7) Failed to connect to 10.96.0.30 port 80\n{parsers.BATCH_MARK} rc=0\n" \
            "HTTP/1.1 404 Not Found\n\nnope\n"
-    refused, missing = cp.parse_http_batch(text)
+    refused, missing = parsers.parse_http_batch(text)
     assert (refused.rc, refused.status) == (7, None) and "Failed to connect" in refused.error
     assert missing.status == 404
 
 
-def test_node_http_script_is_valid_python_and_takes_values_as_arguments():
-    compile(cp.NODE_HTTP_SCRIPT, "node-http", "exec")
-    assert "sys.argv" in cp.NODE_HTTP_SCRIPT and "10." not in cp.NODE_HTTP_SCRIPT
-
-
 def test_node_side_addresses_are_node_ips_cni0_and_flannel():
-    assert cp.node_side_addresses(cp.parse_nodes(NODES)) == {
+    assert parsers.node_side_addresses(parsers.parse_nodes(NODES)) == {
         "192.168.56.10", "10.244.0.0", "10.244.0.1", "192.168.56.11", "10.244.1.0", "10.244.1.1"}
 
 
-def test_pod_slots_follow_the_topology():
-    slots = cp.pod_slots(topology.load())
-    assert [s.id for s in slots] == ["echo-1", "echo-2", "echo-3", "ingress-nginx-1", "ingress-nginx-2",
-                                     "ingress-nginx-3", "multi-container"]
-    assert [s.id for s in cp.pod_slots(topology.load(), "echo")] == ["echo-1", "echo-2", "echo-3"]
+# -- curl, /proc, ip, arp, the client's OS --------------------------------------------------------
+
+def test_curl_output_gives_status_headers_and_the_echo_fields():
+    out = Result(0, "HTTP/1.1 200 OK\r\nX-Ingress-Controller: ingress-nginx-controller-2\r\n\r\n"
+                    "pod=echo-1 ip=10.244.1.3 node=worker1 client=10.244.2.2 forwarded_for=192.168.56.11\n", "")
+    answer = parsers.parse_http(out)
+    assert (answer.status, answer.headers["x-ingress-controller"]) == (200, "ingress-nginx-controller-2")
+    assert (answer.field("pod"), answer.field("client"), answer.field("missing")) == ("echo-1", "10.244.2.2", None)
 
 
-# -- commands are quoted, word by word ----------------------------------------------------------------
-
-class FakeHost:
-    """Stands for a testinfra host: records command lines, answers from a table."""
-
-    def __init__(self, answers):
-        self.lines, self.answers = [], answers
-
-    def run(self, line):
-        self.lines.append(line)
-        for prefix, (rc, out) in self.answers.items():
-            if line.startswith(prefix):
-                return _Out(rc, out)
-        return _Out(0, "")
+def test_curl_failures_keep_their_exit_code_and_say_what_happened():
+    refused = parsers.parse_http(Result(7, "", ""))
+    assert (refused.rc, refused.status, refused.error) == (7, None, "connection refused or no route")
+    assert parsers.parse_http(Result(28, "", "curl: (28) timed out after 2001 ms")).error.startswith("curl: (28)")
 
 
-class _Out:
-    def __init__(self, rc, stdout, stderr=""):
-        self.rc, self.stdout, self.stderr = rc, stdout, stderr
+# Lines of /proc/self/mountinfo on this host with a netns lab up: two namespace bind mounts
+# and an ordinary mount.
+MOUNTINFO = """24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+43 42 0:4 net:[4026532177] /run/netns/hv2-lan rw shared:2 - nsfs nsfs rw
+61 42 0:4 net:[4026532600] /run/netns/cni-5daa89a9-dc95-5c8a-a8f1-9e3376fd1513 rw shared:20 - nsfs nsfs rw
+"""
 
 
-@pytest.fixture
-def cluster():
-    lab = cp.ClusterLab(topology.load(), "ansible://all", "/nonexistent/inventory")
-    cp1 = FakeHost({"id -u": (0, "1000\n"), "sudo -n test -r": (0, ""),
-                    "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get pods": (0, PODS)})
-    lab._selected = ["cp1", "worker1", "worker2"]
-    lab._hosts = {"cp1": cp1, "worker1": FakeHost({"id -u": (0, "0\n")}), "worker2": FakeHost({})}
-    lab.control_plane = lambda: "cp1"
-    return lab
+def test_mountinfo_gives_every_namespace_bind_mount_and_its_namespace():
+    assert parsers.parse_mountinfo_nsfs(MOUNTINFO) == {
+        "/run/netns/hv2-lan": "net:[4026532177]",
+        "/run/netns/cni-5daa89a9-dc95-5c8a-a8f1-9e3376fd1513": "net:[4026532600]"}
 
 
-def test_kubectl_exec_is_one_quoted_command_line_that_splits_back_into_its_words(cluster):
-    pod = cp.K8sPod("echo-a", "default", "worker1", "10.244.1.5", "u", "Running", ["echo"], True,
-                    curl_container="echo")
-    cluster.pod_curl(pod, "http://10.96.0.20:80/", host="demo.lab.local; rm -rf /")
-    line = cluster._hosts["cp1"].lines[-1]
-    words = shlex.split(line)
-    assert words[:4] == ["sudo", "-n", "kubectl", "--kubeconfig"]
-    assert words[words.index("--") + 1:] == ["curl", "-sS", "-m", "2.0", "-D", "-", "-o", "-", "-H",
-                                             "Host: demo.lab.local; rm -rf /", "http://10.96.0.20:80/"]
+@pytest.mark.parametrize("mac", ["08:00:27:aa:bb:cc", "8:0:27:aa:bb:cc", "08-00-27-AA-BB-CC"],
+                         ids=["linux", "macos", "windows"])
+def test_macs_are_written_one_way_whatever_tool_printed_them(mac):
+    assert parsers.normalize_mac(mac) == "08:00:27:aa:bb:cc"
 
 
-def test_root_commands_use_sudo_only_for_a_login_user_that_is_not_root(cluster):
-    cluster.run("worker1", ["iptables-save", "-t", "nat"], root=True)
-    assert cluster._hosts["worker1"].lines[-1] == "iptables-save -t nat"
-    cluster.run("cp1", ["lsns", "-t", "net", "-J"], root=True)
-    assert cluster._hosts["cp1"].lines[-1] == "sudo -n lsns -t net -J"
+def test_a_mac_that_is_not_one_is_refused():
+    with pytest.raises(ProbeError, match="'08:00:27' is not a MAC address"):
+        parsers.normalize_mac("08:00:27")
 
 
-def test_pods_are_sorted_by_node_order_and_a_missing_slot_names_the_app(cluster):
-    pods = cluster.pods_of("echo")
-    assert [p.name for p in pods] == ["echo-7d9c-abcde"]  # the Pending multi-container pod is left out
-    with pytest.raises(cp.ProbeError, match=r"echo-2: only 1 running echo pods .*asks for 3"):
-        cluster.pod(cp.PodSlot("echo", 1, 3))
+def test_linux_neighbour_table_gives_addresses_with_a_mac():
+    text = json.dumps([{"dst": "192.168.56.200", "dev": "vboxnet0", "lladdr": "08:00:27:AA:BB:CC",
+                        "state": ["REACHABLE"]},
+                       {"dst": "192.168.56.201", "dev": "vboxnet0", "state": ["FAILED"]}])
+    assert parsers.parse_ip_neigh(text) == {"192.168.56.200": "08:00:27:aa:bb:cc"}
 
 
-def test_a_node_missing_from_the_inventory_is_named(cluster):
-    cluster._selected = ["cp1"]
-    cluster._hosts.pop("worker2")
-    with pytest.raises(cp.ProbeError, match="node worker2 of the topology is not among the hosts"):
-        cluster.run("worker2", ["true"])
+def test_macos_arp_table_gives_addresses_with_a_mac():
+    text = ("? (192.168.56.200) at 8:0:27:aa:bb:cc on vboxnet0 ifscope [ethernet]\n"
+            "? (192.168.56.201) at (incomplete) on vboxnet0 ifscope [ethernet]\n")
+    assert parsers.parse_arp_an(text) == {"192.168.56.200": "08:00:27:aa:bb:cc"}
 
 
-def test_other_connections_than_ansible_are_refused():
-    lab = cp.ClusterLab(topology.load(), "ssh://cp1", None)
-    with pytest.raises(cp.ProbeError, match="reached through Ansible"):
-        lab.selected_nodes()
+@pytest.mark.parametrize("system, release, kind", [
+    ("Linux", "6.1.0-28-amd64", "linux"),
+    ("Linux", "5.15.153.1-microsoft-standard-WSL2", "wsl"),
+    ("Darwin", "24.1.0", "macos"),
+    ("Windows", "10", "windows"),
+])
+def test_the_client_os_is_told_apart_wsl2_included(system, release, kind):
+    assert parsers.classify_host(system, release) == kind
+

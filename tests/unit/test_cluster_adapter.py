@@ -1,0 +1,178 @@
+"""Unit tests of podpath/evidence/cluster.py, the cluster lab's adapter, without a cluster:
+how commands are quoted and where they run (a fake testinfra host records them), how pods
+are found, what the scripts it runs on the nodes do, and where ARP requests come from on a
+client that cannot send them."""
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import struct
+
+import pytest
+
+from podpath.evidence import cluster as cl
+from podpath.evidence.lab import LabPod, PodRef, ProbeError, Unobservable
+from podpath.evidence.parsers import K8sPod, parse_arping
+from podpath.model import topology
+
+PODS = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+    {"metadata": {"name": "echo-7d9c-abcde", "namespace": "default", "uid": "u-1"},
+     "spec": {"nodeName": "worker1", "containers": [{"name": "echo"}]},
+     "status": {"phase": "Running", "podIP": "10.244.1.5", "conditions": [{"type": "Ready", "status": "True"}]}},
+    {"metadata": {"name": "multi-container-pod", "namespace": "default", "uid": "u-2"},
+     "spec": {"nodeName": "worker1", "containers": [{"name": "busybox"}, {"name": "nginx"}]},
+     "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}},
+]})
+
+
+class FakeHost:
+    """Stands for a testinfra host: records command lines, answers from a table."""
+
+    def __init__(self, answers):
+        self.lines, self.answers = [], answers
+
+    def run(self, line):
+        self.lines.append(line)
+        for prefix, (rc, out) in self.answers.items():
+            if line.startswith(prefix):
+                return _Out(rc, out)
+        return _Out(0, "")
+
+
+class _Out:
+    def __init__(self, rc, stdout, stderr=""):
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
+
+
+@pytest.fixture
+def cluster():
+    lab = cl.ClusterLab(topology.load(), "ansible://all", "/nonexistent/inventory")
+    cp1 = FakeHost({"id -u": (0, "1000\n"), "sudo -n test -r": (0, ""),
+                    "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get pods": (0, PODS)})
+    lab._selected = ["cp1", "worker1", "worker2"]
+    lab._hosts = {"cp1": cp1, "worker1": FakeHost({"id -u": (0, "0\n")}), "worker2": FakeHost({})}
+    lab.control_plane = lambda: "cp1"
+    return lab
+
+
+def _echo_pod():
+    handle = K8sPod("echo-a", "default", "worker1", "10.244.1.5", "u", "Running", ["echo"], True)
+    return LabPod("echo-a", "default", "worker1", "10.244.1.5", "echo", 8080, ["echo"], handle=handle)
+
+
+def test_kubectl_exec_is_one_quoted_command_line_that_splits_back_into_its_words(cluster):
+    cluster.pod_get(_echo_pod(), "http://10.96.0.20:80/", host="demo.lab.local; rm -rf /")
+    line = cluster._hosts["cp1"].lines[-1]
+    words = shlex.split(line)
+    assert words[:4] == ["sudo", "-n", "kubectl", "--kubeconfig"]
+    assert words[words.index("--") + 1:] == ["curl", "-sS", "-m", "2.0", "-D", "-", "-o", "-", "-H",
+                                             "Host: demo.lab.local; rm -rf /", "http://10.96.0.20:80/"]
+
+
+def test_root_commands_use_sudo_only_for_a_login_user_that_is_not_root(cluster):
+    cluster.run("worker1", ["iptables-save", "-t", "nat"], root=True)
+    assert cluster._hosts["worker1"].lines[-1] == "iptables-save -t nat"
+    cluster.run("cp1", ["lsns", "-t", "net", "-J"], root=True)
+    assert cluster._hosts["cp1"].lines[-1] == "sudo -n lsns -t net -J"
+
+
+def test_pods_are_sorted_by_node_order_and_a_missing_slot_names_the_app(cluster):
+    pods = cluster.pods_of("echo")
+    assert [p.name for p in pods] == ["echo-7d9c-abcde"]  # the Pending multi-container pod is left out
+    with pytest.raises(ProbeError, match=r"echo-2: only 1 running echo pods .*asks for 3"):
+        cluster.pod(PodRef("echo", 1, "echo-2"))
+
+
+def test_a_node_missing_from_the_inventory_is_named(cluster):
+    cluster._selected = ["cp1"]
+    cluster._hosts.pop("worker2")
+    with pytest.raises(ProbeError, match="node worker2 of the topology is not among the hosts"):
+        cluster.run("worker2", ["true"])
+
+
+def test_other_connections_than_ansible_are_refused():
+    lab = cl.ClusterLab(topology.load(), "ssh://cp1", None)
+    with pytest.raises(ProbeError, match="reached through Ansible"):
+        lab.selected_nodes()
+
+
+def test_pod_slots_follow_the_topology():
+    slots = cl.pod_slots(topology.load())
+    assert [s.id for s in slots] == ["echo-1", "echo-2", "echo-3", "ingress-nginx-1", "ingress-nginx-2",
+                                     "ingress-nginx-3", "multi-container"]
+    assert [s.id for s in cl.pod_slots(topology.load(), "echo")] == ["echo-1", "echo-2", "echo-3"]
+
+
+def test_a_student_is_shown_the_command_on_the_node():
+    lab = cl.ClusterLab(topology.load(), "ansible://all", None)
+    assert lab.node_command("worker1", ["crictl", "inspectp", "abc"], root=True) == \
+        "vagrant ssh worker1 -c 'sudo crictl inspectp abc'"
+
+
+# -- the scripts that run on the nodes ----------------------------------------------------------
+
+def test_node_scripts_are_valid_python_and_take_values_as_arguments():
+    for script in (cl.NODE_HTTP_SCRIPT, cl.ARP_PROBE_SCRIPT):
+        compile(script, "node-script", "exec")
+        assert "sys.argv" in script and "10." not in script and "192.168" not in script
+
+
+def test_the_arp_probe_sends_real_requests_and_prints_replies_as_arping_does(monkeypatch, capsys):
+    """The node-side ARP probe against a fake packet socket: its request frame is a
+    well-formed ARP who-has, and a reply from the address is printed in iputils' form."""
+    sent = []
+    reply = (b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00\x27\xaa\xbb\xcc" + b"\x08\x06"
+             + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + b"\x08\x00\x27\xaa\xbb\xcc"
+             + socket.inet_aton("192.168.56.200") + b"\x02\x00\x00\x00\x00\x01" + socket.inet_aton("192.168.56.10"))
+
+    class FakeSocket:
+        def __init__(self, *args):
+            self.replies = [reply]
+
+        def bind(self, address):
+            assert address == ("eth1", 0x0806)
+
+        def getsockname(self):
+            return ("eth1", 0x0806, 0, 1, b"\x02\x00\x00\x00\x00\x01")
+
+        def send(self, frame):
+            sent.append(frame)
+
+        def recv(self, size):
+            return self.replies.pop()
+
+    monkeypatch.setattr(socket, "socket", FakeSocket)
+    monkeypatch.setattr("select.select", lambda r, w, x, t: (r if r[0].replies else [], [], []))
+    monkeypatch.setattr("sys.argv", ["arp", "eth1", "192.168.56.10", "192.168.56.200", "1"])
+    exec(compile(cl.ARP_PROBE_SCRIPT, "arp-probe", "exec"), {"__name__": "__main__"})
+    (frame,) = sent
+    assert frame[:6] == b"\xff" * 6 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x01"
+    assert frame[28:32] == socket.inet_aton("192.168.56.10") and frame[38:42] == socket.inet_aton("192.168.56.200")
+    assert parse_arping(capsys.readouterr().out) == ["08:00:27:aa:bb:cc"]
+
+
+# -- a client without root, on every OS ------------------------------------------------------------
+
+def test_without_root_arp_requests_come_from_a_node_outside_the_election(cluster, monkeypatch):
+    monkeypatch.setattr(cluster, "host_platform", lambda: "macos")
+    monkeypatch.setattr(cluster, "election_candidates", lambda: ["worker1", "worker2"])
+    monkeypatch.setattr(cluster, "node_links", lambda: {"cp1": ("eth1", "08:00:27:00:00:10")})
+    cluster._hosts["cp1"].answers["sudo -n python3"] = (0, "Unicast reply from 192.168.56.200 [08:00:27:AA:BB:CC]\n")
+    answer = cluster.arp_answers("192.168.56.200", count=2)
+    assert answer.macs == ["08:00:27:aa:bb:cc"]
+    words = shlex.split(cluster._hosts["cp1"].lines[-1])
+    assert words[:4] == ["sudo", "-n", "python3", "-c"] and words[-4:] == ["eth1", "192.168.56.10",
+                                                                            "192.168.56.200", "2"]
+    assert "vagrant ssh cp1" in answer.asked_from and "without root" in answer.asked_from
+
+
+def test_wsl2_cannot_read_the_node_network_neighbours_and_says_what_to_run_instead(cluster, monkeypatch):
+    monkeypatch.setattr(cluster, "host_platform", lambda: "wsl")
+    with pytest.raises(Unobservable, match=r"Windows' NAT.*instead run: in a Windows terminal: .*arp -a"):
+        cluster.client_neighbour("192.168.56.200")
+
+
+def test_on_macos_the_client_address_is_the_topology_s(cluster, monkeypatch):
+    monkeypatch.setattr(cluster, "host_platform", lambda: "macos")
+    assert cluster.client_address("192.168.56.200") == topology.load()["client"]["ip"]
