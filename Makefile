@@ -64,5 +64,8 @@ sanity: venv ## build the collection and run ansible-test sanity on it (make tes
 bench: deps venv pause ## the benchmarks; tables go to docs/performance.md
 	$(PY) -m bench
 
+boxes: deps venv ## build the cluster lab's Vagrant boxes from Debian's cloud image (docs/cluster.md, "Boxes")
+	$(PY) boxes/build.py $(BOXES_ARGS)
+
 clean: ## remove .venv and build output (labs are removed with `make down`)
 	rm -rf $(VENV) build *.egg-info

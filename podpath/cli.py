@@ -14,13 +14,14 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from podpath.cluster.cli import register as register_cluster
 from podpath.model import labdir
-from podpath.model.topology import ROOT, TopologyError, load
+from podpath.model.topology import REFUSED, ROOT, TopologyError, load, read
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_LOCKED = 0, 1, 2, 3, 4
 
@@ -132,29 +133,43 @@ def report_failure(result) -> None:
     print(f"full log: {result.log}", file=sys.stderr)
 
 
+def refused_topology(result) -> str | None:
+    """The play's own words when its plan step refused the topology, else None."""
+    for failure in result.failures:
+        at = failure["msg"].find(REFUSED)
+        if at >= 0:
+            return failure["msg"][at:]
+    return None
+
+
 def cmd_up(args) -> int:
     from podpath.play.playbook import run_playbook
 
     require_root()
     require_tools()
-    try:
-        load(args.topology)
-    except TopologyError as exc:
-        raise CliError(f"topology: {exc}")
     if args.mode == "vagrant":
         raise CliError("the cluster lab is built with Vagrant: run `vagrant up` in the project folder "
                        "(see docs/cluster.md); `podpath up` builds the netns lab", EXIT_USAGE)
+    extravars = {"podpath_lab": args.lab}
+    if args.topology:
+        try:  # read only: the play's plan step checks it, as it checks the default one
+            extravars["podpath_topology"] = read(args.topology)
+        except TopologyError as exc:
+            raise CliError(f"topology: {exc}")
     from podpath.runtime.pause_build import build as build_pause
 
     build_pause()
-    extravars = {"podpath_lab": args.lab}
-    if args.topology:
-        extravars["podpath_topology"] = load(args.topology)
     with LabLock(args.lab, args.wait):
         result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
     if result.interrupted:
         return report_interrupted(args.lab, result)
     if result.rc != 0:
+        refused = refused_topology(result)
+        if refused:
+            if not lab_exists(args.lab):  # nothing was built: leave no trace of the lab
+                shutil.rmtree(labdir.RUNS / args.lab, ignore_errors=True)
+                (labdir.LOCKS / f"{args.lab}.lock").unlink(missing_ok=True)
+            raise CliError(refused)
         report_failure(result)
         return EXIT_FAILED
     if not args.quiet:
@@ -202,13 +217,21 @@ def cmd_verify(args, extra=()) -> int:
     return subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
 
 
+def topology(args) -> dict:
+    """The checked topology of --topology (or the default one); a refused one is a usage error."""
+    try:
+        return load(args.topology)
+    except TopologyError as exc:
+        raise CliError(f"topology: {exc}")
+
+
 def cmd_trace(args) -> int:
     from podpath.evidence import trace
 
     require_root()
     if not lab_exists(args.lab):
         raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
-    result = trace.trace(args.lab, load(args.topology), host=args.host)
+    result = trace.trace(args.lab, topology(args), host=args.host)
     print(trace.render_text(result))
     if args.output:
         text = trace.render_mermaid(result) if args.output.endswith((".mmd", ".md")) else trace.render_dot(result)
@@ -220,11 +243,12 @@ def cmd_trace(args) -> int:
 
 def cmd_status(args) -> int:
     from podpath.evidence import status
+    from podpath.model.plan import build
 
     require_root()
     if not lab_exists(args.lab):
         raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
-    report = status.lab_status(args.lab, load(args.topology))
+    report = status.lab_status(build(topology(args), args.lab))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -251,12 +275,12 @@ def drill_state(lab: str) -> Path:
     return Path(labdir.lab_dir(lab)) / "drill.json"
 
 
-def run_verifier_quietly(lab: str) -> dict:
+def run_verifier_quietly(lab: str, topology_file: str | None) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="podpath-drill-") as tmp:
         out = Path(tmp) / "scenarios.json"
-        subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=None, junitxml=None, disruptive=False),
+        subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=topology_file, junitxml=None, disruptive=False),
                                    ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
         return json.loads(out.read_text()) if out.exists() else {}
 
@@ -273,13 +297,13 @@ def cmd_drill(args) -> int:
         if state.exists():
             raise CliError(f"lab {args.lab} already has a drill running: podpath drill reveal --lab {args.lab} ends it")
         with LabLock(args.lab, False):
-            before = run_verifier_quietly(args.lab)
+            before = run_verifier_quietly(args.lab, args.topology)
             broken = sorted(n for n, r in before.items() if r["outcome"] == "FAIL")
             if broken:
                 raise CliError(f"lab {args.lab} fails scenarios {', '.join(broken)} already: repair it with podpath up "
                                "before a drill", EXIT_FAILED)
             fault = faults.pick(args.seed)
-            what = fault.apply(NetnsLab(args.lab, load(args.topology)))
+            what = fault.apply(NetnsLab(args.lab, topology(args)))
             state.write_text(json.dumps({"seed": args.seed, "fault": fault.name, "what": what}) + "\n")
         print(f"drill {args.seed}: one hop of lab {args.lab} is broken. Find it: podpath verify --lab {args.lab}; "
               f"when you think it is fixed: podpath drill check --lab {args.lab}")
@@ -288,7 +312,7 @@ def cmd_drill(args) -> int:
         raise CliError(f"lab {args.lab} has no drill running: start one with podpath drill start --lab {args.lab}")
     drill = json.loads(state.read_text())
     if args.action == "check":
-        result = run_verifier_quietly(args.lab)
+        result = run_verifier_quietly(args.lab, args.topology)
         failing = sorted((n for n, r in result.items() if r["outcome"] == "FAIL"), key=int)
         if failing:
             print(f"not fixed yet: scenarios {', '.join(failing)} fail (podpath verify --lab {args.lab} shows how)")
@@ -367,6 +391,9 @@ def main(argv=None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `podpath status | head`: the reader has gone, and so does the rest of the output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

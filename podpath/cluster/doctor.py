@@ -31,12 +31,6 @@ PASS, INFO, WARN, FAIL = "PASS", "INFO", "WARN", "FAIL"
 PROVIDERS = ("virtualbox", "libvirt")
 TIMEOUT_S = 20
 
-# Vagrant refuses a VirtualBox minor it does not know ("a version of VirtualBox installed that
-# is not supported by this version of Vagrant"). The first Vagrant that knows each minor,
-# from Vagrant's CHANGELOG: 7.0 in 2.3.2, 7.1 in 2.4.2, 7.2 in 2.4.9.
-VAGRANT_FOR_VIRTUALBOX = {(7, 0): (2, 3, 2), (7, 1): (2, 4, 2), (7, 2): (2, 4, 9)}
-# VirtualBox runs on Apple Silicon (arm64 hosts and guests) from 7.1 on.
-VIRTUALBOX_ARM64_FROM = (7, 1)
 # VirtualBox 6.1.28 and later give host-only adapters only addresses in these ranges unless
 # /etc/vbox/networks.conf lists others. Vagrant checks the same before VirtualBox does, on
 # Linux, and on macOS only before VirtualBox 7.0; never on Windows.
@@ -79,6 +73,10 @@ class Needs:
     client_ip: ipaddress.IPv4Address
     nodes: list[dict[str, Any]]
     vagrant_minimum: tuple[int, ...]
+    # Vagrant refuses a VirtualBox minor it does not know: the first Vagrant that knows each
+    # minor, and the first VirtualBox that runs on arm64 hosts (versions.yml, `vagrant:`)
+    vagrant_for_virtualbox: dict[tuple[int, ...], tuple[int, ...]]
+    virtualbox_arm64_minimum: tuple[int, ...]
     ansible_core_minimum: tuple[int, ...] | None
     vagrantfile_has_ansible_local: bool
 
@@ -314,13 +312,15 @@ def load_needs(root: Path = ROOT) -> Needs:
     pyproject = (root / "pyproject.toml").read_text()
     core = re.search(r'"ansible-core>=([\d.]+)', pyproject)
     vagrantfile = root / "Vagrantfile"
-    # A node without memory_mb gets the Vagrantfile's default for it.
-    nodes = [dict(node, memory_mb=node.get("memory_mb", 2048)) for node in topology["nodes"]]
+    vagrant = versions["vagrant"]
     return Needs(
         node_network=ipaddress.ip_network(topology["node_network"]),
         client_ip=ipaddress.ip_address(topology["client"]["ip"]),
-        nodes=nodes,
+        nodes=topology["nodes"],  # the Vagrantfile refuses a node without cpus and memory_mb
         vagrant_minimum=version_tuple(str(minimum)) or (0,),
+        vagrant_for_virtualbox={version_tuple(str(vbox)): version_tuple(str(need))
+                                for vbox, need in vagrant["virtualbox_needs"].items()},
+        virtualbox_arm64_minimum=version_tuple(str(vagrant["virtualbox_arm64_minimum"])),
         ansible_core_minimum=version_tuple(core.group(1)) if core else None,
         vagrantfile_has_ansible_local="ansible_local" in vagrantfile.read_text() if vagrantfile.exists() else False,
     )
@@ -353,7 +353,7 @@ def check_vagrant(facts: Facts, needs: Needs) -> Finding:
     return Finding("vagrant", PASS, f"Vagrant {dotted(have)} (the lab needs {want} or later)", "nothing to do")
 
 
-def check_provider(facts: Facts) -> Finding:
+def check_provider(facts: Facts, needs: Needs) -> Finding:
     if facts.provider == "libvirt":
         if facts.system != "Linux" or facts.wsl:
             return Finding("provider", FAIL, "the libvirt provider runs on Linux hosts only",
@@ -378,13 +378,13 @@ def check_provider(facts: Facts) -> Finding:
         return Finding("provider", FAIL, f"VirtualBox does not work: {warning or facts.vboxmanage.strip()[:120]}",
                        "reinstall VirtualBox; on Linux rebuild its kernel modules with sudo /sbin/vboxconfig "
                        "(with Secure Boot, the modules must be signed)")
-    if facts.machine.lower() in ("arm64", "aarch64") and version[:2] < VIRTUALBOX_ARM64_FROM:
+    if facts.machine.lower() in ("arm64", "aarch64") and version[:2] < needs.virtualbox_arm64_minimum:
         return Finding("provider", FAIL, f"VirtualBox {dotted(version)} cannot run VMs on an arm64 host",
-                       f"install VirtualBox {dotted(VIRTUALBOX_ARM64_FROM)} or later from {INSTALL_VIRTUALBOX}")
+                       f"install VirtualBox {dotted(needs.virtualbox_arm64_minimum)} or later from {INSTALL_VIRTUALBOX}")
     return Finding("provider", PASS, f"VirtualBox {dotted(version)}", "nothing to do")
 
 
-def check_provider_vagrant(facts: Facts) -> Finding:
+def check_provider_vagrant(facts: Facts, needs: Needs) -> Finding:
     check = "provider-vagrant"
     vagrant = parse_vagrant_version(facts.vagrant or "")
     if facts.provider == "libvirt":
@@ -402,12 +402,12 @@ def check_provider_vagrant(facts: Facts) -> Finding:
         return Finding(check, INFO, "not checked: needs a working Vagrant and VirtualBox (see the lines above)",
                        "fix the vagrant and provider lines, then run the doctor again")
     minor = vbox[:2]
-    need = VAGRANT_FOR_VIRTUALBOX.get(minor)
-    if need is None and minor > max(VAGRANT_FOR_VIRTUALBOX):
+    need = needs.vagrant_for_virtualbox.get(minor)
+    if need is None and minor > max(needs.vagrant_for_virtualbox):
         return Finding(check, WARN, f"VirtualBox {dotted(minor)} is newer than any VirtualBox podpath knows; "
                        f"Vagrant {dotted(vagrant)} may refuse it", "check Vagrant's CHANGELOG for a release that supports "
                        f"VirtualBox {dotted(minor)} and install it from {INSTALL_VAGRANT}, or install VirtualBox "
-                       f"{dotted(max(VAGRANT_FOR_VIRTUALBOX))}")
+                       f"{dotted(max(needs.vagrant_for_virtualbox))}")
     if need is None:
         return Finding(check, WARN, f"VirtualBox {dotted(vbox)} is older than 7.0, which the lab is written for",
                        f"install VirtualBox 7.x from {INSTALL_VIRTUALBOX}")
@@ -623,8 +623,8 @@ def evaluate(facts: Facts, needs: Needs) -> list[Finding]:
     return [
         check_host(facts),
         check_vagrant(facts, needs),
-        check_provider(facts),
-        check_provider_vagrant(facts),
+        check_provider(facts, needs),
+        check_provider_vagrant(facts, needs),
         check_virtualization(facts),
         check_memory(facts, needs),
         check_disk(facts, needs),

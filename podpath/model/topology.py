@@ -29,6 +29,17 @@ IFNAME_MAX = 15
 REFUSED = "topology refused: "
 
 
+def static_band(network: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None:
+    """The lowest addresses of a Service network, which kube-apiserver hands out dynamically
+    only when the rest is full (KEP-3070): min(max(16, size / 16), 256) addresses after the
+    network address. A fixed ClusterIP belongs there. None for a network too small to have one."""
+    size = network.num_addresses
+    if size <= 16:
+        return None
+    first = network.network_address + 1
+    return first, first + min(max(16, size // 16), 256) - 1
+
+
 class TopologyError(ValueError):
     """The topology cannot be built; the message says which value and what to do."""
 
@@ -189,12 +200,19 @@ def validate(topo: Any) -> None:
         raise TopologyError(f"ingress replicas is {replicas} with spread: true, but there are only "
                             f"{len(topo['nodes'])} nodes: lower replicas, add nodes, or set spread: false")
     service_ips = {dns: "cluster_dns"}
+    band = static_band(svc_net)
     checks = [("ingress", ingress["cluster_ip"]),
               ("echo", topo["workloads"]["echo"]["cluster_ip"]),
               ("empty_service", topo["workloads"]["empty_service"]["cluster_ip"])]
     for what, value in checks:
         ip = _ip(value, f"cluster_ip of {what}")
         _host_in(ip, svc_net, f"cluster_ip of {what}")
+        if band and not band[0] <= ip <= band[1]:
+            raise TopologyError(f"cluster_ip {ip} of {what} is in the dynamic band of {svc_net}, where another "
+                                f"Service may take it first: pick one in the static band {band[0]}-{band[1]}")
+        if band and ip == band[0]:
+            raise TopologyError(f"cluster_ip {ip} of {what} is the kubernetes Service's address: pick another in "
+                                f"the static band {band[0] + 1}-{band[1]}")
         if ip in service_ips:
             raise TopologyError(f"cluster_ip {ip} of {what} is already used by {service_ips[ip]}: "
                                 "give each Service its own address")

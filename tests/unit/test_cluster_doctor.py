@@ -31,7 +31,9 @@ def needs(**changes) -> Needs:
     base = Needs(node_network=ipaddress.ip_network("192.168.56.0/24"), client_ip=ipaddress.ip_address("192.168.56.1"),
                  nodes=[{"name": n, "ip": f"192.168.56.{i}", "memory_mb": 2048} for n, i in
                         (("cp1", 10), ("worker1", 11), ("worker2", 12))],
-                 vagrant_minimum=(2, 4, 9), ansible_core_minimum=(2, 18), vagrantfile_has_ansible_local=True)
+                 vagrant_minimum=(2, 4, 9), ansible_core_minimum=(2, 18), vagrantfile_has_ansible_local=True,
+                 vagrant_for_virtualbox={(7, 0): (2, 3, 2), (7, 1): (2, 4, 2), (7, 2): (2, 4, 9)},
+                 virtualbox_arm64_minimum=(7, 1))
     for key, value in changes.items():
         setattr(base, key, value)
     return base
@@ -166,13 +168,13 @@ def test_check_vagrant(output, status):
 ])
 def test_check_provider_vagrant_virtualbox(vagrant, vbox, status):
     facts = linux(vagrant=rec(vagrant) if vagrant else None, vboxmanage=rec(vbox))
-    assert doctor.check_provider_vagrant(facts).status == status
+    assert doctor.check_provider_vagrant(facts, needs()).status == status
 
 
 def test_a_virtualbox_minor_newer_than_known_is_a_warning():
     # The same format as the recorded ones, for a minor podpath does not know yet.
     facts = linux(vagrant=rec("vagrant-version_2.4.9_upstream.txt"), vboxmanage="7.3.0r180000\n")
-    finding = doctor.check_provider_vagrant(facts)
+    finding = doctor.check_provider_vagrant(facts, needs())
     assert finding.status == WARN and "7.3" in finding.detail
 
 
@@ -182,7 +184,7 @@ def test_a_virtualbox_minor_newer_than_known_is_a_warning():
 ])
 def test_check_provider_vagrant_libvirt(plugins, status):
     facts = linux(provider="libvirt", vagrant=rec("vagrant-version_2.4.9_upstream.txt"), vagrant_plugins=rec(plugins))
-    finding = doctor.check_provider_vagrant(facts)
+    finding = doctor.check_provider_vagrant(facts, needs())
     assert finding.status == status
     assert status == PASS or "vagrant plugin install vagrant-libvirt" in finding.fix
 
@@ -201,7 +203,7 @@ def test_check_provider_vagrant_libvirt(plugins, status):
     (Facts(system="Darwin", machine="arm64", provider="libvirt"), FAIL, "Linux"),
 ])
 def test_check_provider(facts, status, says):
-    finding = doctor.check_provider(facts)
+    finding = doctor.check_provider(facts, needs())
     assert finding.status == status and says in finding.detail
 
 

@@ -80,6 +80,8 @@ BAD = [
     ("ingress-external-traffic-policy", set_("ingress.external_traffic_policy", "Balanced"), "'Balanced'"),
     ("ingress-cluster-ip-outside-service-network", set_("ingress.cluster_ip", "10.244.9.10"), "10.244.9.10"),
     ("ingress-cluster-ip-not-an-ip", set_("ingress.cluster_ip", "10.96.0.300"), "'10.96.0.300'"),
+    ("ingress-cluster-ip-dynamic-band", set_("ingress.cluster_ip", "10.96.100.10"), "static band 10.96.0.1-10.96.1.0"),
+    ("echo-cluster-ip-kubernetes-service", set_("workloads.echo.cluster_ip", "10.96.0.1"), "kubernetes Service"),
     ("http-node-port-outside-range", set_("ingress.http_node_port", 8080), "8080"),
     ("https-node-port-above-range", set_("ingress.https_node_port", 32768), "32768"),
     ("node-ports-duplicated", set_("ingress.https_node_port", 30080), "https_node_port 30080"),
@@ -242,3 +244,17 @@ def test_the_plays_plan_step_refuses_a_bad_topology_naming_the_value(default_top
     assert "10.0.0.200" in str(err.value)
     planned = plugin.podpath_plan(copy.deepcopy(default_topology), "podpath", "/usr/bin/python3")
     assert set(planned) == {"netns", "iptables", "containers"}
+
+
+@pytest.mark.parametrize("network, band", [
+    ("10.96.0.0/12", ("10.96.0.1", "10.96.1.0")),  # 2^20 addresses: the band stops at 256
+    ("10.96.0.0/20", ("10.96.0.1", "10.96.1.0")),  # 4096 / 16 = 256
+    ("10.96.0.0/22", ("10.96.0.1", "10.96.0.64")),  # 1024 / 16 = 64
+    ("10.96.0.0/24", ("10.96.0.1", "10.96.0.16")),  # never fewer than 16
+    ("10.96.0.0/28", None),  # too small to have a static band
+])
+def test_the_static_band_of_a_service_network(network, band):
+    import ipaddress
+
+    got = topology_mod.static_band(ipaddress.ip_network(network))
+    assert (tuple(map(str, got)) if got else None) == band
