@@ -43,6 +43,7 @@ from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
 from podpath.model.election import order
+from podpath.model.plan import Plan
 
 # -- what the lab runs (names from the cluster roles' defaults) ---------------------------
 
@@ -74,32 +75,33 @@ class App:
     curl_container: str | None  # a container whose image has curl (the nginx image), if any
 
 
-def apps(topology: dict) -> dict[str, App]:
-    """The lab's pods, as roles/cluster_workloads and roles/cluster_ingress_nginx deploy them.
+def apps(plan: Plan) -> dict[str, App]:
+    """The lab's pods, as roles/cluster_workloads and roles/cluster_ingress_nginx deploy them
+    from the same topology as the plan.
 
     Images: the echo pods and the multi-container pod's `nginx` container run the nginx
     image (Debian based, with curl); `busybox` has wget, nc and ip; the ingress controller
     image is not used as a client.
     """
-    work, ingress = topology["workloads"], topology["ingress"]
-    echo, multi = work["echo"], work["multi_container_pod"]
+    echo, ingress = plan.echo_service, plan.ingress_service
+    multi = next(p for p in plan.pods if p.app == "multi-container")
     return {
-        "echo": App("echo", echo["namespace"], f"app.kubernetes.io/name={echo['name']}", int(echo["replicas"]),
-                    int(echo["target_port"]), "echo"),
-        "ingress-nginx": App("ingress-nginx", ingress["namespace"], CONTROLLER_SELECTOR, int(ingress["replicas"]),
-                             80, None),
-        "multi-container": App("multi-container", multi["namespace"], f"app.kubernetes.io/name={multi['name']}", 1,
-                               80, "nginx"),
+        "echo": App("echo", echo.namespace, f"app.kubernetes.io/name={echo.name}", len(echo.pods),
+                    echo.ports[0].target_port, "echo"),
+        "ingress-nginx": App("ingress-nginx", ingress.namespace, CONTROLLER_SELECTOR, len(plan.ingress_pods), 80,
+                             None),
+        "multi-container": App("multi-container", multi.namespace, f"app.kubernetes.io/name={multi.name}", 1,
+                               multi.port or 80, "nginx"),
     }
 
 
-def pod_slots(topology: dict, *keys: str) -> list[PodRef]:
-    """The i-th pod of each app (echo-2), known from the topology before the cluster is asked.
+def pod_slots(plan: Plan, *keys: str) -> list[PodRef]:
+    """The i-th pod of each app (echo-2), known from the plan before the cluster is asked.
 
     At run time a slot is resolved to a real pod: the pods of the app sorted by the
-    topology's node order, then by name.
+    plan's node order, then by name.
     """
-    table = apps(topology)
+    table = apps(plan)
     return [PodRef(key, i, key if table[key].replicas == 1 else f"{key}-{i + 1}")
             for key in (keys or table) for i in range(table[key].replicas)]
 
@@ -169,14 +171,14 @@ class ClusterLab:
     kind = "cluster"
     runtime = CONTAINERD
 
-    def __init__(self, topology: dict, hosts, ansible_inventory: str | None):
+    def __init__(self, plan: Plan, hosts, ansible_inventory: str | None):
         self.name = "cluster"
-        self.topology = topology
+        self.plan = plan  # what the cluster was built from: names, addresses, counts
         if isinstance(hosts, str):
             hosts = hosts.split(",")
         self.hostspecs = [h for h in (hosts or []) if h]
         self.inventory = ansible_inventory
-        self.apps = apps(topology)
+        self.apps = apps(plan)
         self._hosts: dict[str, Any] = {}
         self._selected: list[str] | None = None
         self._sudo: dict[str, list[str]] = {}
@@ -184,29 +186,29 @@ class ClusterLab:
         self._pods: dict[str, list[LabPod]] = {}
         self._arping: tuple[list[str], str, str] | None | bool = False  # False: not decided yet
 
-    # -- the topology (what the cluster was built from) ---------------------------------
+    # -- the plan (what the cluster was built from) -------------------------------------
     def node_names(self) -> list[str]:
-        return [n["name"] for n in self.topology["nodes"]]
+        return [n.name for n in self.plan.nodes]
 
     def node_ip(self, node: str) -> str:
-        return next(n["ip"] for n in self.topology["nodes"] if n["name"] == node)
+        return self.plan.node(node).ip
 
     @property
     def ingress_namespace(self) -> str:
-        return self.topology["ingress"]["namespace"]
+        return self.plan.ingress_service.namespace
 
     @property
     def ingress_service(self) -> str:
-        return self.topology["ingress"]["service"]
+        return self.plan.ingress_service.name
 
     def ingress_host(self) -> str:
-        return self.topology["ingress"]["host"]
+        return self.plan.ingress_host
 
     def ingress_replicas(self) -> int:
-        return int(self.topology["ingress"]["replicas"])
+        return len(self.plan.ingress_pods)
 
     def pod_network(self) -> str:
-        return self.topology["pod_network"]
+        return self.plan.pod_network
 
     # -- hosts ----------------------------------------------------------------------------
     def selected_nodes(self) -> list[str]:
@@ -267,7 +269,7 @@ class ClusterLab:
         group = [h for h in group if h in self.node_names()]
         if group:
             return group[0]
-        planes = [n["name"] for n in self.topology["nodes"] if n["role"] == "control-plane"]
+        planes = self.control_planes()
         if not planes:
             raise ProbeError("no control-plane node: neither the inventory group control_plane nor the topology "
                              "names one")
@@ -312,7 +314,7 @@ class ClusterLab:
 
     # -- what the lab is made of ----------------------------------------------------------
     def pods_of(self, app: str, refresh: bool = False) -> list[LabPod]:
-        """The running pods of APP, sorted by the topology's node order, then by name."""
+        """The running pods of APP, sorted by the plan's node order, then by name."""
         if refresh or app not in self._pods:
             spec = self.apps[app]
             text = self.kubectl_json("get", "pods", "-n", spec.namespace, "-l", spec.selector,
@@ -355,13 +357,11 @@ class ClusterLab:
                                                what=f"Service {namespace}/{name}"))
 
     def _service_name(self, role: str) -> tuple[str, str]:
-        work = self.topology["workloads"]
-        names = {"echo": (work["echo"]["namespace"], work["echo"]["name"]),
-                 "ingress": (self.ingress_namespace, self.ingress_service),
-                 "empty": (work["empty_service"]["namespace"], work["empty_service"]["name"])}
-        if role not in names:
+        services = {"echo": self.plan.echo_service, "ingress": self.plan.ingress_service,
+                    "empty": self.plan.empty_service}
+        if role not in services:
             raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
-        return names[role]
+        return services[role].namespace, services[role].name
 
     def service(self, role: str) -> ServiceView:
         """The Service of ROLE as Kubernetes has it, its port "http" and its ready endpoints."""
@@ -639,8 +639,8 @@ class ClusterLab:
         macOS, and from WSL2 (behind Windows' NAT), the host-only address the topology gives
         the client (VirtualBox and libvirt give the host the network's first address)."""
         if self.host_platform() == "linux":
-            return self.client_route(toward).get("prefsrc") or self.topology["client"]["ip"]
-        return self.topology["client"]["ip"]
+            return self.client_route(toward).get("prefsrc") or self.plan.client_ip
+        return self.plan.client_ip
 
     def _client_arping(self, address: str) -> tuple[list[str], str, str] | None:
         """(sudo prefix, arping's --help, interface) for ARP requests from this machine, or None
@@ -717,7 +717,7 @@ class ClusterLab:
                                             what="MetalLB speaker pods"))
 
     def control_planes(self) -> list[str]:
-        return [n["name"] for n in self.topology["nodes"] if n["role"] == "control-plane"]
+        return [n.name for n in self.plan.nodes if n.role == "control-plane"]
 
     def excluded_from_load_balancers(self) -> list[str]:
         return sorted(n for n, info in self.k8s_nodes().items() if EXCLUDE_LB_LABEL in info.labels)
@@ -758,7 +758,7 @@ class ClusterLab:
                       and n not in speaking)
 
     def leader_lease(self) -> Lease | None:
-        election = self.topology["ingress"]["election_id"]
+        election = self.plan.election_id
         out = self.kubectl("get", "lease", "-n", self.ingress_namespace, election, "-o", "json")
         if not out.ok:
             if "NotFound" in out.stderr:

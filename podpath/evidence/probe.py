@@ -185,7 +185,7 @@ class NetnsLab:
         return lab_status.speakers(self.name, [n.name for n in self.plan.nodes])
 
     def lease(self) -> dict | None:
-        return lab_status.lease(self.name, self.topology)
+        return lab_status.lease(self.plan)
 
     # == the verifier's interface (podpath.evidence.lab.Lab) ===========================
     # -- where a student sees the same thing
@@ -233,25 +233,23 @@ class NetnsLab:
         return ServiceView(name=svc.name, namespace=svc.namespace, cluster_ip=svc.cluster_ip, port=port.port,
                            target_port=port.target_port, node_port=port.node_port,
                            load_balancer_ip=svc.load_balancer_ip, policy=svc.external_traffic_policy,
-                           endpoints={p: f"{self.plan.pod(p).ip}:{port.target_port}" for p in svc.endpoints})
+                           endpoints={p.name: f"{p.ip}:{port.target_port}" for p in svc.pods})
 
     def _plan_service(self, role: str):
-        if role == "ingress":
-            return self.plan.ingress_service
-        names = {"echo": self.topology["workloads"]["echo"]["name"],
-                 "empty": self.topology["workloads"]["empty_service"]["name"]}
-        if role not in names:
+        services = {"echo": self.plan.echo_service, "ingress": self.plan.ingress_service,
+                    "empty": self.plan.empty_service}
+        if role not in services:
             raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
-        return self.plan.service(names[role])
+        return services[role]
 
     def ingress_host(self) -> str:
-        return self.topology["ingress"]["host"]
+        return self.plan.ingress_host
 
     def ingress_replicas(self) -> int:
         return len(self.plan.ingress_pods)
 
     def pod_network(self) -> str:
-        return self.topology["pod_network"]
+        return self.plan.pod_network
 
     # -- scenarios 1-4
     def netns_path(self, pod: LabPod) -> str:

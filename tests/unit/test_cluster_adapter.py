@@ -15,6 +15,9 @@ from podpath.evidence import cluster as cl
 from podpath.evidence.lab import LabPod, PodRef, ProbeError, Unobservable
 from podpath.evidence.parsers import K8sPod, parse_arping
 from podpath.model import topology
+from podpath.model.plan import build
+
+PLAN = build(topology.load(), "cluster")
 
 PODS = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
     {"metadata": {"name": "echo-7d9c-abcde", "namespace": "default", "uid": "u-1"},
@@ -47,7 +50,7 @@ class _Out:
 
 @pytest.fixture
 def cluster():
-    lab = cl.ClusterLab(topology.load(), "ansible://all", "/nonexistent/inventory")
+    lab = cl.ClusterLab(PLAN, "ansible://all", "/nonexistent/inventory")
     cp1 = FakeHost({"id -u": (0, "1000\n"), "sudo -n test -r": (0, ""),
                     "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf get pods": (0, PODS)})
     lab._selected = ["cp1", "worker1", "worker2"]
@@ -92,20 +95,20 @@ def test_a_node_missing_from_the_inventory_is_named(cluster):
 
 
 def test_other_connections_than_ansible_are_refused():
-    lab = cl.ClusterLab(topology.load(), "ssh://cp1", None)
+    lab = cl.ClusterLab(PLAN, "ssh://cp1", None)
     with pytest.raises(ProbeError, match="reached through Ansible"):
         lab.selected_nodes()
 
 
 def test_pod_slots_follow_the_topology():
-    slots = cl.pod_slots(topology.load())
+    slots = cl.pod_slots(PLAN)
     assert [s.id for s in slots] == ["echo-1", "echo-2", "echo-3", "ingress-nginx-1", "ingress-nginx-2",
                                      "ingress-nginx-3", "multi-container"]
-    assert [s.id for s in cl.pod_slots(topology.load(), "echo")] == ["echo-1", "echo-2", "echo-3"]
+    assert [s.id for s in cl.pod_slots(PLAN, "echo")] == ["echo-1", "echo-2", "echo-3"]
 
 
 def test_a_student_is_shown_the_command_on_the_node():
-    lab = cl.ClusterLab(topology.load(), "ansible://all", None)
+    lab = cl.ClusterLab(PLAN, "ansible://all", None)
     assert lab.node_command("worker1", ["crictl", "inspectp", "abc"], root=True) == \
         "vagrant ssh worker1 -c 'sudo crictl inspectp abc'"
 
@@ -173,6 +176,6 @@ def test_wsl2_cannot_read_the_node_network_neighbours_and_says_what_to_run_inste
         cluster.client_neighbour("192.168.56.200")
 
 
-def test_on_macos_the_client_address_is_the_topology_s(cluster, monkeypatch):
+def test_on_macos_the_client_address_is_the_plan_s(cluster, monkeypatch):
     monkeypatch.setattr(cluster, "host_platform", lambda: "macos")
-    assert cluster.client_address("192.168.56.200") == topology.load()["client"]["ip"]
+    assert cluster.client_address("192.168.56.200") == PLAN.client_ip

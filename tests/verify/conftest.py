@@ -47,7 +47,7 @@ def lab_kind(config) -> str:
 
 
 _LAB = {}
-# The topology file and the netns lab's plan, read once a run: the hooks that give tests
+# The topology file and the lab's plan, read once a run: the hooks that give tests
 # one id per pod or node run once per test function, and a YAML load takes 10-20 ms. The
 # file does not change while the verifier runs.
 _TOPOLOGY: dict = {}
@@ -61,7 +61,9 @@ def load_topology(config) -> dict:
     return _TOPOLOGY[path]
 
 
-def netns_plan(config):
+def lab_plan(config):
+    """The plan of the lab (podpath/model/plan.py): the netns lab's, or what the cluster lab
+    was built from (its names, addresses and counts)."""
     key = (config.getoption("topology"), config.getoption("lab"))
     if key not in _PLAN:
         from podpath.model.plan import build
@@ -77,7 +79,8 @@ def make_lab(config):
     if lab_kind(config) == "cluster":
         from podpath.evidence.cluster import ClusterLab
 
-        _LAB["lab"] = ClusterLab(topo, config.getoption("hosts"), config.getoption("ansible_inventory", None))
+        _LAB["lab"] = ClusterLab(lab_plan(config), config.getoption("hosts"),
+                                 config.getoption("ansible_inventory", None))
     else:
         import testinfra
         from podpath.evidence.probe import NetnsLab, testinfra_runner
@@ -105,10 +108,10 @@ def _pod_refs(config, *apps):
     if lab_kind(config) == "cluster":
         from podpath.evidence.cluster import pod_slots
 
-        return pod_slots(load_topology(config), *apps)
+        return pod_slots(lab_plan(config), *apps)
     from podpath.evidence.probe import pod_refs
 
-    return pod_refs(netns_plan(config), *apps)
+    return pod_refs(lab_plan(config), *apps)
 
 
 def runtime_model(config):
@@ -123,7 +126,7 @@ def pytest_generate_tests(metafunc):
             refs = _pod_refs(config, *apps)
             metafunc.parametrize(name, refs, ids=[r.id for r in refs], indirect=True)
     if "node" in metafunc.fixturenames:
-        names = [n["name"] for n in load_topology(config)["nodes"]]
+        names = [n.name for n in lab_plan(config).nodes]
         metafunc.parametrize("node", names, ids=names)
     if "namespace_kind" in metafunc.fixturenames:
         model = runtime_model(config)
