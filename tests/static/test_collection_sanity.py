@@ -6,8 +6,8 @@ collection/build.py assembles library/, module_utils/ and plugins/action/ into a
 ansible-galaxy, installs it in a temporary folder and runs every ansible-test sanity test
 there (validate-modules, pylint, pep8, import, ansible-doc, yamllint, ...). The only
 ignores are in collection/tests/sanity/ignore-2.19.txt, each with its reason. The first run
-on a machine makes ansible-test's test environments under build/ (about 2 minutes); later
-runs take about 15 s. See docs/module.md.
+on a machine makes ansible-test's test environments under build/ (1.5 to 2.5 minutes);
+later runs take about 15 s. See docs/module.md.
 """
 from __future__ import annotations
 
