@@ -222,6 +222,7 @@ def session(tmp_path_factory):
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[b.id for b in BLOCKS])
 def test_block_runs_as_written_and_shows_what_the_page_says(session: Session, index: int):
     block = BLOCKS[index]
+    assert block.shows, f"docs/walkthrough.md line {block.line} ({block.id}) says nothing it shows"
     ran = session.result(index)
     where = f"docs/walkthrough.md line {block.line} ({block.id}) on lab {session.lab}"
     assert ran.rc == 0, f"{where} exited {ran.rc}:\n{block.code}\n--- output ---\n{ran.output[-4000:]}"
