@@ -30,10 +30,10 @@ def podpath(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def verify(lab: str, tmp_path: Path) -> dict[str, dict]:
+def verify(lab: str, tmp_path: Path, *extra: str) -> dict[str, dict]:
     out = tmp_path / "scenarios.json"
     done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
-                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out),
+                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out), *extra,
                            str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
     result = json.loads(out.read_text())
@@ -82,6 +82,19 @@ def test_healthy_lab_passes_every_scenario_many_times(lab, tmp_path):
         if failed(result):
             flaky.append((run, sorted(failed(result)), result["_output"][-1500:]))
     assert not flaky, f"{len(flaky)} of {HEALTHY_RUNS} runs of a healthy lab failed: {flaky[:2]}"
+
+
+@pytest.mark.disruptive
+def test_the_disruptive_checks_pass_and_leave_the_lab_whole(lab, tmp_path):
+    """Scenario 14 (failover) and the killed container of scenario 1 break the lab and repair
+    it: they pass on a healthy lab, and every scenario passes after them."""
+    result = verify(lab.name, tmp_path, "--disruptive")
+    assert not failed(result), (f"with --disruptive, scenarios {sorted(failed(result))} fail\n"
+                                f"{result['_output'][-2500:]}")
+    assert result["14"]["outcome"] == "PASS", f"scenario 14 did not run: {result['14']}"
+    after = verify(lab.name, tmp_path)
+    assert not failed(after), (f"after the disruptive checks, scenarios {sorted(failed(after))} fail\n"
+                               f"{after['_output'][-2500:]}")
 
 
 @pytest.mark.disruptive
