@@ -33,7 +33,7 @@ import pytest
 from labtools import ROOT, force_remove, lab_namespaces, new_lab_name, podpath
 
 PAGE = ROOT / "docs" / "walkthrough.md"
-BLOCK_TIMEOUT = 60  # seconds; the slowest block (podpath trace) takes about 2 s
+BLOCK_TIMEOUT = 60  # seconds, against a block that hangs; the slowest (arping, 2 requests) takes about 2 s
 LAB_PATTERN = "[a-z][a-z0-9]{0,9}"  # what <lab> stands for in the page's own outputs
 
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")
