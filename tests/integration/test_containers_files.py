@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from podpath.model import labdir
+
 pytestmark = pytest.mark.netns  # writes under /run/podpath, as root
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_ROOT = Path("/run/podpath")
+RUN_ROOT = Path(labdir.RUN_ROOT)
 
 PLAYBOOK = """\
 - name: Write a lab's files with podpath_containers
@@ -32,8 +34,8 @@ PLAYBOOK = """\
         lab: {lab}
         group: files
         files:
-          - {{path: /run/podpath/{lab}/quoted.conf, content: "a\\n", mode: "0600"}}
-          - {{path: /run/podpath/{lab}/unquoted.conf, content: "b\\n", mode: {mode}}}
+          - {{path: {folder}/quoted.conf, content: "a\\n", mode: "0600"}}
+          - {{path: {folder}/unquoted.conf, content: "b\\n", mode: {mode}}}
 """
 
 
@@ -48,7 +50,7 @@ def lab(tmp_path):
 
 def play(lab: str, mode: str, tmp_path: Path, in_process: bool) -> subprocess.CompletedProcess:
     playbook = tmp_path / "files.yml"
-    playbook.write_text(PLAYBOOK.format(lab=lab, mode=mode))
+    playbook.write_text(PLAYBOOK.format(lab=lab, folder=labdir.lab_dir(lab), mode=mode))
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook),
             "-e", f"podpath_in_process={'true' if in_process else 'false'}"]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")

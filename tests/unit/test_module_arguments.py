@@ -21,6 +21,7 @@ import pytest
 from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
+from podpath.model.labdir import lab_dir
 from podpath.play import inprocess
 
 NETNS = inprocess.load_library("podpath_netns")
@@ -28,6 +29,7 @@ CONTAINERS = inprocess.load_library("podpath_containers")
 IPTABLES = inprocess.load_library("podpath_iptables")
 LIBRARIES = {"podpath_netns": NETNS, "podpath_containers": CONTAINERS, "podpath_iptables": IPTABLES}
 
+UNIT_FILE = f"{lab_dir('unit')}/f"  # a file name for the messages; nothing is written there
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the modules refuse to run (even in check mode) "
                                                           "without root: run the unit tests as root")
 
@@ -97,7 +99,7 @@ def test_the_containers_spec_gives_the_documented_types(change, key, expected):
 
 
 def test_a_file_without_mode_gets_0644_and_a_yaml_octal_mode_stays_a_number():
-    files = [{"path": "/run/podpath/unit/a", "content": "x"}, {"path": "/run/podpath/unit/b", "content": "x",
+    files = [{"path": f"{lab_dir('unit')}/a", "content": "x"}, {"path": f"{lab_dir('unit')}/b", "content": "x",
                                                               "mode": 0o644}]
     result = validate("podpath_containers", {"lab": "unit", "files": files})
     assert result.error_messages == []
@@ -135,7 +137,7 @@ def _containers(**container):
 
 def _files(**entry):
     def args(lab):
-        return {"lab": lab, "files": [dict({"path": f"/run/podpath/{lab}/f", "content": "x"}, **entry)]}
+        return {"lab": lab, "files": [dict({"path": f"{lab_dir(lab)}/f", "content": "x"}, **entry)]}
     return args
 
 
@@ -159,7 +161,7 @@ REFUSED = [
      "Elements value for option 'links' found in 'namespaces' is of type str"),
     ("route-without-gateway", "podpath_netns", _netns(routes=[{"dst": "default"}]),
      "missing required arguments: gateway found in namespaces -> routes"),
-    ("file-without-content", "podpath_containers", lambda lab: {"lab": lab, "files": [{"path": f"/run/podpath/{lab}/f"}]},
+    ("file-without-content", "podpath_containers", lambda lab: {"lab": lab, "files": [{"path": f"{lab_dir(lab)}/f"}]},
      "missing required arguments: content found in files"),
     ("misspelt-file-key", "podpath_containers", _files(contents="x"),
      "Unsupported parameters for (podpath_containers) module: files.contents"),
@@ -230,13 +232,13 @@ def test_a_hairpin_given_as_a_string_is_what_it_says(hairpin, line):
     pytest.param(0o755, 0o755, id="yaml-unquoted-0755"),
 ])
 def test_a_file_mode_is_octal_digits_or_the_number_yaml_made_of_them(value, bits):
-    assert CONTAINERS.file_mode(value, "/run/podpath/unit/f") == (bits, "")
+    assert CONTAINERS.file_mode(value, UNIT_FILE) == (bits, "")
 
 
 @pytest.mark.parametrize("value, words", [
     pytest.param(644, "644 (a number: octal 1204)", id="number-644-without-its-zero"),
     pytest.param(755, "755 (a number: octal 1363)", id="number-755-without-its-zero"),
-    pytest.param("0666", "'0666' of file /run/podpath/unit/f allows more than 0o755", id="writable-by-others"),
+    pytest.param("0666", f"'0666' of file {UNIT_FILE} allows more than 0o755", id="writable-by-others"),
     pytest.param("4755", "allows more than 0o755", id="setuid"),
     pytest.param("rw-r--r--", "is not a string of octal digits", id="symbolic"),
     pytest.param("0o644", "is not a string of octal digits", id="python-octal-prefix"),
@@ -245,7 +247,7 @@ def test_a_file_mode_is_octal_digits_or_the_number_yaml_made_of_them(value, bits
     pytest.param(6.44, "is not a mode", id="float"),
 ])
 def test_a_file_mode_that_is_not_a_mode_the_lab_writes_is_refused(value, words):
-    bits, error = CONTAINERS.file_mode(value, "/run/podpath/unit/f")
+    bits, error = CONTAINERS.file_mode(value, UNIT_FILE)
     assert bits is None and words in error and "'0644'" in error, error
 
 
@@ -277,7 +279,7 @@ def test_the_containers_module_refuses_them_in_check_mode_too(args, words):
     lab = fresh_lab()
     result = inprocess.run(CONTAINERS, "podpath_containers", args(lab), check_mode=True)
     assert result.get("failed") is True and words in result["msg"], result
-    assert not os.path.exists(f"/run/podpath/{lab}"), "a refused call wrote something"
+    assert not os.path.exists(lab_dir(lab)), "a refused call wrote something"
 
 
 @needs_root
@@ -285,5 +287,5 @@ def test_a_yaml_octal_mode_is_the_mode_it_stands_for():
     lab = fresh_lab()
     result = inprocess.run(CONTAINERS, "podpath_containers", _files(mode=420)(lab), check_mode=True)
     assert not result.get("failed"), result.get("msg")
-    assert result["files_changed"] == [f"/run/podpath/{lab}/f"]
-    assert not os.path.exists(f"/run/podpath/{lab}"), "check mode wrote something"
+    assert result["files_changed"] == [f"{lab_dir(lab)}/f"]
+    assert not os.path.exists(lab_dir(lab)), "check mode wrote something"
