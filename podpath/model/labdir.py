@@ -28,8 +28,10 @@ def load_file(key: str, path: Path):
 
 
 def load_module_util(name: str):
-    """Import module_utils/NAME.py from the checkout (the modules get it from Ansible)."""
-    return load_file(f"podpath_module_utils_{name}", MODULE_UTILS / f"{name}.py")
+    """Import module_utils/NAME.py from the checkout under the name the modules import it by
+    (ansible.module_utils.NAME), after podpath_lab, which the others import."""
+    load_file("ansible.module_utils.podpath_lab", MODULE_UTILS / "podpath_lab.py")
+    return load_file("ansible.module_utils." + name, MODULE_UTILS / f"{name}.py")
 
 
 lab = load_module_util("podpath_lab")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY_FILE = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 SCHEMA_FILE = ROOT / "inventory" / "topology.schema.json"
 SCHEMA_PASSED = labdir.CACHE / "schema-passed"
-IFNAME_MAX = 15
+IFNAME_MAX = labdir.lab.IFNAME_MAX  # the kernel's limit, as the modules know it
 
 
 # Begins the message of a refused topology wherever the check runs (the play's plan step

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from podpath.model.labdir import MODULE_UTILS, load_file
+from podpath.model.labdir import MODULE_UTILS, load_file, load_module_util
 from podpath.play.tether import tether_worker
 
 LIBRARY = MODULE_UTILS.parent / "library"
@@ -100,7 +100,7 @@ def load_library(name: str):
     """Import library/NAME.py as Ansible would ship it: its `ansible.module_utils.podpath_*`
     imports resolve to the files of module_utils/."""
     for util in sorted(MODULE_UTILS.glob("podpath_*.py")):
-        load_file("ansible.module_utils." + util.stem, util)
+        load_module_util(util.stem)
     return load_file("podpath_inprocess_" + name, LIBRARY / f"{name}.py")
 
 

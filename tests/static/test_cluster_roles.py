@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from podpath.model.topology import IFNAME_MAX
 import yaml
 
 pytestmark = pytest.mark.static
@@ -243,4 +245,4 @@ def test_handmade_pod_network_stays_off_the_topology(topology: dict[str, Any]) -
         assert address in network and address not in (network.network_address, network.broadcast_address)
     assert defaults["cluster_handmade_pod_gateway"] != defaults["cluster_handmade_pod_address"]
     for key in ("cluster_handmade_pod_bridge", "cluster_handmade_pod_host_veth"):
-        assert len(defaults[key]) <= 15, f"{key}: Linux interface names have at most 15 characters"
+        assert len(defaults[key]) <= IFNAME_MAX, f"{key}: Linux interface names have at most {IFNAME_MAX} characters"

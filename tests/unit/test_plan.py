@@ -70,7 +70,7 @@ def test_node_lan_and_client_namespaces_carry_the_lab_name():
 @pytest.mark.parametrize("name", POD_IDS)
 def test_host_veth_name_fits_in_15_bytes(plan, name):
     veth = plan.pod(name).host_veth
-    assert len(veth.encode()) <= 15
+    assert len(veth.encode()) <= topology_mod.IFNAME_MAX
     assert re.match(r"^veth[0-9a-f]{8}$", veth)
 
 
