@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podpath.evidence.lab import (CONTAINERD, CONTROLLER_HEADER, NAMESPACE_KINDS, ArpAnswer, Http, LabPod, Lease,
-                                  PodRef, ProbeError, Result, ServiceView, Unobservable)
+                                  PlanFacts, PodRef, ProbeError, Result, ServiceView, Unobservable)
 from podpath.evidence.parsers import (K8sNode, K8sPod, NetNamespace, Sandbox, arping_argv, classify_host,
                                       node_side_addresses, parse_announcer, parse_arp_an, parse_arping,
                                       parse_crictl_inspectp, parse_crictl_pods, parse_endpoint_slices, parse_http,
@@ -165,7 +165,7 @@ class ClusterTrace(Trace):
         super().__init__(url=url, host=host, expected_hops=4)
 
 
-class ClusterLab:
+class ClusterLab(PlanFacts):
     """The cluster lab, seen through kubectl on the control plane and tools on each node."""
 
     kind = "cluster"
@@ -186,13 +186,7 @@ class ClusterLab:
         self._pods: dict[str, list[LabPod]] = {}
         self._arping: tuple[list[str], str, str] | None | bool = False  # False: not decided yet
 
-    # -- the plan (what the cluster was built from) -------------------------------------
-    def node_names(self) -> list[str]:
-        return [n.name for n in self.plan.nodes]
-
-    def node_ip(self, node: str) -> str:
-        return self.plan.node(node).ip
-
+    # -- the plan (what the cluster was built from; PlanFacts answers the rest) ----------
     @property
     def ingress_namespace(self) -> str:
         return self.plan.ingress_service.namespace
@@ -200,15 +194,6 @@ class ClusterLab:
     @property
     def ingress_service(self) -> str:
         return self.plan.ingress_service.name
-
-    def ingress_host(self) -> str:
-        return self.plan.ingress_host
-
-    def ingress_replicas(self) -> int:
-        return len(self.plan.ingress_pods)
-
-    def pod_network(self) -> str:
-        return self.plan.pod_network
 
     # -- hosts ----------------------------------------------------------------------------
     def selected_nodes(self) -> list[str]:
@@ -356,16 +341,10 @@ class ClusterLab:
         return parse_service(self.kubectl_json("get", "service", "-n", namespace, name,
                                                what=f"Service {namespace}/{name}"))
 
-    def _service_name(self, role: str) -> tuple[str, str]:
-        services = {"echo": self.plan.echo_service, "ingress": self.plan.ingress_service,
-                    "empty": self.plan.empty_service}
-        if role not in services:
-            raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
-        return services[role].namespace, services[role].name
-
     def service(self, role: str) -> ServiceView:
         """The Service of ROLE as Kubernetes has it, its port "http" and its ready endpoints."""
-        namespace, name = self._service_name(role)
+        planned = self.planned_service(role)
+        namespace, name = planned.namespace, planned.name
         svc = self.service_json(namespace, name)
         port = svc["ports"].get("http") or next(iter(svc["ports"].values()), {})
         endpoints = {}

@@ -26,6 +26,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from podpath.model.plan import Plan, Service
+
 
 class ProbeError(RuntimeError):
     """The lab did not answer as expected; the message names where and what."""
@@ -181,6 +183,36 @@ class ArpAnswer:
 
     macs: list[str]
     asked_from: str  # the command that sent the requests, where it ran
+
+
+class PlanFacts:
+    """The answers both adapters read from the lab's plan (podpath/model/plan.py): what the
+    lab was built from, its nodes, Services and names."""
+
+    plan: Plan
+
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.plan.nodes]
+
+    def node_ip(self, node: str) -> str:
+        return self.plan.node(node).ip
+
+    def planned_service(self, role: str) -> Service:
+        """The Service that plays ROLE: echo, ingress or empty (the one with no endpoints)."""
+        services = {"echo": self.plan.echo_service, "ingress": self.plan.ingress_service,
+                    "empty": self.plan.empty_service}
+        if role not in services:
+            raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
+        return services[role]
+
+    def ingress_host(self) -> str:
+        return self.plan.ingress_host
+
+    def ingress_replicas(self) -> int:
+        return len(self.plan.ingress_pods)
+
+    def pod_network(self) -> str:
+        return self.plan.pod_network
 
 
 # -- the interface ---------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from podpath.evidence import status as lab_status
-from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PodRef, ProbeError,
-                                  Result, ServiceView)
+from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PlanFacts, PodRef,
+                                  ProbeError, Result, ServiceView)
 from podpath.evidence.parsers import CURL_ERRORS, parse_http, parse_lsns, parse_mountinfo_nsfs
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.model.plan import Plan, Pod, build
@@ -72,7 +72,7 @@ def pod_refs(plan: Plan, *apps: str) -> list[PodRef]:
     return refs
 
 
-class NetnsLab:
+class NetnsLab(PlanFacts):
     """One netns lab, seen from inside its namespaces."""
 
     kind = "netns"
@@ -203,13 +203,7 @@ class NetnsLab:
     def client_command(self, argv: list[str]) -> str:
         return f"ip netns exec {self.plan.client_netns} {shlex.join(argv)}"
 
-    # -- what the lab is made of (its plan)
-    def node_names(self) -> list[str]:
-        return [n.name for n in self.plan.nodes]
-
-    def node_ip(self, node: str) -> str:
-        return self.plan.node(node).ip
-
+    # -- what the lab is made of (its plan; PlanFacts answers the rest)
     def _view(self, pod: Pod) -> LabPod:
         if pod.name not in self._views:
             self._views[pod.name] = LabPod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip,
@@ -228,28 +222,12 @@ class NetnsLab:
         return [self._view(p) for p in self.plan.pods]
 
     def service(self, role: str) -> ServiceView:
-        svc = self._plan_service(role)
+        svc = self.planned_service(role)
         port = svc.ports[0]
         return ServiceView(name=svc.name, namespace=svc.namespace, cluster_ip=svc.cluster_ip, port=port.port,
                            target_port=port.target_port, node_port=port.node_port,
                            load_balancer_ip=svc.load_balancer_ip, policy=svc.external_traffic_policy,
                            endpoints={p.name: f"{p.ip}:{port.target_port}" for p in svc.pods})
-
-    def _plan_service(self, role: str):
-        services = {"echo": self.plan.echo_service, "ingress": self.plan.ingress_service,
-                    "empty": self.plan.empty_service}
-        if role not in services:
-            raise ProbeError(f"no Service plays the role {role!r} (echo, ingress, empty)")
-        return services[role]
-
-    def ingress_host(self) -> str:
-        return self.plan.ingress_host
-
-    def ingress_replicas(self) -> int:
-        return len(self.plan.ingress_pods)
-
-    def pod_network(self) -> str:
-        return self.plan.pod_network
 
     # -- scenarios 1-4
     def netns_path(self, pod: LabPod) -> str:

@@ -28,6 +28,15 @@ def _chains(lab, node):
     return lab.node_command(node, [tool, "-t", "nat"], root=True), parse_iptables_save(text)
 
 
+def _paths(lab, node, chains, shown):
+    """(Service, its ready endpoints, kube-proxy's path for its ClusterIP) of each Service with
+    endpoints; a Service kube-proxy has no rules for fails the check, naming the node."""
+    for svc, targets in _services(lab):
+        path = service_path(chains, svc.cluster_ip, svc.port)
+        assert path, f"node {node}: no kube-proxy rules for {svc.name} ({svc.cluster_ip}:{svc.port}) ({shown})"
+        yield svc, targets, path
+
+
 @pytest.mark.scenario(12)
 def test_kube_services_jumps_to_a_svc_chain_per_cluster_ip(lab, node):
     shown, chains = _chains(lab, node)
@@ -42,9 +51,7 @@ def test_kube_services_jumps_to_a_svc_chain_per_cluster_ip(lab, node):
 @pytest.mark.scenario(12)
 def test_svc_chains_pick_each_endpoint_with_probability_one_in_n(lab, node):
     shown, chains = _chains(lab, node)
-    for svc, targets in _services(lab):
-        path = service_path(chains, svc.cluster_ip, svc.port)
-        assert path, f"node {node}: no kube-proxy rules for {svc.name} ({svc.cluster_ip}:{svc.port}) ({shown})"
+    for svc, targets, path in _paths(lab, node, chains, shown):
         n = len(targets)
         assert len(path.seps) == n, (f"node {node}: {path.svc_chain} ({svc.name}) jumps to {len(path.seps)} "
                                      f"KUBE-SEP chains; the Service has {n} ready endpoints ({shown})")
@@ -62,9 +69,7 @@ def test_svc_chains_pick_each_endpoint_with_probability_one_in_n(lab, node):
 @pytest.mark.scenario(12)
 def test_sep_chains_dnat_to_the_ready_endpoints(lab, node):
     shown, chains = _chains(lab, node)
-    for svc, targets in _services(lab):
-        path = service_path(chains, svc.cluster_ip, svc.port)
-        assert path, f"node {node}: no kube-proxy rules for {svc.name} ({svc.cluster_ip}:{svc.port}) ({shown})"
+    for svc, targets, path in _paths(lab, node, chains, shown):
         for sep in path.seps:
             assert len(sep.destinations) == 1, (
                 f"node {node}: {sep.chain} of {svc.name} has {len(sep.destinations)} DNAT rules, not 1 ({shown})")
