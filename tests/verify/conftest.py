@@ -32,7 +32,6 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(number): the verifier scenario (docs/lab.md) a test proves")
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
-    config.addinivalue_line("markers", "netns_lab: a check only the netns lab can answer")
     config.addinivalue_line("markers", "cluster_lab: a check only the cluster lab can answer")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
         config.pluginmanager.register(ScenarioReport(), "podpath-scenarios")
@@ -160,12 +159,12 @@ def pytest_runtest_call(item):
 
 def pytest_collection_modifyitems(config, items):
     """The default run changes nothing: the disruptive checks are left out (and listed). A
-    check only one lab can answer is left out of the other lab's run."""
-    other = "cluster_lab" if lab_kind(config) == "netns" else "netns_lab"
+    check only the cluster lab can answer is left out of a netns run."""
+    netns = lab_kind(config) == "netns"
     keep, drop = [], []
     for item in items:
         disruptive = item.get_closest_marker("disruptive") and not config.getoption("disruptive")
-        (drop if disruptive or item.get_closest_marker(other) else keep).append(item)
+        (drop if disruptive or (netns and item.get_closest_marker("cluster_lab")) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
