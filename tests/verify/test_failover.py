@@ -71,6 +71,7 @@ def test_metallb_ip_moves_to_another_node_when_the_announcing_node_fails(lab, fa
     took = time.monotonic() - started
     assert owner and owner != [node], (f"no node took {address} over within {took:.1f} s after {what}; ARP is "
                                        f"answered by {owner or 'nobody'}")
-    assert took <= FAILOVER_SECONDS, f"{owner} took {address} over after {took:.1f} s, later than {FAILOVER_SECONDS:.0f} s"
+    assert took <= FAILOVER_SECONDS, (f"{owner} took {address} over after {took:.1f} s, later than "
+                                      f"{FAILOVER_SECONDS:.0f} s")
     assert owner == [expected], (f"after {what}, ARP for {address} is answered by {owner}; {expected} is next in the "
                                  f"election among {remaining}")

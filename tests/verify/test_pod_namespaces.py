@@ -166,6 +166,7 @@ def test_pod_veth_is_the_peer_of_the_pod_eth0(lab, pod):
     assert eth0 and veth, f"pod {pod}: eth0 or its host-side veth is missing"
     assert eth0.get("link_index") == veth.get("ifindex") and veth.get("link_index") == eth0.get("ifindex"), (
         f"pod {pod}: eth0 (index {eth0.get('ifindex')}, peer {eth0.get('link_index')}) and {veth.get('ifname')} on "
-        f"{pod.node} (index {veth.get('ifindex')}, peer {veth.get('link_index')}) are not the two ends of one veth pair")
+        f"{pod.node} (index {veth.get('ifindex')}, peer {veth.get('link_index')}) are not the two ends of one "
+        "veth pair")
     assert veth.get("linkinfo", {}).get("info_kind") == "veth", (
         f"pod {pod}: {veth.get('ifname')} on {pod.node} is a {veth.get('linkinfo', {}).get('info_kind')}, not a veth")
