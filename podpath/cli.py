@@ -226,33 +226,62 @@ def topology(args) -> dict:
 
 
 def cmd_trace(args) -> int:
-    from podpath.evidence import trace
+    from podpath.evidence import picture, trace
 
     require_root()
     if not lab_exists(args.lab):
         raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    if args.output:
+        picture_format(args.output)
     result = trace.trace(args.lab, topology(args), host=args.host)
     print(trace.render_text(result))
     if args.output:
-        text = trace.render_mermaid(result) if args.output.endswith((".mmd", ".md")) else trace.render_dot(result)
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        write_picture(picture.trace_picture(result), args.output)
         print(f"diagram written to {args.output}")
     return EXIT_OK if result.complete else EXIT_FAILED
 
 
+def picture_format(path: str) -> str:
+    """The picture format PATH names; a bad suffix, or SVG/PNG without Graphviz, stops the
+    command before it does anything."""
+    from podpath.evidence import picture
+
+    try:
+        return picture.output_format(path)
+    except picture.PictureError as exc:
+        raise CliError(str(exc), EXIT_MISSING if exc.missing else EXIT_USAGE)
+
+
+def write_picture(drawn, path: str) -> None:
+    """Write DRAWN (a podpath.evidence.picture.Picture) to PATH."""
+    from podpath.evidence import picture
+
+    try:
+        picture.write(drawn, path)
+    except picture.PictureError as exc:
+        raise CliError(str(exc), EXIT_MISSING if exc.missing else EXIT_FAILED)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot write the picture: {exc.strerror}", EXIT_FAILED)
+
+
 def cmd_status(args) -> int:
-    from podpath.evidence import status
+    from podpath.evidence import picture, status
     from podpath.model.plan import build
 
     require_root()
     if not lab_exists(args.lab):
         raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
-    report = status.lab_status(build(topology(args), args.lab))
+    if args.picture:
+        picture_format(args.picture)
+    plan = build(topology(args), args.lab)
+    report = status.lab_status(plan)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(status.render(report))
+    if args.picture:
+        write_picture(picture.lab_picture(plan, report), args.picture)
+        print(f"picture written to {args.picture}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK if report["healthy"] else EXIT_FAILED
 
 
@@ -360,11 +389,14 @@ def parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="follow one request from the client to a backend")
     lab_args(trace)
     trace.add_argument("--host", default=None, help="Host header (default: the topology's ingress host)")
-    trace.add_argument("-o", "--output", help="write the diagram: .mmd/.md for Mermaid, .dot for Graphviz")
+    trace.add_argument("-o", "--output", help="also draw the path: .svg or .png (Graphviz), .dot, .mmd or .md "
+                                              "(Mermaid)")
     trace.set_defaults(func=cmd_trace)
     status = sub.add_parser("status", help="what the lab runs and whether it is healthy")
     lab_args(status)
     status.add_argument("--json", action="store_true")
+    status.add_argument("--picture", metavar="FILE", help="also draw the whole lab: .svg or .png (Graphviz), .dot, "
+                                                          ".mmd or .md (Mermaid)")
     status.set_defaults(func=cmd_status)
     drill = sub.add_parser("drill", help="classroom drills: break one hop, find it, fix it")
     lab_args(drill)

@@ -6,6 +6,9 @@
    controller pod chosen by kube-proxy), mapped to its KUBE-SEP chain.
 3. The controller that served (its X-Ingress-Controller header).
 4. The backend that answered, and the source addresses each of them saw.
+
+The result keeps the addresses each hop showed (the MAC, the chosen controller's IP, the
+source each pod saw), so that podpath/evidence/picture.py can draw the path with them.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from podpath.model import kubeproxy
+from podpath.model.plan import Plan
 from podpath.evidence.probe import NetnsLab, parse_http
 
 
@@ -34,6 +38,16 @@ class Trace:
     backend: str | None = None
     sep_chain: str | None = None
     expected_hops: int = 5
+    # What the picture draws, as the hops found it (None: that hop did not get so far).
+    plan: Plan | None = field(default=None, repr=False)
+    mac: str | None = None  # the MAC that answered ARP for the MetalLB address
+    client_port: int | None = None  # the client's source port, which finds the request in conntrack
+    controller_ip: str | None = None  # where the DNAT sent the request (the reply's source in conntrack)
+    status: int | None = None  # the HTTP status, or None when the request failed
+    error: str | None = None  # curl's error when it failed
+    controller_saw: str | None = None  # the source address the controller saw (X-Forwarded-For)
+    backend_ip: str | None = None  # the address the backend answered from
+    backend_saw: str | None = None  # the source address the backend saw
 
     @property
     def complete(self) -> bool:
@@ -47,7 +61,7 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     port = svc.ports[0]
     host = host or plan.ingress_host
     url = f"http://{svc.load_balancer_ip}:{port.port}/"
-    result = Trace(url=url, host=host)
+    result = Trace(url=url, host=host, plan=plan)
     client = plan.client_netns
     # Forget the address's MAC first, so that this request's ARP exchange is the evidence.
     lab.exec_in(client, ["ip", "neigh", "flush", "to", svc.load_balancer_ip])
@@ -60,7 +74,9 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     mac = lab.neighbours(client, "eth0").get(svc.load_balancer_ip)
     macs = lab.node_macs()
     node = next((n for n, m in macs.items() if m == mac), None)
-    result.node = node
+    result.node, result.mac = node, mac
+    result.client_port = int(local_port.group(1)) if local_port else None
+    result.status, result.error = answer.status, answer.error or None
     result.hops.append(Hop("1 ARP", f"client {plan.client_ip} -> {svc.load_balancer_ip}",
                            f"{svc.load_balancer_ip} is-at {mac or '?'}: node {node or 'unknown'} answered",
                            ok=node is not None))
@@ -74,6 +90,7 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
                 sources = re.findall(r"src=(\S+)", line)
                 controller_ip = sources[1] if len(sources) > 1 else None
                 break
+    result.controller_ip = controller_ip
     controller_pod = next((p for p in plan.pods if p.ip == controller_ip), None)
     if controller_pod:
         result.sep_chain = kubeproxy.sep_chain(svc, port, f"{controller_pod.ip}:{port.target_port}")
@@ -89,6 +106,8 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
                            ok=bool(controller_pod and served_by == controller_pod.name)))
     backend = answer.field("pod")
     result.backend = backend
+    result.backend_ip, result.backend_saw = answer.field("ip"), answer.field("client")
+    result.controller_saw = answer.field("forwarded_for")
     backend_pod = next((p for p in plan.pods if p.name == backend), None)
     result.hops.append(Hop("4 backend", f"{backend} ({answer.field('ip')}) on {answer.field('node')}",
                            f"HTTP {answer.status}: {answer.body}",
@@ -108,26 +127,3 @@ def render_text(result: Trace) -> str:
         lines.append(f"      {'':<13} {hop.evidence}")
     lines.append("complete" if result.complete else "incomplete: see the hops marked BAD")
     return "\n".join(lines)
-
-
-def render_mermaid(result: Trace) -> str:
-    lines = ["flowchart LR", f'  client["client"] -->|"ARP: {_esc(result.hops[0].evidence)}"| node["node {result.node}"]']
-    if len(result.hops) > 2:
-        lines.append(f'  node -->|"{_esc(result.hops[1].evidence)}"| ctrl["{result.controller}"]')
-        lines.append(f'  ctrl -->|"proxy_pass to endpoints"| backend["{result.backend}"]')
-    return "\n".join(lines) + "\n"
-
-
-def render_dot(result: Trace) -> str:
-    lines = ["digraph trace {", "  rankdir=LR;", '  client [label="client"];',
-             f'  node [label="node {result.node}"];', f'  ctrl [label="{result.controller}"];',
-             f'  backend [label="{result.backend}"];',
-             f'  client -> node [label="{_esc(result.hops[0].evidence)}"];']
-    if len(result.hops) > 2:
-        lines.append(f'  node -> ctrl [label="{_esc(result.hops[1].evidence)}"];')
-        lines.append('  ctrl -> backend [label="proxy_pass to endpoints"];')
-    return "\n".join(lines + ["}"]) + "\n"
-
-
-def _esc(text: str) -> str:
-    return text.replace('"', "'")
