@@ -314,6 +314,14 @@ def run_verifier_quietly(lab: str, topology_file: str | None) -> dict:
         return json.loads(out.read_text()) if out.exists() else {}
 
 
+def print_hint(drill: dict) -> None:
+    """What fails and the hop that broke (a drill started by an older podpath has neither)."""
+    if drill.get("fails"):
+        print(f"  what fails: {drill['fails']}")
+    if drill.get("hop"):
+        print(f"  the hop:    {drill['hop']}")
+
+
 def cmd_drill(args) -> int:
     from podpath.evidence import faults
     from podpath.evidence.probe import NetnsLab
@@ -332,10 +340,14 @@ def cmd_drill(args) -> int:
                 raise CliError(f"lab {args.lab} fails scenarios {', '.join(broken)} already: repair it with podpath up "
                                "before a drill", EXIT_FAILED)
             fault = faults.pick(args.seed)
-            what = fault.apply(NetnsLab(args.lab, topology(args)))
-            state.write_text(json.dumps({"seed": args.seed, "fault": fault.name, "what": what}) + "\n")
-        print(f"drill {args.seed}: one hop of lab {args.lab} is broken. Find it: podpath verify --lab {args.lab}; "
-              f"when you think it is fixed: podpath drill check --lab {args.lab}")
+            made = faults.break_lab(NetnsLab(args.lab, topology(args)), fault)
+            drill = {"seed": args.seed, "fault": fault.name, "what": made.what, "fails": made.hint.fails,
+                     "hop": made.hint.hop}
+            state.write_text(json.dumps(drill) + "\n")
+        print(f"drill {args.seed}: lab {args.lab} has one broken hop.")
+        print_hint(drill)
+        print(f"Find what is wrong at that hop. podpath verify --lab {args.lab} runs every check (its messages may "
+              f"name the cause outright).\nWhen you think it is fixed: podpath drill check --lab {args.lab}")
         return EXIT_OK
     if not state.exists():
         raise CliError(f"lab {args.lab} has no drill running: start one with podpath drill start --lab {args.lab}")
@@ -344,7 +356,9 @@ def cmd_drill(args) -> int:
         result = run_verifier_quietly(args.lab, args.topology)
         failing = sorted((n for n, r in result.items() if r["outcome"] == "FAIL"), key=int)
         if failing:
-            print(f"not fixed yet: scenarios {', '.join(failing)} fail (podpath verify --lab {args.lab} shows how)")
+            which = f"scenarios {', '.join(failing)} fail" if len(failing) > 1 else f"scenario {failing[0]} fails"
+            print(f"not fixed yet: {which} (podpath verify --lab {args.lab} shows how)")
+            print_hint(drill)
             return EXIT_FAILED
         print(f"fixed: every scenario passes again (drill {drill['seed']})")
         return EXIT_OK

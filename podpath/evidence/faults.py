@@ -4,6 +4,11 @@ The verifier's own tests break the lab with each fault and check that the scenar
 for that hop fails; `podpath drill` picks one for a classroom. Every fault changes only
 the lab's namespaces and processes (nsenter into them, signals to the lab's own pids),
 and `podpath up` repairs every one of them.
+
+A drill tells the students what fails and which hop broke (a node or a namespace, and a
+table, a chain or a link there), never what is wrong at that hop: that is theirs to find,
+and `podpath drill reveal` says it. Each fault lists the words of that answer (`answer`),
+which its hint never uses; tests/unit/test_drill_messages.py holds every hint to it.
 """
 from __future__ import annotations
 
@@ -15,16 +20,36 @@ from dataclasses import dataclass
 from typing import Callable
 
 from podpath.model import kubeproxy, labdir
+from podpath.model.plan import Plan
+from podpath.model.workloads import lease_path
 from podpath.evidence.probe import NetnsLab
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What a drill tells the students: what fails, and the hop where it breaks."""
+    fails: str
+    hop: str
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
-    title: str  # what is broken, for `drill reveal`
+    title: str  # what is broken, for `drill reveal`: the answer
     scenario: int  # the verifier scenario that must fail
     apply: Callable[[NetnsLab], str]  # breaks the lab; returns what it did, in words
     finds_it: tuple[str, ...]  # commands that would have shown the fault
+    # The hint of `drill start` and `drill check`, from the lab's plan and the node that
+    # announces the MetalLB address (the one fault that depends on it reads it).
+    hint: Callable[[Plan, str | None], Hint]
+    # Words of the answer (each the start of a word of TITLE or FINDS_IT) the hint never uses.
+    answer: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Broken:
+    what: str  # what apply did: the answer, kept for `drill reveal`
+    hint: Hint
 
 
 def _must(result, what: str) -> None:
@@ -32,13 +57,35 @@ def _must(result, what: str) -> None:
         raise RuntimeError(f"could not {what}: {result.stderr.strip()}")
 
 
-def _echo_pods(lab: NetnsLab):
-    return [p for p in lab.pods() if p.app == "echo"]
+def _echo_pods(lab: NetnsLab | Plan):
+    plan = lab if isinstance(lab, Plan) else lab.plan
+    return plan.echo_pods
 
 
-def _cross_node_pair(lab: NetnsLab):
+def _cross_node_pair(lab: NetnsLab | Plan):
     """The first client pod and echo pod on different nodes, as the verifier picks them."""
-    return next((a, b) for a in lab.pods() for b in _echo_pods(lab) if a.node != b.node)
+    plan = lab if isinstance(lab, Plan) else lab.plan
+    return next((a, b) for a in plan.pods for b in plan.echo_pods if a.node != b.node)
+
+
+def _on(plan: Plan, node: str) -> str:
+    return f"node {node} (netns {plan.node(node).netns})"
+
+
+def _every_node(plan: Plan) -> str:
+    return "every node (" + ", ".join(n.netns for n in plan.nodes) + ")"
+
+
+def announcer(lab: NetnsLab) -> str | None:
+    """The node whose speaker announces the MetalLB address, as its status file says."""
+    address = lab.plan.ingress_service.load_balancer_ip
+    return next((n for n, s in lab.speakers().items() if s and address in s.get("announcing", [])), None)
+
+
+def break_lab(lab: NetnsLab, fault: Fault) -> Broken:
+    """Break LAB with FAULT; the hint is worked out first, from the lab as it was."""
+    hint = fault.hint(lab.plan, announcer(lab))
+    return Broken(fault.apply(lab), hint)
 
 
 def missing_route(lab: NetnsLab) -> str:
@@ -85,7 +132,7 @@ def no_masquerade(lab: NetnsLab) -> str:
 
 
 def stopped_controller(lab: NetnsLab) -> str:
-    pod = [p for p in lab.pods() if p.app == "ingress-nginx"][-1]
+    pod = lab.plan.ingress_pods[-1]
     pid = lab.container_pid(pod.name, "controller")
     if not pid:
         raise RuntimeError(f"controller of {pod.name} is not running")
@@ -107,7 +154,9 @@ def stopped_election(lab: NetnsLab) -> str:
 
 def arp_replies_dropped(lab: NetnsLab) -> str:
     address = lab.plan.ingress_service.load_balancer_ip
-    node = next(n for n, s in lab.speakers().items() if s and address in s.get("announcing", []))
+    node = announcer(lab)
+    if node is None:
+        raise RuntimeError(f"no speaker announces {address}: the lab is not settled")
     netns = lab.plan.node(node).netns
     # The speaker answers through a packet socket, which the arp family's hooks do not
     # see; the netdev egress hook of eth1 does.
@@ -155,34 +204,151 @@ def link_down(lab: NetnsLab) -> str:
     return f"set eth0 of {pod.name} down"
 
 
+# --- the hints: what fails and where, never what is wrong there --------------------------
+
+def _cross_node_hint(plan: Plan, _announcer: str | None) -> Hint:
+    a, b = _cross_node_pair(plan)
+    target = plan.node(b.node)
+    return Hint(f"pod {a.name} ({a.ip}) on {a.node} gets no answer from pod {b.name} ({b.ip}) on {b.node}",
+                f"{_on(plan, a.node)}: a packet for {b.ip} comes in on its cni0 and never reaches "
+                f"{target.name} ({target.ip}) over the LAN")
+
+
+def _forwarding_hint(plan: Plan, _announcer: str | None) -> Hint:
+    a, b = _cross_node_pair(plan)
+    return Hint(f"pod {a.name} ({a.ip}) on {a.node} gets no answer from pod {b.name} ({b.ip}) on {b.node}, and "
+                f"nothing from the LAN reaches the pods of {a.node}",
+                f"{_on(plan, a.node)}: between its eth1 and its cni0, both ways")
+
+
+def _sep_hint(plan: Plan, _announcer: str | None) -> Hint:
+    svc = plan.echo_service
+    port = svc.ports[0]
+    pod = svc.pods[0]
+    sep = kubeproxy.sep_chain(svc, port, f"{pod.ip}:{port.target_port}")
+    return Hint(f"Service {svc.name} ({svc.cluster_ip}:{port.port}) never sends a request to its endpoint "
+                f"{pod.name} ({pod.ip}:{port.target_port}); its other endpoints answer",
+                f"the nat table of {_every_node(plan)}: chain {sep}, kube-proxy's chain for {pod.name}")
+
+
+def _empty_service_hint(plan: Plan, _announcer: str | None) -> Hint:
+    empty = plan.empty_service
+    return Hint(f"a connection to Service {empty.name} ({empty.cluster_ip}:{empty.ports[0].port}), which has no "
+                "endpoints, waits until curl gives up instead of failing at once (curl exit 7)",
+                f"the filter table of {_every_node(plan)}: chain KUBE-SERVICES, where kube-proxy answers "
+                "for a Service without endpoints")
+
+
+def _masquerade_hint(plan: Plan, _announcer: str | None) -> Hint:
+    svc = plan.ingress_service
+    return Hint(f"through the MetalLB address {svc.load_balancer_ip}, a controller sees the client's own address "
+                f"{plan.client_ip}, and a request a node passes on to a controller on another node gets no answer",
+                f"the nat table of {_every_node(plan)}: chain KUBE-POSTROUTING, the last hop before a packet "
+                "leaves a node")
+
+
+def _controller_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.ingress_pods[-1]
+    port = plan.ingress_service.ports[0]
+    return Hint(f"the requests the DNAT sends to controller pod {pod.name} ({pod.ip}:{port.target_port}) on "
+                f"{pod.node} get no answer; the other controllers answer",
+                f"pod {pod.name} itself, in its network namespace {pod.netns} on {pod.node}, after the nat "
+                "table's DNAT")
+
+
+def _election_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pods = ", ".join(f"{p.name} on {p.node}" for p in plan.ingress_pods)
+    return Hint(f"scenario 16: no controller holds the leader lease {plan.election_id} any more",
+                f"the leader lease ({lease_path(plan)}) and the leader-election container of each controller "
+                f"pod: {pods}")
+
+
+def _arp_hint(plan: Plan, node: str | None) -> Hint:
+    address = plan.ingress_service.load_balancer_ip
+    where = _on(plan, node) if node else "the node that MetalLB elected"
+    return Hint(f"the client's ARP requests for the MetalLB address {address} go unanswered, so no request to "
+                "it gets anywhere",
+                f"{where}, elected to announce {address}: its eth1, on the way out to the LAN (lan0)")
+
+
+def _bridge_port_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.echo_pods[0]
+    return Hint(f"pod {pod.name} ({pod.ip}) on {pod.node} is cut off: its node, the other pods and the Services "
+                "get no answer from it",
+                f"{_on(plan, pod.node)}: between cni0 and {pod.host_veth}, the host end of the pod's eth0")
+
+
+def _hairpin_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.echo_pods[-1]
+    svc = plan.echo_service
+    return Hint(f"pod {pod.name} ({pod.ip}) on {pod.node} never gets an answer through Service {svc.name} "
+                f"({svc.cluster_ip}:{svc.ports[0].port}) when kube-proxy picks the pod itself as the endpoint; "
+                "every other path works",
+                f"{_on(plan, pod.node)}: cni0, on the way back into pod {pod.name} through the port it came "
+                f"from, {pod.host_veth}")
+
+
+def _pod_address_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.echo_pods[0]
+    return Hint(f"nothing reaches pod {pod.name} ({pod.ip}) on {pod.node}: neither its node nor Service "
+                f"{plan.echo_service.name}",
+                f"the pod's own network namespace {pod.netns} on {pod.node}: its eth0")
+
+
+def _pod_netns_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.echo_pods[1 % len(plan.echo_pods)]
+    return Hint(f"scenario 1: pod {pod.name} on {pod.node} still answers, but its network namespace "
+                f"{pod.netns} is not where the CNI plugin names pod namespaces",
+                f"/var/run/netns (ip netns), for pod {pod.name} on {pod.node}")
+
+
+def _pod_link_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.echo_pods[0]
+    return Hint(f"pod {pod.name} ({pod.ip}) on {pod.node} gets no traffic and sends none",
+                f"the pod's own network namespace {pod.netns} on {pod.node}: its eth0")
+
+
 CATALOGUE: dict[str, Fault] = {f.name: f for f in [
     Fault("route", "a node lost its route to another node's pod subnet", 5, missing_route,
-          ("ip -n <lab>-<node> route", "ip -n <lab>-<node> route get <pod ip>")),
+          ("ip -n <lab>-<node> route", "ip -n <lab>-<node> route get <pod ip>"),
+          _cross_node_hint, ("lost", "route", "subnet")),
     Fault("forwarding", "a node stopped forwarding packets (ip_forward off)", 5, ip_forward_off,
-          ("ip netns exec <lab>-<node> sysctl net.ipv4.ip_forward",)),
+          ("ip netns exec <lab>-<node> sysctl net.ipv4.ip_forward",),
+          _forwarding_hint, ("stopped", "forward", "ip_forward", "off", "sysctl")),
     Fault("sep-rule", "a KUBE-SEP chain lost its DNAT rule", 12, deleted_sep_rule,
-          ("ip netns exec <lab>-<node> iptables-save -t nat | grep KUBE-SEP",)),
+          ("ip netns exec <lab>-<node> iptables-save -t nat | grep KUBE-SEP",),
+          _sep_hint, ("lost", "dnat", "rule")),
     Fault("reject-rule", "the REJECT rule of the Service without endpoints is gone", 11, missing_reject_rule,
-          ("ip netns exec <lab>-<node> iptables-save -t filter",)),
-    Fault("masquerade", "kube-proxy's KUBE-POSTROUTING no longer masquerades", 18, no_masquerade,
-          ("ip netns exec <lab>-<node> iptables-save -t nat | grep -A3 KUBE-POSTROUTING",)),
+          ("ip netns exec <lab>-<node> iptables-save -t filter",),
+          _empty_service_hint, ("reject", "rule", "gone")),
+    Fault("masquerade", "kube-proxy's KUBE-POSTROUTING chain is empty: no more masquerade (SNAT)", 18, no_masquerade,
+          ("ip netns exec <lab>-<node> iptables-save -t nat | grep -A3 KUBE-POSTROUTING",),
+          _masquerade_hint, ("empty", "masquerade", "snat")),
     Fault("controller", "an ingress controller stopped", 16, stopped_controller,
-          ("podpath status", "curl -H 'Host: demo.lab.local' http://<controller pod ip>/ from a node")),
+          ("podpath status", "curl -H 'Host: demo.lab.local' http://<controller pod ip>/ from a node"),
+          _controller_hint, ("stopped",)),
     Fault("election", "no controller renews the leader lease", 16, stopped_election,
-          ("podpath status", "cat /run/podpath/<lab>/leases/ingress-nginx/ingress-nginx-leader.json")),
-    Fault("arp", "the announcing node's ARP answers never leave it", 13, arp_replies_dropped,
+          ("podpath status", "cat /run/podpath/<lab>/leases/ingress-nginx/ingress-nginx-leader.json"),
+          _election_hint, ("renew",)),
+    Fault("arp", "the announcing node drops its own ARP answers (an nftables rule on eth1)", 13, arp_replies_dropped,
           ("ip netns exec <lab>-client arping -c 3 -i eth0 <MetalLB IP>",
-           "ip netns exec <lab>-<node> nft list ruleset")),
-    Fault("bridge-port", "a pod's veth is no longer a port of cni0", 4, detached_port,
-          ("ip -n <lab>-<node> -d link show master cni0", "bridge -n <lab>-<node> link")),
+           "ip netns exec <lab>-<node> nft list ruleset"),
+          _arp_hint, ("drop", "answers", "nft", "rule")),
+    Fault("bridge-port", "a pod's veth was detached from cni0 (no longer a port of the bridge)", 4, detached_port,
+          ("ip -n <lab>-<node> -d link show master cni0", "bridge -n <lab>-<node> link"),
+          _bridge_port_hint, ("detach", "longer", "master")),
     Fault("hairpin", "hairpin mode is off on a pod's bridge port", 9, hairpin_off,
-          ("ip -n <lab>-<node> -d link show <veth> | grep hairpin",)),
+          ("ip -n <lab>-<node> -d link show <veth> | grep hairpin",),
+          _hairpin_hint, ("hairpin", "mode", "off")),
     Fault("pod-address", "a pod has the wrong IP address", 1, wrong_pod_address,
-          ("ip -n cni-<uuid> addr show eth0",)),
-    Fault("pod-netns", "a pod's namespace file is gone from /var/run/netns", 1, removed_pod_namespace,
-          ("ip netns list", "lsns -t net")),
+          ("ip -n cni-<uuid> addr show eth0",),
+          _pod_address_hint, ("wrong", "address", "addr")),
+    Fault("pod-netns", "a pod's namespace file was removed from /var/run/netns", 1, removed_pod_namespace,
+          ("ip netns list", "lsns -t net"),
+          _pod_netns_hint, ("file", "removed", "lsns")),
     Fault("pod-link", "a pod's eth0 is down", 5, link_down,
-          ("ip -n cni-<uuid> link show eth0",)),
+          ("ip -n cni-<uuid> link show eth0",),
+          _pod_link_hint, ("down",)),
 ]}
 
 
