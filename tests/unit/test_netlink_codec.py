@@ -28,7 +28,7 @@ from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from podpath.labdir import load_module_util
+from podpath.model.labdir import load_module_util
 
 nl = load_module_util("podpath_netlink")
 
