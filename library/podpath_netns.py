@@ -14,6 +14,8 @@ description:
     bridges, veth pairs whose ends are created directly in their two namespaces, bridge
     ports with hairpin mode, IPv4 addresses, gateway routes and per-namespace C(net.*)
     sysctls, the way the CNI bridge plugin wires a pod.
+  - Makes VXLAN links with their permanent neighbour and forwarding (FDB) entries and the
+    routes through them, the way flannel's vxlan backend wires a node (C(flannel.1)).
   - Starts a holder process per namespace where asked, in the role of the pause
     container, and finds it again by its pidfile.
   - One call takes the whole desired state (for example a node's bridge and all its
@@ -81,8 +83,9 @@ options:
             description:
               - The kind of link.
               - When omitted, a link with a O(namespaces[].links[].peer) is a veth.
+              - A C(vxlan) needs O(namespaces[].links[].vxlan).
             type: str
-            choices: [bridge, veth]
+            choices: [bridge, veth, vxlan]
           addresses:
             description: IPv4 addresses with their prefix length, such as C(10.244.1.2/24).
             type: list
@@ -96,6 +99,81 @@ options:
               - Hairpin mode of the bridge port (needs O(namespaces[].links[].master)).
               - Left as it is when omitted.
             type: bool
+          mtu:
+            description:
+              - MTU of a vxlan link, 68 to 65535 (flannel gives C(flannel.1) the node link's MTU - 50,
+                the room VXLAN's headers take). The kernel's choice when omitted.
+              - A vxlan link whose MTU differs is made again.
+            type: int
+          mac:
+            description:
+              - MAC address of a vxlan link, such as C(0a:58:0a:f4:01:01) (unicast). The kernel picks one
+                when omitted.
+              - A vxlan link whose MAC differs is made again.
+            type: str
+          vxlan:
+            description:
+              - The settings of a vxlan link (O(namespaces[].links[].kind=vxlan)). A vxlan link whose
+                settings differ from these is made again, as flannel makes its device again.
+            type: dict
+            suboptions:
+              id:
+                description: The VXLAN network identifier (VNI), 0 to 16777215; flannel uses 1.
+                type: int
+                required: true
+              local:
+                description: The IPv4 source address of the encapsulated packets (the node's own address).
+                type: str
+              dev:
+                description:
+                  - The link, listed in the same namespace, the encapsulated packets leave by (the node's
+                    LAN link). The kernel removes the vxlan link with it; the module makes it again.
+                type: str
+              port:
+                description: The UDP destination port; 8472 is the Linux default, and flannel's.
+                type: int
+                default: 8472
+              learning:
+                description:
+                  - Learn remote MACs from the packets received. flannel turns it off and writes the
+                    forwarding entries itself (O(namespaces[].links[].fdb)).
+                type: bool
+                default: false
+          neighbours:
+            description:
+              - Permanent neighbour (ARP) entries of the link, as C(ip neigh replace DST lladdr LLADDR nud
+                permanent) writes them; flannel writes one per other node on C(flannel.1).
+              - Where a link lists any, or is a vxlan link, its other permanent entries are removed.
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              dst:
+                description: The IPv4 address.
+                type: str
+                required: true
+              lladdr:
+                description: Its MAC address.
+                type: str
+                required: true
+          fdb:
+            description:
+              - Permanent forwarding entries of a vxlan link, as C(bridge fdb replace LLADDR dev LINK dst DST self
+                permanent) writes them: frames for LLADDR go inside UDP to DST. flannel writes one per other
+                node.
+              - The link's other permanent entries are removed.
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              lladdr:
+                description: The MAC address of the remote end (the other node's C(flannel.1)).
+                type: str
+                required: true
+              dst:
+                description: The IPv4 address the encapsulated frames are sent to (the other node's address).
+                type: str
+                required: true
           peer:
             description: The other end of a veth pair, created with it.
             type: dict
@@ -121,7 +199,9 @@ options:
                 elements: str
                 default: []
       routes:
-        description: Gateway routes of the namespace's main IPv4 table.
+        description:
+          - Gateway routes of the namespace's main IPv4 table. Every other gateway route of that table is
+            removed.
         type: list
         elements: dict
         default: []
@@ -131,9 +211,30 @@ options:
             type: str
             default: default
           gateway:
-            description: The gateway, an IPv4 address inside a subnet of the namespace's links.
+            description:
+              - The gateway, an IPv4 address inside a subnet of the namespace's links, or any address with
+                O(namespaces[].routes[].onlink).
             type: str
             required: true
+          dev:
+            description:
+              - The link, listed in the same namespace, the route leaves by. A route that leaves by another
+                link is made again. The kernel's choice (by the gateway) when omitted.
+            type: str
+          onlink:
+            description:
+              - Take the gateway as reachable on O(namespaces[].routes[].dev) whatever the link's addresses,
+                as flannel's routes through C(flannel.1) do (needs dev).
+            type: bool
+            default: false
+          protocol:
+            description:
+              - Who the route says made it. C(boot) is what a route made with none gets (flannel's and the
+                CNI plugins' routes), which C(ip route) does not print; C(static) shows as C(proto static).
+              - Set when the route is made; a route made again by hand with another protocol is left as it is.
+            type: str
+            choices: [static, boot]
+            default: static
   root_links:
     description:
       - Links to create in the namespace the module runs in (for example a bridge on a
@@ -208,6 +309,32 @@ EXAMPLES = r"""
         routes:
           - {dst: default, gateway: 10.244.1.1}
 
+- name: Wire a node's flannel.1 as flannel's vxlan backend does, toward one other node
+  podpath.lab.podpath_netns:
+    lab: podpath
+    namespaces:
+      - name: podpath-lan
+        links:
+          - {name: lan0, kind: bridge}
+      - name: podpath-worker1
+        links:
+          - name: eth1
+            kind: veth
+            addresses: [192.168.56.11/24]
+            peer: {name: worker1, namespace: podpath-lan, master: lan0}
+          - name: flannel.1
+            kind: vxlan
+            mtu: 1450
+            mac: 0e:41:7c:29:6b:1d
+            vxlan: {id: 1, local: 192.168.56.11, dev: eth1, port: 8472, learning: false}
+            addresses: [10.244.1.0/32]
+            neighbours:
+              - {dst: 10.244.2.0, lladdr: 5a:0c:e1:93:24:b7}
+            fdb:
+              - {lladdr: 5a:0c:e1:93:24:b7, dst: 192.168.56.12}
+        routes:
+          - {dst: 10.244.2.0/24, gateway: 10.244.2.0, dev: flannel.1, onlink: true, protocol: boot}
+
 - name: Remove everything the lab owns, and its folder
   podpath.lab.podpath_netns:
     lab: podpath
@@ -246,9 +373,10 @@ import sys
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, container_groups, holder_pidfile, \
     lab_dir, net_inode, netns_path, other_owner, read_pid, spawn, stop_many, write_file
-from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR, NamespaceSet, NetlinkError, \
-    netns_exists, netns_inode
-from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, normalize
+from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, NUD_PERMANENT, PYROUTE2_IMPORT_ERROR, RTPROT_BOOT, \
+    RTPROT_STATIC, NamespaceSet, NetlinkError, netns_exists, netns_inode
+from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, manages_entries, \
+    normalize, route_changes
 
 # The holder used when no pause program is given: the same contract as podpath-pause.
 PY_HOLDER = r"""
@@ -281,7 +409,9 @@ def holder_pid(lab, ns):
     return None
 
 
-def observe(nsset, names, wanted_sysctls):
+def observe(nsset, names, wanted_sysctls, entries_of=None):
+    """What NAMES hold; ENTRIES_OF ({ns: [link]}) names the links whose permanent neighbour
+    and FDB entries are read too (a node's flannel.1: one small dump each, not per pod)."""
     observed = {}
     for ns in names:
         rtnl = nsset.rtnl(ns)
@@ -291,8 +421,27 @@ def observe(nsset, names, wanted_sysctls):
             "raw": links,
             "routes": rtnl.routes(),
             "sysctls": nsset.read_sysctls(ns, wanted_sysctls.get(ns, [])),
+            "neighbours": {},
+            "fdb": {},
         }
+        for name in (entries_of or {}).get(ns, []):
+            if name not in links:
+                continue
+            index = links[name]["index"]
+            observed[ns]["neighbours"][name] = sorted(
+                [n["dst"], n["lladdr"]] for n in rtnl.neighbours(index)
+                if n["state"] & NUD_PERMANENT and n["dst"] and n["lladdr"])
+            if links[name]["kind"] == "vxlan":
+                observed[ns]["fdb"][name] = sorted(
+                    [f["lladdr"], f["dst"]] for f in rtnl.fdb(index)
+                    if f["state"] & NUD_PERMANENT and f["dst"] and f["lladdr"])
     return observed
+
+
+def entries_to_read(desired):
+    """{ns: [link]}: the links whose neighbour and FDB entries the module manages."""
+    return {ns: [name for name, link in spec["links"].items() if manages_entries(link)]
+            for ns, spec in desired.items() if any(manages_entries(link) for link in spec["links"].values())}
 
 
 def check_kernel(module, desired):
@@ -350,6 +499,30 @@ def create_namespaces(registry, nsset, desired, changes, observed):
     return new
 
 
+def names_index(links, name):
+    """The ifindex of link NAME in LINKS (name -> {index}); 0 for no name."""
+    return links[name]["index"] if name else 0
+
+
+def create_vxlans(nsset, desired, changes, links, created):
+    """Create the VXLAN links of CHANGES, once the links they send by exist (LINKS holds the
+    indices of every changed namespace, and gets the new links' ones).
+
+    Each is asked for the index after the namespace's highest, which spares a dump to learn it."""
+    for ns, c in changes.items():
+        if not c["vxlans"]:
+            continue
+        rtnl = nsset.rtnl(ns)
+        for name in c["vxlans"]:
+            link = desired[ns]["links"][name]
+            vxlan = dict(link["vxlan"], link=names_index(links[ns], link["vxlan"]["dev"]))
+            index = max(v["index"] for v in links[ns].values()) + 1
+            rtnl.add_vxlan(name, vxlan, link["mac"], link["mtu"], index)
+            links[ns][name] = {"index": index}
+            created.add((ns, name))
+        rtnl.commit()
+
+
 def apply(nsset, desired, changes, observed, new):
     """Make CHANGES (compare's) in the namespaces, NEW being those created by this run."""
     touched = set(changes)
@@ -396,6 +569,7 @@ def apply(nsset, desired, changes, observed, new):
             received.add(peer_ns)
         rtnl.commit()
     links = {ns: (fresh[ns] if ns in fresh and ns not in received else nsset.rtnl(ns).links()) for ns in touched}
+    create_vxlans(nsset, desired, changes, links, created)
     # two passes: a port needs its master before its hairpin mode can be set
     for step in ("ports", "config"):
         for ns, c in changes.items():
@@ -414,19 +588,31 @@ def apply(nsset, desired, changes, observed, new):
                 for name in c["ups"]:
                     if (ns, name) not in created:
                         rtnl.set_up(index[name], name)
+                # flannel's order: the neighbour and FDB entries before the route that uses them
+                for name, dst in c["del_neighbours"]:
+                    rtnl.forget_neighbour(index[name], dst, name)
+                for name, dst, mac in c["add_neighbours"]:
+                    rtnl.add_neighbour(index[name], dst, mac, name)
+                for name, mac, dst in c["del_fdb"]:
+                    rtnl.delete_fdb(index[name], mac, dst, name)
+                for name, mac, dst in c["add_fdb"]:
+                    rtnl.add_fdb(index[name], mac, dst, name)
             rtnl.commit()
     for ns, c in changes.items():
         rtnl = nsset.rtnl(ns)
+        names = {v["index"]: name for name, v in links[ns].items()}
         if c["del_addrs"] or c["delete_links"]:
             # the kernel drops routes whose gateway left with an address or a link: compare again
-            current = {(r["dst"], r["gateway"]) for r in rtnl.routes()}
-            wanted = {(r["dst"], r["gateway"]) for r in desired[ns]["routes"]}
-            c["del_routes"] = sorted(current - wanted) if ns is not ROOT else []
-            c["add_routes"] = sorted(wanted - current)
+            remove, c["add_routes"] = route_changes(desired[ns]["routes"], rtnl.routes(), names)
+            c["del_routes"] = remove if ns is not ROOT else []
         for dst, gateway in c["del_routes"]:
             rtnl.delete_route(dst, gateway)
-        for dst, gateway in c["add_routes"]:
-            rtnl.add_route(dst, gateway)
+        wanted = {(r["dst"], r["gateway"]): r for r in desired[ns]["routes"]}
+        for entry in c["add_routes"]:
+            route = wanted[entry[0], entry[1]]
+            rtnl.add_route(route["dst"], route["gateway"], oif=names_index(links[ns], route.get("dev")),
+                           onlink=bool(route.get("onlink")),
+                           protocol=RTPROT_BOOT if route.get("protocol") == "boot" else RTPROT_STATIC)
         rtnl.commit()
     # A pod address that comes back on a new veth (a pod made again) has a new MAC: the node
     # forgets the old one, where the CNI bridge plugin would send a gratuitous ARP.
@@ -505,6 +691,19 @@ def start_holders(lab, desired, pause):
     return started
 
 
+def link_for_diff(state, name, link):
+    """Link NAME of STATE (desired, or read) as the diff shows it: a VXLAN with its settings,
+    and a link's permanent neighbour and FDB entries where it has any."""
+    view = {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
+    if link.get("kind") == "vxlan":
+        view.update({k: link[k] for k in ("mtu", "mac", "vxlan") if link.get(k) is not None})
+    for key in ("neighbours", "fdb"):
+        entries = link[key] if key in link else state.get(key, {}).get(name)
+        if entries:
+            view[key] = [list(e) for e in entries]
+    return view
+
+
 def view_for_diff(state, links_of=None):
     """The parts of a namespace the module manages, in one shape for before and after.
 
@@ -512,8 +711,7 @@ def view_for_diff(state, links_of=None):
     namespace the module runs in, only the lab's own links are the module's business."""
     if state is None:
         return "absent\n"
-    links = {name: {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
-             for name, link in sorted(state["links"].items())
+    links = {name: link_for_diff(state, name, link) for name, link in sorted(state["links"].items())
              if name != "lo" and (links_of is None or name in links_of)}
     routes = sorted([r["dst"], r["gateway"]] for r in state.get("routes", [])) if links_of is None else []
     sysctls = state.get("sysctls", {}) if links_of is None else {}
@@ -592,10 +790,27 @@ def remove_lab(module, lab, registry, nsset):
 # The suboptions of a link, in `namespaces[].links` and in `root_links`.
 LINK_OPTIONS = dict(
     name=dict(type="str", required=True),
-    kind=dict(type="str", choices=["bridge", "veth"]),
+    kind=dict(type="str", choices=["bridge", "veth", "vxlan"]),
     addresses=dict(type="list", elements="str", default=[]),
     master=dict(type="str"),
     hairpin=dict(type="bool"),
+    mtu=dict(type="int"),
+    mac=dict(type="str"),
+    vxlan=dict(type="dict", options=dict(
+        id=dict(type="int", required=True),
+        local=dict(type="str"),
+        dev=dict(type="str"),
+        port=dict(type="int", default=8472),
+        learning=dict(type="bool", default=False),
+    )),
+    neighbours=dict(type="list", elements="dict", default=[], options=dict(
+        dst=dict(type="str", required=True),
+        lladdr=dict(type="str", required=True),
+    )),
+    fdb=dict(type="list", elements="dict", default=[], options=dict(
+        lladdr=dict(type="str", required=True),
+        dst=dict(type="str", required=True),
+    )),
     peer=dict(type="dict", options=dict(
         name=dict(type="str", required=True),
         namespace=dict(type="str"),
@@ -617,6 +832,9 @@ ARGUMENT_SPEC = dict(
         routes=dict(type="list", elements="dict", default=[], options=dict(
             dst=dict(type="str", default="default"),
             gateway=dict(type="str", required=True),
+            dev=dict(type="str"),
+            onlink=dict(type="bool", default=False),
+            protocol=dict(type="str", choices=["static", "boot"], default="static"),
         )),
     )),
     root_links=dict(type="list", elements="dict", default=[], options=LINK_OPTIONS),
@@ -660,7 +878,7 @@ def run_module(module):
         gone = [ns for ns in prune if netns_exists(ns)]
         existing = [ns for ns in desired if ns is ROOT or netns_exists(ns)]
         wanted_sysctls = {ns: list(spec["sysctls"]) for ns, spec in desired.items()}
-        observed = observe(nsset, existing, wanted_sysctls)
+        observed = observe(nsset, existing, wanted_sysctls, entries_to_read(desired))
         changes = compare(desired, observed)
         holders_needed = [ns for ns, spec in desired.items() if ns is not ROOT and spec["holder"]
                           and (ns in changes and changes[ns]["create"] or not holder_pid(lab, ns))]

@@ -29,11 +29,11 @@ from ansible.module_utils.podpath_lab import NETNS_DIR, netns_path
 
 # The module says what is missing (missing_required_lib) rather than failing to import.
 try:
-    from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
                                   NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
     from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR,
-                                       RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
-                                       RTM_NEWROUTE)
+                                       RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK,
+                                       RTM_NEWNEIGH, RTM_NEWROUTE)
 except ImportError:
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
@@ -43,6 +43,9 @@ else:
     # the flags of a request that creates (refused if the thing exists) and of one that changes
     NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
     SET = NLM_F_REQUEST | NLM_F_ACK
+    # what flannel's netlink library sends for a neighbour or FDB entry (NeighSet): made, or
+    # made to say what is asked if it says something else
+    PUT = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -51,8 +54,13 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 IFF_UP = 1
 RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3  # what a route made with no protocol gets (flannel's, the CNI plugins'); ip route hides it
 RTPROT_STATIC = 4
+RTNH_F_ONLINK = 4  # a route's gateway is on the link, whatever its addresses say
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02  # an FDB entry of the device itself (a VXLAN's remote), not of a bridge it is a port of
 AF_INET = socket.AF_INET
+AF_BRIDGE = 7
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -298,7 +306,9 @@ class Rtnl:
 
     # -- reading ---------------------------------------------------------------
     def links(self) -> dict:
-        """name -> {index, kind, up, master (index), link (peer index), hairpin, mac}."""
+        """name -> {index, kind, up, master (index), link (peer index), hairpin, mac}, and for a
+        VXLAN link `vxlan`: {id, local, link (the index of its underlying device), port,
+        learning, mtu}."""
         result = {}
         for data, start, end in self._dump(RTM_GETLINK, RTM_NEWLINK, _ifinfo(0)):
             _family, _type, index, flags, _change = _IFINFO.unpack_from(data, start)
@@ -306,6 +316,7 @@ class Rtnl:
             name = _string(data, attrs.get(IFLA_IFNAME))
             kind = None
             hairpin = None
+            vxlan = None
             info = attrs.get(IFLA_LINKINFO)
             if info is not None:
                 nested = _attrs(data, info[0], info[1])
@@ -314,6 +325,8 @@ class Rtnl:
                 if slave is not None and _string(data, nested.get(IFLA_INFO_SLAVE_KIND)) == "bridge":
                     mode = _attrs(data, slave[0], slave[1]).get(IFLA_BRPORT_MODE)
                     hairpin = mode is not None and mode[1] > mode[0] and data[mode[0]] != 0
+                if kind == "vxlan":
+                    vxlan = _vxlan_info(data, nested.get(IFLA_INFO_DATA), _u32(data, attrs.get(IFLA_MTU)))
             address = attrs.get(IFLA_ADDRESS)
             result[name] = {
                 "index": index,
@@ -325,6 +338,39 @@ class Rtnl:
                 # a MAC as aa:bb:cc:dd:ee:ff (a link without one, such as a tunnel, has none)
                 "mac": data[address[0]:address[1]].hex(":") if address is not None else None,
             }
+            if vxlan is not None:
+                result[name]["vxlan"] = vxlan
+        return result
+
+    def neighbours(self, index: int) -> list:
+        """The IPv4 neighbour entries of link INDEX: [{dst, lladdr, state}] (`ip neigh show dev`).
+
+        The kernel keeps to the link asked for (NDA_IFINDEX), as iproute2 asks it to: a
+        node's other links can hold hundreds of entries, one per pod that talked."""
+        body = _NDMSG.pack(AF_INET, 0, 0, 0, 0) + _rta(NDA_IFINDEX, _U32.pack(index))
+        return [entry for entry in self._neighbour_dump(body) if entry["ifindex"] == index]
+
+    def fdb(self, index: int) -> list:
+        """The forwarding entries of link INDEX: [{lladdr, dst, state, flags}] (`bridge fdb show dev`).
+
+        Asked with an ifinfomsg naming the link, the way `bridge fdb show dev` asks: the
+        kernel then dumps that link's entries only."""
+        entries = self._neighbour_dump(_IFINFO.pack(AF_BRIDGE, 0, index, 0, 0))
+        return [entry for entry in entries if entry["ifindex"] == index and entry["family"] == AF_BRIDGE]
+
+    def _neighbour_dump(self, body: bytes) -> list:
+        result = []
+        for data, start, end in self._dump(RTM_GETNEIGH, RTM_NEWNEIGH, body):
+            family, ifindex, state, flags, _type = _NDMSG.unpack_from(data, start)
+            attrs = _attrs(data, start + _NDMSG.size, end)
+            lladdr = attrs.get(NDA_LLADDR)
+            dst = attrs.get(NDA_DST)
+            result.append({
+                "family": family, "ifindex": ifindex, "state": state, "flags": flags,
+                # an IPv6 destination (16 bytes) is none of the lab's: read as None
+                "dst": _ipv4(data, dst) if dst is not None and dst[1] - dst[0] == 4 else None,
+                "lladdr": data[lladdr[0]:lladdr[1]].hex(":") if lladdr is not None else None,
+            })
         return result
 
     def addresses(self) -> dict:
@@ -369,6 +415,27 @@ class Rtnl:
         body = _ifinfo(index, IFF_UP, IFF_UP) + _rta(IFLA_IFNAME, _asciiz(name)) + _rta(IFLA_LINKINFO, info)
         self._send_raw(RTM_NEWLINK, NEW, body, "create veth %s with peer %s" % (name, peer_name))
 
+    def add_vxlan(self, name: str, vxlan: dict, mac: str | None = None, mtu: int | None = None,
+                  index: int = 0) -> None:
+        """Create VXLAN link NAME, up: VXLAN is {id, local, link (the index of the device its
+        packets leave by, 0: none), port, learning}; MAC and MTU as given (None: the kernel's).
+        INDEX asks for that ifindex (0: the kernel picks)."""
+        data = _rta(IFLA_VXLAN_ID, _U32.pack(vxlan["id"]))
+        if vxlan.get("link"):
+            data += _rta(IFLA_VXLAN_LINK, _U32.pack(vxlan["link"]))
+        if vxlan.get("local"):
+            data += _rta(IFLA_VXLAN_LOCAL, ipaddress.IPv4Address(vxlan["local"]).packed)
+        if vxlan.get("port"):
+            data += _rta(IFLA_VXLAN_PORT, struct.pack(">H", vxlan["port"]))  # network byte order
+        data += _rta(IFLA_VXLAN_LEARNING, bytes([1 if vxlan.get("learning") else 0]))
+        body = _ifinfo(index, IFF_UP, IFF_UP) + _rta(IFLA_IFNAME, _asciiz(name))
+        if mac:
+            body += _rta(IFLA_ADDRESS, _mac(mac))
+        if mtu:
+            body += _rta(IFLA_MTU, _U32.pack(mtu))
+        body += _rta(IFLA_LINKINFO, _rta(IFLA_INFO_KIND, b"vxlan\0") + _rta(IFLA_INFO_DATA, data))
+        self._send_raw(RTM_NEWLINK, NEW, body, "create vxlan %s (VNI %d)" % (name, vxlan["id"]))
+
     def delete_link(self, index: int, name: str) -> None:
         # a veth goes with its peer: "no such device" means it is gone already
         self._send_raw(RTM_DELLINK, SET, _ifinfo(index), "delete link %s" % name, ignore=(errno.ENODEV,))
@@ -404,41 +471,73 @@ class Rtnl:
         self._send_raw(RTM_DELADDR, SET, self._addr(index, cidr), "remove address %s from %s" % (cidr, name))
 
     @staticmethod
-    def _route(dst: str, gateway: str) -> bytes:
+    def _route(dst: str, gateway: str, protocol: int = RTPROT_STATIC, oif: int = 0, onlink: bool = False) -> bytes:
         net = ipaddress.IPv4Network("0.0.0.0/0" if dst == "default" else dst)
-        body = struct.pack("=BBBBBBBBI", AF_INET, net.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, RTN_UNICAST, 0)
+        body = _RTMSG.pack(AF_INET, net.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, 0, RTN_UNICAST,
+                           RTNH_F_ONLINK if onlink else 0)
         if net.prefixlen:
             body += _rta(RTA_DST, net.network_address.packed)
-        return body + _rta(RTA_GATEWAY, ipaddress.IPv4Address(gateway).packed)
+        body += _rta(RTA_GATEWAY, ipaddress.IPv4Address(gateway).packed)
+        if oif:
+            body += _rta(RTA_OIF, _U32.pack(oif))
+        return body
 
-    def add_route(self, dst: str, gateway: str) -> None:
-        self._send_raw(RTM_NEWROUTE, NEW, self._route(dst, gateway), "add route %s via %s" % (dst, gateway))
+    def add_route(self, dst: str, gateway: str, oif: int = 0, onlink: bool = False,
+                  protocol: int = RTPROT_STATIC) -> None:
+        """Add a gateway route; OIF names the link it leaves by (0: the kernel finds it from the
+        gateway), ONLINK takes the gateway as on that link whatever its addresses (flannel's
+        routes through flannel.1), PROTOCOL is who made it (RTPROT_STATIC or RTPROT_BOOT)."""
+        self._send_raw(RTM_NEWROUTE, NEW, self._route(dst, gateway, protocol, oif, onlink),
+                       "add route %s via %s%s" % (dst, gateway, " onlink" if onlink else ""))
 
     def delete_route(self, dst: str, gateway: str) -> None:
-        self._send_raw(RTM_DELROUTE, SET, self._route(dst, gateway), "remove route %s via %s" % (dst, gateway))
+        # protocol 0: the kernel removes the route whoever made it (a protocol given must match)
+        self._send_raw(RTM_DELROUTE, SET, self._route(dst, gateway, 0), "remove route %s via %s" % (dst, gateway))
+
+    def add_neighbour(self, index: int, ip: str, mac: str, name: str) -> None:
+        """A permanent neighbour entry IP -> MAC on link INDEX (`ip neigh replace ... nud permanent`),
+        as flannel writes one per other node on flannel.1."""
+        body = (_NDMSG.pack(AF_INET, index, NUD_PERMANENT, 0, RTN_UNICAST)
+                + _rta(NDA_DST, ipaddress.IPv4Address(ip).packed) + _rta(NDA_LLADDR, _mac(mac)))
+        self._send_raw(RTM_NEWNEIGH, PUT, body, "add neighbour %s lladdr %s on %s" % (ip, mac, name))
+
+    def add_fdb(self, index: int, mac: str, dst: str, name: str) -> None:
+        """A permanent forwarding entry of VXLAN link INDEX: frames for MAC go to DST
+        (`bridge fdb replace MAC dev NAME dst DST self permanent`), as flannel writes one per other node."""
+        body = (_NDMSG.pack(AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, 0)
+                + _rta(NDA_LLADDR, _mac(mac)) + _rta(NDA_DST, ipaddress.IPv4Address(dst).packed))
+        self._send_raw(RTM_NEWNEIGH, PUT, body, "add fdb entry %s dst %s on %s" % (mac, dst, name))
+
+    def delete_fdb(self, index: int, mac: str, dst: str, name: str) -> None:
+        body = (_NDMSG.pack(AF_BRIDGE, index, 0, NTF_SELF, 0)
+                + _rta(NDA_LLADDR, _mac(mac)) + _rta(NDA_DST, ipaddress.IPv4Address(dst).packed))
+        self._send_raw(RTM_DELNEIGH, SET, body, "remove fdb entry %s dst %s from %s" % (mac, dst, name),
+                       ignore=(errno.ENOENT,))
 
     def forget_neighbour(self, index: int, ip: str, name: str) -> None:
         """Drop the neighbour entry of IP on link INDEX (if there is one): a pod made again with
         the same address has a new MAC, and the node must ask for it instead of using the old."""
-        body = struct.pack("=BxxxiHBB", AF_INET, index, 0, 0, 0) + _rta(NDA_DST, ipaddress.IPv4Address(ip).packed)
+        body = _NDMSG.pack(AF_INET, index, 0, 0, 0) + _rta(NDA_DST, ipaddress.IPv4Address(ip).packed)
         self._send_raw(RTM_DELNEIGH, SET, body, "forget the neighbour %s on %s" % (ip, name), ignore=(errno.ENOENT,))
 
 
 # rtnetlink attribute numbers (linux/if_link.h, veth.h, if_addr.h, rtnetlink.h, neighbour.h):
 # the kernel's ABI, which does not change
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 5, 10, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 5, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 IFLA_BRPORT_MODE = 4
 VETH_INFO_PEER = 1
+IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTN_UNICAST = 1, 4, 5, 15, 1
-NDA_DST = 1
+NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 NLA_TYPE_MASK = 0x3FFF  # the attribute type without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence number, port
 _IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # struct ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_NDMSG = struct.Struct("=BxxxiHBB")  # struct ndmsg: family, index, state, flags, type
 _NLA = struct.Struct("=HH")  # struct nlattr: length, type
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
@@ -491,6 +590,26 @@ def _u32(data: bytes, span):
     if span is None or span[1] - span[0] < 4:
         return None
     return _U32.unpack_from(data, span[0])[0]
+
+
+def _mac(text: str) -> bytes:
+    """aa:bb:cc:dd:ee:ff as its 6 bytes."""
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def _vxlan_info(data: bytes, span, mtu):
+    """The VXLAN attributes podpath sets, from a link's IFLA_INFO_DATA (SPAN), with its MTU."""
+    nested = _attrs(data, span[0], span[1]) if span is not None else {}
+    port = nested.get(IFLA_VXLAN_PORT)
+    learning = nested.get(IFLA_VXLAN_LEARNING)
+    return {
+        "id": _u32(data, nested.get(IFLA_VXLAN_ID)),
+        "local": _ipv4(data, nested.get(IFLA_VXLAN_LOCAL)),
+        "link": _u32(data, nested.get(IFLA_VXLAN_LINK)),
+        "port": struct.unpack_from(">H", data, port[0])[0] if port is not None and port[1] - port[0] >= 2 else None,
+        "learning": bool(data[learning[0]]) if learning is not None and learning[1] > learning[0] else None,
+        "mtu": mtu,
+    }
 
 
 def _ipv4(data: bytes, span):

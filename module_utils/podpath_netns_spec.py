@@ -23,7 +23,9 @@ NETNS_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 SYSCTL_KEY = re.compile(r"^net(\.[A-Za-z0-9_-]+)+$")
 HOSTNAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-KINDS = ("bridge", "veth")
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+KINDS = ("bridge", "veth", "vxlan")
+PROTOCOLS = ("static", "boot")
 ROOT = None  # the namespace the module runs in
 
 
@@ -70,12 +72,69 @@ def _interface(value, where: str):
     return iface
 
 
+def _mac(value, what: str) -> str:
+    text = str(value or "").lower()
+    if not MAC.match(text):
+        raise SpecError("MAC address %r of %s is not one: write it as six hex pairs, such as 0a:58:0a:f4:01:01"
+                        % (value, what))
+    if int(text[:2], 16) & 1:
+        raise SpecError("MAC address %s of %s is a multicast one (the first byte is odd): a link's address must be "
+                        "unicast, such as 0a:58:0a:f4:01:01" % (value, what))
+    return text
+
+
+def _ipv4(value, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise SpecError("%s %r is not an IPv4 address: write it as 192.168.56.10" % (what, value))
+
+
+def _vxlan(raw, name, ns) -> dict:
+    """The VXLAN options of link NAME, checked; the keys the module compares with what it reads."""
+    where = "vxlan %s in %s" % (name, _where(ns))
+    if not raw:
+        raise SpecError("%s has no vxlan options: give at least vxlan.id (flannel uses 1)" % where)
+    vni = raw.get("id")
+    if not isinstance(vni, int) or isinstance(vni, bool) or not 0 <= vni < 1 << 24:
+        raise SpecError("%s has VNI %r: a VXLAN id is 0 to 16777215 (flannel uses 1)" % (where, vni))
+    port = raw.get("port", 8472)
+    if port is None:
+        port = 8472
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise SpecError("%s has UDP port %r: use 1 to 65535 (8472, Linux's default, is flannel's)" % (where, port))
+    local = raw.get("local")
+    return {"id": vni, "local": _ipv4(local, "local address of %s" % where) if local is not None else None,
+            "dev": _ifname(raw["dev"], ns) if raw.get("dev") else None, "port": port,
+            "learning": bool(raw.get("learning"))}
+
+
 def _link(raw, ns, creator=True) -> tuple:
     name = _ifname(raw.get("name"), ns)
     kind = raw.get("kind") or ("veth" if raw.get("peer") else None)
     if kind not in KINDS:
         raise SpecError("link %s in %s has kind %r: use one of %s (a link with a peer is a veth)"
                         % (name, _where(ns), kind, ", ".join(KINDS)))
+    if kind != "vxlan":
+        given = [key for key in ("vxlan", "mtu", "mac", "fdb") if raw.get(key)]
+        if given:
+            raise SpecError("link %s in %s is a %s and sets %s, which the module sets only on a vxlan link: "
+                            "drop %s, or make the link kind: vxlan" % (name, _where(ns), kind, ", ".join(given),
+                                                                         " and ".join(given)))
+    mtu = raw.get("mtu")
+    if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535):
+        raise SpecError("link %s in %s has MTU %r: use 68 to 65535 (flannel's VXLAN: the node link's MTU - 50)"
+                        % (name, _where(ns), mtu))
+    neighbours = {}
+    for entry in raw.get("neighbours") or []:
+        dst = _ipv4(entry.get("dst"), "neighbour address on %s in %s" % (name, _where(ns)))
+        if dst in neighbours:
+            raise SpecError("link %s in %s lists neighbour %s twice: keep one" % (name, _where(ns), dst))
+        neighbours[dst] = _mac(entry.get("lladdr"), "neighbour %s on %s in %s" % (dst, name, _where(ns)))
+    fdb = set()
+    for entry in raw.get("fdb") or []:
+        mac = _mac(entry.get("lladdr"), "an fdb entry of %s in %s" % (name, _where(ns)))
+        fdb.add((mac, _ipv4(entry.get("dst"), "destination of fdb entry %s on %s in %s" % (mac, name, _where(ns)))))
     addresses = raw.get("addresses") or []
     ifaces = [_interface(a, "%s in %s" % (name, _where(ns))) for a in addresses]
     if len(set(ifaces)) != len(ifaces):
@@ -88,6 +147,11 @@ def _link(raw, ns, creator=True) -> tuple:
         "up": True,  # every link the module makes is up
         "peer": None,
         "creates_pair": False,
+        "mtu": mtu,
+        "mac": _mac(raw["mac"], "link %s in %s" % (name, _where(ns))) if raw.get("mac") else None,
+        "vxlan": _vxlan(raw.get("vxlan"), name, ns) if kind == "vxlan" else None,
+        "neighbours": sorted([dst, mac] for dst, mac in neighbours.items()),
+        "fdb": sorted([mac, dst] for mac, dst in fdb),
     }
     if link["hairpin"] is not None and not link["master"]:
         raise SpecError("link %s in %s sets hairpin but has no master bridge: add master or drop hairpin"
@@ -177,21 +241,32 @@ def normalize(namespaces, root_links=None, allow_root_namespace=False) -> dict:
             if master is not None and spec["links"].get(master, {}).get("kind") != "bridge":
                 raise SpecError("link %s in %s has master %r, which is not a bridge listed in the same "
                                 "namespace: add the bridge or fix master" % (name, _where(ns), master))
-        # no two links with overlapping subnets
+            dev = (link["vxlan"] or {}).get("dev")
+            if dev is not None and (dev == name or spec["links"].get(dev, {}).get("kind") in (None, "vxlan")):
+                raise SpecError("vxlan %s in %s sends its packets by %r, which is not a bridge or veth listed in the "
+                                "same namespace: list that link (the node's LAN link) or fix vxlan.dev"
+                                % (name, _where(ns), dev))
+        # no two links with overlapping subnets; a /32 is an address alone, such as the one
+        # flannel gives flannel.1 inside the node's pod subnet, and makes no subnet
         seen = []
         for name, link in sorted(spec["links"].items()):
             for cidr in link["addresses"]:
                 net = ipaddress.ip_interface(cidr).network
+                if net.prefixlen == 32:
+                    continue
                 for other_name, other in seen:
                     if net.overlaps(other.network) and other_name != name:
                         raise SpecError("subnets overlap in %s: %s on %s and %s on %s; give each link its own "
                                         "subnet" % (_where(ns), cidr, name, other, other_name))
                 seen.append((name, ipaddress.ip_interface(cidr)))
-        spec["routes"] = _routes(spec.pop("_raw_routes"), ns, [iface for _name, iface in seen])
+        spec["routes"] = _routes(spec.pop("_raw_routes"), ns, [iface for _name, iface in seen], spec["links"])
     return state
 
 
-def _routes(raw_routes, ns, ifaces) -> list:
+def _routes(raw_routes, ns, ifaces, links) -> list:
+    """The routes of namespace NS, checked against its subnets IFACES and its LINKS.
+
+    A route is {dst, gateway}, with dev, onlink (True) and protocol (boot) only where given."""
     routes = {}
     for raw in raw_routes:
         dst = raw.get("dst") or "default"
@@ -207,12 +282,31 @@ def _routes(raw_routes, ns, ifaces) -> list:
             gateway = ipaddress.IPv4Address(raw["gateway"])
         except ValueError:
             raise SpecError("gateway %r of route %s in %s is not an IPv4 address" % (raw["gateway"], dst, _where(ns)))
-        if not any(gateway in iface.network for iface in ifaces):
+        dev = raw.get("dev")
+        if dev is not None and dev not in links:
+            raise SpecError("route %s via %s in %s leaves by %r, which is not a link of that namespace: list the "
+                            "link or fix dev" % (dst, gateway, _where(ns), dev))
+        if raw.get("onlink") and dev is None:
+            raise SpecError("route %s via %s in %s is onlink but names no link: give dev (flannel's routes leave by "
+                            "flannel.1)" % (dst, gateway, _where(ns)))
+        if not raw.get("onlink") and not any(gateway in iface.network for iface in ifaces):
             raise SpecError("gateway %s of route %s in %s is not in any subnet of that namespace: add an "
-                            "address in the gateway's subnet or fix the gateway" % (gateway, dst, _where(ns)))
+                            "address in the gateway's subnet, fix the gateway, or make the route onlink with "
+                            "its dev" % (gateway, dst, _where(ns)))
+        protocol = raw.get("protocol") or "static"
+        if protocol not in PROTOCOLS:
+            raise SpecError("route %s in %s has protocol %r: use one of %s" % (dst, _where(ns), protocol,
+                                                                              ", ".join(PROTOCOLS)))
         if dst in routes:
             raise SpecError("route to %s is listed twice in %s: keep one" % (dst, _where(ns)))
-        routes[dst] = {"dst": dst, "gateway": str(gateway)}
+        route = {"dst": dst, "gateway": str(gateway)}
+        if dev is not None:
+            route["dev"] = dev
+        if raw.get("onlink"):
+            route["onlink"] = True
+        if protocol != "static":
+            route["protocol"] = protocol
+        routes[dst] = route
     return [routes[k] for k in sorted(routes)]
 
 
@@ -231,7 +325,55 @@ def link_view(observed_links: dict, addresses: dict) -> dict:
             "index": link["index"],
             "link": link["link"],
         }
+        vxlan = link.get("vxlan")
+        if vxlan is not None:
+            view[name].update(mac=link.get("mac"), mtu=vxlan["mtu"], vxlan={
+                "id": vxlan["id"], "local": vxlan["local"], "dev": by_index.get(vxlan["link"]),
+                "port": vxlan["port"], "learning": vxlan["learning"]})
     return view
+
+
+def manages_entries(link) -> bool:
+    """Whether the module owns the permanent neighbour and FDB entries of LINK (a desired
+    link): those of a VXLAN it makes, and of any link given entries."""
+    return bool(link["kind"] == "vxlan" or link["neighbours"] or link["fdb"])
+
+
+def vxlan_differs(want, have) -> bool:
+    """Whether an existing VXLAN link HAVE (link_view's) is not the one WANT asks for: what
+    cannot be changed on it without making it again (flannel makes it again too)."""
+    if have.get("vxlan") is None:
+        return True
+    if want["mtu"] is not None and have.get("mtu") != want["mtu"]:
+        return True
+    if want["mac"] is not None and have.get("mac") != want["mac"]:
+        return True
+    return any(have["vxlan"].get(key) != value for key, value in want["vxlan"].items())
+
+
+def route_changes(wanted, current, names=None) -> tuple:
+    """([dst, gateway] to remove, routes to add) that turn CURRENT (read: {dst, gateway, oif})
+    into WANTED (normalize's). NAMES maps link indices to names: where given, a route that
+    names its dev and leaves by another link is made again."""
+    have = {(r["dst"], r["gateway"]): r.get("oif") for r in current}
+    want = {(r["dst"], r["gateway"]): r for r in wanted}
+    remove = [key for key in have if key not in want]
+    add = []
+    for key, route in sorted(want.items()):
+        if key not in have:
+            add.append(route_entry(route))
+        elif names is not None and route.get("dev") and names.get(have[key]) != route["dev"]:
+            remove.append(key)
+            add.append(route_entry(route))
+    return [list(key) for key in sorted(remove)], add
+
+
+def route_entry(route) -> list:
+    """A route as the changes list it: [dst, gateway], and its dev and onlink when it names a dev."""
+    entry = [route["dst"], route["gateway"]]
+    if route.get("dev"):
+        entry += [route["dev"], bool(route.get("onlink"))]
+    return entry
 
 
 def paired(desired_ns, name, link, observed) -> bool:
@@ -246,10 +388,12 @@ def paired(desired_ns, name, link, observed) -> bool:
 def compare(desired: dict, observed: dict) -> dict:
     """Changes that turn OBSERVED into DESIRED, per namespace.
 
-    OBSERVED maps each existing namespace to {links (link_view), routes, sysctls};
-    a namespace that does not exist yet is absent. Returns
-    {ns: {create, sysctls, delete_links, bridges, veths, masters, hairpins,
-          del_addrs, add_addrs, ups, del_routes, add_routes}} for namespaces with changes.
+    OBSERVED maps each existing namespace to {links (link_view), routes, sysctls, and
+    neighbours and fdb: {link: [[dst, lladdr]] and [[lladdr, dst]], the permanent entries of
+    the links whose entries the module manages}}; a namespace that does not exist yet is
+    absent. Returns {ns: {create, sysctls, delete_links, bridges, veths, vxlans, masters,
+    hairpins, del_addrs, add_addrs, ups, del_neighbours, add_neighbours, del_fdb, add_fdb,
+    del_routes, add_routes}} for namespaces with changes.
     """
     changes = {}
     broken_pairs = set()
@@ -262,7 +406,8 @@ def compare(desired: dict, observed: dict) -> dict:
         seen = observed.get(ns)
         have = seen["links"] if seen else {}
         c = {"create": seen is None and ns is not ROOT, "sysctls": {}, "delete_links": [], "bridges": [],
-             "veths": [], "masters": [], "hairpins": [], "del_addrs": [], "add_addrs": [], "ups": [],
+             "veths": [], "vxlans": [], "masters": [], "hairpins": [], "del_addrs": [], "add_addrs": [], "ups": [],
+             "del_neighbours": [], "add_neighbours": [], "del_fdb": [], "add_fdb": [],
              "del_routes": [], "add_routes": []}
         current_sysctls = (seen or {}).get("sysctls", {})
         for key, value in sorted(spec["sysctls"].items()):
@@ -274,11 +419,20 @@ def compare(desired: dict, observed: dict) -> dict:
             wanted = spec["links"].get(name)
             if wanted is None or wanted["kind"] != current["kind"] or (ns, name) in broken_pairs:
                 c["delete_links"].append(name)
+            elif wanted["kind"] == "vxlan":
+                # the kernel removes a VXLAN with the link it sends by: one made again takes it along
+                dev = wanted["vxlan"]["dev"]
+                if vxlan_differs(wanted, current) or dev is not None and (
+                        (ns, dev) in broken_pairs or dev not in have
+                        or spec["links"][dev]["kind"] != have[dev]["kind"]):
+                    c["delete_links"].append(name)
         for name, link in sorted(spec["links"].items()):
             current = have.get(name)
             fresh = current is None or name in c["delete_links"]
             if link["kind"] == "bridge" and fresh:
                 c["bridges"].append(name)
+            if link["kind"] == "vxlan" and fresh:
+                c["vxlans"].append(name)
             if link["kind"] == "veth" and link["creates_pair"] and (ns, name) in broken_pairs:
                 c["veths"].append([name] + list(link["peer"]))
             cur = {} if fresh else current
@@ -293,13 +447,22 @@ def compare(desired: dict, observed: dict) -> dict:
                 c["add_addrs"].append([name, cidr])
             if link["up"] and not cur.get("up"):
                 c["ups"].append(name)
+            if manages_entries(link):
+                neighbours = {} if fresh else dict((seen or {}).get("neighbours", {}).get(name, []))
+                wanted_neighbours = dict(link["neighbours"])
+                c["del_neighbours"] += [[name, dst] for dst in sorted(neighbours) if dst not in wanted_neighbours]
+                c["add_neighbours"] += [[name, dst, mac] for dst, mac in sorted(wanted_neighbours.items())
+                                        if neighbours.get(dst) != mac]
+                fdb = set() if fresh else {tuple(e) for e in (seen or {}).get("fdb", {}).get(name, [])}
+                wanted_fdb = {tuple(e) for e in link["fdb"]}
+                c["del_fdb"] += [[name, mac, dst] for mac, dst in sorted(fdb - wanted_fdb)]
+                c["add_fdb"] += [[name, mac, dst] for mac, dst in sorted(wanted_fdb - fdb)]
         if ns is not ROOT and not (have.get("lo") or {}).get("up"):
             c["ups"].insert(0, "lo")
-        current_routes = {(r["dst"], r["gateway"]) for r in (seen or {}).get("routes", [])}
-        wanted_routes = {(r["dst"], r["gateway"]) for r in spec["routes"]}
+        names = {v["index"]: k for k, v in have.items() if k not in c["delete_links"]}
+        remove, c["add_routes"] = route_changes(spec["routes"], (seen or {}).get("routes", []), names)
         if ns is not ROOT:
-            c["del_routes"] = [list(r) for r in sorted(current_routes - wanted_routes)]
-        c["add_routes"] = [list(r) for r in sorted(wanted_routes - current_routes)]
+            c["del_routes"] = remove
         if c["create"] or any(v for k, v in c.items() if k != "create"):
             changes[ns] = c
     return changes
@@ -319,6 +482,8 @@ def describe(changes: dict) -> list:
             lines.append("%s: delete link %s" % (where, name))
         for name in c["bridges"]:
             lines.append("%s: create bridge %s" % (where, name))
+        for name in c.get("vxlans", []):
+            lines.append("%s: create vxlan %s" % (where, name))
         for name, peer_ns, peer in c["veths"]:
             lines.append("%s: create veth %s <-> %s/%s" % (where, name, peer_ns or "root", peer))
         for name, master in c["masters"]:
@@ -331,8 +496,17 @@ def describe(changes: dict) -> list:
             lines.append("%s: add %s to %s" % (where, cidr, name))
         for name in c["ups"]:
             lines.append("%s: set %s up" % (where, name))
+        for name, dst in c.get("del_neighbours", []):
+            lines.append("%s: remove neighbour %s from %s" % (where, dst, name))
+        for name, dst, mac in c.get("add_neighbours", []):
+            lines.append("%s: add neighbour %s lladdr %s to %s" % (where, dst, mac, name))
+        for name, mac, dst in c.get("del_fdb", []):
+            lines.append("%s: remove fdb entry %s dst %s from %s" % (where, mac, dst, name))
+        for name, mac, dst in c.get("add_fdb", []):
+            lines.append("%s: add fdb entry %s dst %s to %s" % (where, mac, dst, name))
         for dst, gw in c["del_routes"]:
             lines.append("%s: remove route %s via %s" % (where, dst, gw))
-        for dst, gw in c["add_routes"]:
-            lines.append("%s: add route %s via %s" % (where, dst, gw))
+        for entry in c["add_routes"]:
+            extra = " dev %s%s" % (entry[2], " onlink" if entry[3] else "") if len(entry) > 2 else ""
+            lines.append("%s: add route %s via %s%s" % (where, entry[0], entry[1], extra))
     return lines

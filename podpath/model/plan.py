@@ -16,6 +16,19 @@ from podpath.model import topology as topology_mod
 
 POD_NAMESPACE_UUID = uuid.UUID("6f1c2d0e-7a52-4f0b-9a57-3c9d2b1e8a40")
 
+# flannel's backends: vxlan (its default, the cluster lab's) tunnels pod traffic between
+# nodes through the VXLAN device flannel.1; host-gw routes each node's pod subnet via that
+# node's address. The topology's flannel.backend picks one for both labs.
+FLANNEL_BACKENDS = ("vxlan", "host-gw")
+FLANNEL_BACKEND = "vxlan"
+FLANNEL_DEVICE = "flannel.1"  # flannel names it flannel.<VNI>
+VXLAN_VNI = 1  # flannel's default VNI on Linux
+VXLAN_PORT = 8472  # flannel leaves the port to the kernel, whose default is 8472
+# The node's LAN link (a veth) has the kernel's default MTU; flannel gives flannel.1 that
+# MTU less the 50 bytes VXLAN's outer Ethernet, IPv4, UDP and VXLAN headers take.
+LAN_MTU = 1500
+VXLAN_OVERHEAD = 50
+
 
 @dataclass
 class Container:
@@ -40,6 +53,16 @@ class Pod:
 
 
 @dataclass
+class Vtep:
+    """A node's end of flannel's VXLAN tunnel: what flannel publishes of it in the node's
+    annotations (flannel.alpha.coreos.com/backend-data's VtepMAC, public-ip) and what every
+    other node writes its neighbour, FDB entry and route with."""
+    mac: str  # flannel.1's MAC
+    address: str  # flannel.1's address: the node's pod subnet's network address (a /32)
+    public_ip: str  # where the other nodes send the encapsulated packets: the node's LAN address
+
+
+@dataclass
 class Node:
     name: str
     role: str
@@ -48,6 +71,7 @@ class Node:
     pod_cidr: str
     gateway: str  # cni0's address: the first host of pod_cidr
     netns: str
+    vtep: Vtep | None = None  # flannel.1, with the vxlan backend
 
 
 @dataclass
@@ -93,9 +117,16 @@ class Plan:
     nodes: list[Node]
     pods: list[Pod]
     services: list[Service]
+    flannel_backend: str = FLANNEL_BACKEND
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+    def pod_subnet_next_hop(self, name: str) -> str:
+        """The gateway other nodes route node NAME's pod subnet via: its flannel.1 address
+        (vxlan), or its LAN address (host-gw)."""
+        node = self.node(name)
+        return node.vtep.address if node.vtep else node.ip
 
     def pod(self, name: str) -> Pod:
         return next(p for p in self.pods if p.name == name)
@@ -141,14 +172,31 @@ def host_veth_name(netns: str) -> str:
     return "veth" + hashlib.sha256(netns.encode()).hexdigest()[:8]
 
 
+def vtep_mac(lab: str, node: str) -> str:
+    """flannel.1's MAC on node NODE of lab LAB.
+
+    flannel picks a random locally administered unicast MAC when it makes flannel.1 and
+    publishes it in the node's annotation, where the other nodes read it; nothing derives it
+    from a name. The lab has no API server to publish through, so it derives one from the
+    lab's and the node's names instead: the same on every run (a second `up` finds it in
+    place) and locally administered and unicast as flannel's (first byte: bit 1 set, bit 0 clear)."""
+    raw = bytearray(hashlib.sha256(f"{lab}/{node}/{FLANNEL_DEVICE}".encode()).digest()[:6])
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return raw.hex(":")
+
+
 def build(topo: dict[str, Any], lab: str) -> Plan:
     """The plan of lab LAB for the (already validated) topology TOPO."""
     node_net = ipaddress.IPv4Network(topo["node_network"])
+    backend = (topo.get("flannel") or {}).get("backend", FLANNEL_BACKEND)
     nodes = []
     for raw in topo["nodes"]:
         cidr = ipaddress.IPv4Network(raw["pod_cidr"])
+        vtep = (Vtep(mac=vtep_mac(lab, raw["name"]), address=str(cidr.network_address), public_ip=raw["ip"])
+                if backend == "vxlan" else None)
         nodes.append(Node(name=raw["name"], role=raw["role"], ip=raw["ip"], prefixlen=node_net.prefixlen,
-                          pod_cidr=str(cidr), gateway=str(cidr.network_address + 1), netns=f"{lab}-{raw['name']}"))
+                          pod_cidr=str(cidr), gateway=str(cidr.network_address + 1), netns=f"{lab}-{raw['name']}",
+                          vtep=vtep))
     next_host = {n.name: 2 for n in nodes}  # .1 is cni0, as host-local's range starts after the gateway
 
     pods: list[Pod] = []
@@ -199,14 +247,51 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
                 client_netns=f"{lab}-{topo['client']['name']}", client_ip=topo["client"]["ip"],
                 node_network=str(node_net), node_prefixlen=node_net.prefixlen, pod_network=topo["pod_network"],
                 service_network=topo["service_network"], ingress_host=ingress["host"],
-                election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services)
+                election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services,
+                flannel_backend=backend)
 
 
 LAN_BRIDGE = "lan0"
+NODE_LINK = "eth1"  # a node's link on the LAN, as on a Vagrant VM's host-only network
 # The lab is IPv4 only, as the reference cluster. With IPv6 on, every link brought up in any
 # namespace costs the kernel more the more of the lab's links exist (1.7 ms per link at 900
 # pods against 0.45 ms at 300, measured here), so the cost per pod would grow with the lab.
 IPV4_ONLY = {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1}
+
+
+def vtep_link(plan: Plan, node: Node) -> dict[str, Any]:
+    """Node NODE's flannel.1 as flannel's vxlan backend makes it: VNI 1, sending from the node's
+    LAN address by its LAN link, no learning, the LAN's MTU less VXLAN's 50 bytes, the pod
+    subnet's network address as a /32 (flannel's source address for the node's own traffic to
+    other nodes' pods); and per other node the neighbour entry (its flannel.1 address -> its
+    flannel.1 MAC) and FDB entry (that MAC -> its LAN address) flannel writes when it learns of
+    the node."""
+    others = [other for other in plan.nodes if other is not node and other.vtep]
+    return {
+        "name": FLANNEL_DEVICE, "kind": "vxlan", "mtu": LAN_MTU - VXLAN_OVERHEAD, "mac": node.vtep.mac,
+        "vxlan": {"id": VXLAN_VNI, "local": node.vtep.public_ip, "dev": NODE_LINK, "port": VXLAN_PORT,
+                  "learning": False},
+        "addresses": [f"{node.vtep.address}/32"],
+        "neighbours": [{"dst": other.vtep.address, "lladdr": other.vtep.mac} for other in others],
+        "fdb": [{"lladdr": other.vtep.mac, "dst": other.vtep.public_ip} for other in others],
+    }
+
+
+def pod_subnet_routes(plan: Plan, node: Node) -> list[dict[str, Any]]:
+    """Node NODE's routes to the other nodes' pod subnets, as flannel writes them (with no
+    protocol: the kernel's `boot`, which `ip route` does not print). vxlan: via the other
+    node's flannel.1 address, on flannel.1, onlink (that address is in none of the node's
+    subnets); host-gw: via the other node's LAN address."""
+    routes = []
+    for other in plan.nodes:
+        if other is node:
+            continue
+        if other.vtep:
+            routes.append({"dst": other.pod_cidr, "gateway": other.vtep.address, "dev": FLANNEL_DEVICE,
+                           "onlink": True, "protocol": "boot"})
+        else:
+            routes.append({"dst": other.pod_cidr, "gateway": other.ip, "protocol": "boot"})
+    return routes
 
 
 def netns_spec(plan: Plan) -> list[dict[str, Any]]:
@@ -217,19 +302,21 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
         "peer": {"name": plan.client_name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}}]}
     spec = [lan, client]
     for node in plan.nodes:
+        links = [
+            {"name": "cni0", "kind": "bridge", "addresses": [f"{node.gateway}/{ipaddress.IPv4Network(node.pod_cidr).prefixlen}"]},
+            {"name": NODE_LINK, "kind": "veth", "addresses": [f"{node.ip}/{node.prefixlen}"],
+             "peer": {"name": node.name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}},
+        ]
+        if node.vtep:
+            links.append(vtep_link(plan, node))
         spec.append({
             "name": node.netns,
             "sysctls": {"net.ipv4.ip_forward": 1, "net.bridge.bridge-nf-call-iptables": 1, **IPV4_ONLY},
-            "links": [
-                {"name": "cni0", "kind": "bridge", "addresses": [f"{node.gateway}/{ipaddress.IPv4Network(node.pod_cidr).prefixlen}"]},
-                {"name": "eth1", "kind": "veth", "addresses": [f"{node.ip}/{node.prefixlen}"],
-                 "peer": {"name": node.name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}},
-            ],
-            # Other nodes' pod subnets via those nodes (what flannel's host-gw or a cloud's routes
-            # do); a default route via the client, which stands where a VM's host is, so that
-            # the node has a route for Service IPs, as a real node has through its gateway.
-            "routes": [{"dst": other.pod_cidr, "gateway": other.ip} for other in plan.nodes if other is not node]
-            + [{"dst": "default", "gateway": plan.client_ip}],
+            "links": links,
+            # Other nodes' pod subnets as flannel routes them; a default route via the client,
+            # which stands where a VM's host is, so that the node has a route for Service IPs,
+            # as a real node has through its gateway.
+            "routes": pod_subnet_routes(plan, node) + [{"dst": "default", "gateway": plan.client_ip}],
         })
     for pod in plan.pods:
         node = plan.node(pod.node)

@@ -55,10 +55,11 @@ def spec(lab):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_constants_are_the_ones_of_the_projects_pyroute2(version):
-    names = {"pyroute2.netlink": ["NLM_F_ACK", "NLM_F_CREATE", "NLM_F_DUMP", "NLM_F_EXCL", "NLM_F_REQUEST",
-                                  "NLMSG_DONE", "NLMSG_ERROR"],
+    names = {"pyroute2.netlink": ["NLM_F_ACK", "NLM_F_CREATE", "NLM_F_DUMP", "NLM_F_EXCL", "NLM_F_REPLACE",
+                                  "NLM_F_REQUEST", "NLMSG_DONE", "NLMSG_ERROR"],
              "pyroute2.netlink.rtnl": ["RTM_DELADDR", "RTM_DELLINK", "RTM_DELNEIGH", "RTM_DELROUTE", "RTM_GETADDR",
-                                       "RTM_GETLINK", "RTM_GETROUTE", "RTM_NEWADDR", "RTM_NEWLINK", "RTM_NEWROUTE"]}
+                                       "RTM_GETLINK", "RTM_GETNEIGH", "RTM_GETROUTE", "RTM_NEWADDR", "RTM_NEWLINK",
+                                       "RTM_NEWNEIGH", "RTM_NEWROUTE"]}
     program = ("import importlib, json, sys; names = json.loads(sys.argv[1]); print(json.dumps({m: "
                "{n: getattr(importlib.import_module(m), n) for n in ns} for m, ns in names.items()}))")
     values = [json.loads(subprocess.run([python, "-c", program, json.dumps(names)], check=True, capture_output=True,

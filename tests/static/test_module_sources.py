@@ -26,10 +26,11 @@ SOURCES = sorted([*(ROOT / "library").glob("*.py"), *(ROOT / "module_utils").glo
 LAB = ROOT / "module_utils" / "podpath_lab.py"
 
 PYROUTE2_NAMES = {
-    "pyroute2.netlink": {"NLM_F_ACK", "NLM_F_CREATE", "NLM_F_DUMP", "NLM_F_EXCL", "NLM_F_REQUEST", "NLMSG_DONE",
-                         "NLMSG_ERROR"},
+    "pyroute2.netlink": {"NLM_F_ACK", "NLM_F_CREATE", "NLM_F_DUMP", "NLM_F_EXCL", "NLM_F_REPLACE", "NLM_F_REQUEST",
+                         "NLMSG_DONE", "NLMSG_ERROR"},
     "pyroute2.netlink.rtnl": {"RTM_DELADDR", "RTM_DELLINK", "RTM_DELNEIGH", "RTM_DELROUTE", "RTM_GETADDR",
-                              "RTM_GETLINK", "RTM_GETROUTE", "RTM_NEWADDR", "RTM_NEWLINK", "RTM_NEWROUTE"},
+                              "RTM_GETLINK", "RTM_GETNEIGH", "RTM_GETROUTE", "RTM_NEWADDR", "RTM_NEWLINK",
+                              "RTM_NEWNEIGH", "RTM_NEWROUTE"},
 }
 
 

@@ -144,7 +144,7 @@ BAD = [
     ("ifname-space", _add_node_link(name="br 0", kind="bridge"), "'br 0'"),
     ("ifname-slash", _add_node_link(name="br/0", kind="bridge"), "'br/0'"),
     ("ifname-missing", _add_node_link(kind="bridge"), "has no name"),
-    ("unknown-kind", _add_node_link(name="vx0", kind="vxlan"), "kind 'vxlan': use one of bridge, veth"),
+    ("unknown-kind", _add_node_link(name="mv0", kind="macvlan"), "kind 'macvlan': use one of bridge, veth, vxlan"),
     ("missing-kind", _add_node_link(name="br1"), "link br1 in namespace node1 has kind None"),
     ("bridge-with-peer", _bridge_with_peer, "bridge cni0 in namespace node1 cannot have a peer"),
     ("loopback-listed", _lo, "link lo in namespace pod1"),
