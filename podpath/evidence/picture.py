@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from podpath.model import kubeproxy
-from podpath.model.plan import LAN_BRIDGE, Plan, Pod
+from podpath.model.plan import LAN_BRIDGE, Node, Plan, Pod
 from podpath.evidence.trace import Trace
 
 # Box styles: fill colour, border colour.
@@ -242,12 +242,28 @@ def _pod_lines(pod: Pod, plan: Plan, port: int | None = None) -> list[str]:
             f"netns {pod.netns}", f"{pod.host_veth} on cni0 {node.gateway}"]
 
 
+def _vtep(node: Node):
+    """NODE's end of flannel's VXLAN tunnel, or None (host-gw, or a plan without flannel)."""
+    return getattr(node, "vtep", None)
+
+
+def _route(target: Node) -> str:
+    """The route another node has to TARGET's pod subnet."""
+    vtep = _vtep(target)
+    if vtep:
+        return f"route {target.pod_cidr} via {vtep.address} (flannel.1)"
+    return f"route {target.pod_cidr} via {target.ip}"
+
+
 def _via(plan: Plan, src_node: str, dst: Pod) -> str:
-    """How a packet gets from SRC_NODE to pod DST: its own bridge, or a route over the LAN."""
+    """How a packet gets from SRC_NODE to pod DST: its own bridge, a VXLAN tunnel, or a route
+    over the LAN."""
     if src_node == dst.node:
         return f"through cni0 of {src_node}"
     target = plan.node(dst.node)
-    return f"over {LAN_BRIDGE}: route {target.pod_cidr} via {target.ip}"
+    if _vtep(target):
+        return f"{_route(target)}, VXLAN over {LAN_BRIDGE} to {target.ip}"
+    return f"over {LAN_BRIDGE}: {_route(target)}"
 
 
 def trace_picture(result: Trace, plan: Plan | None = None) -> Picture:
@@ -374,14 +390,21 @@ def lab_picture(plan: Plan, report: dict[str, Any] | None = None) -> Picture:
     for node in plan.nodes:
         group = Group(node.name, [f"node {node.name} ({node.role})", f"netns {node.netns}"])
         pic.groups.append(group)
-        eth1 = f"{node.name}/eth1"
-        routes = [f"route {o.pod_cidr} via {o.ip}" for o in plan.nodes if o is not node]
-        group.boxes.append(Box(eth1, [f"eth1 {node.ip}/{node.prefixlen}"] + routes, "link"))
+        eth1, cni0 = f"{node.name}/eth1", f"{node.name}/cni0"
+        routes = [_route(o) for o in plan.nodes if o is not node]
+        vtep = _vtep(node)
+        group.boxes.append(Box(eth1, [f"eth1 {node.ip}/{node.prefixlen}"] + ([] if vtep else routes), "link"))
         prefix = ipaddress.IPv4Network(node.pod_cidr).prefixlen
-        group.boxes.append(Box(f"{node.name}/cni0", [f"cni0 {node.gateway}/{prefix}", "bridge of the node's pods"],
-                               "bridge"))
+        group.boxes.append(Box(cni0, [f"cni0 {node.gateway}/{prefix}", "bridge of the node's pods"], "bridge"))
         pic.arrows.append(Arrow("lan", eth1, [f"veth: port {node.name} ↔ eth1"], dashed=True))
-        pic.arrows.append(Arrow(eth1, f"{node.name}/cni0", ["routed (ip_forward)"], dashed=True))
+        if vtep:  # flannel's vxlan backend: other nodes' pods are behind flannel.1
+            tunnel = f"{node.name}/flannel.1"
+            group.boxes.append(Box(tunnel, [f"flannel.1 {vtep.address}/32 (VXLAN)", f"MAC {vtep.mac}"] + routes,
+                                   "link"))
+            pic.arrows.append(Arrow(eth1, tunnel, ["VXLAN in UDP"], dashed=True))
+            pic.arrows.append(Arrow(tunnel, cni0, ["routed (ip_forward)"], dashed=True))
+        else:
+            pic.arrows.append(Arrow(eth1, cni0, ["routed (ip_forward)"], dashed=True))
         if node.name in announcers:  # drawn from the address, so that it stays by the LAN
             pic.arrows.append(Arrow("metallb", eth1, [f"announced by {node.name}:", f"its eth1 answers ARP for {lb}"],
                                     bad=len(announcers) != 1))

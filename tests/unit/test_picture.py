@@ -288,7 +288,8 @@ def test_the_lab_picture_holds_every_namespace_address_and_veth(tmp_path):
     text = svg_text(path.read_bytes())
     wanted = [plan.client_ip, plan.node_network, plan.lan_netns, plan.ingress_service.load_balancer_ip]
     for node in plan.nodes:
-        wanted += [node.ip, node.gateway, node.netns, f"route {node.pod_cidr} via {node.ip}"]
+        vtep = getattr(node, "vtep", None)  # flannel's vxlan backend routes via flannel.1's address
+        wanted += [node.ip, node.gateway, node.netns, f"route {node.pod_cidr} via {vtep.address if vtep else node.ip}"]
     for pod in plan.pods:
         wanted += [pod.ip, pod.host_veth, pod.netns]
     for svc in plan.services:
@@ -330,8 +331,10 @@ def test_idle_pods_are_one_box_per_node():
     pic = picture.lab_picture(plan)
     idle = [b for b in pic.all_boxes() if b.id.endswith("/idle")]
     assert len(idle) == len(plan.nodes) and all(b.lines[0].startswith("50 idle pods") for b in idle)
-    # the client, the LAN, the MetalLB address, the Services; eth1, cni0 and the idle box per node
-    assert len(pic.all_boxes()) == 4 + 3 * len(plan.nodes) + len([p for p in plan.pods if p.app != "idle"])
+    # the client, the LAN, the MetalLB address, the Services; eth1, cni0, flannel.1 (vxlan) and
+    # the idle box per node
+    per_node = 3 + (getattr(plan.nodes[0], "vtep", None) is not None)
+    assert len(pic.all_boxes()) == 4 + per_node * len(plan.nodes) + len([p for p in plan.pods if p.app != "idle"])
 
 
 # --- file names --------------------------------------------------------------------------
