@@ -360,8 +360,8 @@ class NetnsLab(PlanFacts):
         return routes[0] if routes else {}
 
     def pod_subnet_next_hops(self, node: str) -> set[str]:
-        # the lab routes each node's pod subnet via that node's address (as flannel's host-gw)
-        return {self.node_ip(node)}
+        # as flannel routes it: via the node's flannel.1 (vxlan) or the node's address (host-gw)
+        return {self.plan.pod_subnet_next_hop(node)}
 
     def vxlan_destination(self, node: str, gateway: str) -> tuple[str | None, str | None]:
         netns = self.node_netns(node)
@@ -371,7 +371,9 @@ class NetnsLab(PlanFacts):
         return mac, fdb.get(mac or "")
 
     def node_side_addresses(self) -> set[str]:
-        return {n.ip for n in self.plan.nodes} | {n.gateway for n in self.plan.nodes}
+        # a node SNATs to the address of the link a packet leaves by: eth1, cni0, or flannel.1
+        return ({n.ip for n in self.plan.nodes} | {n.gateway for n in self.plan.nodes}
+                | {n.vtep.address for n in self.plan.nodes if n.vtep})
 
     def client_address(self, toward: str) -> str:
         return self.plan.client_ip
