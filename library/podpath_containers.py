@@ -14,9 +14,16 @@ description:
     mount, UTS and PID namespaces of its own, as a container runtime does. Without
     O(containers[].isolate) the process only joins the network namespace, like a C(hostNetwork)
     pod such as MetalLB's speaker.
-  - Tracks each container by pid and start time under C(/run/podpath/<lab>/), restarts
-    it when it is not running or when its command or one of its files changed, and
-    waits until the ports it should listen on are listening.
+  - Marks each container's process with its lab, group and name (the environment variables
+    E(PODPATH_OWNER) and E(PODPATH_ROLE), which its children inherit) and records it by pid
+    and start time under C(/run/podpath/<lab>/); restarts it when it is not running or when
+    its command or one of its files changed, and waits until the ports it should listen on
+    are listening.
+  - The record is a cache of the marks. A process is taken as the container only while it
+    carries that container's mark and started when the record says, and is signalled only
+    after that check. A missing or broken record is rebuilt from the marks; a container
+    found running by its mark and no record is adopted, then restarted (its files and logs
+    may be gone with the folder), and a second copy of one is stopped.
   - Writes the containers' files (configuration) first, only where the content changed.
   - One call takes every container of the lab; those it no longer lists are stopped.
 version_added: "0.1.0"
@@ -76,7 +83,8 @@ options:
         type: str
         required: true
       netns:
-        description: The network namespace it joins, one that O(lab) owns (made by M(podpath.lab.podpath_netns)).
+        description:
+          - The network namespace it joins, one that carries O(lab)'s mark (made by M(podpath.lab.podpath_netns)).
         type: str
         required: true
       argv:
@@ -155,6 +163,14 @@ stopped:
   type: list
   elements: str
   sample: []
+adopted:
+  description:
+    - Containers found running by their mark that the lab's folder did not record (a folder lost,
+      or a record file that was half-written); each is restarted, and listed in RV(started) too.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["echo-1/echo"]
 containers:
   description: Container name to its pid (the runtime wrapper in the host's PID namespace) and namespace.
   returned: when state is present and not in check mode
@@ -175,8 +191,9 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, alive, container_groups, holder_pidfile, lab_dir, netns_path, \
-    read_pid, require_lab_and_root, reap_children, spawn, start_time, stop_many, write_file
+from ansible.module_utils.podpath_lab import KernelView, Registry, alive, container_groups, container_role, \
+    holder_pidfile, holder_role, lab_dir, lab_process, netns_owner, netns_path, process_marks, process_netns_lab, \
+    read_pidfile, require_lab_and_root, reap_children, spawn, start_time, stop_many, unmarked_process, write_file
 
 
 # Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
@@ -193,23 +210,44 @@ def state_path(lab, group):
 
 
 def load_state(lab, group):
+    """The group's records, and what was wrong with its file ('' if nothing). A file that is
+    not whole (not JSON, a record without its pid, start time or namespace) is not trusted:
+    what it lacks is rebuilt from the processes' marks."""
     try:
-        with open(state_path(lab, group)) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
+        with open(state_path(lab, group), "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return {}, ""
+    except OSError as exc:
+        return {}, "cannot be read (%s)" % exc.strerror
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}, "is not valid JSON (%d bytes: half-written?)" % len(raw)
+    if not isinstance(data, dict):
+        return {}, "does not hold container records"
+    good = {name: record for name, record in data.items() if isinstance(record, dict)
+            and isinstance(record.get("pid"), int) and record["pid"] > 0 and isinstance(record.get("start"), int)
+            and isinstance(record.get("netns"), str)}
+    bad = sorted(set(data) - set(good))
+    return good, ("has records without a pid, start time or namespace (%s)" % ", ".join(bad) if bad else "")
 
 
-def started(record):
-    """The process the record names still runs (same pid, same start time)."""
+def started(record, lab, group, name):
+    """The record names a process of the container that still runs: the same pid and start
+    time, and LAB's mark for this container in its environment; or, started before the marks
+    existed, no mark at all and a namespace with LAB's mark (it may be stopped, not kept)."""
+    pid, start = record.get("pid"), record.get("start")
+    if not pid or start is None:
+        return False
+    return lab_process(pid, lab, container_role(group, name), start) or (
+        unmarked_process(pid, start) and process_netns_lab(pid) == lab)
+
+
+def running(record, lab, group, name):
+    """The container runs with its mark, in the namespace bound at /run/netns now (not an old copy)."""
     pid = record.get("pid")
-    return alive(pid) and start_time(pid) == record.get("start")
-
-
-def running(record):
-    """The container runs, and in the namespace bound at /run/netns now (not an old copy)."""
-    pid = record.get("pid")
-    if not started(record):
+    if not lab_process(pid, lab, container_role(group, name), record.get("start")):
         return False
     try:
         return os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat(netns_path(record["netns"])).st_ino
@@ -246,12 +284,32 @@ def read_bytes(path):
         return None
 
 
+def adopt(lab, group, state, view):
+    """Containers of GROUP that run with LAB's marks and STATE does not record: records for
+    them ({name: record}, no spec: each is restarted) and the pids of second copies."""
+    prefix = container_role(group, "")
+    adopted, extra = {}, []
+    for proc in sorted(view.units(lab), key=lambda p: p.start):
+        if not (proc.role or "").startswith(prefix):
+            continue
+        name = proc.role[len(prefix):]
+        if name in state and state[name]["pid"] == proc.pid:
+            continue
+        if name in state or name in adopted:
+            extra.append((proc.pid, proc.role, proc.start))
+            continue
+        adopted[name] = {"pid": proc.pid, "start": proc.start, "spec": None, "written": [],
+                         "netns": (view.names.get(proc.net) or ["?"])[0]}
+    return adopted, extra
+
+
 def launch_argv(lab, container):
     netns_file = netns_path(container["netns"])
     argv = ["nsenter", "--net=%s" % netns_file]
     if container.get("isolate"):
-        holder = read_pid(holder_pidfile(lab, container["netns"]))
-        if holder and alive(holder):
+        # the holder's IPC and UTS namespaces, once its pidfile is shown to name the lab's holder
+        holder, start = read_pidfile(holder_pidfile(lab, container["netns"]))
+        if lab_process(holder, lab, holder_role(container["netns"]), start):
             argv += ["--ipc=/proc/%d/ns/ipc" % holder, "--uts=/proc/%d/ns/uts" % holder]
         argv += ["--", "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--"]
     else:
@@ -330,12 +388,22 @@ def run_module(module):
         groups = [group]
         if group == "all":
             groups = container_groups(lab)
-        states = {g: load_state(lab, g) for g in groups}
-        names = sorted(n for g in groups for n in states[g])
+        states = {g: load_state(lab, g)[0] for g in groups}
+        # with or without records: every process that carries the mark of a container of the group
+        prefix = "container:" if group == "all" else container_role(group, "")
+        marked = {proc.pid: proc for proc in KernelView().units(lab) if (proc.role or "").startswith(prefix)}
+        recorded = {s[n]["pid"]: (g, n, s[n]) for g, s in states.items() for n in s if started(s[n], lab, g, n)}
+        names = sorted({n for g in groups for n in states[g]} | {proc.role.split(":", 2)[2] for proc in marked.values()})
         if not module.check_mode:
+
+            def still_the_labs(pid):
+                if pid in marked:
+                    return lab_process(pid, lab, marked[pid].role, marked[pid].start)
+                g, n, record = recorded[pid]
+                return started(record, lab, g, n)
             # every group's containers at once: they stop in parallel, within one grace period
-            stop_many([s[n]["pid"] for s in states.values() for n in s if started(s[n])], STOP_GRACE,
-                      term_children=True)
+            stop_many(list(marked) + [pid for pid in recorded if pid not in marked], STOP_GRACE, term_children=True,
+                      verify=still_the_labs)
             for g, state in states.items():
                 for path in {f for n in state for f in state[n].get("written", [])}:
                     if path.startswith(root) and os.path.exists(path):
@@ -346,9 +414,10 @@ def run_module(module):
 
     if group == "all":
         module.fail_json(msg="group all is only for state: absent; give each group its own name")
-    state = load_state(lab, group)
+    state, broken = load_state(lab, group)
 
     registry = Registry(lab, "netns.json")
+    owners = {}
     seen = set()
     for c in p["containers"]:
         error = container_error(c)
@@ -357,9 +426,15 @@ def run_module(module):
         if c["name"] in seen:
             module.fail_json(msg="container name %s is used twice: names must be unique in a lab" % c["name"])
         seen.add(c["name"])
-        if not registry.owns("namespaces", c["netns"]):
-            module.fail_json(msg="container %s asks for namespace %s, which lab %s does not own: build it first with "
-                                 "podpath_netns" % (c["name"], c["netns"], lab))
+        if c["netns"] not in owners:
+            owners[c["netns"]] = netns_owner(c["netns"])
+        owner, alias = owners[c["netns"]]
+        # the namespace's mark says whose it is; a folder written before the marks, its registry
+        if owner != lab and not (alias == "" and registry.legacy and registry.owns("namespaces", c["netns"])):
+            module.fail_json(msg="container %s asks for namespace %s, which does not carry the mark of lab %s (%s): "
+                                 "build it first with podpath_netns" % (c["name"], c["netns"], lab,
+                                                                        "no such namespace" if alias is None
+                                                                        else "its lo's alias is %r" % alias))
     modes = {}
     for f in p["files"]:
         path = os.path.normpath(f["path"])
@@ -380,24 +455,40 @@ def run_module(module):
                 write_file(f["path"], data, modes[f["path"]])
 
     wanted = {c["name"]: c for c in p["containers"]}
+    # a record that names no process of the lab any more (gone, or its pid now another program's) is dropped
+    state = {n: r for n, r in state.items() if started(r, lab, group, n)}
+    adopted, extra = {}, []
+    if broken or any(not running(state.get(n, {}), lab, group, n) for n in wanted):
+        # the records may have lost a container that runs: the marks say what runs
+        adopted, extra = adopt(lab, group, state, KernelView())
+        state.update(adopted)
     stale = [n for n in state if n not in wanted]
     to_start = []
     for name, c in wanted.items():
         record = state.get(name, {})
-        if not running(record) or record.get("spec") != spec_hash(c, contents):
+        if not running(record, lab, group, name) or record.get("spec") != spec_hash(c, contents):
             to_start.append(name)
+    changed = bool(to_start or stale or files_changed or extra or broken)
     if module.check_mode:
-        module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
-                         files_changed=files_changed)
+        module.exit_json(changed=changed, started=to_start, stopped=stale, files_changed=files_changed,
+                         adopted=sorted(adopted))
 
-    stop_many([state[n]["pid"] for n in stale + to_start if n in state and started(state[n])], STOP_GRACE,
-              term_children=True)
+    copies = {pid: (role, start) for pid, role, start in extra}
+
+    def still_the_labs(pid):
+        if pid in copies:
+            return lab_process(pid, lab, *copies[pid])
+        name = next(n for n in stale + to_start if n in state and state[n]["pid"] == pid)
+        return started(state[name], lab, group, name)
+    stop_many([state[n]["pid"] for n in stale + to_start if n in state] + list(copies), STOP_GRACE,
+              term_children=True, verify=still_the_labs)
     for name in stale:
         state.pop(name, None)
     logs = os.path.join(lab_dir(lab), "logs")
     for name in to_start:
         c = wanted[name]
-        pid = spawn(launch_argv(lab, c), os.path.join(logs, name.replace("/", "_") + ".log"))
+        pid = spawn(launch_argv(lab, c), os.path.join(logs, name.replace("/", "_") + ".log"),
+                    process_marks(lab, container_role(group, name)))
         state[name] = {"pid": pid, "start": start_time(pid), "spec": spec_hash(c, contents), "netns": c["netns"],
                        "written": sorted(f["path"] for f in p["files"])}
     write_file(state_path(lab, group), json.dumps(state, indent=1, sort_keys=True) + "\n")
@@ -420,8 +511,8 @@ def run_module(module):
     if waiting:
         module.fail_json(msg="containers did not listen within %ss: %s" % (p["timeout"], ", ".join(
             "%s (ports %s)" % (n, sorted(ports)) for n, ports in sorted(waiting.items()))), started=to_start)
-    module.exit_json(changed=bool(to_start or stale or files_changed), started=to_start, stopped=stale,
-                     files_changed=files_changed,
+    module.exit_json(changed=changed, started=to_start, stopped=stale, files_changed=files_changed,
+                     adopted=sorted(adopted),
                      containers={n: {"pid": state[n]["pid"], "netns": state[n]["netns"]} for n in wanted})
 
 

@@ -17,13 +17,19 @@ description:
   - Makes VXLAN links with their permanent neighbour and forwarding (FDB) entries and the
     routes through them, the way flannel's vxlan backend wires a node (C(flannel.1)).
   - Starts a holder process per namespace where asked, in the role of the pause
-    container, and finds it again by its pidfile.
+    container, and finds it again by its pidfile or, without a good one, by its mark.
   - One call takes the whole desired state (for example a node's bridge and all its
     pods) and applies only the difference, with batched rtnetlink requests (packed with
     struct, with pyroute2's constants; no C(ip) subprocesses).
-  - Touches only what belongs to its lab, recorded in C(/run/podpath/<lab>/netns.json)
-    before anything is created; a namespace or link that exists but belongs to
-    something else is refused, never taken over or deleted.
+  - Touches only what carries its lab's mark, where the kernel keeps it - the alias of a
+    namespace's C(lo), C(podpath-lab=<lab>), set before the namespace is bound under
+    C(/run/netns); the alias of a root link; the environment variables E(PODPATH_OWNER) and
+    E(PODPATH_ROLE) of a holder - never what a name suggests. A namespace or link that
+    exists without the lab's mark is refused, never taken over or deleted.
+  - C(/run/podpath/<lab>/netns.json) and the holders' pidfiles are a cache of those marks.
+    A namespace that carries the mark and is missing from the file is adopted, a file that
+    is not whole is rebuilt, and a pidfile is believed only when the process it names
+    carries the holder's mark and started when the file says.
 version_added: "0.1.0"
 author: podpath contributors (!UNKNOWN)
 requirements:
@@ -40,7 +46,8 @@ options:
   state:
     description:
       - C(present) makes the namespaces and their wiring match O(namespaces).
-      - C(absent) removes every namespace and root link the lab owns, and stops their holders.
+      - C(absent) stops every process and removes every namespace and root link that carries the
+        lab's mark, with or without the lab's folder.
     type: str
     choices: [present, absent]
     default: present
@@ -362,6 +369,15 @@ removed:
   type: list
   elements: str
   sample: ["cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b"]
+adopted:
+  description:
+    - Namespaces of O(namespaces) that carry the lab's mark and that C(/run/podpath/<lab>/netns.json)
+      did not list (the folder was lost or rebuilt), taken back into it; or, in check mode,
+      that would be.
+  returned: when state is present
+  type: list
+  elements: str
+  sample: ["podpath-worker1"]
 """
 
 import errno
@@ -371,8 +387,10 @@ import shutil
 import sys
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.podpath_lab import Registry, alive, check_lab_name, container_groups, holder_pidfile, \
-    lab_dir, net_inode, netns_path, other_owner, read_pid, spawn, stop_many, write_file
+from ansible.module_utils.podpath_lab import KernelView, Registry, check_lab_name, container_groups, \
+    create_marked_netns, describe_owner, holder_pidfile, holder_role, lab_dir, lab_process, link_alias, mark_netns, \
+    net_inode, netns_mark, netns_owner, netns_path, process_marks, read_pidfile, set_link_alias, spawn, stop_many, \
+    unmarked_process, write_pidfile
 from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, NUD_PERMANENT, PYROUTE2_IMPORT_ERROR, RTPROT_BOOT, \
     RTPROT_STATIC, NamespaceSet, NetlinkError, netns_exists, netns_inode
 from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, manages_entries, \
@@ -401,11 +419,23 @@ while True:
 """
 
 
-def holder_pid(lab, ns):
-    """The pid of NS's holder if it runs and is in that namespace, else None."""
-    pid = read_pid(holder_pidfile(lab, ns))
-    if pid and alive(pid) and net_inode(pid) == netns_inode(ns):
+def holder_pid(lab, ns, view=None):
+    """The pid of NS's holder: a process that carries LAB's mark as NS's holder and is in the
+    namespace bound at /run/netns/NS now; else None.
+
+    Its pidfile is read first, and believed only if that process passes the check (a pid
+    another program has now fails it). Without a good pidfile, VIEW (a KernelView) finds the
+    holder by its marks."""
+    inode = netns_inode(ns)
+    if inode is None:
+        return None
+    pid, start = read_pidfile(holder_pidfile(lab, ns))
+    if pid and net_inode(pid) == inode and lab_process(pid, lab, holder_role(ns), start):
         return pid
+    if view is not None:
+        for proc in view.units(lab):
+            if proc.role == holder_role(ns) and proc.net == inode:
+                return proc.pid
     return None
 
 
@@ -455,31 +485,108 @@ def check_kernel(module, desired):
                                      "missing%s" % (key, ns, hint))
 
 
+def is_placeholder(ns):
+    """/run/netns/NS is an empty file with no namespace bound on it: what a run killed between
+    making the file and binding the namespace leaves."""
+    try:
+        info = os.stat(netns_path(ns))
+        return info.st_size == 0 and info.st_dev != os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def check_ownership(module, lab, registry, desired, nsset):
+    """Refuse any namespace or root link of DESIRED that exists and is not LAB's, before any
+    change. Returns (adopt, unmarked, placeholders): namespaces that carry LAB's mark and the
+    folder does not list (it was lost or rebuilt), unmarked namespaces a folder written before
+    the marks lists (to be marked), and empty files the lab's registry lists in place of a
+    namespace (to be made again)."""
+    adopt, unmarked, placeholders = [], [], []
     for ns in desired:
-        if ns is ROOT:
+        if ns is ROOT or not netns_exists(ns):
             continue
-        if netns_exists(ns) and not registry.owns("namespaces", ns):
-            other = other_owner("namespaces", ns, lab)
-            owner = "lab %s" % other if other else "something outside lab %s" % lab
-            module.fail_json(msg="network namespace %s already exists and belongs to %s; podpath will not take it "
-                                 "over. Remove it (ip netns delete %s) if it is a leftover, or use another name or lab"
-                                 % (ns, owner, ns))
+        owner, alias = netns_owner(ns)
+        if owner == lab:
+            if not registry.owns("namespaces", ns):
+                adopt.append(ns)
+            continue
+        if registry.owns("namespaces", ns):
+            if alias == "" and registry.legacy:
+                unmarked.append(ns)
+                continue
+            if alias is None and is_placeholder(ns):
+                placeholders.append(ns)
+                continue
+        module.fail_json(msg="network namespace %s already exists and belongs to %s; podpath will not take it "
+                             "over. Remove it (ip netns delete %s) if it is a leftover, or use another name or lab"
+                             % (ns, describe_owner(owner, alias), ns))
     if ROOT in desired:
         root_links = nsset.rtnl(ROOT).links()
         for name in desired[ROOT]["links"]:
-            if name in root_links and not registry.owns("root_links", name):
-                module.fail_json(msg="link %s already exists in the root namespace and was not made by lab %s; "
-                                     "podpath will not take it over: rename the link in root_links" % (name, lab))
+            if name in root_links and link_alias(root_links[name]["index"]) != netns_mark(lab) and not (
+                    registry.owns("root_links", name) and not link_alias(root_links[name]["index"])):
+                module.fail_json(msg="link %s already exists in the root namespace and was not made by lab %s (its "
+                                     "alias is not %s); podpath will not take it over: rename the link in root_links"
+                                     % (name, lab, netns_mark(lab)))
+    return adopt, unmarked, placeholders
 
 
-def remove_namespaces(lab, registry, nsset, names):
-    stop_many([holder_pid(lab, ns) for ns in names])
-    removed = []
+def mark_root_links(lab, nsset, desired):
+    """Give the lab's links in the module's own namespace the lab's mark as their alias; the
+    names of those that had none."""
+    if ROOT not in desired:
+        return []
+    marked = []
+    links = nsset.rtnl(ROOT).links()
+    for name in desired[ROOT]["links"]:
+        if name in links and link_alias(links[name]["index"]) != netns_mark(lab):
+            set_link_alias(netns_mark(lab), links[name]["index"])
+            marked.append(name)
+    return marked
+
+
+def lab_orphans(lab, view, desired):
+    """Namespaces bound under /run/netns that carry LAB's mark and DESIRED does not list."""
+    return sorted(ns for ns in view.namespaces(lab)[0] if ns not in desired)
+
+
+def stop_lab_processes(lab, view, inodes=None, legacy_holders=()):
+    """Stop LAB's processes (all, or those in the namespaces INODES), each checked again for
+    LAB's mark and start time right before its signal; LEGACY_HOLDERS: (pid, start, inode) of
+    unmarked holders a folder written before the marks names. Returns how many were stopped."""
+    targets = {p.pid: (p.role, p.start) for p in view.units(lab) if inodes is None or p.net in inodes}
+    legacy = {pid: (start, inode) for pid, start, inode in legacy_holders if pid not in targets}
+
+    def still_the_labs(pid):
+        if pid in targets:
+            return lab_process(pid, lab, *targets[pid])
+        return unmarked_process(pid, legacy[pid][0]) and net_inode(pid) == legacy[pid][1]
+    return stop_many(list(targets) + list(legacy), term_children=True, verify=still_the_labs)
+
+
+def legacy_holders(lab, names):
+    """(pid, start, inode) of the holders the pidfiles of NAMES name (folders written before the marks)."""
+    found = []
     for ns in names:
-        if netns_exists(ns):
-            nsset.remove(ns)
-            removed.append(ns)
+        pid, start = read_pidfile(holder_pidfile(lab, ns))
+        inode = netns_inode(ns)
+        if pid and inode:
+            found.append((pid, start, inode))
+    return found
+
+
+def remove_namespaces(lab, registry, nsset, names, view, legacy=False):
+    """Stop LAB's processes in NAMES and remove those of NAMES that carry LAB's mark (or, with
+    LEGACY, a folder written before the marks, that the folder lists and carry none)."""
+    inodes = {ns: netns_inode(ns) for ns in names}
+    mine = [ns for ns in names if inodes[ns] and (view.mark(inodes[ns]) == lab or legacy and registry.owns(
+        "namespaces", ns) and view.owner(inodes[ns]) == (None, ""))]
+    stop_lab_processes(lab, view, {inodes[ns] for ns in mine}, legacy_holders(lab, mine) if legacy else ())
+    removed = []
+    for ns in mine:
+        nsset.remove(ns)
+        removed.append(ns)
+    for ns in names:
         try:
             os.unlink(holder_pidfile(lab, ns))
         except FileNotFoundError:
@@ -488,15 +595,23 @@ def remove_namespaces(lab, registry, nsset, names):
     return removed
 
 
-def create_namespaces(registry, nsset, desired, changes, observed):
+def create_namespaces(lab, registry, nsset, desired, changes, observed):
     new = [ns for ns, c in changes.items() if c["create"]]
     registry.add("namespaces", new)
     if ROOT in desired:
         registry.add("root_links", list(desired[ROOT]["links"]))
     for ns in new:
-        nsset.create(ns)
+        create_marked(nsset, ns, lab)
         observed[ns] = {"links": {}, "raw": {}, "routes": [], "sysctls": {}}
     return new
+
+
+def create_marked(nsset, ns, lab):
+    """Make namespace NS with LAB's mark on its lo before it is bound at /run/netns/NS, so
+    that no run, however it ends, leaves a namespace of the lab there without its mark."""
+    # /run/netns a shared mount first, as NamespaceSet.create makes it
+    nsset._make_dir_shared()  # pylint: disable=protected-access
+    create_marked_netns(netns_path(ns), lab)
 
 
 def names_index(links, name):
@@ -641,7 +756,7 @@ class HolderStarter:
     rtnetlink lock the wiring holds: on two cores the two overlap. The child drops its
     copies of the namespaces' sockets first, so that each start does not copy them."""
 
-    def __init__(self, lab, desired, pause, nsset):
+    def __init__(self, lab, desired, pause, nsset, view=None, legacy=False):
         read, write = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: start the holders, say what went wrong, exit
@@ -649,7 +764,7 @@ class HolderStarter:
             code = 0
             try:
                 nsset.release()
-                start_holders(lab, desired, pause)
+                start_holders(lab, desired, pause, view, legacy)
             except BaseException as exc:  # noqa: BLE001 - reported to the parent
                 os.write(write, str(exc).encode(errors="replace")[:4000])
                 code = 1
@@ -671,22 +786,31 @@ class HolderStarter:
                           % (b"".join(chunks).decode(errors="replace") or "status %d" % status))
 
 
-def start_holders(lab, desired, pause):
+def start_holders(lab, desired, pause, view=None, legacy=False):
+    """Start the holders DESIRED lacks, each with LAB's mark as the holder of its namespace, and
+    record them in their pidfiles.
+
+    Another holder of the namespace is stopped first: one of LAB's marked holders (VIEW) that
+    is not in the namespace now bound at /run/netns/NS holds an old copy (its file was removed
+    by hand), and with LEGACY (a folder written before the marks) the unmarked holder its
+    pidfile names is replaced by a marked one."""
     started = []
     for ns, spec in desired.items():
-        if ns is ROOT or not spec["holder"] or holder_pid(lab, ns):
+        if ns is ROOT or not spec["holder"] or holder_pid(lab, ns, view):
             continue
-        # a holder that runs but is not in the namespace now bound at /run/netns/NS holds
-        # an old copy (its file was removed by hand): stop it, with the copy
-        stale = read_pid(holder_pidfile(lab, ns))
-        if stale and alive(stale) and net_inode(stale) != netns_inode(ns):
-            stop_many([stale])
+        inode = netns_inode(ns)
+        old = {p.pid: p.start for p in (view.units(lab) if view is not None else [])
+               if p.role == holder_role(ns) and p.net != inode}
+        stop_many(list(old), verify=lambda pid: lab_process(pid, lab, holder_role(ns), old[pid]))
+        pid, start = read_pidfile(holder_pidfile(lab, ns))
+        if legacy and pid and net_inode(pid) == inode:
+            stop_many([pid], verify=lambda pid: unmarked_process(pid, start) and net_inode(pid) == inode)
         argv = [pause] if pause else [sys.executable, "-c", PY_HOLDER]
         argv.append(netns_path(ns))
         if spec["hostname"]:
             argv.append(spec["hostname"])
-        pid = spawn(argv, os.path.join(lab_dir(lab), "logs", "holders.log"))
-        write_file(holder_pidfile(lab, ns), "%d\n" % pid)
+        pid = spawn(argv, os.path.join(lab_dir(lab), "logs", "holders.log"), process_marks(lab, holder_role(ns)))
+        write_pidfile(holder_pidfile(lab, ns), pid)
         started.append(ns)
     return started
 
@@ -742,13 +866,24 @@ def removal_diff(nsset, namespaces, root_links=(), folder=None):
 
 
 def remove_lab(module, lab, registry, nsset):
-    """state=absent: remove every namespace and root link the lab owns (and, with purge,
-    its folder); in check mode, report what that would remove."""
+    """state=absent: stop every process and remove every namespace and root link that carries
+    the lab's mark, whatever the folder says or whether it is there (and, with purge, the
+    folder); in check mode, report what that would remove.
+
+    A folder written before the marks (legacy) also has the unmarked namespaces and root
+    links it lists removed, and the unmarked holders its pidfiles name in them stopped."""
+    view = KernelView()
+    bound, unbound = view.namespaces(lab)
     owned = registry.items("namespaces")
+    legacy = [ns for ns in owned if registry.legacy and ns in view.bound and ns not in bound
+              and view.owner(view.bound[ns]) == (None, "")]
+    existing = sorted(set(bound) | set(legacy))
+    processes = view.units(lab)
     root_owned = registry.items("root_links")
-    present_root = nsset.rtnl(ROOT).links() if root_owned else {}
-    existing = [ns for ns in owned if netns_exists(ns)]
-    root_existing = [name for name in root_owned if name in present_root]
+    present_root = nsset.rtnl(ROOT).links()
+    aliases = {name: link_alias(link["index"]) for name, link in present_root.items()}
+    root_existing = sorted(name for name in present_root if aliases[name] == netns_mark(lab)
+                           or name in root_owned and not aliases[name])
     lab_folder = lab_dir(lab)
     purge = module.params["purge"] and os.path.isdir(lab_folder)
     if purge:
@@ -758,12 +893,24 @@ def remove_lab(module, lab, registry, nsset):
                                  "podpath_containers (group: all, state: absent), then purge"
                                  % (lab, ", ".join("containers-%s.json" % g for g in running), lab_folder))
     would = existing + root_existing
+    stopping = ["stop %d processes of lab %s (holders, containers) that carry its mark" % (len(processes), lab)
+                ] if processes else []
     extra = {"diff": removal_diff(nsset, existing, root_existing, lab_folder if purge else None)} if module._diff else {}
-    if module.check_mode or not would and not owned and not root_owned and not purge:
-        module.exit_json(changed=bool(would) or purge, removed=would,
-                         changes=["remove %s" % n for n in would] + (["remove %s" % lab_folder] if purge else []),
-                         **extra)
-    removed = remove_namespaces(lab, registry, nsset, owned)
+    if module.check_mode or not would and not processes and not owned and not root_owned and not purge:
+        module.exit_json(changed=bool(would or processes) or purge, removed=would,
+                         changes=stopping + ["remove %s" % n for n in would]
+                         + (["remove %s" % lab_folder] if purge else []), **extra)
+    stop_lab_processes(lab, view, None, legacy_holders(lab, legacy))
+    removed = []
+    for ns in existing:
+        nsset.remove(ns)
+        removed.append(ns)
+    for ns in set(owned) | set(existing):
+        try:
+            os.unlink(holder_pidfile(lab, ns))
+        except FileNotFoundError:
+            pass
+    registry.discard("namespaces", owned)
     rtnl = nsset.rtnl(ROOT)
     for name in root_existing:
         rtnl.delete_link(present_root[name]["index"], name)
@@ -779,7 +926,7 @@ def remove_lab(module, lab, registry, nsset):
                 os.rmdir(os.path.join(lab_folder, folder))
             except OSError:
                 pass  # not empty: other modules' files are still there
-    changes = ["remove %s" % n for n in removed]
+    changes = stopping + ["remove %s" % n for n in removed]
     if purge:
         if os.path.isdir(lab_folder):  # the lines above remove it when it held only the registry
             shutil.rmtree(lab_folder)
@@ -873,16 +1020,28 @@ def run_module(module):
             remove_lab(module, lab, registry, nsset)
 
         check_kernel(module, desired)
-        check_ownership(module, lab, registry, desired, nsset)
-        prune = [ns for ns in registry.items("namespaces") if ns not in desired] if p["prune"] else []
-        gone = [ns for ns in prune if netns_exists(ns)]
-        existing = [ns for ns in desired if ns is ROOT or netns_exists(ns)]
+        view = KernelView()
+        legacy = registry.legacy
+        adopt, unmarked, placeholders = check_ownership(module, lab, registry, desired, nsset)
+        prune = sorted(set(ns for ns in registry.items("namespaces") if ns not in desired)
+                       | set(lab_orphans(lab, view, desired))) if p["prune"] else []
+        gone = [ns for ns in prune if ns in view.bound and (view.mark(view.bound[ns]) == lab or legacy and registry.owns(
+            "namespaces", ns) and view.owner(view.bound[ns]) == (None, ""))]
+        existing = [ns for ns in desired if ns is ROOT or netns_exists(ns) and ns not in placeholders]
         wanted_sysctls = {ns: list(spec["sysctls"]) for ns, spec in desired.items()}
         observed = observe(nsset, existing, wanted_sysctls, entries_to_read(desired))
         changes = compare(desired, observed)
         holders_needed = [ns for ns, spec in desired.items() if ns is not ROOT and spec["holder"]
-                          and (ns in changes and changes[ns]["create"] or not holder_pid(lab, ns))]
-        lines = describe(changes)
+                          and (ns in changes and changes[ns]["create"] or not holder_pid(lab, ns, view))]
+        found = {ns: holder_pid(lab, ns, view) for ns, spec in desired.items()
+                 if ns is not ROOT and spec["holder"] and ns not in holders_needed}
+        found = {ns: pid for ns, pid in found.items() if read_pidfile(holder_pidfile(lab, ns))[0] != pid}
+        lines = ["%s %s: rebuilt from the marks" % (registry.path, registry.corrupt)] if registry.corrupt else []
+        lines += ["%s: adopt (it carries the mark of lab %s)" % (ns, lab) for ns in adopt]
+        lines += ["%s: mark as lab %s's (made before the marks)" % (ns, lab) for ns in unmarked]
+        lines += ["%s: make again (an empty file, not a namespace)" % ns for ns in placeholders]
+        lines += ["%s: holder %d found by its marks; pidfile written again" % (ns, pid) for ns, pid in found.items()]
+        lines += describe(changes)
         lines += ["%s: start holder" % ns for ns in holders_needed]
         lines += ["%s: remove namespace (no longer wanted)" % ns for ns in gone]
         changed = bool(lines)
@@ -899,21 +1058,36 @@ def run_module(module):
                 diff = {key: diff[key] + pruned[key] for key in diff}
             extra["diff"] = diff
         if module.check_mode:
-            module.exit_json(changed=changed, changes=lines, removed=gone, **extra)
+            module.exit_json(changed=changed, changes=lines, removed=gone, adopted=adopt, **extra)
+        root_before = set(observed[ROOT]["raw"]) if ROOT in observed else set()  # links made before this run
         try:
-            removed = remove_namespaces(lab, registry, nsset, prune) if prune else []
-            new = create_namespaces(registry, nsset, desired, changes, observed)
-            holders = HolderStarter(lab, desired, p["pause"], nsset) if holders_needed else None
+            for ns in unmarked:
+                fd = os.open(netns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    mark_netns(fd, lab)
+                finally:
+                    os.close(fd)
+            for ns in placeholders:
+                nsset.remove(ns)
+            registry.add("namespaces", adopt + unmarked)
+            for ns, pid in found.items():
+                write_pidfile(holder_pidfile(lab, ns), pid)
+            removed = remove_namespaces(lab, registry, nsset, prune, view, legacy) if prune else []
+            new = create_namespaces(lab, registry, nsset, desired, changes, observed)
+            holders = HolderStarter(lab, desired, p["pause"], nsset, view, legacy) if holders_needed else None
             try:
                 apply(nsset, desired, changes, observed, new)
             finally:
                 if holders:
                     holders.wait()
+            marked = mark_root_links(lab, nsset, desired)
         except (NetlinkError, OSError) as exc:
             module.fail_json(msg="could not apply the wiring: %s. Run again to finish, or state: absent to "
                                  "remove what lab %s made" % (exc, lab), changes=lines, changed=True)
+        lines += ["root: mark link %s as lab %s's" % (name, lab) for name in marked if name in root_before]
         result = {ns: {"holder_pid": holder_pid(lab, ns)} for ns in desired if ns is not ROOT}
-        module.exit_json(changed=changed, changes=lines, removed=removed, namespaces=result, **extra)
+        module.exit_json(changed=changed or bool(marked), changes=lines, removed=removed, adopted=adopt,
+                         namespaces=result, **extra)
 
 
 def main():

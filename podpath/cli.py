@@ -118,7 +118,15 @@ class LabLock:
 
 
 def lab_exists(lab: str) -> bool:
-    return Path(labdir.lab_dir(lab), "netns.json").exists()
+    """The lab has a folder with its registry, or the kernel holds a namespace or process with
+    its mark (a lab whose folder was lost still exists)."""
+    if Path(labdir.lab_dir(lab), "netns.json").exists():
+        return True
+    if os.geteuid() != 0:
+        return False
+    from podpath.evidence.status import kernel_has
+
+    return kernel_has(lab)
 
 
 def report_interrupted(lab: str, result) -> int:
@@ -160,6 +168,9 @@ def cmd_up(args) -> int:
 
     build_pause()
     with LabLock(args.lab, args.wait):
+        if not Path(labdir.lab_dir(args.lab), "netns.json").exists() and lab_exists(args.lab):
+            print(f"podpath: lab {args.lab} has lost its folder {labdir.lab_dir(args.lab)}: up adopts what carries "
+                  "the lab's mark and repairs the rest", file=sys.stderr)
         result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
     if result.interrupted:
         return report_interrupted(args.lab, result)
@@ -190,11 +201,29 @@ def cmd_down(args) -> int:
     if result.rc != 0:
         report_failure(result)
         return EXIT_FAILED
+    left = down_leftovers(args.lab)
+    if left:  # the kernel, not the play's report, says whether the lab is gone
+        print(f"podpath: lab {args.lab} is NOT down; still there with its mark: {'; '.join(left)}. Run podpath down "
+              f"--lab {args.lab} again; what is held by a process that is not the lab's (a shell opened in one of "
+              "its namespaces) goes when that process ends", file=sys.stderr)
+        return EXIT_FAILED
     shutil.rmtree(labdir.RUNS / args.lab, ignore_errors=True)
     (labdir.LOCKS / f"{args.lab}.lock").unlink(missing_ok=True)
     if not args.quiet:
         print(f"lab {args.lab} is down ({result.seconds:.1f} s)")
     return EXIT_OK
+
+
+def down_leftovers(lab: str, settle_s: float = 2.0) -> list[str]:
+    """What of LAB the kernel still holds after `down`; processes just signalled get SETTLE_S to go."""
+    import time
+
+    from podpath.evidence.status import leftovers
+
+    deadline = time.monotonic() + settle_s
+    while (left := leftovers(lab)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def verify_argv(args, extra: list[str]) -> list[str]:
@@ -294,9 +323,14 @@ def cmd_labs(args) -> int:
     elif not labs:
         print("no labs on this host; build one with: podpath up")
     else:
+        if not all(item["kernel"] for item in labs):
+            print("podpath: not root: the labs' folders only (the kernel, which says what runs, needs root)",
+                  file=sys.stderr)
+        print(f"{'LAB':<12} {'NAMESPACES':>10}  {'PROCESSES':>9}  STATE")
         for item in labs:
-            print(f"{item['lab']:<12} {item['namespaces']:>3} namespaces  {item['processes_running']:>3}/"
-                  f"{item['processes']:<3} processes running")
+            running = "?" if item["processes_running"] is None else item["processes_running"]
+            counts = f"{running}/{item['processes']}"
+            print(f"{item['lab']:<12} {item['namespaces']:>10}  {counts:>9}  {item['state']}")
     return EXIT_OK
 
 
