@@ -206,19 +206,26 @@ def link_down(lab: NetnsLab) -> str:
 
 # --- the hints: what fails and where, never what is wrong there --------------------------
 
+def _tunnel(plan: Plan, node: str) -> bool:
+    """Whether NODE reaches other nodes' pods through flannel.1 (the vxlan backend)."""
+    return getattr(plan.node(node), "vtep", None) is not None
+
+
 def _cross_node_hint(plan: Plan, _announcer: str | None) -> Hint:
     a, b = _cross_node_pair(plan)
     target = plan.node(b.node)
+    way = "through flannel.1" if _tunnel(plan, a.node) else "over the LAN"
     return Hint(f"pod {a.name} ({a.ip}) on {a.node} gets no answer from pod {b.name} ({b.ip}) on {b.node}",
                 f"{_on(plan, a.node)}: a packet for {b.ip} comes in on its cni0 and never reaches "
-                f"{target.name} ({target.ip}) over the LAN")
+                f"{target.name} ({target.ip}) {way}")
 
 
 def _forwarding_hint(plan: Plan, _announcer: str | None) -> Hint:
     a, b = _cross_node_pair(plan)
+    links = "eth1 and flannel.1" if _tunnel(plan, a.node) else "eth1"
     return Hint(f"pod {a.name} ({a.ip}) on {a.node} gets no answer from pod {b.name} ({b.ip}) on {b.node}, and "
                 f"nothing from the LAN reaches the pods of {a.node}",
-                f"{_on(plan, a.node)}: between its eth1 and its cni0, both ways")
+                f"{_on(plan, a.node)}: between its cni0 and its {links}, both ways")
 
 
 def _sep_hint(plan: Plan, _announcer: str | None) -> Hint:
