@@ -367,8 +367,11 @@ def lab_picture(plan: Plan, report: dict[str, Any] | None = None) -> Picture:
     running = {p["name"]: p for p in report.get("pods", [])}
     svc = plan.ingress_service
     lb = svc.load_balancer_ip
-    state = "as planned (no report of what runs)" if not report else (
-        "healthy" if report.get("healthy") else "NOT healthy: " + "; ".join(report.get("problems", [])[:3]))
+    # the report's state (healthy, settling, NOT healthy) and its first reasons
+    state = report.get("state") or ("healthy" if report.get("healthy") else "NOT healthy")
+    reasons = (report.get("problems") or []) + (report.get("settling") or [])
+    state = "as planned (no report of what runs)" if not report else state + (
+        ": " + "; ".join(reasons[:2]) if reasons else "")
     # left to right: the outside, the LAN and its MetalLB address, then a node per band
     pic = Picture(title=[f"podpath lab {plan.lab}: {state}"], rows=[["client", "services"], ["lan", "metallb"]])
     pic.boxes.append(Box("client", ["client", f"netns {plan.client_netns}",

@@ -324,6 +324,15 @@ def test_the_lab_picture_renders_as_png_and_dot(tmp_path):
     assert dot_render(dot.read_text()).returncode == 0
 
 
+def test_the_lab_picture_says_the_reports_state_and_why():
+    plan = plan_mod.build(TOPOLOGY, "pic0")
+    report = report_for(plan, [plan.nodes[0].name, plan.nodes[1].name])
+    report.update(state="settling", settling=["MetalLB's election has not converged"])
+    assert picture.lab_picture(plan, report).title == [
+        "podpath lab pic0: settling: MetalLB's election has not converged"]
+    assert "as planned" in picture.lab_picture(plan).title[0]
+
+
 def test_idle_pods_are_one_box_per_node():
     topo = copy.deepcopy(TOPOLOGY)
     topo["workloads"]["idle_pods_per_node"] = 50
