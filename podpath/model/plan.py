@@ -63,6 +63,28 @@ class Vtep:
 
 
 @dataclass
+class NodeHop:
+    """How a node reaches another node's pods, as flannel wires it: the route (`dst` via
+    `gateway` dev `dev`) and, through flannel.1, the neighbour entry (`gateway` lladdr
+    `lladdr`) and FDB entry (`lladdr` dst `underlay`) that send it inside UDP `port`."""
+    backend: str
+    dst: str
+    dev: str
+    gateway: str
+    lladdr: str | None = None
+    underlay: str | None = None
+    port: int | None = None
+    vni: int | None = None
+
+    def __str__(self) -> str:
+        route = f"{self.dst} via {self.gateway} dev {self.dev}"
+        if self.lladdr is None:
+            return route
+        return (f"{route} onlink; {self.gateway} lladdr {self.lladdr}; {self.lladdr} dst {self.underlay}: "
+                f"inside UDP {self.port} (VNI {self.vni})")
+
+
+@dataclass
 class Node:
     name: str
     role: str
@@ -127,6 +149,14 @@ class Plan:
         (vxlan), or its LAN address (host-gw)."""
         node = self.node(name)
         return node.vtep.address if node.vtep else node.ip
+
+    def node_hop(self, src: str, dst: str) -> NodeHop:
+        """The hop a packet from node SRC (or one of its pods) takes to a pod of node DST."""
+        there = self.node(dst)
+        if there.vtep is None:
+            return NodeHop(self.flannel_backend, there.pod_cidr, NODE_LINK, there.ip)
+        return NodeHop(self.flannel_backend, there.pod_cidr, FLANNEL_DEVICE, there.vtep.address,
+                       lladdr=there.vtep.mac, underlay=there.vtep.public_ip, port=VXLAN_PORT, vni=VXLAN_VNI)
 
     def pod(self, name: str) -> Pod:
         return next(p for p in self.pods if p.name == name)

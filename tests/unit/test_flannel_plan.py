@@ -142,3 +142,25 @@ def test_an_unknown_backend_is_refused_with_the_choices():
         topology.validate(topo)
     assert "flannel.backend" in str(caught.value) and "'udp'" in str(caught.value)
     assert "vxlan" in str(caught.value) and "host-gw" in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["vxlan", "host-gw"])
+def test_the_hop_between_nodes_is_what_the_nodes_are_given(mode, vxlan, host_gw):
+    """node_hop (what trace and the docs name) says what the wiring makes: the route, and
+    with vxlan the neighbour and FDB entry of the source node's flannel.1."""
+    plan, spec = vxlan if mode == "vxlan" else host_gw
+    for src in plan.nodes:
+        ns = node_spec(spec, src.netns)
+        device = next((link for link in ns["links"] if link["name"] == "flannel.1"), None)
+        for dst in (n for n in plan.nodes if n is not src):
+            hop = plan.node_hop(src.name, dst.name)
+            route = next(r for r in ns["routes"] if r["dst"] == dst.pod_cidr)
+            assert (hop.dst, hop.gateway, hop.backend) == (route["dst"], route["gateway"], mode)
+            assert hop.dev == route.get("dev", "eth1")
+            if mode == "host-gw":
+                assert (hop.lladdr, hop.underlay, str(hop)) == (None, None, f"{dst.pod_cidr} via {dst.ip} dev eth1")
+                continue
+            assert {"dst": hop.gateway, "lladdr": hop.lladdr} in device["neighbours"]
+            assert {"lladdr": hop.lladdr, "dst": hop.underlay} in device["fdb"]
+            assert (hop.port, hop.vni) == (device["vxlan"]["port"], device["vxlan"]["id"])
+            assert "inside UDP 8472 (VNI 1)" in str(hop) and f"dst {dst.ip}" in str(hop)

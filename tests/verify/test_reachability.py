@@ -87,6 +87,27 @@ def test_node_reaches_its_pods(lab, pod):
 
 
 @pytest.mark.scenario(6)
+def test_node_reaches_a_pod_on_another_node_through_the_tunnel(lab, echo_pod):
+    """A node's own packet to another node's pod takes the hop between nodes (flannel.1 with
+    vxlan, the other node with host-gw) and keeps the source that hop gives it: flannel.1's
+    address (the node's pod subnet's network address) or the node's own."""
+    b = echo_pod
+    node = next((n for n in lab.node_names() if n != b.node), None)
+    if node is None:
+        pytest.skip(f"no node other than {b.node}")
+    route = lab.route_get(node, b.ip)
+    hops = lab.pod_subnet_next_hops(b.node)
+    shown = lab.node_command(node, ["ip", "route", "get", b.ip])
+    assert route.get("gateway") in hops, (f"{node} does not route pod {b.name}'s subnet via {b.node} "
+                                          f"({sorted(hops)}): {shown} says {route or 'unreachable'}")
+    answer = lab.node_get(node, b.ip, b.port)
+    assert answer.status == 200, f"node {node} -> pod {b.name} ({b.ip}) on {b.node}: {answer.error}"
+    assert answer.field("client") == route.get("prefsrc"), (
+        f"pod {b.name} saw node {node} as {answer.field('client')}, not {route.get('prefsrc')}, the source of "
+        f"{node}'s route via {route.get('dev')} ({shown})")
+
+
+@pytest.mark.scenario(6)
 def test_pod_reaches_every_node(lab, pod, node, neighbours_forgotten):
     ok, evidence = lab.pod_reaches_node(pod, node)
     assert ok, f"pod {pod} gets no answer from node {node} ({lab.node_ip(node)}): {evidence}"
