@@ -166,7 +166,7 @@ options:
           fdb:
             description:
               - Permanent forwarding entries of a vxlan link, as C(bridge fdb replace LLADDR dev LINK dst DST self
-                permanent) writes them: frames for LLADDR go inside UDP to DST. flannel writes one per other
+                permanent) writes them, so that frames for LLADDR go inside UDP to DST. flannel writes one per other
                 node.
               - The link's other permanent entries are removed.
             type: list

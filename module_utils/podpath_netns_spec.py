@@ -119,8 +119,8 @@ def _link(raw, ns, creator=True) -> tuple:
         given = [key for key in ("vxlan", "mtu", "mac", "fdb") if raw.get(key)]
         if given:
             raise SpecError("link %s in %s is a %s and sets %s, which the module sets only on a vxlan link: "
-                            "drop %s, or make the link kind: vxlan" % (name, _where(ns), kind, ", ".join(given),
-                                                                         " and ".join(given)))
+                            "drop %s, or make the link kind: vxlan"
+                            % (name, _where(ns), kind, ", ".join(given), " and ".join(given)))
     mtu = raw.get("mtu")
     if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535):
         raise SpecError("link %s in %s has MTU %r: use 68 to 65535 (flannel's VXLAN: the node link's MTU - 50)"
@@ -295,8 +295,8 @@ def _routes(raw_routes, ns, ifaces, links) -> list:
                             "its dev" % (gateway, dst, _where(ns)))
         protocol = raw.get("protocol") or "static"
         if protocol not in PROTOCOLS:
-            raise SpecError("route %s in %s has protocol %r: use one of %s" % (dst, _where(ns), protocol,
-                                                                              ", ".join(PROTOCOLS)))
+            raise SpecError("route %s in %s has protocol %r: use one of %s"
+                            % (dst, _where(ns), protocol, ", ".join(PROTOCOLS)))
         if dst in routes:
             raise SpecError("route to %s is listed twice in %s: keep one" % (dst, _where(ns)))
         route = {"dst": dst, "gateway": str(gateway)}
