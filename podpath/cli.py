@@ -63,7 +63,7 @@ def choose_lab(args) -> str:
     """The lab a command works on: --lab, else $PODPATH_LAB, else the only lab on this host
     (said on stderr, so a student who built `stu1` can type `podpath status`), else
     `podpath` for `up` (a first lab) and an error that lists the labs for the other verbs."""
-    if args.lab:
+    if args.lab is not None:  # given, even if empty: check_lab says what is wrong with it
         return args.lab
     if os.environ.get("PODPATH_LAB"):
         return os.environ["PODPATH_LAB"]
