@@ -222,3 +222,74 @@ def test_a_lab_switched_between_backends_is_rewired_in_place(tmp_path_factory, t
         assert "flannel.1" not in {link["ifname"] for link in json.loads(run_in(node.netns, "ip", "-j", "link"))}
         verify = podpath("verify", "--lab", name, *extra, timeout=600)
         assert verify.returncode == 0, verify.stdout[-3000:]
+
+
+# -- the module alone: repair, check mode and diff ------------------------------------------------
+MACS = {"1": "0a:00:00:00:01:01", "2": "0a:00:00:00:02:02"}
+
+
+def two_nodes(lab) -> list[dict]:
+    """Two nodes on one LAN bridge, each with flannel.1 toward the other, and no pods."""
+    spec = [{"name": lab.ns("lan"), "links": [{"name": "lan0", "kind": "bridge"}]}]
+    for me, other in (("1", "2"), ("2", "1")):
+        spec.append({"name": lab.ns(f"n{me}"), "sysctls": {"net.ipv4.ip_forward": 1}, "links": [
+            {"name": "eth1", "kind": "veth", "addresses": [f"192.168.77.1{me}/24"],
+             "peer": {"name": f"{lab.name}p{me}", "namespace": lab.ns("lan"), "master": "lan0"}},
+            {"name": "flannel.1", "kind": "vxlan", "mtu": 1450, "mac": MACS[me],
+             "vxlan": {"id": 1, "local": f"192.168.77.1{me}", "dev": "eth1"}, "addresses": [f"10.77.{me}.0/32"],
+             "neighbours": [{"dst": f"10.77.{other}.0", "lladdr": MACS[other]}],
+             "fdb": [{"lladdr": MACS[other], "dst": f"192.168.77.1{other}"}]}],
+            "routes": [{"dst": f"10.77.{other}.0/24", "gateway": f"10.77.{other}.0", "dev": "flannel.1",
+                        "onlink": True, "protocol": "boot"}]})
+    return spec
+
+
+def blocks(text: str) -> dict[str, dict]:
+    out, title = {}, None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# "):
+            title = line[2:].strip()
+            out[title] = ""
+        else:
+            out[title] += line
+    return {k: json.loads(v) for k, v in out.items() if v.strip().startswith("{")}
+
+
+def test_the_module_repairs_flannels_entries_and_shows_it_in_check_and_diff_mode(netns_lab):
+    spec = two_nodes(netns_lab)
+    n1 = netns_lab.ns("n1")
+    assert netns_lab.apply(spec).changed
+    assert not netns_lab.apply(spec).changed
+    # the tunnel carries n1's own packets to n2's subnet and back
+    run_in(n1, "ping", "-c", "1", "-W", "2", "10.77.2.0")
+    run_in(n1, "ip", "neigh", "del", "10.77.2.0", "dev", "flannel.1")
+    run_in(n1, "ip", "neigh", "add", "10.77.9.0", "lladdr", "0a:00:00:00:09:09", "dev", "flannel.1",
+           "nud", "permanent")
+    run_in(n1, "bridge", "fdb", "del", MACS["2"], "dev", "flannel.1", "dst", "192.168.77.12")
+    run_in(n1, "ip", "route", "del", "10.77.2.0/24")
+    check = netns_lab.apply(spec, check=True, diff=True)
+    expected = [f"{n1}: remove neighbour 10.77.9.0 from flannel.1",
+                f"{n1}: add neighbour 10.77.2.0 lladdr {MACS['2']} to flannel.1",
+                f"{n1}: add fdb entry {MACS['2']} dst 192.168.77.12 to flannel.1",
+                f"{n1}: add route 10.77.2.0/24 via 10.77.2.0 dev flannel.1 onlink"]
+    assert check.changed and sorted(check.module["changes"]) == sorted(expected)
+    before = blocks(check.module["diff"]["before"])[n1]["links"]["flannel.1"]
+    after = blocks(check.module["diff"]["after"])[n1]["links"]["flannel.1"]
+    assert before["neighbours"] == [["10.77.9.0", "0a:00:00:00:09:09"]] and "fdb" not in before
+    assert after["neighbours"] == [["10.77.2.0", MACS["2"]]] and after["fdb"] == [[MACS["2"], "192.168.77.12"]]
+    assert after["vxlan"] == before["vxlan"] == {"id": 1, "local": "192.168.77.11", "dev": "eth1", "port": 8472,
+                                                 "learning": False}
+    assert run_in(n1, "ip", "route", "show", "10.77.2.0/24") == "", "check mode changed the system"
+    fixed = netns_lab.apply(spec)
+    assert fixed.changed and sorted(fixed.module["changes"]) == sorted(expected)
+    run_in(n1, "ping", "-c", "1", "-W", "2", "10.77.2.0")
+    assert not netns_lab.apply(spec).changed
+    # a VXLAN changed by hand is made again, with its entries and route
+    run_in(n1, "ip", "link", "set", "flannel.1", "mtu", "1400")
+    again = netns_lab.apply(spec)
+    assert f"{n1}: delete link flannel.1" in again.module["changes"]
+    assert f"{n1}: add route 10.77.2.0/24 via 10.77.2.0 dev flannel.1 onlink" in again.module["changes"]
+    link = json.loads(run_in(n1, "ip", "-d", "-j", "link", "show", "flannel.1"))[0]
+    assert link["mtu"] == 1450 and link["address"] == MACS["1"]
+    run_in(n1, "ping", "-c", "1", "-W", "2", "10.77.2.0")
+    assert not netns_lab.apply(spec).changed
