@@ -273,9 +273,10 @@ class NetnsLab(PlanFacts):
             raise ProbeError(f"pod {pod}: cannot stat {path}: {exc.strerror}") from None
 
     def processes_in_netns(self, pod: LabPod) -> int:
-        # lsns walks every process of the host: read once a run (the disruptive checks forget it)
+        # lsns walks every process of the host: read once a run (the disruptive checks forget
+        # it), and only the two columns used, so that no other process's command line is read
         if self._lsns is None:
-            out = self.run(["lsns", "-t", "net", "-J", "-o", "NS,TYPE,NPROCS,PID,NSFS,COMMAND"])
+            out = self.run(["lsns", "-t", "net", "-J", "-o", "NS,NPROCS"])
             if not out.ok:
                 raise ProbeError(f"lsns -t net -J failed: {out.stderr.strip()[:200]}")
             self._lsns = parse_lsns(out.stdout, "lsns -t net -J on this host")
