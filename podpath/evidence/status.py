@@ -66,11 +66,13 @@ def _records(lab: str, group: str) -> tuple[dict, str]:
 
 def _record_runs(lab: str, group: str, name: str, record: dict) -> bool:
     """The record names a process that runs and is that container: LAB's mark for it and the
-    recorded start time (or, started before the marks, no mark and the start time)."""
+    recorded start time (or, started before the marks, no mark, the start time and a
+    namespace with LAB's mark)."""
     pid, start = record.get("pid"), record.get("start")
     if not pid or start is None:
         return False
-    return mark.lab_process(pid, lab, mark.container_role(group, name), start) or mark.unmarked_process(pid, start)
+    return mark.lab_process(pid, lab, mark.container_role(group, name), start) or (
+        mark.unmarked_process(pid, start) and mark.process_netns_lab(pid) == lab)
 
 
 def containers(lab: str) -> dict[str, dict[str, Any]]:
@@ -231,12 +233,10 @@ def _folder_mismatches(plan: Plan, view, bound: dict, held: dict, running: dict)
         for name, record in sorted(records.items()):
             recorded[name] = record["pid"]
             real = [p for g, p in running.get(name, []) if g == group]
-            if not real:
-                out.append(f"containers-{group}.json records {name} as pid {record['pid']}, which does not run as that "
-                           "container (gone, or another program's now)")
-            elif record["pid"] != real[0].pid or record.get("start") != real[0].start:
-                out.append(f"containers-{group}.json records {name} as pid {record['pid']}; it runs as pid "
-                           f"{real[0].pid}")
+            if not real or record["pid"] != real[0].pid or record.get("start") != real[0].start:
+                now_runs = f"; it runs as pid {real[0].pid}" if real else "; it does not run"
+                out.append(f"containers-{group}.json records {name} as pid {record['pid']}, which is not that container "
+                           f"(gone, or another program's now){now_runs}")
     for name, procs in sorted(running.items()):
         if name not in recorded:
             out.append(f"{name} runs as pid {procs[0][1].pid} and the folder has no record of it")
@@ -321,6 +321,10 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
             problems.append(f"{ns} has {len(procs)} holders (pids {', '.join(str(p.pid) for p in procs)})")
     problems += [f"process {p.pid} carries lab {lab}'s mark with a role podpath does not know ({p.role!r})"
                  for p in other]
+    if not _has_folder(lab) and (bound or held or running):
+        problems.append(f"the lab's folder {labdir.lab_dir(lab)} is missing while the lab runs (its daemons cannot "
+                        f"write their state, its logs are gone): podpath up --lab {lab} adopts what runs and repairs "
+                        "the rest")
 
     # MetalLB: what the live speakers say, and whether that is the one announcer the election gives
     address = plan.ingress_service.load_balancer_ip
@@ -330,7 +334,13 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
     elected = announcer(candidates, address)
     announcers = sorted(n for n, s in live.items() if address in (s.get("announcing") or []))
     settling = []
-    if live and announcers != ([elected] if elected else []):
+    speaking = [n.name for n in plan.nodes if any(in_bound(p, n.netns) for _g, p in running.get(
+        NODE_DAEMONS["metallb"].format(node=n.name), []))]
+    silent = sorted(set(speaking) - set(live))
+    if silent:
+        settling.append(f"the speakers on {', '.join(silent)} run but have not written their status lately (just "
+                        "started?): who announces cannot be told yet")
+    elif live and announcers != ([elected] if elected else []):
         settling.append(f"MetalLB's election has not converged: {', '.join(announcers) or 'nobody'} "
                         f"{'announce' if len(announcers) > 1 else 'announces'} {address}; among the nodes that can "
                         f"({', '.join(candidates) or 'none'}) it gives {elected or 'nobody'}")

@@ -24,9 +24,11 @@ from typing import Any, Iterator
 
 import pytest
 
+from podpath.model import labdir
+
 ROOT = Path(__file__).resolve().parents[2]
-NETNS_DIR = Path("/run/netns")
-RUN_ROOT = Path("/run/podpath")
+NETNS_DIR = Path(labdir.lab.NETNS_DIR)
+RUN_ROOT = Path(labdir.RUN_ROOT)
 PAUSE = ROOT / ".venv" / "bin" / "podpath-pause"
 
 PLAYBOOK = """\
@@ -82,7 +84,7 @@ def net_inode_of(pid: int) -> int | None:
 
 
 def pids_in_netns(name: str) -> list[int]:
-    """Processes whose network namespace is the one bound at /run/netns/NAME."""
+    """Processes whose network namespace is the one bound at NETNS_DIR/NAME."""
     inode = netns_inode(name)
     if inode is None:
         return []
@@ -171,7 +173,7 @@ class NetnsLab:
             return None
 
     def namespaces(self) -> list[str]:
-        """The /run/netns entries with this lab's prefix."""
+        """The NETNS_DIR entries with this lab's prefix."""
         try:
             return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(self.name + "-"))
         except FileNotFoundError:

@@ -1,15 +1,26 @@
-"""Helpers for tests that build whole labs: run the CLI, snapshot the host, clean up for sure."""
+"""Helpers for tests that build whole labs: run the CLI, snapshot the host, clean up for sure.
+
+What belongs to a lab is found here by the marks podpath puts on it (the alias of a
+namespace's lo, the PODPATH_OWNER variable in a process's environment: module_utils/
+podpath_lab.py), read with other tools than podpath's own (`ip -j link show lo`, /proc
+read directly), and, as a safety net, by the names and command lines a lab uses.
+"""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from podpath.model import labdir
+
 ROOT = Path(__file__).resolve().parents[2]
+NETNS_DIR = labdir.lab.NETNS_DIR
 SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/bridge/bridge-nf-call-iptables",
            "net/ipv4/conf/all/arp_ignore", "net/ipv4/conf/all/route_localnet")
 
@@ -51,42 +62,125 @@ def host_snapshot() -> dict[str, str]:
         "rules": _run(["ip", "rule"]),
         "iptables": iptables,
         "nft": nft,
-        "listening": _run(["ss", "-H", "-ltnu"]),
+        "listening": _listening(),
         "sysctls": json.dumps(sysctls, sort_keys=True),
     }
+
+
+def _listening() -> str:
+    """The host namespace's listening sockets, but those held only by processes that carry no
+    podpath mark: other programs on a shared machine (another test run's local server) open
+    and close theirs at any time; a lab's process never may."""
+    marked = {pid for pid, (_ppid, _cmd, env) in _processes().items() if b"\0PODPATH_OWNER=" in b"\0" + env}
+    kept = []
+    for line in _run(["ss", "-H", "-ltnup"]).splitlines():
+        pids = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if not pids or pids & marked:
+            words = line.split()
+            kept.append(f"{words[0]} {words[4]}")  # the protocol and the local address (not the queues)
+    return "\n".join(sorted(kept))
 
 
 def snapshot_diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return [key for key in before if before[key] != after.get(key)]
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def lo_alias(netns: str) -> str | None:
+    """The alias of lo in the namespace bound at NETNS_DIR/NETNS, asked from inside it and read
+    with pyroute2's decoder, not podpath's ('' for none, None if there is no such namespace).
+    `ip -n` reads the same, at 20 ms a namespace on a host with hundreds of them."""
+    from pyroute2.netlink import NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_GETLINK
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    request = ifinfmsg()
+    request["index"] = 1
+    request["header"] = {"type": RTM_GETLINK, "flags": NLM_F_REQUEST, "sequence_number": 1}
+    request.encode()
+    try:
+        fd = os.open(labdir.lab.netns_path(netns), os.O_RDONLY)
+    except OSError:
+        return None
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+            return None
+        try:
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:  # made inside the namespace
+                sock.send(request.data)
+                answer = ifinfmsg(sock.recv(65536))
+            answer.decode()
+            return answer.get_attr("IFLA_IFALIAS") or ""
+        finally:
+            assert _LIBC.setns(home, CLONE_NEWNET) == 0, "could not return to the test's own namespace"
+    finally:
+        os.close(fd)
+        os.close(home)
+
+
+def marked_namespaces(lab: str) -> list[str]:
+    """The namespaces bound under NETNS_DIR whose lo carries LAB's mark (exactly)."""
+    names = os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []
+    return sorted(ns for ns in names if lo_alias(ns) == f"podpath-lab={lab}")
+
+
+def _processes() -> dict[int, tuple[int, bytes, bytes]]:
+    """pid -> (parent pid, command line, environment) of every live process but this one."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] in ("Z", "X"):
+                continue
+            found[int(entry)] = (int(stat[1]), Path("/proc", entry, "cmdline").read_bytes(),
+                                 Path("/proc", entry, "environ").read_bytes())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def marked_processes(lab: str) -> list[int]:
+    """Processes with PODPATH_OWNER=LAB in their own environment, and their descendants (nginx
+    writes its title over its environment; its master and workers descend from the wrapper)."""
+    procs = _processes()
+    marked = {pid for pid, (_ppid, _cmd, env) in procs.items() if f"PODPATH_OWNER={lab}".encode() in env.split(b"\0")}
+    grown = True
+    while grown:
+        more = {pid for pid, (ppid, _cmd, _env) in procs.items() if ppid in marked} - marked
+        marked |= more
+        grown = bool(more)
+    return sorted(marked)
+
+
 def lab_namespaces(lab: str) -> list[str]:
-    registry = Path(f"/run/podpath/{lab}/netns.json")
-    owned = json.loads(registry.read_text()).get("namespaces", []) if registry.exists() else []
-    named = [ns for ns in os.listdir("/run/netns") if ns.startswith(lab + "-")] if os.path.isdir("/run/netns") else []
-    return sorted(set(owned) | set(named))
+    """LAB's namespaces by every sign: its mark, its registry and its name prefix."""
+    registry = Path(labdir.lab_dir(lab), "netns.json")
+    try:
+        owned = json.loads(registry.read_text()).get("namespaces", [])
+    except (OSError, ValueError, AttributeError):
+        owned = []
+    named = [ns for ns in os.listdir(NETNS_DIR) if ns.startswith(lab + "-")] if os.path.isdir(NETNS_DIR) else []
+    present = set(os.listdir(NETNS_DIR)) if os.path.isdir(NETNS_DIR) else set()
+    return sorted((set(owned) & present) | set(named) | set(marked_namespaces(lab)))
 
 
 def lab_processes(lab: str) -> list[int]:
-    """Processes whose command line names the lab's folder or namespaces (pause, nginx, daemons)."""
-    marker = f"/run/podpath/{lab}/".encode()
-    netns_marker = f"/run/netns/{lab}-".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            state = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (marker in cmdline or netns_marker in cmdline):
-            pids.append(int(entry))
-    return pids
+    """LAB's processes by every sign: its mark (and descent from a marked one), and a command
+    line that names the lab's folder or namespaces (pause, nginx, daemons)."""
+    marker = f"{labdir.lab_dir(lab)}/".encode()
+    netns_marker = f"{labdir.lab.netns_path(lab)}-".encode()
+    named = [pid for pid, (_ppid, cmdline, _env) in _processes().items() if marker in cmdline or netns_marker in cmdline]
+    return sorted(set(named) | set(marked_processes(lab)))
 
 
 def force_remove(lab: str) -> None:
-    """Last resort after a failed `down`: remove what the registry and the names say."""
+    """Last resort after a failed `down`: remove what the marks, the registry and the names say."""
     for pid in lab_processes(lab):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -94,8 +188,7 @@ def force_remove(lab: str) -> None:
             pass
     for ns in lab_namespaces(lab):
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-    subprocess.run(["rm", "-rf", f"/run/podpath/{lab}", f"/run/podpath/.runs/{lab}",
-                    f"/run/podpath/.locks/{lab}.lock"])
+    subprocess.run(["rm", "-rf", labdir.lab_dir(lab), str(labdir.RUNS / lab), str(labdir.LOCKS / f"{lab}.lock")])
 
 
 def lab_fingerprint(lab: str) -> dict:
@@ -103,7 +196,7 @@ def lab_fingerprint(lab: str) -> dict:
     rules = {}
     for ns in lab_namespaces(lab):
         if ns.startswith(lab + "-"):
-            out = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "--", "iptables-save", "-t", "nat"],
+            out = subprocess.run(["nsenter", f"--net={labdir.lab.netns_path(ns)}", "--", "iptables-save", "-t", "nat"],
                                  capture_output=True, text=True).stdout
             rules[ns] = [re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#")]
     return {"namespaces": lab_namespaces(lab), "rules": rules, "processes": len(lab_processes(lab))}

@@ -28,6 +28,7 @@ _HELPERS.loader.exec_module(helpers)
 NetnsLab = helpers.NetnsLab
 alive, ip_json, net_inode_of, netns_inode, wait_until = (helpers.alive, helpers.ip_json, helpers.net_inode_of,
                                                          helpers.netns_inode, helpers.wait_until)
+NETNS_DIR, RUN_ROOT = helpers.NETNS_DIR, helpers.RUN_ROOT
 
 pytestmark = pytest.mark.netns
 
@@ -91,7 +92,7 @@ def problems(spec: list[dict[str, Any]]) -> list[str]:
                 wanted.append((peer["namespace"], peer["name"], "veth", peer.get("addresses", []),
                                peer.get("master"), peer.get("hairpin")))
     for ns in spec:
-        if not os.path.exists(f"/run/netns/{ns['name']}"):
+        if not os.path.exists(NETNS_DIR / ns["name"]):
             found.append(f"{ns['name']}: no namespace")
             continue
         links = links_of(ns["name"])
@@ -103,7 +104,7 @@ def problems(spec: list[dict[str, Any]]) -> list[str]:
         missing = {(r.get("dst", "default"), r["gateway"]) for r in ns.get("routes", [])} - gateway_routes_of(ns["name"])
         found += [f"{ns['name']}: no route {dst} via {gw}" for dst, gw in sorted(missing)]
     for netns, name, kind, addresses, master, hairpin in wanted:
-        if not os.path.exists(f"/run/netns/{netns}"):
+        if not os.path.exists(NETNS_DIR / netns):
             continue
         link = links_of(netns).get(name)
         if link is None:
@@ -456,7 +457,7 @@ def test_a_killed_holder_is_restarted_in_the_namespace(netns_lab):
     new = netns_lab.holder_pid(netns)
     assert new and new != old
     assert alive(new)
-    assert net_inode_of(new) == os.stat(f"/run/netns/{netns}").st_ino
+    assert net_inode_of(new) == os.stat(NETNS_DIR / netns).st_ino
     assert result.module["namespaces"][netns]["holder_pid"] == new
     assert problems(spec) == []
 
@@ -569,4 +570,4 @@ def test_bad_input_fails_before_any_change(netns_lab, build, expected):
     assert expected.format(lab=netns_lab.name) in result.msg, result.msg
     assert netns_lab.namespaces() == []
     assert not netns_lab.lab_dir.exists()
-    assert not os.path.exists("/run/podpath/Bad-Lab")
+    assert not os.path.exists(RUN_ROOT / "Bad-Lab")

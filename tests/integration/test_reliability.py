@@ -19,8 +19,10 @@ import pytest
 from labtools import (ROOT, force_remove, host_snapshot, lab_fingerprint, lab_namespaces, lab_processes,
                       new_lab_name, podpath, snapshot_diff)
 
-from podpath.model import topology
+from podpath.model import labdir, topology
 from podpath.evidence.probe import NetnsLab
+
+netns_path = labdir.lab.netns_path
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -107,7 +109,7 @@ def test_host_namespace_is_the_same_before_up_after_up_and_after_down(labs):
     assert not snapshot_diff(before, during), f"up changed the host's namespace: {snapshot_diff(before, during)}"
     assert not snapshot_diff(before, after), f"down left the host's namespace changed: {snapshot_diff(before, after)}"
     assert not lab_namespaces(lab.name) and not lab_processes(lab.name), "down left namespaces or processes"
-    assert not Path(f"/run/podpath/{lab.name}").exists(), "down left the lab's folder"
+    assert not Path(labdir.lab_dir(lab.name)).exists(), "down left the lab's folder"
 
 
 def test_two_labs_with_the_same_addresses_do_not_see_each_other(labs, tmp_path):
@@ -118,7 +120,7 @@ def test_two_labs_with_the_same_addresses_do_not_see_each_other(labs, tmp_path):
     assert answer.status == 200, f"lab {a.name}'s client got {answer.error or answer.status}"
 
     def logged(lab):
-        return any(marker in p.read_text() for p in Path(f"/run/podpath/{lab}/pods").glob("*/controller-access.log"))
+        return any(marker in p.read_text() for p in Path(labdir.lab_dir(lab), "pods").glob("*/controller-access.log"))
     assert logged(a.name), f"lab {a.name}'s controllers did not log the request {marker}"
     assert not logged(b.name), f"lab {b.name}'s controllers saw a request sent in lab {a.name}"
     macs_a = set(a.arping(a.plan.client_netns, "eth0", svc.load_balancer_ip, count=2))
@@ -149,7 +151,7 @@ def test_a_killed_container_leaves_namespace_and_ip_and_up_restarts_it(shared_la
     pid = lab.container_pid(pod.name, "echo")
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.3)
-    assert os.path.exists(f"/run/netns/{pod.netns}") and lab.holder(pod.netns), "the namespace or its pause went away"
+    assert os.path.exists(netns_path(pod.netns)) and lab.holder(pod.netns), "the namespace or its pause went away"
     assert f"{pod.ip}/{pod.prefixlen}" in lab.ipv4(pod.netns, "eth0"), f"{pod.name} lost its address"
     up = podpath("up", "--lab", lab.name)
     assert up.returncode == 0 and "0 tasks changed" not in up.stdout, up.stdout + up.stderr
@@ -162,12 +164,12 @@ def test_a_killed_pause_leaves_the_namespace_and_up_restores_the_holder(shared_l
     pid = lab.holder(pod.netns)
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
-    assert os.path.exists(f"/run/netns/{pod.netns}"), "the namespace went away with its pause process"
+    assert os.path.exists(netns_path(pod.netns)), "the namespace went away with its pause process"
     assert lab.curl(lab.node_netns(pod.node), f"http://{pod.ip}:{pod.port}/").status == 200, (
         f"{pod.name} stopped answering when its pause process died; the bind mount should hold the namespace")
     assert podpath("up", "--lab", lab.name, "-q").returncode == 0
     new = lab.holder(pod.netns)
-    assert new and new != pid and os.stat(f"/proc/{new}/ns/net").st_ino == os.stat(f"/run/netns/{pod.netns}").st_ino
+    assert new and new != pid and os.stat(f"/proc/{new}/ns/net").st_ino == os.stat(netns_path(pod.netns)).st_ino
 
 
 def test_requests_keep_succeeding_when_an_ingress_controller_stops(shared_lab, capsys):
@@ -246,7 +248,7 @@ def test_up_killed_half_way_is_finished_by_the_next_up_or_removed_by_down(labs, 
     labs.remove(name)
     assert not lab_namespaces(name), f"down after an up killed in the {point} task left {lab_namespaces(name)}"
     assert not lab_processes(name), f"down after an up killed in the {point} task left processes {lab_processes(name)}"
-    assert not Path(f"/run/podpath/{name}").exists()
+    assert not Path(labdir.lab_dir(name)).exists()
 
 
 # -- bad input refused ---------------------------------------------------------------------------
@@ -283,7 +285,7 @@ def test_bad_topology_is_refused_before_any_change(case, shared_lab, tmp_path):
     done = podpath("up", "--lab", name, "--topology", str(bad))
     assert done.returncode == 2, f"exit {done.returncode}: {done.stderr}"
     assert expected in done.stderr, f"the message does not name {expected!r}: {done.stderr}"
-    assert not lab_namespaces(name) and not Path(f"/run/podpath/{name}").exists(), "something was built"
+    assert not lab_namespaces(name) and not Path(labdir.lab_dir(name)).exists(), "something was built"
     assert not snapshot_diff(host_before, host_snapshot()), "the host changed"
     assert lab_fingerprint(shared_lab.name) == lab_before, f"the running lab {shared_lab.name} changed"
 
@@ -329,7 +331,7 @@ def test_a_namespace_the_lab_does_not_own_is_refused_and_kept(labs):
         done = podpath("up", "--lab", name)
         labs.names.append(name)
         assert done.returncode == 1 and squatter in done.stderr, done.stderr
-        assert os.path.exists(f"/run/netns/{squatter}"), "podpath removed a namespace it does not own"
+        assert os.path.exists(netns_path(squatter)), "podpath removed a namespace it does not own"
     finally:
         subprocess.run(["ip", "netns", "delete", squatter])
 
@@ -344,7 +346,7 @@ def test_an_injection_in_a_name_runs_nothing(tmp_path):
 
 
 def test_generated_files_are_not_world_writable(shared_lab):
-    loose = [str(p) for p in Path(f"/run/podpath/{shared_lab.name}").rglob("*")
+    loose = [str(p) for p in Path(labdir.lab_dir(shared_lab.name)).rglob("*")
              if not p.is_symlink() and p.stat().st_mode & stat.S_IWOTH]
     assert not loose, f"world-writable files: {loose[:5]}"
 
