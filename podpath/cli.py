@@ -227,7 +227,7 @@ def down_leftovers(lab: str, settle_s: float = 2.0) -> list[str]:
 
 
 def verify_argv(args, extra: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-p", "podpath.evidence.report", "--hosts=local://", "--lab", args.lab,
+    argv = [sys.executable, "-m", "pytest", "--hosts=local://", "--lab", args.lab,
             "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", str(ROOT / "tests" / "verify")]
     if getattr(args, "topology", None):
         argv.append(f"--topology={args.topology}")
