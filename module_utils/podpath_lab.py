@@ -512,6 +512,29 @@ def bound_namespaces() -> dict:
     return found
 
 
+def inherit_marks(procs: dict) -> dict:
+    """Give each process of PROCS (pid -> Proc) with no marks of its own its nearest marked
+    ancestor's, as long as the ancestors on the way are in its network namespace: nginx's
+    master and workers take their container wrapper's; a shell a user opened in a lab's
+    namespace (its parent outside) takes none. Returns PROCS."""
+    resolved = {}
+    for proc in procs.values():
+        if proc.direct:
+            resolved[proc.pid] = (proc.owner, proc.role)
+    for proc in procs.values():
+        chain = []
+        current = proc
+        while current is not None and current.pid not in resolved:
+            chain.append(current)
+            parent = procs.get(current.ppid)
+            current = parent if parent is not None and parent.pid != current.pid and parent.net == current.net else None
+        owner, role = resolved[current.pid] if current is not None else (None, None)
+        for member in chain:
+            resolved[member.pid] = (owner, role)
+            member.owner, member.role = owner, role
+    return procs
+
+
 class KernelView(object):
     """One look at what the kernel holds: every process with its marks (read in one pass
     over /proc, when first asked), the namespaces bound under NETNS_DIR, and the mark of each
@@ -537,24 +560,7 @@ class KernelView(object):
                     proc = read_process(int(entry))
                     if proc is not None:
                         procs[proc.pid] = proc
-            # a process with no marks of its own takes its nearest marked ancestor's, if that
-            # one is in the same network namespace (nginx's master and workers: their wrapper's)
-            resolved = {}
-            for proc in procs.values():
-                if proc.direct:
-                    resolved[proc.pid] = (proc.owner, proc.role)
-            for proc in procs.values():
-                chain = []
-                current = proc
-                while current is not None and current.pid not in resolved:
-                    chain.append(current)
-                    parent = procs.get(current.ppid)
-                    current = parent if parent is not None and parent.net == current.net else None
-                owner, role = resolved[current.pid] if current is not None else (None, None)
-                for member in chain:
-                    resolved[member.pid] = (owner, role)
-                    member.owner, member.role = owner, role
-            self._procs = procs
+            self._procs = inherit_marks(procs)
         return self._procs
 
     @property

@@ -257,6 +257,32 @@ def _folder_mismatches(plan: Plan, view, bound: dict, held: dict, running: dict)
     return out
 
 
+def election(address: str, live: dict[str, dict], speaking: list[str]) -> dict[str, Any]:
+    """Where MetalLB's election stands for ADDRESS, from LIVE (node -> the status a running
+    speaker wrote lately) and SPEAKING (the nodes whose speaker process runs).
+
+    It has converged when every running speaker has spoken and exactly one node announces,
+    the one the election gives among the nodes that can (a running speaker, its link up): the
+    verifier's scenario 13 asks the same of the speakers (and of ARP). Else "settling" says
+    why, in words."""
+    candidates = sorted(n for n, s in live.items() if s.get("link_ok"))
+    elected = announcer(candidates, address)
+    announcers = sorted(n for n, s in live.items() if address in (s.get("announcing") or []))
+    settling = []
+    silent = sorted(set(speaking) - set(live))
+    if silent:
+        settling.append(f"the speakers on {', '.join(silent)} run but have not written their status lately (just "
+                        "started?): who announces cannot be told yet")
+    elif live and not candidates:
+        settling.append(f"no node can announce {address}: every running speaker reports its link down")
+    elif live and announcers != [elected]:
+        settling.append(f"MetalLB's election has not converged: {', '.join(announcers) or 'nobody'} "
+                        f"{'announce' if len(announcers) > 1 else 'announces'} {address}; among the nodes that can "
+                        f"({', '.join(candidates) or 'none'}) it gives {elected or 'nobody'}")
+    return {"address": address, "candidates": candidates, "elected": elected, "announcers": announcers,
+            "settling": settling}
+
+
 def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dict[str, Any]:
     """What runs in PLAN's lab, what is missing from it and where its folder says otherwise.
 
@@ -328,22 +354,11 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
 
     # MetalLB: what the live speakers say, and whether that is the one announcer the election gives
     address = plan.ingress_service.load_balancer_ip
-    spk = speakers(lab, [n.name for n in plan.nodes])
-    live = {n: s for n, s in spk.items() if s}
-    candidates = sorted(n for n, s in live.items() if s.get("link_ok"))
-    elected = announcer(candidates, address)
-    announcers = sorted(n for n, s in live.items() if address in (s.get("announcing") or []))
-    settling = []
+    live = {n: s for n, s in speakers(lab, [n.name for n in plan.nodes]).items() if s}
     speaking = [n.name for n in plan.nodes if any(in_bound(p, n.netns) for _g, p in running.get(
         NODE_DAEMONS["metallb"].format(node=n.name), []))]
-    silent = sorted(set(speaking) - set(live))
-    if silent:
-        settling.append(f"the speakers on {', '.join(silent)} run but have not written their status lately (just "
-                        "started?): who announces cannot be told yet")
-    elif live and announcers != ([elected] if elected else []):
-        settling.append(f"MetalLB's election has not converged: {', '.join(announcers) or 'nobody'} "
-                        f"{'announce' if len(announcers) > 1 else 'announces'} {address}; among the nodes that can "
-                        f"({', '.join(candidates) or 'none'}) it gives {elected or 'nobody'}")
+    vote = election(address, live, speaking)
+    settling = list(vote["settling"])
     # the ingress controllers' leader: a lease renewed within its duration, held by a running controller
     ls = lease(plan) or {}
     holder = ls.get("holderIdentity") or None
@@ -361,7 +376,7 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
             "mismatches": _folder_mismatches(plan, view, bound, held, running), "folder": labdir.lab_dir(lab),
             "folder_exists": _has_folder(lab), "namespaces": len(bound) + len(unbound),
             "pods": pods, "announcing": {n: (s or {}).get("announcing", []) for n, s in live.items()},
-            "election": {"address": address, "candidates": candidates, "elected": elected, "announcers": announcers},
+            "election": {k: vote[k] for k in ("address", "candidates", "elected", "announcers")},
             "leader": leader, "load_balancer_ip": address}
 
 
