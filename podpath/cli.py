@@ -235,6 +235,8 @@ def verify_argv(args, extra: list[str]) -> list[str]:
         argv.append(f"--junitxml={args.junitxml}")
     if args.disruptive:
         argv.append("--disruptive")
+    if not getattr(args, "verbose", False):  # a failed scenario says its hop, evidence and next command
+        argv += ["--tb=no", "-rN"]
     return argv + extra
 
 
@@ -343,7 +345,8 @@ def run_verifier_quietly(lab: str, topology_file: str | None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="podpath-drill-") as tmp:
         out = Path(tmp) / "scenarios.json"
-        subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=topology_file, junitxml=None, disruptive=False),
+        subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=topology_file, junitxml=None, disruptive=False,
+                                                      verbose=False),
                                    ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
         return json.loads(out.read_text()) if out.exists() else {}
 
@@ -433,6 +436,8 @@ def parser() -> argparse.ArgumentParser:
     lab_args(verify)
     verify.add_argument("--junitxml", help="also write pytest's JUnit XML report here")
     verify.add_argument("--disruptive", action="store_true", help="also run the scenarios that break and repair")
+    verify.add_argument("-v", "--verbose", action="store_true",
+                        help="also print pytest's traceback of each failed check")
     verify.set_defaults(func=cmd_verify)
     trace = sub.add_parser("trace", help="follow one request from the client to a backend")
     lab_args(trace)

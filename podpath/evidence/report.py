@@ -9,11 +9,19 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from podpath.evidence.scenarios import SCENARIOS
+from podpath.evidence.scenarios import LOOK, SCENARIOS
+
+# How much of a failed check's message the report shows: its evidence, not a traceback.
+EVIDENCE_CHARS = 300
 
 
 class ScenarioReport:
-    def __init__(self):
+    """KIND is netns or cluster; FILL gives the values of the placeholders in the commands a
+    failure suggests ({lab}, {nodes}, <MetalLB address>, <ingress host>)."""
+
+    def __init__(self, kind: str = "netns", fill: dict[str, str] | None = None):
+        self.kind = kind
+        self.fill = fill or {}
         self.scenario_of: dict[str, int] = {}
         self.outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
         self.deselected: set[int] = set()
@@ -39,7 +47,7 @@ class ScenarioReport:
             message = ""
             if report.failed:
                 message = str(report.longrepr.reprcrash.message if hasattr(report.longrepr, "reprcrash")
-                              else report.longrepr).splitlines()[0]
+                              else report.longrepr).splitlines()[0].removeprefix("AssertionError: ")
             elif report.skipped:
                 message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
             self.outcomes[number].append((report.nodeid.split("::")[-1], report.outcome, message))
@@ -75,14 +83,34 @@ class ScenarioReport:
             word = "FAIL" if bad else ("PASS" if ran else "SKIP")
             failed += bool(bad)
             out.append(f"{number:>3}  {word}  {title}  ({len(ran)} check{'s' if len(ran) != 1 else ''})")
-            for name, _, message in bad[:3]:
-                out.append(f"           {name}: {message}")
+            if bad:
+                out += self.failure_lines(number, bad)
             if not ran and results:
                 out.append(f"           {results[0][2]}")
         run = sum(1 for n in SCENARIOS if any(o != "skipped" for _, o, _ in self.outcomes.get(n, [])))
         summary = f"{len(SCENARIOS)} scenarios, {run} run, {checks} checks: "
         summary += "all passed" if not failed else f"{failed} failed"
         return out + ["", summary]
+
+    def next_command(self, number: int) -> str:
+        hop, netns, cluster = LOOK[number]
+        command = netns if self.kind == "netns" else cluster
+        for placeholder, value in self.fill.items():
+            command = command.replace(placeholder, value)
+        return command
+
+    def failure_lines(self, number: int, bad: list[tuple[str, str, str]]) -> list[str]:
+        """A failed scenario in a few lines: the hop, each failed check with its evidence (at
+        most three), and the command that shows that hop."""
+        lines = [f"           hop:      {LOOK[number][0]}"]
+        for name, _, message in bad[:3]:
+            evidence = message if len(message) <= EVIDENCE_CHARS else message[:EVIDENCE_CHARS - 3] + "..."
+            lines.append(f"           check:    {name}")
+            lines.append(f"           evidence: {evidence}")
+        if len(bad) > 3:
+            lines.append(f"           ... and {len(bad) - 3} more failed check(s) of this scenario")
+        lines.append(f"           next:     {self.next_command(number)}")
+        return lines
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
         if not self.scenario_of:

@@ -105,6 +105,52 @@ def test_a_drill_breaks_one_hop_check_says_so_and_up_fixes_it(lab):
     assert reveal.returncode == 0 and fault.title in reveal.stdout and name in reveal.stdout
 
 
+def test_a_failed_scenario_says_its_hop_evidence_and_next_command_without_a_traceback(lab):
+    name, _ = lab
+    assert podpath("drill", "start", "--lab", name, "--seed", "42").returncode == 0
+    try:
+        plain = podpath("verify", "--lab", name)
+        verbose = podpath("verify", "--lab", name, "--verbose")
+    finally:
+        assert podpath("up", "--lab", name, "-q").returncode == 0
+        podpath("drill", "reveal", "--lab", name)
+    assert plain.returncode == 1, plain.stdout
+    failed = [line for line in plain.stdout.splitlines() if re.match(r"^\s*\d+\s+FAIL\s", line)]
+    assert failed, plain.stdout
+    for field in ("hop:", "check:", "evidence:", "next:"):
+        assert re.search(rf"^\s+{field}\s+\S", plain.stdout, re.M), f"no {field} line in\n{plain.stdout}"
+    assert re.search(rf"^\s+next:\s+.*{name}-", plain.stdout, re.M), "the next command does not name the lab's namespaces"
+    assert "def test_" not in plain.stdout and "Traceback" not in plain.stdout, "pytest's traceback without --verbose"
+    assert "def test_" in verbose.stdout, "--verbose should show pytest's traceback of the failed check"
+
+
+def test_every_next_command_of_a_healthy_lab_runs_as_written(lab):
+    """The command each scenario suggests, filled for this lab, runs and succeeds (those that
+    still need a value only the student can pick, like <node>, are not run)."""
+    from podpath.evidence.report import ScenarioReport
+    from podpath.evidence.scenarios import LOOK
+    from podpath.model.plan import build
+    from podpath.model.topology import load
+
+    name, _ = lab
+    plan = build(load(), name)
+    report = ScenarioReport("netns", {"{lab}": name, "{nodes}": " ".join(n.name for n in plan.nodes),
+                                      "<MetalLB address>": plan.ingress_service.load_balancer_ip,
+                                      "<ingress host>": plan.ingress_host})
+    env = dict(os.environ, PATH=str(Path(__file__).resolve().parents[2] / ".venv" / "bin") + os.pathsep
+               + os.environ["PATH"])
+    ran = 0
+    for number in LOOK:
+        command = report.next_command(number)
+        if "<" in command:
+            continue
+        done = subprocess.run(["bash", "-c", "set -o pipefail; " + command], capture_output=True, text=True,
+                              timeout=60, env=env)
+        assert done.returncode == 0, f"scenario {number}'s next command failed: {command}\n{done.stderr}"
+        ran += 1
+    assert ran >= 8, f"only {ran} commands could be run as written"
+
+
 def test_the_same_seed_gives_the_same_fault():
     assert faults.pick(42) == faults.pick(42)
     assert len({faults.pick(seed).name for seed in range(200)}) == len(faults.CATALOGUE)

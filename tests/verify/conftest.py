@@ -34,7 +34,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
     config.addinivalue_line("markers", "cluster_lab: a check only the cluster lab can answer")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
-        config.pluginmanager.register(ScenarioReport(), "podpath-scenarios")
+        plan = lab_plan(config)
+        fill = {"{lab}": config.getoption("lab"), "{nodes}": " ".join(node.name for node in plan.nodes),
+                "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>",
+                "<ingress host>": plan.ingress_host}
+        config.pluginmanager.register(ScenarioReport(lab_kind(config), fill), "podpath-scenarios")
 
 
 def lab_kind(config) -> str:

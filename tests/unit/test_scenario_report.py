@@ -1,0 +1,50 @@
+"""The verifier's report of a failed scenario: its hop, each failed check's evidence, and the
+command that shows the hop (podpath.evidence.report, podpath.evidence.scenarios.LOOK)."""
+from __future__ import annotations
+
+import pytest
+
+from podpath.evidence.report import EVIDENCE_CHARS, ScenarioReport
+from podpath.evidence.scenarios import LOOK, SCENARIOS
+
+FILL = {"{lab}": "stu1", "{nodes}": "cp1 worker1 worker2", "<MetalLB address>": "192.168.56.200",
+        "<ingress host>": "demo.lab.local"}
+
+
+def test_every_scenario_has_a_hop_and_a_command_for_each_lab():
+    assert sorted(LOOK) == sorted(SCENARIOS)
+    for number, (hop, netns, cluster) in LOOK.items():
+        assert hop and netns and cluster, f"scenario {number} lacks a hop or a command"
+
+
+@pytest.mark.parametrize("number", sorted(LOOK))
+def test_the_netns_command_names_the_lab_it_is_for(number):
+    command = ScenarioReport("netns", FILL).next_command(number)
+    assert "{" not in command, f"scenario {number}: a placeholder left unfilled: {command}"
+    assert "stu1" in command, f"scenario {number}: the command does not name lab stu1: {command}"
+
+
+def test_a_failed_scenario_gives_hop_evidence_and_next_command():
+    report = ScenarioReport("netns", FILL)
+    long = "x" * (EVIDENCE_CHARS + 50)
+    bad = [("test_a[echo-1]", "failed", "pod echo-1 got exit 28"), ("test_a[echo-2]", "failed", long)]
+    lines = report.failure_lines(11, bad)
+    text = "\n".join(lines)
+    assert lines[0].split() == ["hop:", *LOOK[11][0].split()]
+    assert "check:    test_a[echo-1]" in text and "evidence: pod echo-1 got exit 28" in text
+    assert any(line.strip().endswith("...") and len(line.split("evidence: ")[1]) == EVIDENCE_CHARS for line in lines)
+    assert lines[-1].strip() == "next:     " + LOOK[11][1].replace("{lab}", "stu1").replace(
+        "{nodes}", "cp1 worker1 worker2")
+
+
+def test_more_than_three_failed_checks_are_counted_not_listed():
+    bad = [(f"t[{i}]", "failed", f"m{i}") for i in range(5)]
+    text = "\n".join(ScenarioReport("cluster", FILL).failure_lines(7, bad))
+    assert text.count("check:") == 3 and "2 more failed check(s)" in text
+    assert "vagrant ssh" in text, "a cluster lab's next command runs through Vagrant"
+
+
+def test_a_passing_scenario_has_no_failure_lines():
+    report = ScenarioReport("netns", FILL)
+    report.outcomes[5] = [("t", "passed", "")]
+    assert not any("hop:" in line for line in report.lines())
