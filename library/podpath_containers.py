@@ -192,7 +192,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.podpath_lab import KernelView, Registry, alive, container_groups, container_role, \
-    holder_pidfile, holder_role, lab_dir, lab_process, netns_owner, netns_path, process_marks, process_netns_lab, \
+    holder_pidfile, holder_role, lab_dir, lab_process, net_inode, netns_owner, netns_path, process_marks, process_netns_lab, \
     read_pidfile, require_lab_and_root, reap_children, spawn, start_time, stop_many, unmarked_process, write_file
 
 
@@ -233,15 +233,29 @@ def load_state(lab, group):
     return good, ("has records without a pid, start time or namespace (%s)" % ", ".join(bad) if bad else "")
 
 
-def started(record, lab, group, name):
+def started(record, lab, group, name, legacy=frozenset()):
     """The record names a process of the container that still runs: the same pid and start
     time, and LAB's mark for this container in its environment; or, started before the marks
-    existed, no mark at all and a namespace with LAB's mark (it may be stopped, not kept)."""
+    existed, no mark at all and a namespace with LAB's mark or among LEGACY (it may be
+    stopped, not kept)."""
     pid, start = record.get("pid"), record.get("start")
     if not pid or start is None:
         return False
     return lab_process(pid, lab, container_role(group, name), start) or (
-        unmarked_process(pid, start) and process_netns_lab(pid) == lab)
+        unmarked_process(pid, start) and (process_netns_lab(pid) == lab or net_inode(pid) in legacy))
+
+
+def legacy_inodes(registry):
+    """The namespaces (inodes) without a mark that a registry written before the marks lists:
+    in them, an unmarked process that a record names with its start time is the lab's."""
+    found = set()
+    for ns in registry.items("namespaces") if registry.legacy else []:
+        if netns_owner(ns)[1] == "":
+            try:
+                found.add(os.stat(netns_path(ns)).st_ino)
+            except OSError:
+                pass
+    return frozenset(found)
 
 
 def running(record, lab, group, name):
@@ -384,6 +398,8 @@ def run_module(module):
     group = p["group"]
     if not re.match(r"^[a-z0-9-]{1,32}$", group):
         module.fail_json(msg="group %r is not valid: use 1 to 32 lower-case letters, digits and '-'" % (group,))
+    registry = Registry(lab, "netns.json")
+    legacy = legacy_inodes(registry)
     if p["state"] == "absent":
         groups = [group]
         if group == "all":
@@ -392,7 +408,8 @@ def run_module(module):
         # with or without records: every process that carries the mark of a container of the group
         prefix = "container:" if group == "all" else container_role(group, "")
         marked = {proc.pid: proc for proc in KernelView().units(lab) if (proc.role or "").startswith(prefix)}
-        recorded = {s[n]["pid"]: (g, n, s[n]) for g, s in states.items() for n in s if started(s[n], lab, g, n)}
+        recorded = {s[n]["pid"]: (g, n, s[n]) for g, s in states.items() for n in s
+                    if started(s[n], lab, g, n, legacy)}
         names = sorted({n for g in groups for n in states[g]} | {proc.role.split(":", 2)[2] for proc in marked.values()})
         if not module.check_mode:
 
@@ -400,7 +417,7 @@ def run_module(module):
                 if pid in marked:
                     return lab_process(pid, lab, marked[pid].role, marked[pid].start)
                 g, n, record = recorded[pid]
-                return started(record, lab, g, n)
+                return started(record, lab, g, n, legacy)
             # every group's containers at once: they stop in parallel, within one grace period
             stop_many(list(marked) + [pid for pid in recorded if pid not in marked], STOP_GRACE, term_children=True,
                       verify=still_the_labs)
@@ -416,7 +433,6 @@ def run_module(module):
         module.fail_json(msg="group all is only for state: absent; give each group its own name")
     state, broken = load_state(lab, group)
 
-    registry = Registry(lab, "netns.json")
     owners = {}
     seen = set()
     for c in p["containers"]:
@@ -456,7 +472,7 @@ def run_module(module):
 
     wanted = {c["name"]: c for c in p["containers"]}
     # a record that names no process of the lab any more (gone, or its pid now another program's) is dropped
-    state = {n: r for n, r in state.items() if started(r, lab, group, n)}
+    state = {n: r for n, r in state.items() if started(r, lab, group, n, legacy)}
     adopted, extra = {}, []
     if broken or any(not running(state.get(n, {}), lab, group, n) for n in wanted):
         # the records may have lost a container that runs: the marks say what runs
@@ -479,7 +495,7 @@ def run_module(module):
         if pid in copies:
             return lab_process(pid, lab, *copies[pid])
         name = next(n for n in stale + to_start if n in state and state[n]["pid"] == pid)
-        return started(state[name], lab, group, name)
+        return started(state[name], lab, group, name, legacy)
     stop_many([state[n]["pid"] for n in stale + to_start if n in state] + list(copies), STOP_GRACE,
               term_children=True, verify=still_the_labs)
     for name in stale:

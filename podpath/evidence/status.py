@@ -296,18 +296,25 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
     held, running, other = _units(view, lab)
     problems: list[str] = []
 
-    missing = []
+    missing, unmarked = [], []
+    registry = mark.Registry(lab, "netns.json")
     for ns in plan.netns_names:
         if ns in bound:
             continue
         if ns in view.bound:
             owner, alias = view.owner(view.bound[ns])
+            if alias == "" and registry.legacy and registry.owns("namespaces", ns):
+                unmarked.append(ns)
+                continue
             problems.append(f"namespace {ns} exists but is not lab {lab}'s: it belongs to "
                             f"{mark.describe_owner(owner, alias)}")
         else:
             missing.append(ns)
     if missing:
         problems.append(f"namespaces missing: {', '.join(missing)}")
+    if unmarked:
+        problems.append(f"lab {lab} was built before the ownership marks: {len(unmarked)} of its namespaces carry "
+                        f"none, nor do its processes (podpath up --lab {lab} marks them and restarts the processes)")
     extra = sorted(set(bound) - set(plan.netns_names))
     if extra:
         problems.append(f"namespaces of lab {lab} that its plan does not have (another topology?): {', '.join(extra)}")

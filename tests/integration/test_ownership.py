@@ -343,6 +343,20 @@ def test_an_empty_lease_file_in_a_running_lab_is_written_again_by_the_controller
     verified(name)
 
 
+def test_an_empty_file_in_place_of_a_namespace_is_made_a_namespace_again(broken_lab):
+    """What a run killed between making a namespace's file and binding it would leave."""
+    name, _foreign = broken_lab
+    pod = build(topology.load(), name).echo_pods[-1]
+    path = Path(labdir.lab.netns_path(pod.netns))
+    subprocess.run(["ip", "netns", "delete", pod.netns], check=True)
+    path.touch()
+    up(name)
+    assert os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev, "no namespace is bound there"
+    healthy(name)
+    assert_each_started_once(name)
+    verified(name)
+
+
 def test_down_with_every_file_broken_removes_the_lab_and_nothing_else(broken_lab, host):
     name, foreign = broken_lab
     for kind in ("holder-pidfile-recycled", "container-record-recycled", "containers-truncated", "registry-truncated"):
