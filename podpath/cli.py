@@ -118,15 +118,15 @@ class LabLock:
 
 
 def lab_exists(lab: str) -> bool:
-    """The lab has a folder with its registry, or the kernel holds a namespace or process with
-    its mark (a lab whose folder was lost still exists)."""
-    if Path(labdir.lab_dir(lab), "netns.json").exists():
-        return True
-    if os.geteuid() != 0:
-        return False
-    from podpath.evidence.status import kernel_has
+    from podpath.evidence.status import lab_exists as exists
 
-    return kernel_has(lab)
+    return exists(lab)
+
+
+def require_lab(lab: str) -> None:
+    """A verb that reads a lab stops, saying how to build it, when the lab does not exist."""
+    if not lab_exists(lab):
+        raise CliError(f"lab {lab} does not exist on this host: build it with podpath up --lab {lab}")
 
 
 def report_interrupted(lab: str, result) -> int:
@@ -242,9 +242,7 @@ def verify_argv(args, extra: list[str]) -> list[str]:
 
 def cmd_verify(args, extra=()) -> int:
     require_root()
-    if not lab_exists(args.lab):
-        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}",
-                       EXIT_USAGE)
+    require_lab(args.lab)
     return subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
 
 
@@ -260,8 +258,7 @@ def cmd_trace(args) -> int:
     from podpath.evidence import picture, trace
 
     require_root()
-    if not lab_exists(args.lab):
-        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    require_lab(args.lab)
     if args.output:
         picture_format(args.output)
     result = trace.trace(args.lab, topology(args), host=args.host)
@@ -300,8 +297,7 @@ def cmd_status(args) -> int:
     from podpath.model.plan import build
 
     require_root()
-    if not lab_exists(args.lab):
-        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    require_lab(args.lab)
     if args.picture:
         picture_format(args.picture)
     plan = build(topology(args), args.lab)
@@ -364,8 +360,7 @@ def cmd_drill(args) -> int:
     from podpath.evidence.probe import NetnsLab
 
     require_root()
-    if not lab_exists(args.lab):
-        raise CliError(f"lab {args.lab} does not exist on this host: build it with podpath up --lab {args.lab}")
+    require_lab(args.lab)
     state = drill_state(args.lab)
     if args.action == "start":
         if state.exists():

@@ -89,7 +89,7 @@ class ScenarioReport:
                 out.append(f"           {results[0][2]}")
         run = sum(1 for n in SCENARIOS if any(o != "skipped" for _, o, _ in self.outcomes.get(n, [])))
         summary = f"{len(SCENARIOS)} scenarios, {run} run, {checks} checks: "
-        summary += "all passed" if not failed else f"{failed} failed"
+        summary += f"{failed} failed" if failed else ("all passed" if checks else "no check ran")
         return out + ["", summary]
 
     def next_command(self, number: int) -> str:

@@ -479,6 +479,14 @@ def list_labs(view=None) -> list[dict[str, Any]]:
     return labs
 
 
+def lab_exists(lab: str) -> bool:
+    """The lab has a folder with its registry, or the kernel holds a namespace or process with
+    its mark (a lab whose folder was lost still exists)."""
+    if Path(labdir.lab_dir(lab), "netns.json").exists():
+        return True
+    return os.geteuid() == 0 and kernel_has(lab)
+
+
 def kernel_has(lab: str, view=None) -> bool:
     """The kernel holds a namespace or process with LAB's mark."""
     view = view if view is not None else mark.KernelView()

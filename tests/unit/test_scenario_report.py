@@ -48,3 +48,7 @@ def test_a_passing_scenario_has_no_failure_lines():
     report = ScenarioReport("netns", FILL)
     report.outcomes[5] = [("t", "passed", "")]
     assert not any("hop:" in line for line in report.lines())
+
+
+def test_a_run_that_checked_nothing_does_not_say_all_passed():
+    assert ScenarioReport("netns", FILL).lines()[-1].endswith("no check ran")

@@ -96,10 +96,11 @@ def make_lab(config):
 def lab(request):
     driver = make_lab(request.config)
     if driver.kind == "netns":
-        state = f"/run/podpath/{driver.name}/netns.json"
-        if not os.path.exists(state):
-            pytest.skip(f"lab {driver.name} is not up on this host (no {state}): build it with "
-                        f"podpath up --lab {driver.name}")
+        from podpath.evidence.status import lab_exists
+
+        if not lab_exists(driver.name):  # neither its folder nor anything with its mark in the kernel
+            pytest.exit(f"lab {driver.name} does not exist on this host: build it with podpath up --lab {driver.name}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
     return driver
 
 
