@@ -17,8 +17,8 @@ description:
     they are restored and the call reports changed.
   - nf_tables tables that iptables does not own (added with C(nft) by hand) are removed
     from the lab's namespaces when the rules are applied.
-  - Only namespaces that lab O(lab) owns (its C(/run/podpath/<lab>/netns.json)) are
-    accepted; the root namespace never is.
+  - Only namespaces that lab O(lab) owns are accepted, proven by the mark podpath_netns sets
+    on each (the alias of its C(lo), C(podpath-lab=<lab>)); the root namespace never is.
 version_added: "0.1.0"
 author: podpath contributors (!UNKNOWN)
 requirements:
@@ -75,7 +75,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import Registry, lab_dir, netns_path, require_lab_and_root, write_file
+from ansible.module_utils.podpath_lab import Registry, lab_dir, netns_owner, netns_path, require_lab_and_root, write_file
 
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 NFT_COUNTERS = re.compile(r"counter packets \d+ bytes \d+")
@@ -126,9 +126,12 @@ def run_module(module):
     registry = Registry(lab, "netns.json")
     rules = module.params["rules"]
     for ns, payload in rules.items():
-        if not registry.owns("namespaces", ns) or not os.path.exists(netns_path(ns)):
-            module.fail_json(msg="namespace %s is not a namespace of lab %s: podpath_iptables only changes the lab's "
-                                 "own namespaces (build them first with podpath_netns)" % (ns, lab))
+        owner, alias = netns_owner(ns)
+        # the namespace's mark says whose it is; a folder written before the marks, its registry
+        if owner != lab and not (alias == "" and registry.legacy and registry.owns("namespaces", ns)):
+            module.fail_json(msg="namespace %s is not a namespace of lab %s (%s): podpath_iptables only changes the "
+                                 "lab's own namespaces (build them first with podpath_netns)"
+                                 % (ns, lab, "no such namespace" if alias is None else "its lo's alias is %r" % alias))
         if not isinstance(payload, str) or "COMMIT" not in payload:
             module.fail_json(msg="the rules for namespace %s are not an iptables-restore payload (no COMMIT line)" % ns)
     state_path = os.path.join(lab_dir(lab), "iptables.json")

@@ -410,3 +410,31 @@ def test_namespaces_and_processes_named_like_a_labs_are_left_alone(pair, host):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         remove_for_sure(name)
         assert not [ns for ns in lab_namespaces(name) if ns not in lookalikes]
+
+
+def test_iptables_rules_go_only_into_namespaces_with_the_labs_mark(tmp_path):
+    """podpath_iptables proves ownership by the namespace's mark, as podpath_netns and
+    podpath_containers do: a namespace named like the lab's but without its mark is refused
+    and left as it was, even where the lab's folder (a cache) lists it."""
+    if os.geteuid() != 0:
+        pytest.skip("namespaces need root")
+    lab = "o" + uuid.uuid4().hex[:6]
+    foreign = f"{lab}-cp1"
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    try:
+        registry = Path(labdir.lab_dir(lab), "netns.json")  # a folder that claims the namespace
+        registry.parent.mkdir(parents=True)
+        registry.write_text(json.dumps({"namespaces": [foreign], "marked": True}))
+        before = subprocess.run(["ip", "netns", "exec", foreign, "iptables-save"], capture_output=True, text=True)
+        args = json.dumps({"lab": lab, "rules": {foreign: "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n"}})
+        root = Path(__file__).resolve().parents[2]
+        done = subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "podpath_iptables",
+                               "-a", args], cwd=root, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg")))
+        assert done.returncode != 0 and f"namespace {foreign} is not a namespace of lab {lab}" in done.stdout, \
+            done.stdout + done.stderr
+        after = subprocess.run(["ip", "netns", "exec", foreign, "iptables-save"], capture_output=True, text=True)
+        assert "-A INPUT -j DROP" not in after.stdout and after.stdout.count("\n") == before.stdout.count("\n")
+    finally:
+        subprocess.run(["ip", "netns", "delete", foreign])
+        shutil.rmtree(labdir.lab_dir(lab), ignore_errors=True)
