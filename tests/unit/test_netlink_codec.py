@@ -28,6 +28,8 @@ from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
+from netlink_sockets import Playback, Recorder, offline_rtnl
+
 from podpath.model.labdir import load_module_util
 
 nl = load_module_util("podpath_netlink")
@@ -100,55 +102,6 @@ OLD = {"links": old_links, "addresses": old_addresses, "routes": old_routes}
 
 
 # -- sockets that record, or play back ----------------------------------------------------
-class Recorder:
-    """Stands for an Rtnl's socket: passes everything on and keeps what went each way."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.sent: list[bytes] = []
-        self.received: list[bytes] = []
-
-    def send(self, data):
-        self.sent.append(bytes(data))
-        return self.sock.send(data)
-
-    def recv(self, size):
-        data = self.sock.recv(size)
-        self.received.append(data)
-        return data
-
-    def close(self):
-        self.sock.close()
-
-
-class Playback:
-    """A socket that answers with prepared buffers, one per recv(), and keeps what is sent."""
-
-    def __init__(self, buffers=()):
-        self.buffers = list(buffers)
-        self.sent: list[bytes] = []
-        self.reads = 0
-
-    def send(self, data):
-        self.sent.append(bytes(data))
-        return len(data)
-
-    def recv(self, size):
-        self.reads += 1
-        return self.buffers.pop(0)
-
-    def close(self):
-        pass
-
-
-def offline_rtnl(sock) -> "nl.Rtnl":
-    """An Rtnl whose socket is SOCK (its own netlink socket is closed unused)."""
-    rtnl = nl.Rtnl("lnc-offline")
-    rtnl.sock.close()
-    rtnl.sock = sock
-    return rtnl
-
-
 def read_both(rtnl, what: str):
     """Call rtnl.WHAT() through a Recorder; return its result and pyroute2's on the same bytes."""
     recorder = Recorder(rtnl.sock)

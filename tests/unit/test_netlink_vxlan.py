@@ -28,6 +28,8 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from netlink_sockets import Playback, Recorder, offline_rtnl
+
 from podpath.model.labdir import load_module_util
 
 nl = load_module_util("podpath_netlink")
@@ -35,52 +37,6 @@ nl = load_module_util("podpath_netlink")
 AF_BRIDGE = 7
 MAC = "0e:41:7c:29:6b:1d"
 OTHER_MAC = "5a:0c:e1:93:24:b7"
-
-
-class Playback:
-    """A socket that answers with prepared buffers, one per recv(), and keeps what is sent."""
-
-    def __init__(self, buffers=()):
-        self.buffers = list(buffers)
-        self.sent: list[bytes] = []
-
-    def send(self, data):
-        self.sent.append(bytes(data))
-        return len(data)
-
-    def recv(self, size):
-        return self.buffers.pop(0)
-
-    def close(self):
-        pass
-
-
-class Recorder:
-    """Stands for an Rtnl's socket: passes everything on and keeps what came back."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.sent: list[bytes] = []
-        self.received: list[bytes] = []
-
-    def send(self, data):
-        self.sent.append(bytes(data))
-        return self.sock.send(data)
-
-    def recv(self, size):
-        data = self.sock.recv(size)
-        self.received.append(data)
-        return data
-
-    def close(self):
-        self.sock.close()
-
-
-def offline_rtnl(sock) -> "nl.Rtnl":
-    rtnl = nl.Rtnl("lnv-offline")
-    rtnl.sock.close()
-    rtnl.sock = sock
-    return rtnl
 
 
 def encoded(msg, kind: int, flags: int, seq: int) -> bytes:
