@@ -95,6 +95,7 @@ class NodeInputs:
     node: str
     pod_network: str
     ports: list[ServicePortInfo]
+    mode: str = "iptables"  # kube-proxy's mode: iptables | nftables
 
     def with_ready(self, ready: set[str]) -> NodeInputs:
         """These inputs with only the endpoints whose address (ip:port) is in READY."""
@@ -109,7 +110,8 @@ class NodeInputs:
     def from_json(cls, data: dict[str, Any]) -> NodeInputs:
         ports = [ServicePortInfo(**{**info, "endpoints": [Endpoint(**ep) for ep in info["endpoints"]]})
                  for info in data["ports"]]
-        return cls(lab=data["lab"], node=data["node"], pod_network=data["pod_network"], ports=ports)
+        return cls(lab=data["lab"], node=data["node"], pod_network=data["pod_network"], ports=ports,
+                   mode=data.get("mode", "iptables"))
 
 
 def inputs(plan: Plan, node_name: str) -> NodeInputs:
@@ -128,7 +130,21 @@ def render(plan: Plan, node_name: str) -> str:
     return rules(inputs(plan, node_name))
 
 
+def restore_argv(mode: str) -> list[str]:
+    """The command that applies, from its stdin, what `rules` renders in MODE, atomically."""
+    if mode == "iptables":
+        return ["iptables-restore", "-w"]
+    raise ValueError(f"kube-proxy mode {mode!r} is not known: use iptables")
+
+
 def rules(node_inputs: NodeInputs) -> str:
+    """The payload (for `restore_argv(node_inputs.mode)`) that NODE_INPUTS make."""
+    if node_inputs.mode != "iptables":
+        raise ValueError(f"kube-proxy mode {node_inputs.mode!r} is not known: use iptables")
+    return iptables_rules(node_inputs)
+
+
+def iptables_rules(node_inputs: NodeInputs) -> str:
     """The iptables-restore payload (nat and filter tables) that NODE_INPUTS make."""
     pod_network = node_inputs.pod_network
     nat_chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]

@@ -40,10 +40,11 @@ def probe_all(endpoints: dict[str, kubeproxy.Endpoint], timeout: float) -> set[s
     return {address for address, ep in sorted(endpoints.items()) if ready(ep.ip, ep.port, timeout)}
 
 
-def apply(rules: str) -> None:
-    done = subprocess.run(["iptables-restore", "-w"], input=rules, text=True, capture_output=True)
+def apply(rules: str, mode: str) -> None:
+    argv = kubeproxy.restore_argv(mode)
+    done = subprocess.run(argv, input=rules, text=True, capture_output=True)
     if done.returncode != 0:
-        log(f"iptables-restore failed: {done.stderr.strip()}")
+        log(f"{argv[0]} failed: {done.stderr.strip()}")
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
         if now_ready != current:
             gone = sorted(endpoints[a].pod for a in current - now_ready)
             back = sorted(endpoints[a].pod for a in now_ready - current)
-            apply(kubeproxy.rules(inputs.with_ready(now_ready)))
+            apply(kubeproxy.rules(inputs.with_ready(now_ready)), inputs.mode)
             log(f"{inputs.node}: endpoints not ready: {gone or '-'}; ready again: {back or '-'}; rules applied")
             current = now_ready
         time.sleep(PERIOD)
