@@ -7,6 +7,11 @@
 3. The controller that served (its X-Ingress-Controller header).
 4. The backend that answered, and the source addresses each of them saw.
 
+Where a hop goes from one node to another (the node that answered ARP to a controller on
+another node, or a controller to a backend on another node), the hop also shows the
+kernel's route between them (`ip route get` on the sending node): through flannel.1, inside
+VXLAN, or via the other node's address with host-gw.
+
 The result keeps the addresses each hop showed (the MAC, the chosen controller's IP, the
 source each pod saw), so that podpath/evidence/picture.py can draw the path with them.
 """
@@ -26,6 +31,7 @@ class Hop:
     what: str
     evidence: str
     ok: bool = True
+    between: str | None = None  # the route to another node, when the hop crosses the LAN
 
 
 @dataclass
@@ -52,6 +58,24 @@ class Trace:
     @property
     def complete(self) -> bool:
         return len(self.hops) == self.expected_hops and all(h.ok for h in self.hops)
+
+
+def between_nodes(lab: NetnsLab, src: str | None, dst: str | None, address: str | None) -> tuple[str | None, bool]:
+    """The route node SRC's kernel takes to ADDRESS, a pod of node DST, when they differ:
+    (text, ok), ok when it is the hop flannel's backend wires; (None, True) on one node."""
+    if not (src and dst and address) or src == dst:
+        return None, True
+    plan = lab.plan
+    want = plan.node_hop(src, dst)
+    out = lab.exec_in(plan.node(src).netns, ["ip", "-o", "route", "get", address])
+    route = " ".join(out.stdout.split()) if out.rc == 0 else f"no route: {out.stderr.strip()}"
+    route = re.sub(r" (uid \d+|\\|cache)\b.*$", "", route)  # what the route is, not how the kernel cached it
+    hop = re.search(r"\bvia (\S+) dev (\S+)", route)
+    ok = bool(hop) and hop.groups() == (want.gateway, want.dev)
+    how = (f"inside VXLAN (UDP {want.port}, VNI {want.vni}) to {want.underlay}" if want.lladdr
+           else f"routed to node {dst} at {want.gateway}")
+    text = f"{src} -> {dst}: {route}; {how}" if ok else f"{src} -> {dst}: {route}; expected via {want.gateway} dev {want.dev}"
+    return text, ok
 
 
 def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab | None = None) -> Trace:
@@ -98,6 +122,8 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
                                      f"{kubeproxy.svc_chain(svc, port)}",
                            f"conntrack: {svc.load_balancer_ip}:{port.port} -> {controller_ip or '?'}:{port.target_port}"
                            f" ({result.sep_chain or 'no KUBE-SEP matched'})", ok=controller_pod is not None))
+    text, ok = between_nodes(lab, node, controller_pod.node if controller_pod else None, controller_ip)
+    result.hops[-1].between, result.hops[-1].ok = text, result.hops[-1].ok and ok
     served_by = answer.headers.get("x-ingress-controller")
     result.controller = served_by
     result.hops.append(Hop("3 controller", f"{served_by} on {controller_pod.node if controller_pod else '?'}",
@@ -112,6 +138,9 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     result.hops.append(Hop("4 backend", f"{backend} ({answer.field('ip')}) on {answer.field('node')}",
                            f"HTTP {answer.status}: {answer.body}",
                            ok=answer.status == 200 and backend_pod is not None and backend_pod.app == "echo"))
+    text, ok = between_nodes(lab, controller_pod.node if controller_pod else None,
+                             backend_pod.node if backend_pod else None, backend_pod.ip if backend_pod else None)
+    result.hops[-1].between, result.hops[-1].ok = text, result.hops[-1].ok and ok
     result.hops.append(Hop("5 source", "addresses seen on the way",
                            f"the controller saw {answer.field('forwarded_for')} (client {plan.client_ip}, "
                            f"externalTrafficPolicy {svc.external_traffic_policy}); the backend saw "
@@ -125,5 +154,7 @@ def render_text(result: Trace) -> str:
     for hop in result.hops:
         lines.append(f"  {'ok ' if hop.ok else 'BAD'} {hop.step:<13} {hop.what}")
         lines.append(f"      {'':<13} {hop.evidence}")
+        if hop.between:
+            lines.append(f"      {'':<13} between nodes {hop.between}")
     lines.append("complete" if result.complete else "incomplete: see the hops marked BAD")
     return "\n".join(lines)

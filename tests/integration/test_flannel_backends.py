@@ -293,3 +293,25 @@ def test_the_module_repairs_flannels_entries_and_shows_it_in_check_and_diff_mode
     assert link["mtu"] == 1450 and link["address"] == MACS["1"]
     run_in(n1, "ping", "-c", "1", "-W", "2", "10.77.2.0")
     assert not netns_lab.apply(spec).changed
+
+
+# -- podpath trace's between-nodes hop -------------------------------------------------------------
+
+def trace_between(lab, backend_dev: str) -> None:
+    from podpath.evidence.probe import NetnsLab
+    from podpath.evidence.trace import between_nodes
+    name, plan, extra = lab
+    netns_lab = NetnsLab(name, topology.read(extra[1]) if extra else topology.read())
+    a, b = pods_across(plan)
+    text, ok = between_nodes(netns_lab, b.node, a.node, a.ip)
+    assert ok, text
+    assert f"{b.node} -> {a.node}: {a.ip} via {plan.node_hop(b.node, a.node).gateway} dev {backend_dev}" in text
+    assert between_nodes(netns_lab, a.node, a.node, a.ip) == (None, True)  # one node: no hop between nodes
+
+
+def test_trace_shows_the_kernels_route_through_flannel_1_between_nodes(vxlan_lab):
+    trace_between(vxlan_lab, "flannel.1")
+
+
+def test_trace_shows_the_route_via_the_other_node_with_host_gw(host_gw_lab):
+    trace_between(host_gw_lab, "eth1")
