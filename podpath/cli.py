@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from podpath.cluster.cli import register as register_cluster
 from podpath.model import labdir
 from podpath.model.topology import REFUSED, ROOT, TopologyError, load, read
@@ -150,6 +152,34 @@ def refused_topology(result) -> str | None:
     return None
 
 
+def topology_file(lab: str) -> Path:
+    """Where `up` keeps the topology a lab was built from, when it was not the project's own."""
+    return Path(labdir.lab_dir(lab), "topology.yml")
+
+
+def remembered_topology(args) -> None:
+    """Without --topology, a lab built with one is seen (verified, traced, repaired) with the
+    same one: the copy `up` kept in the lab's folder. --topology always wins."""
+    kept = topology_file(args.lab)
+    if not args.topology and kept.is_file():
+        args.topology = str(kept)
+        if args.verb == "up" and not getattr(args, "quiet", False):
+            print(f"podpath: lab {args.lab} was built from its own topology, kept in {kept}: up uses it "
+                  "(give --topology to build it from another)")
+
+
+def keep_topology(args) -> None:
+    """After a good `up`: keep the topology the lab was built from (nothing for the project's own)."""
+    kept = topology_file(args.lab)
+    if args.topology and Path(args.topology) != kept:
+        text = yaml.safe_dump({"podpath_topology": read(args.topology)}, sort_keys=False)
+        tmp = kept.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, kept)
+    elif not args.topology:
+        kept.unlink(missing_ok=True)
+
+
 def cmd_up(args) -> int:
     from podpath.play.playbook import run_playbook
 
@@ -183,6 +213,7 @@ def cmd_up(args) -> int:
             raise CliError(refused)
         report_failure(result)
         return EXIT_FAILED
+    keep_topology(args)
     if not args.quiet:
         print(f"lab {args.lab} is up in {result.seconds:.1f} s ({result.changed} tasks changed). "
               f"Next: podpath verify --lab {args.lab}")
@@ -465,6 +496,8 @@ def main(argv=None) -> int:
     try:
         if hasattr(args, "lab"):
             args.lab = check_lab(choose_lab(args))
+        if hasattr(args, "topology"):
+            remembered_topology(args)
         return args.func(args, extra) if args.verb == "verify" else args.func(args)
     except CliError as exc:
         print(f"podpath: {exc}", file=sys.stderr)

@@ -315,3 +315,17 @@ def test_trace_shows_the_kernels_route_through_flannel_1_between_nodes(vxlan_lab
 
 def test_trace_shows_the_route_via_the_other_node_with_host_gw(host_gw_lab):
     trace_between(host_gw_lab, "eth1")
+
+
+# -- a lab built from its own topology is seen with it ----------------------------------------------
+
+def test_a_lab_built_with_a_topology_file_is_verified_and_repaired_with_it_without_naming_it(host_gw_lab):
+    name, plan, _extra = host_gw_lab
+    verify = podpath("verify", "--lab", name)  # no --topology: the default (vxlan) would fail scenario 5
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr
+    again = podpath("up", "--lab", name)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "built from its own topology" in again.stdout
+    node = plan.nodes[0]
+    links = run_in(node.netns, "ip", "-o", "link", "show")
+    assert "flannel.1" not in links, f"up without --topology rebuilt {name} with the default (vxlan): {links}"

@@ -57,8 +57,19 @@ _TOPOLOGY: dict = {}
 _PLAN: dict = {}
 
 
-def load_topology(config) -> dict:
+def topology_path(config) -> str | None:
+    """--topology, else the topology `podpath up` kept for a netns lab built from its own, else None (the project's)."""
     path = config.getoption("topology")
+    if path is None and lab_kind(config) == "netns":
+        from podpath.model import labdir
+
+        kept = os.path.join(labdir.lab_dir(config.getoption("lab")), "topology.yml")
+        path = kept if os.path.isfile(kept) else None
+    return path
+
+
+def load_topology(config) -> dict:
+    path = topology_path(config)
     if path not in _TOPOLOGY:
         _TOPOLOGY[path] = topology_mod.load(path)
     return _TOPOLOGY[path]
@@ -67,7 +78,7 @@ def load_topology(config) -> dict:
 def lab_plan(config):
     """The plan of the lab (podpath/model/plan.py): the netns lab's, or what the cluster lab
     was built from (its names, addresses and counts)."""
-    key = (config.getoption("topology"), config.getoption("lab"))
+    key = (topology_path(config), config.getoption("lab"))
     if key not in _PLAN:
         from podpath.model.plan import build
 
