@@ -96,6 +96,8 @@ class NodeInputs:
     pod_network: str
     ports: list[ServicePortInfo]
     mode: str = "iptables"  # kube-proxy's mode: iptables | nftables
+    node_ip: str = ""  # nftables mode: the node's primary address, where NodePorts are open
+    service_network: str = ""  # nftables mode: the ServiceCIDR, whose unused addresses are dropped
 
     def with_ready(self, ready: set[str]) -> NodeInputs:
         """These inputs with only the endpoints whose address (ip:port) is in READY."""
@@ -111,7 +113,8 @@ class NodeInputs:
         ports = [ServicePortInfo(**{**info, "endpoints": [Endpoint(**ep) for ep in info["endpoints"]]})
                  for info in data["ports"]]
         return cls(lab=data["lab"], node=data["node"], pod_network=data["pod_network"], ports=ports,
-                   mode=data.get("mode", "iptables"))
+                   mode=data.get("mode", "iptables"), node_ip=data.get("node_ip", ""),
+                   service_network=data.get("service_network", ""))
 
 
 def inputs(plan: Plan, node_name: str) -> NodeInputs:
@@ -122,7 +125,8 @@ def inputs(plan: Plan, node_name: str) -> NodeInputs:
                              external=svc.type in ("NodePort", "LoadBalancer"),
                              local=svc.external_traffic_policy == "Local", endpoints=endpoints(svc, port))
              for svc in plan.services for port in svc.ports]
-    return NodeInputs(lab=plan.lab, node=node.name, pod_network=plan.pod_network, ports=ports)
+    return NodeInputs(lab=plan.lab, node=node.name, pod_network=plan.pod_network, ports=ports,
+                      mode=plan.kube_proxy_mode, node_ip=node.ip, service_network=plan.service_network)
 
 
 def render(plan: Plan, node_name: str) -> str:

@@ -140,6 +140,7 @@ class Plan:
     pods: list[Pod]
     services: list[Service]
     flannel_backend: str = FLANNEL_BACKEND
+    kube_proxy_mode: str = topology_mod.KUBE_PROXY_MODE  # iptables | nftables, on every node
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -278,7 +279,7 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
                 node_network=str(node_net), node_prefixlen=node_net.prefixlen, pod_network=topo["pod_network"],
                 service_network=topo["service_network"], ingress_host=ingress["host"],
                 election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services,
-                flannel_backend=backend)
+                flannel_backend=backend, kube_proxy_mode=topology_mod.kube_proxy_mode(topo))
 
 
 LAN_BRIDGE = "lan0"

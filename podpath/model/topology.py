@@ -24,6 +24,11 @@ SCHEMA_PASSED = labdir.CACHE / "schema-passed"
 IFNAME_MAX = labdir.lab.IFNAME_MAX  # the kernel's limit, as the modules know it
 
 
+# kube-proxy's modes both labs build (kube_proxy.mode): iptables, kube-proxy's default and the
+# article's, when the topology names none; nftables, GA since Kubernetes 1.33.
+KUBE_PROXY_MODES = ("iptables", "nftables")
+KUBE_PROXY_MODE = "iptables"
+
 # Begins the message of a refused topology wherever the check runs (the play's plan step
 # included), so that `podpath up` can tell it from a failed task.
 REFUSED = "topology refused: "
@@ -132,8 +137,24 @@ def pool_range(pool: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]
     return _ip(first.strip(), "MetalLB pool start"), _ip(last.strip(), "MetalLB pool end")
 
 
+def kube_proxy_mode(topo: dict[str, Any]) -> str:
+    """The kube-proxy mode TOPO asks for (kube_proxy.mode), iptables when it names none."""
+    return (topo.get("kube_proxy") or {}).get("mode", KUBE_PROXY_MODE)
+
+
+def _kube_proxy_mode(topo: Any) -> None:
+    """A mode podpath does not build (ipvs, a typo), named with the choices before the schema's
+    more general message."""
+    section = topo.get("kube_proxy") if isinstance(topo, dict) else None
+    mode = section.get("mode", KUBE_PROXY_MODE) if isinstance(section, dict) else KUBE_PROXY_MODE
+    if mode not in KUBE_PROXY_MODES:
+        raise TopologyError(f"kube_proxy.mode {mode!r} is not a mode podpath builds: use one of "
+                            f"{', '.join(KUBE_PROXY_MODES)} (iptables, the default, is the article's)")
+
+
 def validate(topo: Any) -> None:
     """Raise TopologyError for the first problem found; return None if the lab can be built."""
+    _kube_proxy_mode(topo)
     _schema_errors(topo)
     node_net = _net(topo["node_network"], "node_network")
     pod_net = _net(topo["pod_network"], "pod_network")

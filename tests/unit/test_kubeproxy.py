@@ -204,7 +204,7 @@ def test_a_nodes_kube_proxy_file_holds_its_services_not_the_topology(topology):
     assert [f["path"].rsplit("/", 1)[1] for f in files] == [f"{n}.conf" for n in NODES]
     for node, file in zip(NODES, files):
         content = json.loads(file["content"])
-        assert set(content) == {"lab", "node", "pod_network", "ports", "mode"}
+        assert set(content) == {"lab", "node", "pod_network", "ports", "mode", "node_ip", "service_network"}
         assert content["node"] == node
         assert "idle-" not in file["content"], "pods that are no Service's endpoints have no place in it"
         assert kubeproxy.rules(kubeproxy.NodeInputs.from_json(content)) == kubeproxy.render(plan, node)
