@@ -1,10 +1,27 @@
-"""kube-proxy's iptables rules for one node, rendered the way kube-proxy writes them.
+"""kube-proxy's rules for one node, rendered the way kube-proxy writes them, in either mode.
 
-Chain names are kube-proxy's: KUBE-SVC-/KUBE-EXT-/KUBE-SVL-<hash of the service port
-name> and KUBE-SEP-<hash of the service port name and endpoint>, 16 characters of the
-base32 of a sha256. Endpoint i of n is chosen with `statistic --mode random
---probability 1/(n-i)`, so each of n endpoints is picked with probability 1/n. The
-result is one iptables-restore payload per node, applied atomically.
+iptables mode (kube-proxy's default, the article's): chain names are kube-proxy's:
+KUBE-SVC-/KUBE-EXT-/KUBE-SVL-<hash of the service port name> and KUBE-SEP-<hash of the
+service port name and endpoint>, 16 characters of the base32 of a sha256. Endpoint i of n
+is chosen with `statistic --mode random --probability 1/(n-i)`, so each of n endpoints is
+picked with probability 1/n. The result is one iptables-restore payload per node, applied
+atomically.
+
+nftables mode (kube-proxy 1.34 and later, the layout of the cluster lab's pinned release):
+one table, `ip kube-proxy`. Its base chains hook into prerouting, input, forward, output
+and postrouting; a Service's address, protocol and port are looked up in the verdict map
+`service-ips` (NodePorts in `service-nodeports`), which sends the packet to the chain
+service-<hash>-<namespace>/<name>/tcp/<port> (external-... first for a load balancer IP
+or a NodePort); that chain picks an endpoint with `numgen random mod n vmap { 0 : goto
+endpoint-..., ... }`, one number per endpoint, so each is picked 1 time in n, and the
+endpoint's chain DNATs. The hash is 8 characters of the base32 of the sha256 of the rest
+of the name. A Service without endpoints is rejected through the map
+`no-endpoint-services`; the mark 0x4000 asks the `masquerading` chain for SNAT. The
+payload, for `nft -f`, replaces the whole table in one transaction, as kube-proxy's full
+sync rewrites its own table in one transaction. What the lab's Services never need is
+left out: session affinity (affinity-* sets), loadBalancerSourceRanges (firewall-*
+chains and the firewall-ips map's elements), externalIPs, internalTrafficPolicy Local,
+IPv6 (table ip6 kube-proxy) and protocols other than TCP.
 
 kube-proxy renders from Services and their endpoints, not from the whole cluster:
 `inputs(plan, node)` takes from the plan what one node's rules are made of (NodeInputs,
@@ -22,6 +39,11 @@ from typing import Any
 from podpath.model.plan import Plan, Service, ServicePort
 
 MASQ_MARK = "0x4000"
+MODES = ("iptables", "nftables")
+# nftables mode: kube-proxy's table for IPv4, and the mark as kube-proxy prints it ("%#08x").
+NFT_FAMILY = "ip"
+NFT_TABLE = "kube-proxy"
+NFT_MASQ_MARK = "0x004000"
 
 
 def _hash(text: str) -> str:
@@ -52,6 +74,39 @@ def svl_chain(svc: Service, port: ServicePort) -> str:
 
 def sep_chain(svc: Service, port: ServicePort, endpoint: str) -> str:
     return _chain("KUBE-SEP-", port_name(svc, port), endpoint)
+
+
+def _nft_name(name: str, endpoint: str = "") -> str:
+    """kube-proxy's nftables name base for the service port NAME (namespace/name:port), and
+    one of its endpoints (ip:port): HASH-namespace/name/tcp/port[__ip/port], HASH the first 8
+    characters of the base32 of the sha256 of the rest."""
+    service, _, port = name.rpartition(":")
+    text = f"{service}/tcp/{port}"
+    if endpoint:
+        ip, _, target = endpoint.rpartition(":")
+        text += f"__{ip}/{target}"
+    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+    return f"{digest[:8]}-{text}"
+
+
+def nft_service_chain(svc: Service, port: ServicePort) -> str:
+    """nftables mode: the chain that picks one of the Service's endpoints (policy Cluster)."""
+    return "service-" + _nft_name(port_name(svc, port))
+
+
+def nft_external_chain(svc: Service, port: ServicePort) -> str:
+    """nftables mode: where a load balancer IP or a NodePort enters."""
+    return "external-" + _nft_name(port_name(svc, port))
+
+
+def nft_local_chain(svc: Service, port: ServicePort) -> str:
+    """nftables mode: the node's own endpoints, for externalTrafficPolicy Local."""
+    return "local-" + _nft_name(port_name(svc, port))
+
+
+def nft_endpoint_chain(svc: Service, port: ServicePort, endpoint: str) -> str:
+    """nftables mode: the chain that DNATs to ENDPOINT (ip:port)."""
+    return "endpoint-" + _nft_name(port_name(svc, port), endpoint)
 
 
 def probability(i: int, n: int) -> str:
@@ -130,22 +185,29 @@ def inputs(plan: Plan, node_name: str) -> NodeInputs:
 
 
 def render(plan: Plan, node_name: str) -> str:
-    """The iptables-restore payload (nat and filter tables) for node NODE_NAME."""
+    """The payload of node NODE_NAME in the plan's mode: iptables-restore's (nat and filter
+    tables), or nft's (the table ip kube-proxy)."""
     return rules(inputs(plan, node_name))
+
+
+def _known(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"kube-proxy mode {mode!r} is not known: use one of {', '.join(MODES)}")
+    return mode
 
 
 def restore_argv(mode: str) -> list[str]:
     """The command that applies, from its stdin, what `rules` renders in MODE, atomically."""
-    if mode == "iptables":
+    if _known(mode) == "iptables":
         return ["iptables-restore", "-w"]
-    raise ValueError(f"kube-proxy mode {mode!r} is not known: use iptables")
+    return ["nft", "-f", "-"]
 
 
 def rules(node_inputs: NodeInputs) -> str:
     """The payload (for `restore_argv(node_inputs.mode)`) that NODE_INPUTS make."""
-    if node_inputs.mode != "iptables":
-        raise ValueError(f"kube-proxy mode {node_inputs.mode!r} is not known: use iptables")
-    return iptables_rules(node_inputs)
+    if _known(node_inputs.mode) == "iptables":
+        return iptables_rules(node_inputs)
+    return nftables_rules(node_inputs)
 
 
 def iptables_rules(node_inputs: NodeInputs) -> str:
@@ -247,3 +309,151 @@ def _balance(chain: str, name: str, eps: list[Endpoint]) -> list[str]:
         stat = f" -m statistic --mode random --probability {probability(i, n)}" if i < n - 1 else ""
         rules.append(f'-A {chain} -m comment --comment "{name} -> {ep.address}"{stat} -j {target}')
     return rules
+
+
+# -- nftables mode -------------------------------------------------------------------------------
+
+# kube-proxy's base chains (name, type, hook, priority): the pre-DNAT filter chains run just
+# before DNAT (dstnat - 10), on the Service's own address; the others at the filter priority,
+# after it; DNAT at dstnat, SNAT at srcnat. Written as numbers, as kube-proxy's library
+# (knftables) writes them, because older nft refuses some names in some hooks (dstnat in output).
+NFT_BASE_CHAINS = (
+    ("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
+    ("filter-output-pre-dnat", "filter", "output", -110),
+    ("filter-input", "filter", "input", 0),
+    ("filter-forward", "filter", "forward", 0),
+    ("filter-output", "filter", "output", 0),
+    ("nat-prerouting", "nat", "prerouting", -100),
+    ("nat-output", "nat", "output", -100),
+    ("nat-postrouting", "nat", "postrouting", 100),
+)
+# The regular chains the base chains jump to (the jump's source, and its match), in kube-proxy's order.
+NFT_JUMPS = (
+    ("nodeport-endpoints-check", "filter-input", "ct state new"),
+    ("service-endpoints-check", "filter-input", "ct state new"),
+    ("service-endpoints-check", "filter-forward", "ct state new"),
+    ("service-endpoints-check", "filter-output", "ct state new"),
+    ("firewall-check", "filter-prerouting-pre-dnat", "ct state new"),
+    ("firewall-check", "filter-output-pre-dnat", "ct state new"),
+    ("services", "nat-output", ""),
+    ("services", "nat-prerouting", ""),
+    ("masquerading", "nat-postrouting", ""),
+    ("cluster-ips-check", "filter-forward", "ct state new"),
+    ("cluster-ips-check", "filter-output", "ct state new"),
+)
+_ADDR_MAP = "ipv4_addr . inet_proto . inet_service : verdict"
+_PORT_MAP = "inet_proto . inet_service : verdict"
+NFT_SETS = (  # (set or map, name, type, comment)
+    ("set", "cluster-ips", "ipv4_addr", "Active ClusterIPs"),
+    ("set", "nodeport-ips", "ipv4_addr", "IPs that accept NodePort traffic"),
+    ("map", "firewall-ips", _ADDR_MAP, "destinations that are subject to LoadBalancerSourceRanges"),
+    ("map", "no-endpoint-nodeports", _PORT_MAP, "vmap to drop or reject packets to service nodeports with no endpoints"),
+    ("map", "no-endpoint-services", _ADDR_MAP, "vmap to drop or reject packets to services with no endpoints"),
+    ("map", "service-ips", _ADDR_MAP, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+    ("map", "service-nodeports", _PORT_MAP, "NodePort traffic"),
+)
+
+
+def nftables_rules(node_inputs: NodeInputs) -> str:
+    """The `nft -f` payload that NODE_INPUTS make: the table ip kube-proxy, replaced whole in
+    one transaction (it is added first, so that deleting it cannot fail, then made again)."""
+    t = f"{NFT_FAMILY} {NFT_TABLE}"
+    pod_network = node_inputs.pod_network
+    out = [f"# podpath: kube-proxy rules (nftables mode) for node {node_inputs.node} of lab {node_inputs.lab}",
+           f'add table {t} {{ comment "rules for kube-proxy" ; }}',
+           f"delete table {t}",
+           f'add table {t} {{ comment "rules for kube-proxy" ; }}']
+    out += [f'add {kind} {t} {name} {{ type {type_} ; comment "{comment}" ; }}'
+            for kind, name, type_, comment in NFT_SETS]
+    out += [f"add chain {t} {name} {{ type {type_} hook {hook} priority {priority} ; }}"
+            for name, type_, hook, priority in NFT_BASE_CHAINS]
+    regular = dict.fromkeys([dst for dst, _, _ in NFT_JUMPS] + ["mark-for-masquerade"])
+    out += [f"add chain {t} {name}" for name in regular]
+    out.append(f'add chain {t} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}')
+    out += [f"add rule {t} {src} {match + ' ' if match else ''}jump {dst}" for dst, src, match in NFT_JUMPS]
+    out += [f"add rule {t} mark-for-masquerade mark set mark or {NFT_MASQ_MARK}",
+            f"add rule {t} masquerading mark and {NFT_MASQ_MARK} == 0 return",
+            f"add rule {t} masquerading mark set mark xor {NFT_MASQ_MARK}",
+            f"add rule {t} masquerading masquerade fully-random",
+            f'add rule {t} cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of '
+            'ClusterIPs"']
+    if node_inputs.service_network:
+        out.append(f"add rule {t} cluster-ips-check ip daddr {{ {node_inputs.service_network} }} drop comment "
+                   '"Drop traffic to unallocated ClusterIPs"')
+    out += [f"add rule {t} firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips",
+            f"add rule {t} reject-chain reject",
+            f"add rule {t} service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+            f"add rule {t} nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap "
+            "@no-endpoint-nodeports",
+            f"add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips",
+            f"add rule {t} services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"]
+    if node_inputs.node_ip:  # --nodeport-addresses primary, nftables mode's default
+        out.append(f"add element {t} nodeport-ips {{ {node_inputs.node_ip} }}")
+    for info in node_inputs.ports:
+        out += _nft_service(t, info, node_inputs.node, pod_network)
+    return "\n".join(out) + "\n"
+
+
+def _nft_service(t: str, info: ServicePortInfo, node: str, pod_network: str) -> list[str]:
+    """The chains, map elements and rules of one service port, in the order kube-proxy's sync
+    writes them: the chains first (endpoints, service, local, external), then the elements,
+    then the rules."""
+    base = _nft_name(info.name)
+    service, external, local = "service-" + base, "external-" + base, "local-" + base
+    eps = info.endpoints
+    local_eps = [ep for ep in eps if ep.node == node] if info.local else []
+    ep_chains = ["endpoint-" + _nft_name(info.name, ep.address) for ep in eps]
+    key = f"tcp . {info.port}"
+    out = [f"# {info.name}"]
+    out += [f"add chain {t} {chain}" for chain in ep_chains]
+    if eps:
+        out.append(f"add chain {t} {service}")
+    if local_eps:
+        out.append(f"add chain {t} {local}")
+    if eps and info.external:
+        out.append(f"add chain {t} {external}")
+    out.append(f"add element {t} cluster-ips {{ {info.cluster_ip} }}")
+    if eps:
+        out.append(f"add element {t} service-ips {{ {info.cluster_ip} . {key} : goto {service} }}")
+    else:  # no endpoints at all: every address of the Service is rejected
+        out.append(f'add element {t} no-endpoint-services {{ {info.cluster_ip} . {key} comment "{info.name}" : '
+                   "goto reject-chain }")
+    # externally: no endpoints at all, reject; Local with none on this node, drop what is not short-circuited
+    external_verdict = "goto reject-chain" if not eps else ("drop" if info.local and not local_eps else None)
+    if info.external and info.load_balancer_ip:
+        if eps:
+            out.append(f"add element {t} service-ips {{ {info.load_balancer_ip} . {key} : goto {external} }}")
+        if external_verdict:
+            out.append(f'add element {t} no-endpoint-services {{ {info.load_balancer_ip} . {key} comment '
+                       f'"{info.name}" : {external_verdict} }}')
+    if info.external and info.node_port:
+        if eps:
+            out.append(f"add element {t} service-nodeports {{ tcp . {info.node_port} : goto {external} }}")
+        if external_verdict:
+            out.append(f'add element {t} no-endpoint-nodeports {{ tcp . {info.node_port} comment "{info.name}" : '
+                       f"{external_verdict} }}")
+    if not eps:
+        return out
+    out.append(f"add rule {t} {service} ip daddr {info.cluster_ip} ip saddr != {pod_network} jump mark-for-masquerade")
+    if info.external and info.local:
+        out += [f'add rule {t} {external} ip saddr {pod_network} goto {service} comment "short-circuit pod traffic"',
+                f'add rule {t} {external} fib saddr type local jump mark-for-masquerade comment "masquerade local '
+                'traffic"',
+                f'add rule {t} {external} fib saddr type local goto {service} comment "short-circuit local traffic"']
+        if local_eps:
+            out.append(f"add rule {t} {external} goto {local}")
+    elif info.external:
+        out += [f"add rule {t} {external} jump mark-for-masquerade", f"add rule {t} {external} goto {service}"]
+    out.append(_nft_pick(t, service, info.name, eps))
+    if local_eps:
+        out.append(_nft_pick(t, local, info.name, local_eps))
+    for ep, chain in zip(eps, ep_chains):
+        out += [f"add rule {t} {chain} ip saddr {ep.ip} jump mark-for-masquerade",
+                f"add rule {t} {chain} meta l4proto tcp dnat to {ep.address}"]
+    return out
+
+
+def _nft_pick(t: str, chain: str, name: str, eps: list[Endpoint]) -> str:
+    """One random number in 0..n-1 per packet, and one number per endpoint: each is picked 1 time in n."""
+    choices = " , ".join(f"{i} : goto endpoint-{_nft_name(name, ep.address)}" for i, ep in enumerate(eps))
+    return f"add rule {t} {chain} numgen random mod {len(eps)} vmap {{ {choices} }}"
