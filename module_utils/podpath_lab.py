@@ -689,6 +689,17 @@ def deaf_namespace_init(pid: int) -> bool:
     return len(nspid) > 1 and nspid[-1] == "1" and not caught & (1 << (signal.SIGTERM - 1))
 
 
+def pid_namespace_init(pid) -> bool:
+    """PID is the first process (pid 1) of a PID namespace below this process's: the holder
+    of a pod whose containers share one PID namespace (shareProcessNamespace)."""
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            nspid = next(line for line in handle if line.startswith("NSpid:")).split()[1:]
+    except (OSError, StopIteration, TypeError):
+        return False
+    return len(nspid) > 1 and nspid[-1] == "1"
+
+
 def _pidfd(pid: int):
     """A descriptor that names the process PID is now (None: it is gone, or no descriptor can
     be had: a kernel before 5.3, or no descriptor left)."""
