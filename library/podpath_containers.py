@@ -9,11 +9,10 @@ DOCUMENTATION = r"""
 module: podpath_containers
 short_description: Run a lab's containers as real processes in their pods' namespaces
 description:
-  - Starts each container as a process that joins its pod's network namespace (and,
-    with O(containers[].isolate), the IPC and UTS namespaces held by the pod's holder) and gets
-    mount, UTS and PID namespaces of its own, as a container runtime does. Without
-    O(containers[].isolate) the process only joins the network namespace, like a C(hostNetwork)
-    pod such as MetalLB's speaker.
+  - Starts each container as a process that joins its pod's network namespace and, with
+    O(containers[].isolate), the IPC and UTS namespaces held by the pod's holder, as containerd
+    starts a pod's containers. Without O(containers[].isolate) the process only joins the
+    network namespace, like a C(hostNetwork) pod such as MetalLB's speaker.
   - Marks each container's process with its lab, group and name (the environment variables
     E(PODPATH_OWNER) and E(PODPATH_ROLE), which its children inherit) and records it by pid
     and start time under C(/run/podpath/<lab>/); restarts it when it is not running or when
@@ -96,8 +95,15 @@ options:
         required: true
       isolate:
         description:
-          - Join the pod's IPC and UTS namespaces (held by its holder) and get mount, UTS
-            and PID namespaces of its own, as a container does.
+          - Run as containerd runs a pod's container, in the namespaces of the pod's holder (the
+            pause process) - its network, IPC and UTS namespaces, so that the host name is the
+            pod's - with a mount namespace of its own and C(/proc) mounted for its PID namespace.
+          - The PID namespace is the holder's when the holder is pid 1 of one of its own (a pod
+            with C(shareProcessNamespace), made by M(podpath.lab.podpath_netns) with
+            O(podpath.lab.podpath_netns#module:namespaces[].share_pid)), so that the pod's
+            containers see each other's processes; otherwise the container gets one of its own.
+          - Without a running holder of the lab in the namespace, the container gets IPC and UTS
+            namespaces of its own, never the host's.
           - Without it the process joins only the network namespace, as a C(hostNetwork) pod.
         type: bool
         default: false
@@ -192,8 +198,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.podpath_lab import KernelView, Registry, alive, container_groups, container_role, \
-    holder_pidfile, holder_role, lab_dir, lab_process, net_inode, netns_owner, netns_path, process_marks, process_netns_lab, \
-    read_pidfile, require_lab_and_root, reap_children, spawn, start_time, stop_many, unmarked_process, write_file
+    holder_pidfile, holder_role, lab_dir, lab_process, net_inode, netns_owner, netns_path, pid_namespace_init, \
+    process_marks, process_netns_lab, read_pidfile, require_lab_and_root, reap_children, spawn, start_time, \
+    stop_many, unmarked_process, write_file
 
 
 # Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
@@ -318,17 +325,29 @@ def adopt(lab, group, state, view):
 
 
 def launch_argv(lab, container):
-    netns_file = netns_path(container["netns"])
-    argv = ["nsenter", "--net=%s" % netns_file]
-    if container.get("isolate"):
-        # the holder's IPC and UTS namespaces, once its pidfile is shown to name the lab's holder
-        holder, start = read_pidfile(holder_pidfile(lab, container["netns"]))
-        if lab_process(holder, lab, holder_role(container["netns"]), start):
-            argv += ["--ipc=/proc/%d/ns/ipc" % holder, "--uts=/proc/%d/ns/uts" % holder]
-        argv += ["--", "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--"]
+    """The command that starts CONTAINER: nsenter into its pod's namespaces, then, with
+    isolate, unshare for the namespaces it has for itself, then its argv.
+
+    As containerd's CRI plugin: the network, IPC and UTS namespaces are the holder's; the
+    mount namespace is the container's own; the PID namespace is the holder's when the holder
+    is pid 1 of one of its own (shareProcessNamespace), else the container's own. nsenter
+    does not fork into a shared PID namespace (--no-fork): unshare's child, the container's
+    first process, is born in it, and the wrapper stays in the host's, as with --pid."""
+    argv = ["nsenter", "--net=%s" % netns_path(container["netns"])]
+    if not container.get("isolate"):
+        return argv + ["--"] + list(container["argv"])
+    unshare = ["unshare", "--mount"]
+    # the holder's namespaces, once its pidfile is shown to name the lab's holder
+    holder, start = read_pidfile(holder_pidfile(lab, container["netns"]))
+    if lab_process(holder, lab, holder_role(container["netns"]), start):
+        argv += ["--ipc=/proc/%d/ns/ipc" % holder, "--uts=/proc/%d/ns/uts" % holder]
+        if pid_namespace_init(holder):
+            argv += ["--pid=/proc/%d/ns/pid" % holder, "--no-fork"]
+        else:
+            unshare.append("--pid")
     else:
-        argv.append("--")
-    return argv + list(container["argv"])
+        unshare += ["--ipc", "--uts", "--pid"]  # never the host's IPC and UTS namespaces
+    return argv + ["--"] + unshare + ["--fork", "--kill-child=SIGKILL", "--mount-proc", "--"] + list(container["argv"])
 
 
 def file_mode(value, path):
