@@ -373,7 +373,7 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
         fresh = time.time() - float(ls.get("renewTime")) < float(ls.get("leaseDurationSeconds"))
     except (TypeError, ValueError):
         fresh = False
-    electing = {p["name"] for p in pods if p["containers"].get("leader-election")}
+    electing = {p["name"] for p in pods if p["containers"].get("controller")}  # the election runs in the controller
     leader = holder if fresh and holder in electing else None
     if plan.ingress_pods and not leader:
         settling.append(f"the ingress controllers have no leader with a fresh lease yet (lease: "

@@ -33,7 +33,7 @@ VXLAN_OVERHEAD = 50
 @dataclass
 class Container:
     name: str
-    kind: str  # nginx | sleep | election
+    kind: str  # nginx | sleep | controller (ingress-nginx's: nginx as its child, and the leader election)
 
 
 @dataclass
@@ -246,7 +246,7 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
     for i in range(ingress["replicas"]):
         node = nodes[i % len(nodes)]
         add_pod(f"{ingress['service']}-{i + 1}", ingress["namespace"], node, "ingress-nginx",
-                [Container("controller", "nginx"), Container("leader-election", "election")], 80)
+                [Container("controller", "controller")], 80)
     # Like the cluster's scheduler with the control plane's taint: echo pods go to workers.
     workers = [n for n in nodes if n.role == "worker"] or nodes
     echo = topo["workloads"]["echo"]

@@ -76,12 +76,12 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
             f, c = _nginx(plan, pod, "controller", "nginx-ingress.conf.j2", [80, 10254], endpoints=endpoints,
                           host=plan.ingress_host, backend={"namespace": echo_svc.namespace, "name": echo_svc.name,
                                                          "port": echo_port.port})
+            # ingress-nginx's controller process: nginx is its child, and it takes part in the
+            # leader election itself, renewing the lease only while its nginx lives
+            c["argv"] = [python, "-m", "podpath.runtime.ingress", "--lease", lease_path(plan), "--identity", pod.name,
+                         "--", *c["argv"]]
             groups["ingress"]["files"].append(f)
             groups["ingress"]["containers"].append(c)
-            groups["ingress"]["containers"].append(
-                {"name": f"{pod.name}/leader-election", "netns": pod.netns, "isolate": True,
-                 "argv": [python, "-m", "podpath.runtime.lease", "--lease", lease_path(plan), "--identity", pod.name],
-                 "files": [], "listen": []})
     node_net = ipaddress.IPv4Network(plan.node_network)
     members = [{"node": n.name, "ip": n.ip} for n in plan.nodes]
     for node in plan.nodes:

@@ -1,28 +1,24 @@
 """Leader election for the ingress controllers, through a lease.
 
 ingress-nginx elects one of its controllers as leader with a coordination.k8s.io Lease
-(`--election-id`): the leader renews the lease; when it stops renewing for the lease's
-duration, another controller takes it. All controllers serve traffic either way; the
-leader alone writes status. In the netns lab the lease is a JSON file under the lab's
-folder, which stands where the API server would, locked with flock while read and
-written:
-
-    python -m podpath.runtime.lease --lease PATH --identity POD [--duration 3] [--retry 0.5]
+(`--election-id`), from inside each controller's process (client-go's leaderelection): the
+leader renews the lease; when it stops renewing for the lease's duration, another
+controller takes it. All controllers serve traffic either way; the leader alone writes
+status. In the netns lab the lease is a JSON file under the lab's folder, which stands
+where the API server would, locked with flock while read and written; each controller
+(podpath.runtime.ingress) calls `step` every retry period while its nginx lives, and
+`release` when it stops.
 
 The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
-leaseTransitions, as a Lease does. A controller rewrites it in place under an exclusive
-lock, so whoever reads it takes a shared lock (`read`): a read without one can find the
-file empty, between the truncate and the write.
+leaseTransitions, as a Lease's spec does. A controller rewrites it in place under an
+exclusive lock, so whoever reads it takes a shared lock (`read`): a read without one can
+find the file empty, between the truncate and the write.
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
-import signal
-import sys
-import time
 
 
 def read(path: str) -> dict | None:
@@ -34,17 +30,20 @@ def read(path: str) -> dict | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         return _load(fd) or None
+    except OSError:  # not a file (a folder in its place): no lease either
+        return None
     finally:
         os.close(fd)
 
 
 def _load(fd: int) -> dict:
-    """The lease in the open file FD, read under its lock; {} if empty or not JSON."""
+    """The lease in the open file FD, read under its lock; {} if empty or not a JSON object."""
     raw = os.read(fd, 65536)
     try:
-        return json.loads(raw) if raw else {}
+        lease = json.loads(raw) if raw else {}
     except ValueError:
         return {}
+    return lease if isinstance(lease, dict) else {}
 
 
 def _store(fd: int, lease: dict) -> None:
@@ -55,6 +54,13 @@ def _store(fd: int, lease: dict) -> None:
     os.write(fd, data)
 
 
+def _number(lease: dict, key: str, default: float) -> float:
+    """LEASE[KEY] as a number; DEFAULT when it is missing or not a number (a lease that
+    someone wrote by hand is taken over as expired, never a reason to stop)."""
+    value = lease.get(key, default)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def step(path: str, identity: str, duration: float, now: float) -> dict:
     """One try to acquire or renew the lease at PATH; returns the lease after it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -63,12 +69,11 @@ def step(path: str, identity: str, duration: float, now: float) -> dict:
         fcntl.flock(fd, fcntl.LOCK_EX)
         lease = _load(fd)
         holder = lease.get("holderIdentity")
-        expired = not holder or now - float(lease.get("renewTime", 0)) > float(lease.get("leaseDurationSeconds",
-                                                                                       duration))
-        if holder == identity or expired:
+        if holder == identity or not holder or now - _number(lease, "renewTime", 0) > _number(
+                lease, "leaseDurationSeconds", duration):
             if holder != identity:
                 lease["acquireTime"] = now
-                lease["leaseTransitions"] = int(lease.get("leaseTransitions", -1)) + 1
+                lease["leaseTransitions"] = int(_number(lease, "leaseTransitions", -1)) + 1
             lease.update(holderIdentity=identity, renewTime=now, leaseDurationSeconds=duration)
             _store(fd, lease)
         return lease
@@ -87,32 +92,3 @@ def release(path: str, identity: str) -> None:
             _store(fd, lease)
     finally:
         os.close(fd)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lease", required=True)
-    parser.add_argument("--identity", required=True)
-    parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--retry", type=float, default=0.5)
-    args = parser.parse_args(argv)
-    # SIGTERM and SIGINT stay pending while a step reads or writes the lease, and end the
-    # wait between steps at once: the lease is released within a step, not a retry period
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    role = None
-    while True:
-        lease = step(args.lease, args.identity, args.duration, time.time())
-        new_role = "primary" if lease.get("holderIdentity") == args.identity else "secondary"
-        if new_role != role:
-            print(time.strftime("%H:%M:%S"), f"{args.identity} is {new_role} (leader: {lease.get('holderIdentity')})",
-                  flush=True)
-            role = new_role
-        if signal.sigtimedwait(stop_signals, args.retry):
-            break
-    release(args.lease, args.identity)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,148 @@
+"""ingress-nginx's controller for one controller pod of the netns lab.
+
+In ingress-nginx the controller's process (/nginx-ingress-controller) starts the nginx
+master as its own child, in a process group of its own so that signals meant for the
+controller do not reach nginx, and takes part in the leader election (client-go's
+leaderelection, on the Lease named by --election-id) from that same process. So does this
+program, the first process of the pod's `controller` container:
+
+    python -m podpath.runtime.ingress --lease PATH --identity POD [--duration 3] [--retry 0.5] -- NGINX ARGV...
+
+- It starts NGINX ARGV (nginx with the pod's configuration and `daemon off`) as its child.
+- Every retry period, while that nginx lives, it tries to take or renew the lease at PATH
+  (podpath.runtime.lease): the lease lives in the controller, so a controller whose nginx
+  is gone, or that is frozen, stops renewing it, and another controller takes it once
+  its duration has passed.
+- When nginx exits without being asked, the controller says so and exits too, with
+  nginx's failure (its exit code, 128 + the signal that killed it, or 1 if it exited 0
+  on its own). It does not give the lease up: a controller that fails keeps it until the
+  duration runs out, as a controller that crashes does. (ingress-nginx itself logs that
+  the nginx master died and lets the liveness probe have the kubelet restart the
+  container; the netns lab has no liveness probe, so the container ends at once.)
+- On SIGTERM (or SIGINT) it sends nginx QUIT (a graceful stop: nginx finishes the requests
+  it has), releases the lease so that another controller takes it within a retry period,
+  waits for nginx to exit and exits 0.
+
+As the first process of its PID namespace it also reaps the processes that nginx leaves
+behind (its workers, if the master is killed before them).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from podpath.runtime import lease as lease_mod
+from podpath.runtime.daemon import log
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def failure_code(status: int) -> int:
+    """The exit code that carries the failure of a child whose wait status is STATUS."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return 128 - code  # killed by signal -code, as a shell reports it (SIGKILL: 137)
+    return code or 1  # nginx left on its own without being asked: still a failure of the container
+
+
+def describe(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
+def reap(child: int) -> int | None:
+    """Reap every child that has exited (nginx, and orphans the kernel gave the namespace's
+    first process); return CHILD's wait status if it was one of them."""
+    found = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == child:
+            found = status
+
+
+def start_nginx(argv: list[str]) -> int:
+    """NGINX ARGV as a child in a process group of its own, with no signal blocked."""
+    return os.posix_spawnp(argv[0], argv, os.environ, setpgroup=0, setsigmask=())
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m podpath.runtime.ingress", description=__doc__.splitlines()[0])
+    parser.add_argument("--lease", required=True, help="the lease file the controllers elect their leader with")
+    parser.add_argument("--identity", required=True, help="this controller's name in the lease (its pod's)")
+    parser.add_argument("--duration", type=float, default=3.0, help="leaseDurationSeconds (default 3)")
+    parser.add_argument("--retry", type=float, default=0.5, help="seconds between two tries (default 0.5)")
+    parser.add_argument("nginx", nargs=argparse.REMAINDER, help="-- then nginx's command")
+    args = parser.parse_args(argv)
+    if args.nginx[:1] == ["--"]:
+        args.nginx = args.nginx[1:]
+    if not args.nginx:
+        parser.error("no nginx command: give it after --, e.g. -- nginx -c CONF -g 'daemon off;'")
+    if not 0 < args.retry < args.duration:
+        parser.error(f"--retry {args.retry} must be above 0 and below --duration {args.duration}: a leader renews "
+                     "several times within the lease's duration")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    watched = {signal.SIGCHLD, *STOP_SIGNALS}
+    # From here on these signals stay pending until the loop asks for them (sigtimedwait):
+    # a stop or nginx's exit ends the wait between two tries at once, never a write of the
+    # lease half-way. nginx starts with none of them blocked (start_nginx).
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        nginx = start_nginx(args.nginx)
+    except OSError as exc:
+        log(f"cannot start nginx ({args.nginx[0]}): {exc.strerror}")
+        return 127
+    log(f"{args.identity}: started nginx, pid {nginx}: {' '.join(args.nginx)}")
+    role, trouble = None, None
+    while True:
+        status = reap(nginx)
+        if status is not None:
+            log(f"{args.identity}: nginx (pid {nginx}) {describe(status)} without being asked: the controller stops "
+                f"renewing the lease and exits with code {failure_code(status)}")
+            return failure_code(status)
+        try:
+            lease = lease_mod.step(args.lease, args.identity, args.duration, time.time())
+        except OSError as exc:  # the lease cannot be read or written: try again, as client-go does
+            if str(exc) != trouble:
+                log(f"{args.identity}: cannot take or renew the lease {args.lease}: {exc}")
+                trouble, role = str(exc), None
+        else:
+            trouble = None
+            holder = lease.get("holderIdentity")
+            new_role = "primary" if holder == args.identity else "secondary"
+            if new_role != role:
+                log(f"{args.identity} is {new_role} (leader: {holder})")
+                role = new_role
+        got = signal.sigtimedwait(watched, args.retry)
+        if got is not None and got.si_signo in STOP_SIGNALS:
+            break
+    log(f"{args.identity}: {signal.Signals(got.si_signo).name}: nginx told to quit (QUIT), lease released")
+    try:
+        os.kill(nginx, signal.SIGQUIT)
+    except ProcessLookupError:
+        pass
+    try:
+        lease_mod.release(args.lease, args.identity)
+    except OSError as exc:
+        log(f"{args.identity}: cannot release the lease {args.lease}: {exc}")
+    try:
+        os.waitpid(nginx, 0)  # the container's runtime ends a drain that outlasts its grace period
+    except ChildProcessError:
+        pass
+    log(f"{args.identity}: nginx has stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
