@@ -68,6 +68,19 @@ options:
       hostname:
         description: Host name the holder sets in the pod's UTS namespace.
         type: str
+      share_pid:
+        description:
+          - Start the holder as pid 1 of a new PID namespace, as containerd starts a pod's
+            pause; the pod's containers that M(podpath.lab.podpath_containers) starts join it and
+            see each other's processes (a pod with C(shareProcessNamespace)). The holder reaps
+            the orphans it is given.
+          - Without it the holder stays in the PID namespace of the module, and each container
+            gets a PID namespace of its own.
+          - A holder that runs the other way is replaced, and the lab's containers in the namespace
+            are stopped (they joined the old holder's namespaces); their module starts them again.
+          - Needs O(namespaces[].holder).
+        type: bool
+        default: false
       sysctls:
         description:
           - Per-namespace C(net.*) sysctls, such as C(net.ipv4.ip_forward), to their values.
@@ -275,6 +288,7 @@ options:
     description:
       - Program that holds a namespace, called as C(PAUSE NETNS_PATH [HOSTNAME]) (podpath-pause).
         Without it, a small Python holder with the same behaviour is used.
+      - With O(namespaces[].share_pid) it is started as pid 1 of a new PID namespace.
     type: path
 attributes:
   check_mode:
@@ -308,6 +322,7 @@ EXAMPLES = r"""
       - name: cni-0b7c3f3e-5b1a-5a4e-9d0e-3f2a1c9e8d7b
         holder: true
         hostname: echo-2
+        share_pid: false
         links:
           - name: eth0
             kind: veth
@@ -380,6 +395,7 @@ adopted:
   sample: ["podpath-worker1"]
 """
 
+import ctypes
 import errno
 import json
 import os
@@ -389,14 +405,15 @@ import sys
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.podpath_lab import KernelView, Registry, check_lab_name, container_groups, \
     create_marked_netns, describe_owner, holder_pidfile, holder_role, lab_dir, lab_process, link_alias, mark_netns, \
-    net_inode, netns_mark, netns_owner, netns_path, process_marks, read_pidfile, set_link_alias, spawn, stop_many, \
-    unmarked_process, write_pidfile
+    net_inode, netns_mark, netns_owner, netns_path, pid_namespace_init, process_marks, read_pidfile, set_link_alias, \
+    spawn, stop_many, unmarked_process, write_pidfile
 from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, NUD_PERMANENT, PYROUTE2_IMPORT_ERROR, RTPROT_BOOT, \
     RTPROT_STATIC, NamespaceSet, NetlinkError, netns_exists, netns_inode
 from ansible.module_utils.podpath_netns_spec import ROOT, SpecError, compare, describe, link_view, manages_entries, \
     normalize, route_changes
 
-# The holder used when no pause program is given: the same contract as podpath-pause.
+# The holder used when no pause program is given: the same contract as podpath-pause (started
+# as pid 1 of a PID namespace of its own, it reaps the orphans it is given, as pause does).
 PY_HOLDER = r"""
 import ctypes, os, signal, socket, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -417,6 +434,59 @@ signal.signal(signal.SIGCHLD, reap)
 while True:
     signal.pause()
 """
+
+
+CLONE_NEWPID = 0x20000000
+# Seconds the lab's containers in a namespace get to stop when its holder is replaced (as
+# podpath_containers stops them)
+CONTAINER_GRACE = 1.0
+_LIBC = []
+
+
+def _libc_call(name, *args):
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    if getattr(_LIBC[0], name)(*args) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, "%s(CLONE_NEWPID): %s" % (name, os.strerror(code)))
+
+
+def holder_fits(pid, spec):
+    """PID, a holder, runs as SPEC asks: pid 1 of a PID namespace of its own exactly when SPEC
+    has share_pid (a pod whose containers share one PID namespace)."""
+    return pid_namespace_init(pid) == bool(spec.get("share_pid"))
+
+
+def current_holder(lab, ns, spec, view=None):
+    """NS's holder (holder_pid) if it runs as SPEC asks, else None: it is to be (re)started."""
+    pid = holder_pid(lab, ns, view)
+    return pid if pid and holder_fits(pid, spec) else None
+
+
+def holder_action(lab, ns, spec, view=None):
+    """What starting NS's holder does, as the changes list says it."""
+    how = " as pid 1 of a PID namespace of its own (share_pid)" if spec.get("share_pid") else ""
+    if holder_pid(lab, ns, view):
+        return ("restart holder%s, and stop the lab's containers in it" %
+                (how or " in the module's PID namespace (share_pid off)"))
+    return "start holder" + how
+
+
+def spawn_holder(argv, log_path, env, share_pid):
+    """Start a holder (spawn); with SHARE_PID as pid 1 of a new PID namespace, as containerd
+    starts a pod's pause: after unshare(CLONE_NEWPID) this process's next child is born in a new
+    PID namespace, and setns back to its own makes the children after it be born here again."""
+    if not share_pid:
+        return spawn(argv, log_path, env)
+    home = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc_call("unshare", CLONE_NEWPID)
+        try:
+            return spawn(argv, log_path, env)
+        finally:
+            _libc_call("setns", home, CLONE_NEWPID)
+    finally:
+        os.close(home)
 
 
 def holder_pid(lab, ns, view=None):
@@ -788,19 +858,27 @@ class HolderStarter:
 
 def start_holders(lab, desired, pause, view=None, legacy=False):
     """Start the holders DESIRED lacks, each with LAB's mark as the holder of its namespace, and
-    record them in their pidfiles.
+    record them in their pidfiles; a holder with share_pid is pid 1 of a new PID namespace.
 
     Another holder of the namespace is stopped first: one of LAB's marked holders (VIEW) that
     is not in the namespace now bound at /run/netns/NS holds an old copy (its file was removed
-    by hand), and with LEGACY (a folder written before the marks) the unmarked holder its
-    pidfile names is replaced by a marked one."""
+    by hand), one that runs the other way (share_pid changed) is replaced, and with LEGACY (a
+    folder written before the marks) the unmarked holder its pidfile names is replaced by a
+    marked one. LAB's containers in a namespace whose holder is replaced are stopped before it,
+    as a runtime stops a sandbox's containers: they joined the old holder's IPC and UTS (and
+    PID) namespaces, and podpath_containers starts them again in the new one's."""
     started = []
+    units = view.units(lab) if view is not None else []
     for ns, spec in desired.items():
-        if ns is ROOT or not spec["holder"] or holder_pid(lab, ns, view):
+        if ns is ROOT or not spec["holder"] or current_holder(lab, ns, spec, view):
             continue
         inode = netns_inode(ns)
-        old = {p.pid: p.start for p in (view.units(lab) if view is not None else [])
-               if p.role == holder_role(ns) and p.net != inode}
+        stale = {p.pid: (p.role, p.start) for p in units
+                 if (p.role or "").startswith("container:") and inode is not None and p.net == inode}
+        stop_many(list(stale), CONTAINER_GRACE, term_children=True,
+                  verify=lambda pid: lab_process(pid, lab, *stale[pid]))
+        old = {p.pid: p.start for p in units
+               if p.role == holder_role(ns) and (p.net != inode or not holder_fits(p.pid, spec))}
         stop_many(list(old), verify=lambda pid: lab_process(pid, lab, holder_role(ns), old[pid]))
         pid, start = read_pidfile(holder_pidfile(lab, ns))
         if legacy and pid and net_inode(pid) == inode:
@@ -809,7 +887,8 @@ def start_holders(lab, desired, pause, view=None, legacy=False):
         argv.append(netns_path(ns))
         if spec["hostname"]:
             argv.append(spec["hostname"])
-        pid = spawn(argv, os.path.join(lab_dir(lab), "logs", "holders.log"), process_marks(lab, holder_role(ns)))
+        pid = spawn_holder(argv, os.path.join(lab_dir(lab), "logs", "holders.log"),
+                           process_marks(lab, holder_role(ns)), spec.get("share_pid"))
         write_pidfile(holder_pidfile(lab, ns), pid)
         started.append(ns)
     return started
@@ -974,6 +1053,7 @@ ARGUMENT_SPEC = dict(
         name=dict(type="str", required=True),
         holder=dict(type="bool", default=False),
         hostname=dict(type="str"),
+        share_pid=dict(type="bool", default=False),
         sysctls=dict(type="dict", default={}),
         links=dict(type="list", elements="dict", default=[], options=LINK_OPTIONS),
         routes=dict(type="list", elements="dict", default=[], options=dict(
@@ -1013,6 +1093,11 @@ def run_module(module):
                             [] if p["state"] == "absent" else p["root_links"], p["allow_root_namespace"])
     except SpecError as exc:
         module.fail_json(msg=str(exc))
+    for raw in [] if p["state"] == "absent" else p["namespaces"]:
+        if raw.get("share_pid") and not raw.get("holder"):
+            module.fail_json(msg="namespace %s has share_pid: true without holder: true: the shared PID namespace "
+                                 "is the holder's (its pid 1); set holder: true, or drop share_pid" % raw["name"])
+        desired[raw["name"]]["share_pid"] = bool(raw.get("share_pid"))
 
     registry = Registry(lab, "netns.json")
     with NamespaceSet() as nsset:
@@ -1032,7 +1117,7 @@ def run_module(module):
         observed = observe(nsset, existing, wanted_sysctls, entries_to_read(desired))
         changes = compare(desired, observed)
         holders_needed = [ns for ns, spec in desired.items() if ns is not ROOT and spec["holder"]
-                          and (ns in changes and changes[ns]["create"] or not holder_pid(lab, ns, view))]
+                          and (ns in changes and changes[ns]["create"] or not current_holder(lab, ns, spec, view))]
         found = {ns: holder_pid(lab, ns, view) for ns, spec in desired.items()
                  if ns is not ROOT and spec["holder"] and ns not in holders_needed}
         found = {ns: pid for ns, pid in found.items() if read_pidfile(holder_pidfile(lab, ns))[0] != pid}
@@ -1042,7 +1127,7 @@ def run_module(module):
         lines += ["%s: make again (an empty file, not a namespace)" % ns for ns in placeholders]
         lines += ["%s: holder %d found by its marks; pidfile written again" % (ns, pid) for ns, pid in found.items()]
         lines += describe(changes)
-        lines += ["%s: start holder" % ns for ns in holders_needed]
+        lines += ["%s: %s" % (ns, holder_action(lab, ns, desired[ns], view)) for ns in holders_needed]
         lines += ["%s: remove namespace (no longer wanted)" % ns for ns in gone]
         changed = bool(lines)
         extra = {}

@@ -6,8 +6,15 @@
  *
  * It joins the network namespace bind-mounted at NETNS_PATH (the pod's, under
  * /var/run/netns), makes a new IPC and UTS namespace that the pod's containers join,
- * sets the pod's hostname, then sleeps. It reaps any child it is given and exits 0 on
- * SIGTERM or SIGINT, so stopping a pod is quick and leaves no zombie.
+ * sets the pod's hostname (the pod's name, as the kubelet asks containerd to), then
+ * sleeps. It reaps any child it is given and exits 0 on SIGTERM or SIGINT, so stopping a
+ * pod is quick and leaves no zombie.
+ *
+ * For a pod with shareProcessNamespace, podpath_netns starts it as pid 1 of a new PID
+ * namespace, which the pod's containers join (containerd's pause is pid 1 of its
+ * sandbox's). Nothing changes here: as pid 1 it is given every orphan of the pod, which
+ * its SIGCHLD handler reaps, and the kernel delivers it only the signals it handles, so
+ * SIGTERM still stops it, and its exit ends every process of the pod.
  */
 #define _GNU_SOURCE
 #include <errno.h>
