@@ -50,6 +50,8 @@ class Pod:
     host_veth: str  # vethXXXXXXXX, as the CNI bridge plugin names it
     containers: list[Container] = field(default_factory=list)
     port: int | None = None  # the port the app listens on
+    # Kubernetes' shareProcessNamespace: the containers share the pause process's PID namespace
+    share_process_namespace: bool = False
 
 
 @dataclass
@@ -232,7 +234,8 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
 
     pods: list[Pod] = []
 
-    def add_pod(name: str, namespace: str, node: Node, app: str, containers: list[Container], port: int | None):
+    def add_pod(name: str, namespace: str, node: Node, app: str, containers: list[Container], port: int | None,
+                share_process_namespace: bool = False):
         cidr = ipaddress.IPv4Network(node.pod_cidr)
         ip = cidr.network_address + next_host[node.name]
         next_host[node.name] += 1
@@ -240,7 +243,7 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
         netns = f"cni-{uid}"
         pods.append(Pod(name=name, namespace=namespace, node=node.name, ip=str(ip), prefixlen=cidr.prefixlen,
                         gateway=node.gateway, app=app, uid=uid, netns=netns, host_veth=host_veth_name(netns),
-                        containers=containers, port=port))
+                        containers=containers, port=port, share_process_namespace=share_process_namespace))
 
     ingress = topo["ingress"]
     for i in range(ingress["replicas"]):
@@ -252,14 +255,15 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
     echo = topo["workloads"]["echo"]
     for i in range(echo["replicas"]):
         add_pod(f"{echo['name']}-{i + 1}", echo["namespace"], workers[i % len(workers)], "echo",
-                [Container("echo", "nginx")], echo["target_port"])
+                [Container("echo", "nginx")], echo["target_port"], topology_mod.share_process_namespace(topo, "echo"))
     # Scale runs: pods that are only a sandbox (the pause process and the network), per node.
     for node in nodes:
         for i in range(topo["workloads"].get("idle_pods_per_node", 0)):
             add_pod(f"idle-{node.name}-{i + 1}", "default", node, "idle", [], None)
     mcp = topo["workloads"]["multi_container_pod"]
     add_pod(mcp["name"], mcp["namespace"], next(n for n in nodes if n.name == mcp["node"]), "multi-container",
-            [Container("container-1", "sleep"), Container("container-2", "nginx")], 80)
+            [Container("container-1", "sleep"), Container("container-2", "nginx")], 80,
+            topology_mod.share_process_namespace(topo, "multi_container_pod"))
 
     empty = topo["workloads"]["empty_service"]
     services = [
@@ -352,7 +356,9 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
     for pod in plan.pods:
         node = plan.node(pod.node)
         spec.append({
-            "name": pod.netns, "holder": True, "hostname": pod.name, "sysctls": dict(IPV4_ONLY),
+            # the pause process sets the pod's name as its host name, as the kubelet asks containerd
+            "name": pod.netns, "holder": True, "hostname": pod.name, "share_pid": pod.share_process_namespace,
+            "sysctls": dict(IPV4_ONLY),
             "links": [{"name": "eth0", "kind": "veth", "addresses": [f"{pod.ip}/{pod.prefixlen}"],
                        "peer": {"name": pod.host_veth, "namespace": node.netns, "master": "cni0", "hairpin": True}}],
             "routes": [{"dst": "default", "gateway": pod.gateway}],

@@ -29,6 +29,10 @@ IFNAME_MAX = labdir.lab.IFNAME_MAX  # the kernel's limit, as the modules know it
 KUBE_PROXY_MODES = ("iptables", "nftables")
 KUBE_PROXY_MODE = "iptables"
 
+# The workloads whose pods take shareProcessNamespace (workloads.<name>.share_process_namespace):
+# the project's own pods; ingress-nginx's come from its upstream manifest.
+SHARE_PROCESS_NAMESPACE_WORKLOADS = ("multi_container_pod", "echo")
+
 # Begins the message of a refused topology wherever the check runs (the play's plan step
 # included), so that `podpath up` can tell it from a failed task.
 REFUSED = "topology refused: "
@@ -152,9 +156,29 @@ def _kube_proxy_mode(topo: Any) -> None:
                             f"{', '.join(KUBE_PROXY_MODES)} (iptables, the default, is the article's)")
 
 
+def share_process_namespace(topo: dict[str, Any], workload: str) -> bool:
+    """Whether WORKLOAD's pods share one PID namespace among their containers (Kubernetes'
+    shareProcessNamespace; false when the topology does not say)."""
+    return bool((topo["workloads"].get(workload) or {}).get("share_process_namespace", False))
+
+
+def _share_process_namespace(topo: Any) -> None:
+    """A share_process_namespace that is not true or false, named with its place before the
+    schema's more general message."""
+    workloads = topo.get("workloads") if isinstance(topo, dict) else None
+    for name in SHARE_PROCESS_NAMESPACE_WORKLOADS:
+        section = workloads.get(name) if isinstance(workloads, dict) else None
+        value = section.get("share_process_namespace", False) if isinstance(section, dict) else False
+        if not isinstance(value, bool):
+            raise TopologyError(f"workloads.{name}.share_process_namespace {value!r} is not true or false: write "
+                                "true to give the pod's containers one PID namespace, the pause process's "
+                                "(Kubernetes' shareProcessNamespace), or false, the default, for one each")
+
+
 def validate(topo: Any) -> None:
     """Raise TopologyError for the first problem found; return None if the lab can be built."""
     _kube_proxy_mode(topo)
+    _share_process_namespace(topo)
     _schema_errors(topo)
     node_net = _net(topo["node_network"], "node_network")
     pod_net = _net(topo["pod_network"], "pod_network")
