@@ -1,0 +1,171 @@
+"""The ingress controller program (podpath.runtime.ingress), as real processes: a stand-in
+for nginx (a shell that sleeps, and says when it gets QUIT) is its child; the lease is a
+file in the test's folder.
+
+It renews the lease while its child lives; when the child dies it stops renewing, keeps
+the lease (a failed controller does not give it up) and exits with the child's failure;
+on SIGTERM it tells the child to quit and releases the lease; and a second controller
+takes the lease over once the first has died and the lease's duration has run out."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from podpath.runtime import lease as lease_mod
+
+WAIT = 15.0  # seconds before a test gives up waiting for something that should happen much sooner
+
+
+def fake_nginx(mark: Path) -> list[str]:
+    """A child that lives until killed and writes 'quit' to MARK when it gets SIGQUIT (nginx's
+    graceful stop), then exits 0."""
+    return ["sh", "-c", f"trap 'echo quit > {mark}; exit 0' QUIT; while :; do sleep 0.05; done"]
+
+
+class Controller:
+    def __init__(self, lease: Path, identity: str, child: list[str], duration: float = 3.0, retry: float = 0.2):
+        self.lease, self.identity = lease, identity
+        self.proc = subprocess.Popen([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(lease),
+                                      "--identity", identity, "--duration", str(duration), "--retry", str(retry),
+                                      "--", *child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.child = until(self._child, f"{identity} started no child")
+
+    def _child(self) -> int | None:
+        try:
+            kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(kids[0]) if kids else None
+
+    def holds(self) -> bool:
+        return (lease_mod.read(str(self.lease)) or {}).get("holderIdentity") == self.identity
+
+    def wait(self) -> int:
+        return self.proc.wait(timeout=WAIT)
+
+    def cleanup(self) -> None:
+        for pid in (self.proc.pid, self.child):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+def until(probe, message: str):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"{message} within {WAIT:.0f} s")
+
+
+@pytest.fixture
+def controllers():
+    started: list[Controller] = []
+
+    def start(*args, **kwargs) -> Controller:
+        started.append(Controller(*args, **kwargs))
+        return started[-1]
+    yield start
+    for c in started:
+        c.cleanup()
+
+
+def renewed(lease: Path) -> float:
+    return float((lease_mod.read(str(lease)) or {}).get("renewTime", 0))
+
+
+def test_it_renews_the_lease_while_its_child_lives(tmp_path, controllers):
+    lease = tmp_path / "leases" / "ingress.json"
+    a = controllers(lease, "pod-a", fake_nginx(tmp_path / "quit"))
+    until(a.holds, "pod-a did not take the free lease")
+    seen = {renewed(lease)}
+
+    def three_renewals() -> bool:
+        seen.add(renewed(lease))
+        return len(seen) >= 4
+    until(three_renewals, "pod-a did not renew the lease three times")
+    assert a.holds() and a.proc.poll() is None and os.path.exists(f"/proc/{a.child}")
+
+
+def test_when_its_child_dies_it_stops_renewing_keeps_the_lease_and_exits_with_the_failure(tmp_path, controllers):
+    lease = tmp_path / "ingress.json"
+    a = controllers(lease, "pod-a", fake_nginx(tmp_path / "quit"), retry=0.1)
+    until(a.holds, "pod-a did not take the free lease")
+    os.kill(a.child, signal.SIGKILL)
+    code = a.wait()
+    out = a.proc.stdout.read()
+    assert code == 128 + signal.SIGKILL, f"the controller exited {code}, not 137 (its child killed by SIGKILL):\n{out}"
+    assert "killed by SIGKILL" in out, out
+    last = lease_mod.read(str(lease))
+    time.sleep(0.5)  # five retry periods: a controller that still ran would have renewed meanwhile
+    assert lease_mod.read(str(lease)) == last, "the lease changed after the controller's child died"
+    assert last["holderIdentity"] == "pod-a", f"a failed controller gave the lease up: {last}"
+
+
+def test_a_child_that_exits_0_on_its_own_is_still_a_failure(tmp_path, controllers):
+    a = controllers(tmp_path / "ingress.json", "pod-a", ["sh", "-c", "sleep 0.5"])
+    assert a.wait() == 1
+
+
+def test_sigterm_tells_the_child_to_quit_and_releases_the_lease_at_once(tmp_path, controllers):
+    lease, quit_mark = tmp_path / "ingress.json", tmp_path / "quit"
+    retry = 60.0  # a wait between two tries that the SIGTERM must cut short
+    a = controllers(lease, "pod-a", fake_nginx(quit_mark), duration=120.0, retry=retry)
+    until(a.holds, "pod-a did not take the free lease")
+    assert os.getpgid(a.child) == a.child != os.getpgid(a.proc.pid), "the child is not in a process group of its own"
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(timeout=retry / 2) == 0, "the controller did not exit 0 on SIGTERM before its retry period"
+    assert quit_mark.read_text().strip() == "quit", "the child was not sent QUIT"
+    assert not os.path.exists(f"/proc/{a.child}"), "the child outlived its controller"
+    assert (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "", "the lease was not released on SIGTERM"
+
+
+def test_a_second_controller_takes_the_lease_once_the_first_died_and_the_duration_ran_out(tmp_path, controllers):
+    lease = tmp_path / "ingress.json"
+    duration, retry = 2.0, 0.2
+    a = controllers(lease, "pod-a", fake_nginx(tmp_path / "qa"), duration=duration, retry=retry)
+    until(a.holds, "pod-a did not take the free lease")
+    b = controllers(lease, "pod-b", fake_nginx(tmp_path / "qb"), duration=duration, retry=retry)
+    os.kill(a.child, signal.SIGKILL)
+    assert a.wait() != 0
+    last = lease_mod.read(str(lease))
+    assert last["holderIdentity"] == "pod-a"
+    until(b.holds, "pod-b never took the lease over")
+    taken = lease_mod.read(str(lease))
+    gap = taken["acquireTime"] - last["renewTime"]
+    assert gap > duration, f"pod-b took the lease {gap:.2f} s after pod-a's last renewal, before its {duration} s ran out"
+    # pod-b tries every retry period: the first try after the lease expired takes it
+    assert gap <= duration + retry + 1.0, (f"pod-b took the lease only {gap:.2f} s after pod-a's last renewal "
+                                           f"(duration {duration} s, retry {retry} s)")
+    assert taken["leaseTransitions"] == last["leaseTransitions"] + 1, (last, taken)
+    assert b.proc.poll() is None
+
+
+def test_a_missing_program_is_named_and_ends_the_controller(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(tmp_path / "l.json"),
+                           "--identity", "pod-a", "--", "no-such-nginx-here"], capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == 127 and "no-such-nginx-here" in done.stdout, done.stdout + done.stderr
+    assert not (tmp_path / "l.json").exists(), "a controller without nginx took part in the election"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--retry", "3", "--duration", "3", "--", "sleep", "1"], "--retry 3.0 must be above 0 and below --duration 3.0"),
+    (["--"], "no nginx command"),
+])
+def test_bad_arguments_are_refused_with_the_value_and_the_fix(tmp_path, args, says):
+    done = subprocess.run([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(tmp_path / "l.json"),
+                           "--identity", "pod-a", *args], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert not (tmp_path / "l.json").exists()
