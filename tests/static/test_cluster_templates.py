@@ -329,6 +329,8 @@ def check_multi_container_pod(texts: Rendered, topology: dict, versions: dict) -
     assert containers["busybox"]["command"] == ["sleep", "1d"]
     assert containers["nginx"]["image"] == versions["images"]["nginx"]
     assert containers["nginx"]["ports"][0]["containerPort"] == 80
+    # the topology's share_process_namespace (off unless it says so), as the netns lab's pod has it
+    assert pod["spec"].get("shareProcessNamespace", False) is want.get("share_process_namespace", False)
 
 
 def check_echo(texts: Rendered, topology: dict, versions: dict) -> None:
@@ -344,6 +346,7 @@ def check_echo(texts: Rendered, topology: dict, versions: dict) -> None:
     assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
     [container] = template["spec"]["containers"]
     assert container["image"] == versions["images"]["nginx"]
+    assert template["spec"].get("shareProcessNamespace", False) is want.get("share_process_namespace", False)
     env = {var["name"]: var for var in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
