@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install podpath with its Python dependencies
 
-pause: venv ## build the pause program the lab's pods use
+pause: venv ## build the lab's C programs: podpath-pause (pods) and podpath-shim (containers)
 	@$(PY) -m podpath.runtime.pause_build
 
 lab: deps venv pause ## build the default netns lab, verify it and trace one request

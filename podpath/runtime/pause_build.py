@@ -1,7 +1,12 @@
-"""Build podpath-pause (pause.c) next to the interpreter: `python -m podpath.runtime.pause_build`.
+"""Build podpath's two C programs next to the interpreter: `python -m podpath.runtime.pause_build`.
 
-The lab's pods are held by this small C program, as Kubernetes pods are held by the
-pause container. It is built once per virtual environment with the system's C compiler.
+- podpath-pause (pause.c) holds each pod's namespaces, as the pause container holds a
+  Kubernetes pod's;
+- podpath-shim (shim.c) runs each container: it starts it, reaps it, writes its status and
+  restarts it after the kubelet's back-off, as containerd's shim and the kubelet do.
+
+Both are built once per virtual environment with the system's C compiler, statically where
+the C library allows it: a few hundred KiB each, and one runs per pod or per container.
 """
 from __future__ import annotations
 
@@ -11,31 +16,55 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("pause.c")
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "pause.c"
+SHIM_SOURCE = HERE / "shim.c"
 
 
 def pause_path() -> Path:
-    """Where the built program lives: the bin/ folder of the running environment."""
+    """Where the pause program lives: the bin/ folder of the running environment."""
     return Path(sys.prefix) / "bin" / "podpath-pause"
 
 
-def build(force: bool = False) -> Path:
-    target = pause_path()
-    if not force and target.exists() and target.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return target
+def shim_path() -> Path:
+    """Where the shim lives: beside the pause program."""
+    return Path(sys.prefix) / "bin" / "podpath-shim"
+
+
+def compile_program(source: Path, target: Path) -> Path:
+    """Compile SOURCE into the executable TARGET (replaced whole, never half-written)."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise SystemExit("podpath: no C compiler to build podpath-pause; install it with: apt-get install gcc")
-    tmp = target.with_suffix(".tmp")
-    cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(SOURCE)]
+        raise SystemExit(f"podpath: no C compiler to build {target.name}; install it with: apt-get install gcc")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(source)]
     static = cmd[:2] + ["-static"] + cmd[2:]
-    # A static binary keeps each pod's holder at a few hundred KiB; fall back to a dynamic one.
+    # A static binary keeps each process at a few hundred KiB; fall back to a dynamic one.
     if subprocess.run(static, capture_output=True).returncode != 0:
-        subprocess.run(cmd, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise SystemExit(f"podpath: cannot build {target.name} from {source}:\n{done.stderr}")
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
     return target
 
 
+def _stale(target: Path, source: Path) -> bool:
+    return not target.exists() or target.stat().st_mtime < source.stat().st_mtime
+
+
+def build(force: bool = False) -> Path:
+    """Build podpath-pause and podpath-shim where either is missing or older than its source;
+    returns the pause program's path."""
+    for source, target in ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path())):
+        if force or _stale(target, source):
+            compile_program(source, target)
+    return pause_path()
+
+
 if __name__ == "__main__":
-    print(build(force="--force" in sys.argv))
+    build(force="--force" in sys.argv)
+    print(pause_path())
+    print(shim_path())
