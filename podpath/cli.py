@@ -438,6 +438,94 @@ def cmd_drill(args) -> int:
     return EXIT_OK
 
 
+def report_labs(text: str) -> list[str]:
+    """The labs of --labs A,B,...: each a valid name, none twice."""
+    labs = [name.strip() for name in text.split(",")]
+    if not all(labs):
+        raise CliError(f"--labs {text!r}: an empty name; give the labs separated by commas, e.g. --labs stu1,stu2")
+    twice = sorted({name for name in labs if labs.count(name) > 1})
+    if twice:
+        raise CliError(f"--labs names {', '.join(twice)} more than once; give each lab once")
+    return [check_lab(name) for name in labs]
+
+
+def report_result(lab: str, host: str, args):
+    """LAB verified as `podpath verify --scenario-json` does it, as one lab's results (or why
+    there are none). A lab built from its own topology is verified with the copy it keeps."""
+    import tempfile
+
+    from podpath.evidence import classreport
+
+    if not lab_exists(lab):
+        return classreport.LabResult(host, lab, error=f"lab {lab} does not exist on this host: build it with "
+                                                       f"podpath up --lab {lab}")
+    kept = topology_file(lab)
+    topo = args.report_topology or (str(kept) if kept.is_file() else None)
+    with tempfile.TemporaryDirectory(prefix="podpath-report-") as tmp:
+        out = Path(tmp) / "scenarios.json"
+        done = subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=topo, junitxml=None,
+                                                             disruptive=args.disruptive, verbose=False),
+                                          ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
+        if not out.exists():
+            said = " / ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
+            return classreport.LabResult(host, lab, error=f"the verifier stopped (exit {done.returncode}) without "
+                                                           f"results: {said}")
+        return classreport.lab_result(host, lab, json.loads(out.read_text()), str(out))
+
+
+def cmd_report(args) -> int:
+    import datetime
+    import socket
+
+    from podpath.evidence import classreport
+    from podpath.model.plan import build
+
+    outputs = [(path, what) for path, what in ((args.html, "html"), (args.junit, "junit"), (args.json, "json")) if path]
+    for path, _ in outputs:  # before any lab is verified
+        folder = Path(path).resolve().parent
+        why = "it is a folder" if Path(path).is_dir() else None if folder.is_dir() else f"no folder {folder}"
+        if why:
+            raise CliError(f"{path}: cannot write there: {why}; name a file in an existing folder")
+    if args.html and shutil.which("dot") is None:
+        raise CliError("--html draws the lab with Graphviz's dot: install it with apt-get install graphviz",
+                       EXIT_MISSING)
+    try:
+        plan = build(load(args.report_topology), "<lab>")
+        results = classreport.read_results(args.results or [])
+    except (TopologyError, classreport.ResultsError) as exc:
+        raise CliError(str(exc))
+    labs = report_labs(args.labs) if args.labs is not None else None
+    if labs is None and not args.results:
+        from podpath.evidence.status import list_labs
+
+        require_root()
+        labs = [item["lab"] for item in list_labs()]
+        if not labs:
+            raise CliError("there is no lab on this host: build one with podpath up --lab NAME, or give --results FILE")
+    if labs:
+        require_root()
+        host = socket.gethostname()
+        given = {r.student for r in results}
+        clash = [lab for lab in labs if f"{host}/{lab}" in given]
+        if clash:
+            raise CliError(f"--results already holds {', '.join(host + '/' + lab for lab in clash)} of this host: "
+                           "leave it out of --labs or of the files")
+        for i, lab in enumerate(labs, 1):
+            print(f"podpath: verifying lab {lab} ({i}/{len(labs)})", file=sys.stderr)
+            results.append(report_result(lab, host, args))
+    texts = {"json": lambda: json.dumps(classreport.results_document(results), indent=1) + "\n",
+             "junit": lambda: classreport.render_junit(results, plan),
+             "html": lambda: classreport.render_html(results, plan, datetime.datetime.now(datetime.timezone.utc)
+                                                     .strftime("%Y-%m-%d %H:%M UTC"))}
+    print(classreport.render_text(results, plan), end="")
+    for path, what in outputs:
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(texts[what]())
+        os.replace(tmp, path)
+        print(f"{what} written to {path}")
+    return EXIT_OK if all(r.status == "pass" for r in results) else EXIT_FAILED
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podpath", description="A lab that shows how a packet reaches a pod in Kubernetes.")
     sub = p.add_subparsers(dest="verb", required=True)
@@ -482,6 +570,20 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("action", choices=["start", "check", "reveal"])
     drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
     drill.set_defaults(func=cmd_drill)
+    report = sub.add_parser("report", help="the class report: every student lab verified, one row each, as text, "
+                                           "HTML and JUnit XML")
+    report.add_argument("--labs", metavar="A,B,...", help="labs of this host to verify (default: every lab on this "
+                                                         "host, unless --results is given)")
+    report.add_argument("--results", nargs="+", metavar="FILE", help="add the results other hosts wrote with --json")
+    report.add_argument("--topology", dest="report_topology", metavar="FILE",
+                        help="topology of the picture, and of the labs that keep none of their own (default: the "
+                             "project's)")
+    report.add_argument("--disruptive", action="store_true", help="also run the scenarios that break and repair")
+    report.add_argument("--html", metavar="FILE", help="write the page to project: the lab's picture, every failing "
+                                                       "hop marked, a row per lab")
+    report.add_argument("--junit", metavar="FILE", help="write JUnit XML: a testsuite per lab, a testcase per scenario")
+    report.add_argument("--json", metavar="FILE", help="write the results, for a report gathered from many hosts")
+    report.set_defaults(func=cmd_report)
     register_cluster(sub)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
