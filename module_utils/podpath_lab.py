@@ -639,6 +639,130 @@ class KernelView(object):
         return found
 
 
+# -- containers: each runs under its shim (podpath/runtime/shim.c) ---------------------------
+# The shim is the process podpath_containers starts and records for a container: it joins the
+# pod's network namespace, starts the container runtime's command line (nsenter ... unshare
+# --fork ... the container's command), restarts the container after the kubelet's back-off and
+# writes the container's status to container_status_path(): when the container starts and when
+# it exits, never in between. The file is a claim the kernel checks: its pid is believed only
+# while that process runs below the shim (status_pid).
+SHIM = "podpath-shim"
+# The container runtime's own programs, between a shim and its container's first process
+RUNTIME_PROGRAMS = ("nsenter", "unshare")
+STATUS_KEYS = ("name", "state", "restarts", "pid", "started", "last", "backoffUntil")
+STATUS_STATES = ("running", "waiting", "terminated")
+
+
+def container_status_dir(lab: str, group: str) -> str:
+    return os.path.join(lab_dir(lab), "status", group)
+
+
+def container_status_path(lab: str, group: str, name: str) -> str:
+    """Where the shim of container NAME (pod/container) of GROUP writes its status."""
+    return os.path.join(container_status_dir(lab, group), name.replace("/", "_") + ".json")
+
+
+def _number(value, none_ok=True) -> bool:
+    if value is None:
+        return none_ok
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(value, none_ok=True) -> bool:
+    if value is None:
+        return none_ok
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def status_problem(data) -> str:
+    """What is wrong with DATA as a container's status (the shim's contract), or ''."""
+    if not isinstance(data, dict) or sorted(data) != sorted(STATUS_KEYS):
+        return "does not hold a container's status (keys %s)" % ", ".join(STATUS_KEYS)
+    if not isinstance(data["name"], str) or data["state"] not in STATUS_STATES:
+        return "has no container name or a state other than %s" % ", ".join(STATUS_STATES)
+    if not _int(data["restarts"], False) or data["restarts"] < 0 or not _int(data["pid"]) or (
+            data["pid"] is not None and data["pid"] <= 0):
+        return "has a restart count or pid that is not a number"
+    if not _number(data["started"]) or not _number(data["backoffUntil"]):
+        return "has a time that is not a number"
+    last = data["last"]
+    if last is not None and not (isinstance(last, dict) and sorted(last) == ["exitCode", "finished", "signal"]
+                                 and _int(last["exitCode"]) and _int(last["signal"])
+                                 and _number(last["finished"], False)):
+        return "has a last exit that is not {exitCode, signal, finished}"
+    return ""
+
+
+def read_container_status(path: str):
+    """(status, problem) of a shim's status file: problem is '' for a whole file in the
+    contract's shape, 'missing', or what is wrong (the status is then None)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, "cannot be read (%s)" % exc.strerror
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None, "is not valid JSON (%d bytes)" % len(raw)
+    problem = status_problem(data)
+    return (None, problem) if problem else (data, "")
+
+
+def process_comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as handle:
+            return handle.read().strip()
+    except (OSError, TypeError):
+        return None
+
+
+def is_shim(pid) -> bool:
+    return bool(pid) and process_comm(pid) == SHIM
+
+
+def descends_from(pid, ancestor, depth: int = 8) -> bool:
+    """PID runs, below ANCESTOR (its child, grandchild, ... up to DEPTH levels down)."""
+    if not alive(pid):
+        return False
+    for _ in range(depth):
+        pid = parent_pid(pid)
+        if not pid:
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+def shim_container(shim: int):
+    """The first process of the container SHIM runs, from the kernel alone: the shim's child,
+    followed down through the runtime's programs (nsenter, unshare). None while there is
+    none (the shim is in its back-off) or while the runtime has not started it yet."""
+    found = children(shim)
+    for _ in range(8):
+        if not found:
+            return None
+        pid = found[0]
+        comm = process_comm(pid)
+        if comm is None or comm == SHIM:
+            return None
+        if comm not in RUNTIME_PROGRAMS:
+            return pid if alive(pid) else None
+        found = children(pid)
+    return None
+
+
+def status_pid(status, name: str, shim: int):
+    """The container's first process that STATUS (a shim's status) names, if the kernel agrees:
+    the status is container NAME's, says running, and its pid runs below SHIM. Else None."""
+    if not status or status.get("name") != name or status.get("state") != "running":
+        return None
+    pid = status.get("pid")
+    return pid if isinstance(pid, int) and descends_from(pid, shim) else None
+
+
 def spawn(argv: list, log_path: str, env=None) -> int:
     """Start ARGV detached from the caller: own session, stdin from /dev/null, output
     to LOG_PATH, an environment of PATH, LANG and ENV (the lab's marks: process_marks).
