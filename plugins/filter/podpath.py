@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover
 
 
 def podpath_plan(topo, lab, python):
-    """Validate TOPO and return {netns, iptables, containers} for lab LAB.
+    """Validate TOPO and return {netns, kube_proxy: {mode, rules}, containers} for lab LAB.
 
     PYTHON is the interpreter that runs the lab's Python daemons (speaker, lease, kube-proxy).
     """
@@ -38,7 +38,8 @@ def podpath_plan(topo, lab, python):
     lab_plan = plan.build(topo, lab)
     return {
         "netns": plan.netns_spec(lab_plan),
-        "iptables": {node.netns: kubeproxy.render(lab_plan, node.name) for node in lab_plan.nodes},
+        "kube_proxy": {"mode": lab_plan.kube_proxy_mode,
+                       "rules": {node.netns: kubeproxy.render(lab_plan, node.name) for node in lab_plan.nodes}},
         "containers": workloads.render(lab_plan, python),
     }
 

@@ -33,12 +33,12 @@ from typing import Any
 
 from podpath.evidence.lab import (CONTAINERD, CONTROLLER_HEADER, NAMESPACE_KINDS, ArpAnswer, Http, LabPod, Lease,
                                   PlanFacts, PodRef, ProbeError, Result, ServiceView, Unobservable)
-from podpath.evidence.parsers import (K8sNode, K8sPod, NetNamespace, Sandbox, arping_argv, classify_host,
-                                      node_side_addresses, parse_announcer, parse_arp_an, parse_arping,
-                                      parse_crictl_inspectp, parse_crictl_pods, parse_endpoint_slices, parse_http,
-                                      parse_http_batch, parse_ip_neigh, parse_iptables_save, parse_json, parse_lease,
-                                      parse_lsns, parse_nodes, parse_ns_link, parse_pods, parse_service,
-                                      service_path, BATCH_SCRIPT)
+from podpath.evidence.parsers import (K8sNode, K8sPod, KubeProxyRules, NetNamespace, Sandbox, arping_argv,
+                                      classify_host, kube_proxy_rules, node_side_addresses, parse_announcer,
+                                      parse_arp_an, parse_arping, parse_crictl_inspectp, parse_crictl_pods,
+                                      parse_endpoint_slices, parse_http, parse_http_batch, parse_ip_neigh,
+                                      parse_iptables_save, parse_json, parse_lease, parse_lsns, parse_nodes,
+                                      parse_ns_link, parse_pods, parse_service, service_path, BATCH_SCRIPT)
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
@@ -575,6 +575,26 @@ class ClusterLab(PlanFacts):
                 return tool, out.stdout
             tried.append(f"{tool}: {'no KUBE-SERVICES chain' if out.ok else out.stderr.strip()[:100]}")
         raise ProbeError(f"{node}: kube-proxy's nat rules are in neither iptables backend ({'; '.join(tried)})")
+
+    def kube_proxy_rules(self, node: str) -> tuple[str, KubeProxyRules]:
+        """(the command, what it showed) of kube-proxy's rules on NODE, in the topology's mode:
+        the whole iptables-save (iptables-legacy-save when kube-proxy wrote its rules through
+        that backend), or nft's JSON of the table ip kube-proxy."""
+        mode = self.kube_proxy_mode()
+        if mode == "nftables":
+            argv = ["nft", "-j", "list", "table", "ip", "kube-proxy"]
+            out = self.run(node, argv, root=True)
+            shown = self.node_command(node, argv, root=True)
+            if not out.ok:
+                raise ProbeError(f"{shown} failed: {out.stderr.strip()[:200]}")
+            return shown, kube_proxy_rules(mode, out.stdout, f"{node}: {shown}")
+        tried = []
+        for tool in ("iptables-save", "iptables-legacy-save"):
+            out = self.run(node, [tool], root=True)
+            if out.ok and ":KUBE-SERVICES" in out.stdout:
+                return self.node_command(node, [tool], root=True), kube_proxy_rules(mode, out.stdout)
+            tried.append(f"{tool}: {'no KUBE-SERVICES chain' if out.ok else out.stderr.strip()[:100]}")
+        raise ProbeError(f"{node}: kube-proxy's rules are in neither iptables backend ({'; '.join(tried)})")
 
     # -- scenarios 13-17 and 19 -------------------------------------------------------------
     def node_addresses(self, node: str) -> list[tuple[str, str]]:

@@ -214,6 +214,10 @@ class PlanFacts:
     def pod_network(self) -> str:
         return self.plan.pod_network
 
+    def kube_proxy_mode(self) -> str:
+        """The mode kube-proxy runs in on every node (the topology's kube_proxy.mode)."""
+        return self.plan.kube_proxy_mode
+
 
 # -- the interface ---------------------------------------------------------------------------
 
@@ -274,6 +278,8 @@ class Lab(Protocol):
 
     # scenario 12: kube-proxy's rules
     def nat_rules(self, node: str) -> tuple[str, str]: ...
+    def kube_proxy_mode(self) -> str: ...
+    def kube_proxy_rules(self, node: str) -> tuple[str, Any]: ...  # (the command, parsers.KubeProxyRules)
 
     # scenarios 13-17 and 19: MetalLB, the ingress controllers, the traced path
     def node_addresses(self, node: str) -> list[tuple[str, str]]: ...

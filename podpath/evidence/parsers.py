@@ -1,5 +1,5 @@
 """Pure parsers of what the lab's real tools print: kubectl, crictl, lsns, ip, iptables-save,
-arping, arp, curl and /proc.
+nft -j, conntrack, arping, arp, curl and /proc.
 
 Every function here is a function of a tool's output only (no command is run), so
 tests/unit/test_parsers.py checks each one on samples of that output. A parser that
@@ -91,17 +91,20 @@ class Rule:
 
 @dataclass
 class SepEntry:
+    """One endpoint's chain on a Service's path (KUBE-SEP-*, or endpoint-* in nftables mode)."""
     chain: str
-    probability: float | None  # None: taken unconditionally (the last endpoint)
-    destinations: list[str]  # the DNAT rules' --to-destination (one, when healthy)
+    probability: float | None  # iptables: the rule's --probability; None: taken unconditionally (the last)
+    destinations: list[str]  # the DNAT rules' destinations, ip:port (one, when healthy)
     dnat_packets: int | None = None
+    share: float | None = None  # the chance that a new connection is sent here, of all of them
 
 
 @dataclass
 class ServicePath:
-    entry_chain: str  # KUBE-SVC-* (ClusterIP) or KUBE-EXT-* (load balancer IP, NodePort)
+    entry_chain: str  # KUBE-SVC-*/service-* (ClusterIP) or KUBE-EXT-*/external-* (load balancer IP, NodePort)
     svc_chain: str
     seps: list[SepEntry]
+    numgen: dict[str, Any] | None = None  # nftables: {"mod": n, "offset": o, "indexes": {i: chain}}
 
 
 # -- parsers (pure) ---------------------------------------------------------------------------
@@ -281,24 +284,306 @@ def service_path(chains: dict[str, list[Rule]], ip: str, port: int) -> ServicePa
     KUBE-SEP with their probabilities and DNAT destinations. None if KUBE-SERVICES has no rule for it."""
     entry = next((r for r in chains.get("KUBE-SERVICES", []) if r.option("-d") == f"{ip}/32"
                   and r.option("--dport") == str(port)), None)
-    if entry is None:
-        return None
-    svc = entry.target
+    return _iptables_path(chains, entry.target) if entry else None
+
+
+def _iptables_path(chains: dict[str, list[Rule]], entry: str) -> ServicePath:
+    svc = entry
     if svc.startswith("KUBE-EXT-"):
         # the external chain marks for masquerade (policy Cluster), then jumps to the service chain
         jumps = [r.target for r in chains.get(svc, []) if r.target.startswith(("KUBE-SVC-", "KUBE-SVL-"))]
         svc = jumps[-1] if jumps else svc
     seps = []
+    left = 1.0  # the chance that a connection gets as far as the next rule
     for rule in chains.get(svc, []):
         if not rule.target.startswith("KUBE-SEP-"):
             continue
         probability = rule.option("--probability")
+        taken = float(probability) if probability else 1.0
         dnat = [r for r in chains.get(rule.target, []) if r.target == "DNAT"]
         seps.append(SepEntry(chain=rule.target, probability=float(probability) if probability else None,
                              destinations=[r.option("--to-destination") or "" for r in dnat],
                              dnat_packets=sum(r.packets or 0 for r in dnat) if any(
-                                 r.packets is not None for r in dnat) else None))
-    return ServicePath(entry_chain=entry.target, svc_chain=svc, seps=seps)
+                                 r.packets is not None for r in dnat) else None, share=left * taken))
+        left *= 1.0 - taken
+    return ServicePath(entry_chain=entry, svc_chain=svc, seps=seps)
+
+
+def parse_iptables_tables(text: str) -> dict[str, dict[str, list[Rule]]]:
+    """Table -> chain -> its rules, from a whole `iptables-save` (each *TABLE section apart:
+    KUBE-SERVICES is a chain of both the nat and the filter table)."""
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), [])
+        elif current is not None and line != "COMMIT":
+            current.append(line)
+    return {name: parse_iptables_save("\n".join(lines)) for name, lines in tables.items()}
+
+
+# -- kube-proxy's rules in either mode -------------------------------------------------------------
+
+class KubeProxyRules:
+    """kube-proxy's rules on one node, as the verifier and `podpath trace` ask them, whichever
+    mode wrote them: where a Service address leads (its chains, each endpoint's share and DNAT),
+    where a NodePort enters, whether a new connection to an address is rejected, and which
+    mark is masqueraded."""
+
+    mode = ""
+    mark_chain = ""  # the chain that marks a packet for masquerade
+
+    def service_path(self, ip: str, port: int) -> ServicePath | None:
+        raise NotImplementedError
+
+    def node_port_path(self, port: int) -> ServicePath | None:
+        raise NotImplementedError
+
+    def chain_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def rejects(self, ip: str, port: int) -> str | None:
+        """How a new TCP connection to IP:PORT is rejected (its way through the rules), or None."""
+        raise NotImplementedError
+
+    def masquerade(self) -> tuple[int | None, int | None, str]:
+        """(the mark mark_chain sets, the mark postrouting masquerades, how), None where missing."""
+        raise NotImplementedError
+
+    def marks(self, chain: str) -> bool:
+        """Whether every packet through CHAIN is marked for masquerade (an unconditional jump)."""
+        raise NotImplementedError
+
+
+def _hex(text: str | None) -> int | None:
+    try:
+        return int(text, 0) if text else None
+    except ValueError:
+        return None
+
+
+class IptablesRules(KubeProxyRules):
+    """From a whole `iptables-save` (nat and filter tables)."""
+
+    mode = "iptables"
+    mark_chain = "KUBE-MARK-MASQ"
+
+    def __init__(self, text: str):
+        self.tables = parse_iptables_tables(text)
+        self.nat = self.tables.get("nat", {})
+        self.filter = self.tables.get("filter", {})
+
+    def service_path(self, ip: str, port: int) -> ServicePath | None:
+        return service_path(self.nat, ip, port)
+
+    def node_port_path(self, port: int) -> ServicePath | None:
+        entry = next((r for r in self.nat.get("KUBE-NODEPORTS", []) if r.option("--dport") == str(port)), None)
+        return _iptables_path(self.nat, entry.target) if entry else None
+
+    def chain_names(self) -> list[str]:
+        return sorted(set(self.nat) | set(self.filter))
+
+    def rejects(self, ip: str, port: int) -> str | None:
+        rule = next((r for r in self.filter.get("KUBE-SERVICES", []) if r.target == "REJECT"
+                     and r.option("-d") == f"{ip}/32" and r.option("--dport") == str(port)), None)
+        hooks = [hook for hook in ("FORWARD", "OUTPUT")
+                 if any(r.target == "KUBE-SERVICES" for r in self.filter.get(hook, []))]
+        if rule is None or len(hooks) < 2:
+            return None
+        return (f"filter {'/'.join(hooks)} -> KUBE-SERVICES -> REJECT "
+                f"{rule.option('--reject-with') or ''}".rstrip())
+
+    def masquerade(self) -> tuple[int | None, int | None, str]:
+        sets = [r.option("--set-xmark") for r in self.nat.get(self.mark_chain, []) if r.target == "MARK"]
+        set_mark = _hex(sets[0].split("/")[0]) if sets else None
+        post = self.nat.get("KUBE-POSTROUTING", [])
+        hooked = any(r.target == "KUBE-POSTROUTING" for r in self.nat.get("POSTROUTING", []))
+        skip = next((r for r in post if r.target == "RETURN" and "!" in r.words and "--mark" in r.words), None)
+        masq = any(r.target == "MASQUERADE" for r in post)
+        masq_mark = _hex(skip.option("--mark").split("/")[0]) if hooked and skip and masq else None
+        return set_mark, masq_mark, "nat POSTROUTING -> KUBE-POSTROUTING -> MASQUERADE"
+
+    def marks(self, chain: str) -> bool:
+        for rule in self.nat.get(chain, []):
+            words = [w for i, w in enumerate(rule.words) if w not in ("-m", "comment", "--comment")
+                     and not (i and rule.words[i - 1] == "--comment")]
+            if words == ["-j", self.mark_chain]:
+                return True
+        return False
+
+
+def _nft_value(value: Any) -> str:
+    if isinstance(value, dict) and "prefix" in value:
+        return f"{value['prefix']['addr']}/{value['prefix']['len']}"
+    return str(value)
+
+
+def _nft_key(key: Any) -> tuple[str, ...]:
+    if isinstance(key, dict) and "elem" in key:  # an element with a comment
+        key = key["elem"].get("val")
+    if isinstance(key, dict) and "concat" in key:
+        return tuple(_nft_value(v) for v in key["concat"])
+    return (_nft_value(key),)
+
+
+def _nft_verdict(data: Any) -> tuple[str, str | None]:
+    """("goto", chain), ("jump", chain), ("drop", None), ..."""
+    if isinstance(data, dict) and data:
+        kind, arg = next(iter(data.items()))
+        return kind, (arg or {}).get("target") if isinstance(arg, dict) else None
+    return str(data), None
+
+
+class NftablesRules(KubeProxyRules):
+    """From `nft -j list table ip kube-proxy`: its chains (with their hooks), maps and sets."""
+
+    mode = "nftables"
+    mark_chain = "mark-for-masquerade"
+
+    def __init__(self, text: str, what: str = "nft -j list table ip kube-proxy"):
+        data = parse_json(text, what)
+        if not isinstance(data, dict) or not isinstance(data.get("nftables"), list):
+            raise ProbeError(f"{what}: expected nft's JSON ({{\"nftables\": [...]}})")
+        self.chains: dict[str, list[list[dict]]] = {}  # chain -> its rules' expressions, in order
+        self.comments: dict[str, list[str | None]] = {}
+        self.hooks: dict[str, tuple[str, str, int]] = {}  # base chain -> (type, hook, priority)
+        self.maps: dict[str, dict[tuple[str, ...], tuple[str, str | None]]] = {}
+        self.sets: dict[str, list[str]] = {}
+        for obj in data["nftables"]:
+            if not isinstance(obj, dict):
+                continue
+            if "chain" in obj:
+                chain = obj["chain"]
+                self.chains.setdefault(chain["name"], [])
+                self.comments.setdefault(chain["name"], [])
+                if chain.get("hook"):
+                    self.hooks[chain["name"]] = (chain.get("type", ""), chain["hook"], int(chain.get("prio", 0)))
+            elif "rule" in obj:
+                rule = obj["rule"]
+                self.chains.setdefault(rule["chain"], []).append(rule.get("expr") or [])
+                self.comments.setdefault(rule["chain"], []).append(rule.get("comment"))
+            elif "map" in obj:
+                found = self.maps.setdefault(obj["map"]["name"], {})
+                for key, verdict in obj["map"].get("elem") or []:
+                    found[_nft_key(key)] = _nft_verdict(verdict)
+            elif "set" in obj:
+                self.sets[obj["set"]["name"]] = [_nft_key(e)[0] for e in obj["set"].get("elem") or []]
+
+    def _resolve(self, verdict: tuple[str, str | None] | None) -> ServicePath | None:
+        if not verdict or verdict[0] not in ("goto", "jump") or not verdict[1]:
+            return None
+        entry = svc = verdict[1]
+        if entry.startswith("external-"):
+            # marks (policy Cluster) or short-circuits some sources (Local), then goes to the policy chain
+            last = [self._verdict_of(expr) for expr in self.chains.get(entry, []) if len(expr) == 1]
+            policy = [target for kind, target in last if kind in ("goto", "jump") and target != self.mark_chain]
+            svc = policy[-1] if policy else entry
+        path = ServicePath(entry_chain=entry, svc_chain=svc, seps=[])
+        for expr in self.chains.get(svc, []):
+            pick = next((e["vmap"] for e in expr if isinstance(e, dict) and "vmap" in e
+                         and isinstance(e["vmap"].get("key"), dict) and "numgen" in e["vmap"]["key"]), None)
+            if pick is None:
+                continue
+            numgen = pick["key"]["numgen"]
+            indexes = {int(i): _nft_verdict(v)[1] for i, v in (pick.get("data") or {}).get("set", [])}
+            mod = int(numgen.get("mod", 0)) or 1
+            path.numgen = {"mode": numgen.get("mode"), "mod": mod, "offset": int(numgen.get("offset", 0)),
+                           "indexes": indexes}
+            for chain in dict.fromkeys(indexes.values()):
+                share = sum(1 for i, c in indexes.items() if c == chain and 0 <= i - path.numgen["offset"] < mod)
+                path.seps.append(SepEntry(chain=chain, probability=None, destinations=self._dnat(chain),
+                                          share=share / mod))
+            break
+        return path
+
+    @staticmethod
+    def _verdict_of(expr: list[dict]) -> tuple[str, str | None]:
+        return _nft_verdict(expr[0]) if expr else ("", None)
+
+    def _dnat(self, chain: str) -> list[str]:
+        found = []
+        for expr in self.chains.get(chain, []):
+            for e in expr:
+                if isinstance(e, dict) and "dnat" in e:
+                    found.append(f"{e['dnat'].get('addr')}:{e['dnat'].get('port')}")
+        return found
+
+    def service_path(self, ip: str, port: int) -> ServicePath | None:
+        return self._resolve(self.maps.get("service-ips", {}).get((ip, "tcp", str(port))))
+
+    def node_port_path(self, port: int) -> ServicePath | None:
+        return self._resolve(self.maps.get("service-nodeports", {}).get(("tcp", str(port))))
+
+    def chain_names(self) -> list[str]:
+        return sorted(self.chains)
+
+    def _jumps_to(self, chain: str, target: str) -> bool:
+        return any(self._verdict_of(expr[-1:]) in (("jump", target), ("goto", target))
+                   for expr in self.chains.get(chain, []))
+
+    def _base_chains(self, type_: str, hook: str) -> list[str]:
+        return [name for name, (t, h, _) in self.hooks.items() if t == type_ and h == hook]
+
+    def rejects(self, ip: str, port: int) -> str | None:
+        kind, chain = self.maps.get("no-endpoint-services", {}).get((ip, "tcp", str(port)), ("", None))
+        if kind not in ("goto", "jump") or not any("reject" in e for expr in self.chains.get(chain, [])
+                                                   for e in expr if isinstance(e, dict)):
+            return None
+        looks = [name for name, exprs in self.chains.items() for expr in exprs if any(
+            isinstance(e, dict) and e.get("vmap", {}).get("data") == "@no-endpoint-services" for e in expr)]
+        hooked = [hook for hook in ("forward", "output")
+                  if any(self._jumps_to(base, check) for base in self._base_chains("filter", hook) for check in looks)]
+        if len(hooked) < 2:
+            return None
+        return f"filter {'/'.join(hooked)} -> {'/'.join(looks)} -> @no-endpoint-services -> {chain}: reject"
+
+    def masquerade(self) -> tuple[int | None, int | None, str]:
+        set_mark = None
+        for expr in self.chains.get(self.mark_chain, []):
+            for e in expr:
+                value = e.get("mangle", {}).get("value") if isinstance(e, dict) else None
+                if isinstance(value, dict) and "|" in value:
+                    set_mark = next((v for v in value["|"] if isinstance(v, int)), None)
+        masq_mark, how = None, "no postrouting chain masquerades"
+        for base in self._base_chains("nat", "postrouting"):
+            for expr in self.chains.get(base, []):
+                kind, target = self._verdict_of(expr[-1:])
+                rules = self.chains.get(target or "", [])
+                skip = next((e["match"]["left"]["&"] for r in rules for e in r if isinstance(e, dict)
+                             and isinstance(e.get("match", {}).get("left"), dict) and "&" in e["match"]["left"]
+                             and e["match"].get("right") == 0 and any("return" in x for x in r if isinstance(x, dict))),
+                            None)
+                masq = any("masquerade" in e for r in rules for e in r if isinstance(e, dict))
+                if kind in ("jump", "goto") and skip and masq:
+                    masq_mark = next((v for v in skip if isinstance(v, int)), None)
+                    how = f"{base} (postrouting) -> {target} -> masquerade"
+        return set_mark, masq_mark, how
+
+    def marks(self, chain: str) -> bool:
+        return any(expr == [{"jump": {"target": self.mark_chain}}] for expr in self.chains.get(chain, []))
+
+
+def kube_proxy_rules(mode: str, text: str, what: str = "kube-proxy's rules") -> KubeProxyRules:
+    """kube-proxy's rules of MODE from TEXT: a whole iptables-save, or nft -j list table ip kube-proxy."""
+    if mode == "nftables":
+        return NftablesRules(text, what)
+    if mode == "iptables":
+        return IptablesRules(text)
+    raise ProbeError(f"{what}: kube-proxy mode {mode!r} is not one the verifier reads (iptables, nftables)")
+
+
+def parse_conntrack(text: str) -> list[dict[str, str]]:
+    """Each TCP entry of `conntrack -L`: its original and reply src, dst, sport, dport."""
+    entries = []
+    for line in text.splitlines():
+        if not line.startswith("tcp"):
+            continue
+        pairs = re.findall(r"\b(src|dst|sport|dport)=(\S+)", line)
+        half = len(pairs) // 2
+        entry = {f"orig_{k}": v for k, v in pairs[:half]}
+        entry.update({f"reply_{k}": v for k, v in pairs[half:]})
+        entries.append(entry)
+    return entries
 
 
 _MAC = re.compile(r"((?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})")

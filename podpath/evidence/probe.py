@@ -25,7 +25,8 @@ from typing import Callable
 from podpath.evidence import status as lab_status
 from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PlanFacts, PodRef,
                                   ProbeError, Result, ServiceView)
-from podpath.evidence.parsers import CURL_ERRORS, parse_http, parse_lsns, parse_mountinfo_nsfs
+from podpath.evidence.parsers import (CURL_ERRORS, KubeProxyRules, kube_proxy_rules, parse_http, parse_lsns,
+                                      parse_mountinfo_nsfs)
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.model.plan import Plan, Pod, build
 
@@ -34,6 +35,8 @@ __all__ = ["CURL_ERRORS", "Http", "NetnsLab", "Result", "local_runner", "neighbo
            "pod_refs", "testinfra_runner"]
 
 NETNS_DIR = "/var/run/netns"
+# What shows kube-proxy's rules on a node, per mode (a whole iptables-save: the nat and filter tables).
+KUBE_PROXY_RULES = {"iptables": ["iptables-save"], "nftables": ["nft", "-j", "list", "table", "ip", "kube-proxy"]}
 
 Runner = Callable[[list[str]], Result]
 
@@ -385,6 +388,16 @@ class NetnsLab(PlanFacts):
         if not out.ok:
             raise ProbeError(f"{self.node_command(node, ['iptables-save', '-t', 'nat'])} failed: {out.stderr.strip()}")
         return "iptables-save", out.stdout
+
+    def kube_proxy_rules(self, node: str) -> tuple[str, KubeProxyRules]:
+        """(the command, what it showed) of kube-proxy's rules on NODE, in the lab's mode: the
+        whole iptables-save, or nft's JSON of the table ip kube-proxy."""
+        argv = KUBE_PROXY_RULES[self.kube_proxy_mode()]
+        shown = self.node_command(node, argv)
+        out = self.exec_in(self.node_netns(node), argv)
+        if not out.ok:
+            raise ProbeError(f"{shown} failed: {out.stderr.strip()}")
+        return shown, kube_proxy_rules(self.kube_proxy_mode(), out.stdout, f"node {node}: {shown}")
 
     # -- scenarios 13-17 and 19
     def node_addresses(self, node: str) -> list[tuple[str, str]]:

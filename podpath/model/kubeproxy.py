@@ -347,7 +347,8 @@ NFT_SETS = (  # (set or map, name, type, comment)
     ("set", "cluster-ips", "ipv4_addr", "Active ClusterIPs"),
     ("set", "nodeport-ips", "ipv4_addr", "IPs that accept NodePort traffic"),
     ("map", "firewall-ips", _ADDR_MAP, "destinations that are subject to LoadBalancerSourceRanges"),
-    ("map", "no-endpoint-nodeports", _PORT_MAP, "vmap to drop or reject packets to service nodeports with no endpoints"),
+    ("map", "no-endpoint-nodeports", _PORT_MAP,
+     "vmap to drop or reject packets to service nodeports with no endpoints"),
     ("map", "no-endpoint-services", _ADDR_MAP, "vmap to drop or reject packets to services with no endpoints"),
     ("map", "service-ips", _ADDR_MAP, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
     ("map", "service-nodeports", _PORT_MAP, "NodePort traffic"),
@@ -369,7 +370,8 @@ def nftables_rules(node_inputs: NodeInputs) -> str:
             for name, type_, hook, priority in NFT_BASE_CHAINS]
     regular = dict.fromkeys([dst for dst, _, _ in NFT_JUMPS] + ["mark-for-masquerade"])
     out += [f"add chain {t} {name}" for name in regular]
-    out.append(f'add chain {t} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}')
+    out.append(f'add chain {t} reject-chain {{ comment "helper for @no-endpoint-services / '
+               '@no-endpoint-nodeports" ; }')
     out += [f"add rule {t} {src} {match + ' ' if match else ''}jump {dst}" for dst, src, match in NFT_JUMPS]
     out += [f"add rule {t} mark-for-masquerade mark set mark or {NFT_MASQ_MARK}",
             f"add rule {t} masquerading mark and {NFT_MASQ_MARK} == 0 return",

@@ -243,7 +243,45 @@ def test_the_plays_plan_step_refuses_a_bad_topology_naming_the_value(default_top
     assert str(err.value).startswith(topology_mod.REFUSED)
     assert "10.0.0.200" in str(err.value)
     planned = plugin.podpath_plan(copy.deepcopy(default_topology), "podpath", "/usr/bin/python3")
-    assert set(planned) == {"netns", "iptables", "containers"}
+    assert set(planned) == {"netns", "kube_proxy", "containers"}
+    assert planned["kube_proxy"]["mode"] == "iptables", "the article's mode when the topology names none"
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_kube_proxy_mode_is_the_topologys(default_topology, mode):
+    from podpath.model import plan as plan_mod
+
+    topo = copy.deepcopy(default_topology)
+    topo["kube_proxy"] = {"mode": mode}
+    topology_mod.validate(topo)
+    assert plan_mod.build(topo, "podpath").kube_proxy_mode == mode
+
+
+def test_kube_proxy_mode_is_iptables_when_the_topology_names_none(default_topology):
+    from podpath.model import plan as plan_mod
+
+    topo = copy.deepcopy(default_topology)
+    topo.pop("kube_proxy", None)
+    topology_mod.validate(topo)
+    assert plan_mod.build(topo, "podpath").kube_proxy_mode == "iptables"
+
+
+@pytest.mark.parametrize("mode", ["ipvs", "nft", "IPTABLES", "", 3])
+def test_a_kube_proxy_mode_the_lab_does_not_build_is_refused_naming_the_value_and_the_choices(default_topology, mode):
+    topo = copy.deepcopy(default_topology)
+    topo["kube_proxy"] = {"mode": mode}
+    with pytest.raises(topology_mod.TopologyError) as err:
+        topology_mod.validate(topo)
+    message = str(err.value)
+    assert "kube_proxy.mode" in message and repr(mode) in message
+    assert "iptables" in message and "nftables" in message
+
+
+def test_kube_proxy_takes_no_other_key(default_topology):
+    topo = copy.deepcopy(default_topology)
+    topo["kube_proxy"] = {"mode": "nftables", "masquerade_all": True}
+    with pytest.raises(topology_mod.TopologyError, match="masquerade_all"):
+        topology_mod.validate(topo)
 
 
 @pytest.mark.parametrize("network, band", [
