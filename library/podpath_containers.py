@@ -271,9 +271,38 @@ def running(record, lab, group, name):
     if not lab_process(pid, lab, container_role(group, name), record.get("start")):
         return False
     try:
-        return os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat(netns_path(record["netns"])).st_ino
+        if os.stat("/proc/%d/ns/net" % pid).st_ino != os.stat(netns_path(record["netns"])).st_ino:
+            return False
     except OSError:
         return False
+    return not frozen(pid)
+
+
+# The runtime's own programs, between a container's record and the container's first process.
+LAUNCHERS = ("nsenter", "unshare", "podpath-shim")
+
+
+def frozen(pid):
+    """The container's first process (below the runtime's nsenter and unshare, which may be
+    stopped while they wait) is stopped by SIGSTOP: it does its work no more and never exits,
+    so only a restart brings the container back. A process stopped by a debugger (state t)
+    is left alone."""
+    for _depth in range(8):
+        try:
+            with open("/proc/%d/comm" % pid) as handle:
+                launcher = handle.read().strip() in LAUNCHERS
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+                kids = handle.read().split()
+            with open("/proc/%d/stat" % pid) as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if not launcher:
+            return state == "T"
+        if len(kids) != 1:
+            return False
+        pid = int(kids[0])
+    return False
 
 
 def listening_ports(pid):

@@ -141,15 +141,25 @@ def stopped_controller(lab: NetnsLab) -> str:
 
 
 def stopped_election(lab: NetnsLab) -> str:
-    for pod in [p for p in lab.pods() if p.app == "ingress-nginx"]:
-        pid = lab.container_pid(pod.name, "leader-election")
+    """SIGSTOP the controller process of every controller pod: the election lives in that
+    process (as in ingress-nginx), nginx is its child and serves on. Nobody renews the lease,
+    and a frozen holder cannot release it: it runs out after its duration."""
+    frozen = []
+    for pod in lab.plan.ingress_pods:
+        pid = lab.container_pid(pod.name, "controller")
         if pid:
-            os.kill(pid, signal.SIGKILL)
-    # killed, they cannot release the lease: it expires after its duration
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(f"{pod.name} (pid {pid})")
+    if not frozen:
+        raise RuntimeError("no ingress controller is running: the lab is not up")
     lease = lab.lease() or {}
-    time.sleep(max(0.0, float(lease.get("renewTime", 0)) + float(lease.get("leaseDurationSeconds", 0)) - time.time())
-               + 0.2)
-    return "killed the leader-election container of every controller"
+    try:
+        left = float(lease.get("renewTime", 0)) + float(lease.get("leaseDurationSeconds", 0)) - time.time()
+    except (TypeError, ValueError):
+        left = 0.0
+    time.sleep(max(0.0, left) + 0.2)
+    return (f"froze (SIGSTOP) the controller process of {', '.join(frozen)}: their nginx serves on, but the "
+            "process that renews the lease is stopped")
 
 
 def arp_replies_dropped(lab: NetnsLab) -> str:
@@ -264,10 +274,11 @@ def _controller_hint(plan: Plan, _announcer: str | None) -> Hint:
 
 
 def _election_hint(plan: Plan, _announcer: str | None) -> Hint:
-    pods = ", ".join(f"{p.name} on {p.node}" for p in plan.ingress_pods)
-    return Hint(f"scenario 16: no controller holds the leader lease {plan.election_id} any more",
-                f"the leader lease ({lease_path(plan)}) and the leader-election container of each controller "
-                f"pod: {pods}")
+    pods = ", ".join(f"{p.name} on {p.node} (netns {p.netns})" for p in plan.ingress_pods)
+    return Hint(f"scenario 16: no controller holds the leader lease {plan.election_id} any more, though all of them "
+                "still answer requests",
+                f"the leader lease ({lease_path(plan)}) and, in each controller pod, the controller's own process "
+                f"(the first of its container, nginx's parent), which takes part in the election: {pods}")
 
 
 def _arp_hint(plan: Plan, node: str | None) -> Hint:
@@ -334,9 +345,10 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
     Fault("controller", "an ingress controller stopped", 16, stopped_controller,
           ("podpath status", "curl -H 'Host: demo.lab.local' http://<controller pod ip>/ from a node"),
           _controller_hint, ("stopped",)),
-    Fault("election", "no controller renews the leader lease", 16, stopped_election,
-          ("podpath status", "cat /run/podpath/<lab>/leases/ingress-nginx/ingress-nginx-leader.json"),
-          _election_hint, ("renew",)),
+    Fault("election", "every controller is frozen (SIGSTOP): nobody renews the leader lease", 16, stopped_election,
+          ("podpath status", "cat /run/podpath/<lab>/leases/ingress-nginx/ingress-nginx-leader.json",
+           "ps -o pid,stat,args -p <controller pid>"),
+          _election_hint, ("every", "frozen", "sigstop", "nobody", "renew")),
     Fault("arp", "the announcing node drops its own ARP answers (an nftables rule on eth1)", 13, arp_replies_dropped,
           ("ip netns exec <lab>-client arping -c 3 -i eth0 <MetalLB IP>",
            "ip netns exec <lab>-<node> nft list ruleset"),
