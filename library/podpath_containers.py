@@ -15,9 +15,9 @@ description:
     network namespace, like a C(hostNetwork) pod such as MetalLB's speaker.
   - Marks each container's process with its lab, group and name (the environment variables
     E(PODPATH_OWNER) and E(PODPATH_ROLE), which its children inherit) and records it by pid
-    and start time under C(/run/podpath/<lab>/); restarts it when it is not running or when
-    its command or one of its files changed, and waits until the ports it should listen on
-    are listening.
+    and start time under C(/run/podpath/<lab>/); restarts it when it is not running, when
+    its first process is stopped (SIGSTOP) or when its command or one of its files changed,
+    and waits until the ports it should listen on are listening.
   - The record is a cache of the marks. A process is taken as the container only while it
     carries that container's mark and started when the record says, and is signalled only
     after that check. A missing or broken record is rebuilt from the marks; a container
