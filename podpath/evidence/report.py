@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from podpath.evidence.scenarios import LOOK, SCENARIOS
+from podpath.evidence.scenarios import SCENARIOS, look
 
 # How much of a failed check's message the report shows: its evidence, not a traceback.
 EVIDENCE_CHARS = 300
@@ -17,11 +17,13 @@ EVIDENCE_CHARS = 300
 
 class ScenarioReport:
     """KIND is netns or cluster; FILL gives the values of the placeholders in the commands a
-    failure suggests ({lab}, {nodes}, <MetalLB address>, <ingress host>)."""
+    failure suggests ({lab}, {nodes}, <MetalLB address>, <ingress host>); MODE is kube-proxy's
+    (iptables or nftables), whose rules the commands of its hops show."""
 
-    def __init__(self, kind: str = "netns", fill: dict[str, str] | None = None):
+    def __init__(self, kind: str = "netns", fill: dict[str, str] | None = None, mode: str = "iptables"):
         self.kind = kind
         self.fill = fill or {}
+        self.mode = mode
         self.scenario_of: dict[str, int] = {}
         self.outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
         self.deselected: set[int] = set()
@@ -93,7 +95,7 @@ class ScenarioReport:
         return out + ["", summary]
 
     def next_command(self, number: int) -> str:
-        hop, netns, cluster = LOOK[number]
+        hop, netns, cluster = look(number, self.mode)
         command = netns if self.kind == "netns" else cluster
         for placeholder, value in self.fill.items():
             command = command.replace(placeholder, value)
@@ -102,7 +104,7 @@ class ScenarioReport:
     def failure_lines(self, number: int, bad: list[tuple[str, str, str]]) -> list[str]:
         """A failed scenario in a few lines: the hop, each failed check with its evidence (at
         most three), and the command that shows that hop."""
-        lines = [f"           hop:      {LOOK[number][0]}"]
+        lines = [f"           hop:      {look(number, self.mode)[0]}"]
         for name, _, message in bad[:3]:
             evidence = message if len(message) <= EVIDENCE_CHARS else message[:EVIDENCE_CHARS - 3] + "..."
             lines.append(f"           check:    {name}")

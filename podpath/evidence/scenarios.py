@@ -21,7 +21,8 @@ SCENARIOS: dict[int, str] = {
     9: "a pod reaches itself through its own Service (hairpin)",
     10: "NodePort on the local node and on a remote node",
     11: "a Service with no endpoints rejects the connection",
-    12: "kube-proxy chains KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP with probabilities 1/n, 1/(n-1), ...",
+    12: "kube-proxy sends each Service address to its endpoints, each with the same chance (iptables: "
+        "KUBE-SVC -> KUBE-SEP with probabilities 1/n, 1/(n-1), ...; nftables: numgen random mod n)",
     13: "exactly one node answers ARP for the MetalLB IP, and it is the elected one",
     14: "the MetalLB IP moves to another node when the announcing node fails",
     15: "client -> MetalLB IP -> ingress: all controllers serve over repeated requests",
@@ -95,3 +96,34 @@ LOOK: dict[int, tuple[str, str, str]] = {
          "podpath trace --lab {lab}",
          "pytest --hosts=ansible://all tests/verify -m 'scenario(19)'"),
 }
+
+
+# The scenarios whose hop is kube-proxy's rules, in nftables mode (the topology's
+# kube_proxy.mode): the same hops, in the table ip kube-proxy. The others are the same in both modes.
+LOOK_NFTABLES: dict[int, tuple[str, str, str]] = {
+    7: ("pod -> ClusterIP: kube-proxy's DNAT, through the map service-ips",
+        "ip netns exec {lab}-<node> nft list map ip kube-proxy service-ips",
+        "vagrant ssh <node> -c 'sudo nft list map ip kube-proxy service-ips'"),
+    8: ("node -> ClusterIP: the chain nat-output (hook output)",
+        "ip netns exec {lab}-<node> nft list chain ip kube-proxy nat-output",
+        "vagrant ssh <node> -c 'sudo nft list chain ip kube-proxy nat-output'"),
+    10: ("NodePort: the map service-nodeports",
+         "ip netns exec {lab}-<node> nft list map ip kube-proxy service-nodeports",
+         "vagrant ssh <node> -c 'sudo nft list map ip kube-proxy service-nodeports'"),
+    11: ("a Service without endpoints: the map no-endpoint-services and reject-chain",
+         "for n in {nodes}; do ip netns exec {lab}-$n nft list map ip kube-proxy no-endpoint-services; done",
+         "vagrant ssh <node> -c 'sudo nft list map ip kube-proxy no-endpoint-services'"),
+    12: ("kube-proxy's chains and each endpoint's chance",
+         "ip netns exec {lab}-<node> nft list table ip kube-proxy | grep -E 'numgen|dnat'",
+         "vagrant ssh <node> -c 'sudo nft list table ip kube-proxy | grep -E \"numgen|dnat\"'"),
+    18: ("the source address each hop sees (SNAT)",
+         "ip netns exec {lab}-<node> nft list chain ip kube-proxy masquerading",
+         "vagrant ssh <node> -c 'sudo nft list chain ip kube-proxy masquerading'"),
+}
+
+
+def look(number: int, mode: str = "iptables") -> tuple[str, str, str]:
+    """Where scenario NUMBER looks, and the commands that show it, for kube-proxy's MODE."""
+    if mode == "nftables" and number in LOOK_NFTABLES:
+        return LOOK_NFTABLES[number]
+    return LOOK[number]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podpath.evidence.report import EVIDENCE_CHARS, ScenarioReport
-from podpath.evidence.scenarios import LOOK, SCENARIOS
+from podpath.evidence.scenarios import LOOK, LOOK_NFTABLES, SCENARIOS
 
 FILL = {"{lab}": "stu1", "{nodes}": "cp1 worker1 worker2", "<MetalLB address>": "192.168.56.200",
         "<ingress host>": "demo.lab.local"}
@@ -52,3 +52,17 @@ def test_a_passing_scenario_has_no_failure_lines():
 
 def test_a_run_that_checked_nothing_does_not_say_all_passed():
     assert ScenarioReport("netns", FILL).lines()[-1].endswith("no check ran")
+
+
+@pytest.mark.parametrize("number", sorted(LOOK_NFTABLES))
+def test_in_nftables_mode_kube_proxys_hops_are_shown_with_nft(number):
+    """A lab whose topology says kube_proxy.mode: nftables has no KUBE-* chains to grep: the
+    commands of kube-proxy's hops list the table ip kube-proxy instead."""
+    for kind in ("netns", "cluster"):
+        report = ScenarioReport(kind, FILL, "nftables")
+        command = report.next_command(number)
+        assert "nft list" in command and "kube-proxy" in command and "iptables" not in command, command
+        assert report.failure_lines(number, [("t", "failed", "x")])[0].split()[1:] == LOOK_NFTABLES[number][0].split()
+    assert ScenarioReport("netns", FILL).next_command(number) == ScenarioReport("netns", FILL, "iptables").next_command(
+        number), "iptables, the default mode, keeps the iptables commands"
+    assert "iptables" in ScenarioReport("netns", FILL).next_command(number)

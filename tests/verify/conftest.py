@@ -38,7 +38,8 @@ def pytest_configure(config):
         fill = {"{lab}": config.getoption("lab"), "{nodes}": " ".join(node.name for node in plan.nodes),
                 "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>",
                 "<ingress host>": plan.ingress_host}
-        config.pluginmanager.register(ScenarioReport(lab_kind(config), fill), "podpath-scenarios")
+        config.pluginmanager.register(ScenarioReport(lab_kind(config), fill, plan.kube_proxy_mode),
+                                      "podpath-scenarios")
 
 
 def lab_kind(config) -> str:
