@@ -1,8 +1,9 @@
 """The processes of the netns lab: what each container runs and the files it reads.
 
-Returns, per group (workloads, ingress, metallb), the `files` and `containers`
-arguments of the podpath_containers module. Configuration is rendered from the
-templates beside this file.
+Returns, per group (workloads, ingress, kube-proxy, metallb), the `files` and `containers`
+arguments of the podpath_containers module. The kube-proxy group runs one process per node
+that plays the kubelet's part (its pods' readiness) and kube-proxy's part (its rules).
+Configuration is rendered from the templates beside this file.
 """
 from __future__ import annotations
 
@@ -42,6 +43,55 @@ def lease_path(plan: Plan) -> str:
 
 def speaker_status_path(lab: str, node: str) -> str:
     return f"{labdir.lab_dir(lab)}/metallb/{node}.json"
+
+
+def endpoints_dir(lab: str) -> str:
+    """Where each node publishes its pods' readiness (the kubelet's part of its node process),
+    one file per node, and every node's kube-proxy part reads it: the EndpointSlices' place."""
+    return f"{labdir.lab_dir(lab)}/endpoints"
+
+
+def endpoints_path(lab: str, node: str) -> str:
+    return f"{endpoints_dir(lab)}/{node}.json"
+
+
+def container_status_path(lab: str, group: str, name: str) -> str:
+    """The file where the process that started container NAME (of GROUP) writes its state."""
+    made = getattr(labdir.lab, "container_status_path", None)
+    if made is not None:
+        return made(lab, group, name)
+    return f"{labdir.lab_dir(lab)}/status/{group}/{name.replace('/', '_')}.json"
+
+
+def readiness_probe(pod: Pod, container: str) -> dict[str, Any] | None:
+    """The readinessProbe of CONTAINER of POD, with Kubernetes' field names, as the cluster lab's
+    manifests declare it (what they leave out takes Kubernetes' defaults); None: it has none."""
+    if pod.app == "echo" and container == "echo":
+        # roles/cluster_workloads/templates/echo.yaml.j2: the echo container's port, every 2 s
+        return {"tcpSocket": {"port": pod.port}, "periodSeconds": 2}
+    if pod.app == "ingress-nginx" and container == "controller":
+        # ingress-nginx's own Deployment (its deploy.yaml, which the cluster lab applies)
+        return {"httpGet": {"path": "/healthz", "port": 10254}, "initialDelaySeconds": 10, "periodSeconds": 10,
+                "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3}
+    return None
+
+
+def kubelet_inputs(plan: Plan, node: str, pods: dict[str, Pod], containers: list[tuple[str, dict]]) -> dict[str, Any]:
+    """What the kubelet's part of NODE's process reads: the node's pods with their containers
+    (CONTAINERS: (group, podpath_containers entry) of the lab), each container's status file
+    and readinessProbe, and the file it publishes the pods' readiness to."""
+    mine: dict[str, dict[str, Any]] = {}
+    for group, c in containers:
+        pod_name, name = c["name"].split("/", 1)
+        pod = pods[pod_name]
+        if pod.node != node:
+            continue
+        entry = mine.setdefault(pod.name, {"name": pod.name, "namespace": pod.namespace, "ip": pod.ip,
+                                           "containers": []})
+        entry["containers"].append({"name": name, "group": group,
+                                    "status": container_status_path(plan.lab, group, c["name"]),
+                                    "readinessProbe": readiness_probe(pod, name)})
+    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "pods": list(mine.values())}
 
 
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:
@@ -94,13 +144,20 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
         groups["metallb"]["containers"].append(
             {"name": f"metallb-speaker-{node.name}/speaker", "netns": node.netns, "isolate": False,
              "argv": [python, "-m", "podpath.runtime.speaker", path], "files": [path], "listen": []})
+    # one process per node plays the kubelet's part and kube-proxy's part (podpath.runtime.proxier)
+    pods = {pod.name: pod for pod in plan.pods}
+    containers = [(group, c) for group in ("workloads", "ingress") for c in groups[group]["containers"]]
     for node in plan.nodes:
         path = f"{labdir.lab_dir(plan.lab)}/kube-proxy/{node.name}.conf"
         # the node's own inputs (its Services' ports and endpoints), not the lab's topology
         config = kubeproxy.inputs(plan, node.name).to_json()
-        groups["kube-proxy"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
-                                              "mode": "0644"})
+        kubelet_path = f"{labdir.lab_dir(plan.lab)}/kubelet/{node.name}.conf"
+        kubelet = kubelet_inputs(plan, node.name, pods, containers)
+        for file, content in ((path, config), (kubelet_path, kubelet)):
+            groups["kube-proxy"]["files"].append({"path": file, "content": json.dumps(content, indent=1) + "\n",
+                                                  "mode": "0644"})
         groups["kube-proxy"]["containers"].append(
             {"name": f"kube-proxy-{node.name}/kube-proxy", "netns": node.netns, "isolate": False,
-             "argv": [python, "-m", "podpath.runtime.proxier", path], "files": [path], "listen": []})
+             "argv": [python, "-m", "podpath.runtime.proxier", path, kubelet_path], "files": [path, kubelet_path],
+             "listen": []})
     return groups

@@ -1,67 +1,226 @@
-"""kube-proxy's sync loop for one node of the netns lab.
+"""A node of the netns lab: the kubelet's part and kube-proxy's part, in one process.
 
-In a cluster, the kubelet probes each pod's readiness, the endpoint slice controller drops
-unready pods from the Service's EndpointSlices, and kube-proxy on every node rewrites
-its rules. In the netns lab this process plays those parts for one node: every
-PERIOD seconds it opens a TCP connection to each endpoint (a readiness probe), and
-when the set of ready endpoints changes it renders the node's rules again (the same
-renderer the playbook uses) and applies them with one iptables-restore.
+In a cluster, the kubelet of each node probes the readiness of its own pods and reports it
+to the API server; the EndpointSlices carry it (each endpoint's `ready` condition) to the
+kube-proxy of every node, which rewrites its rules to hold only the ready endpoints. Here
+one process per node plays both parts (one Python process instead of two saves several MiB
+per node), and the lab's folder stands where the API server would:
 
-    python -m podpath.runtime.proxier INPUTS.json    (run in the node's network namespace)
+- the kubelet's part (podpath.runtime.kubelet) probes the node's own pods over the node's
+  bridge, hears of a container that stops through its status file, and publishes the
+  node's pods' readiness to `endpoints/<node>.json`;
+- kube-proxy's part watches the folder `endpoints/` (every node's file) and, when the set of
+  ready endpoints changes, renders the node's rules again (`kubeproxy.rules`, the renderer
+  the playbook uses) and applies them (`kubeproxy.restore_argv` of the node's mode).
 
-INPUTS is what `podpath up` rendered for this node (podpath.model.kubeproxy.NodeInputs):
-the ports of the lab's Services with their endpoints, the pod network and the node's
-name; the node's kube-proxy does not read the lab's topology.
+Both hear of changes through inotify; the process sleeps until a file changes or one of its
+pods' probes is due, and sends nothing across the LAN.
+
+    python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf   (in the node's network namespace)
+
+KUBE-PROXY.conf is what `podpath up` rendered for kube-proxy (podpath.model.kubeproxy.NodeInputs:
+the lab's Services' ports with their endpoints, the pod network, the node's name, the mode);
+KUBELET.conf the node's pods with their containers and readiness probes
+(podpath.model.workloads). Neither part reads the lab's topology.
 """
 from __future__ import annotations
 
-import socket
+import os
+import selectors
 import subprocess
 import sys
 import time
+from typing import Any, Callable
 
-from podpath.model import kubeproxy
-from podpath.runtime.daemon import log, start
-
-PERIOD = 0.5  # seconds between two rounds of probes
-TIMEOUT = 0.3  # seconds a probe waits for the connection
-
-
-def ready(ip: str, port: int, timeout: float) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from podpath.model import kubeproxy, workloads
+from podpath.runtime import kubelet as kubelet_mod
+from podpath.runtime.daemon import (FILE_CHANGES, IN_CREATE, IN_IGNORED, IN_ISDIR, IN_MOVED_TO, IN_Q_OVERFLOW,
+                                    Inotify, log, read_json, start_many)
 
 
-def probe_all(endpoints: dict[str, kubeproxy.Endpoint], timeout: float) -> set[str]:
-    """The addresses (ip:port) of ENDPOINTS that accept a connection now."""
-    return {address for address, ep in sorted(endpoints.items()) if ready(ep.ip, ep.port, timeout)}
-
-
-def apply(rules: str, mode: str) -> None:
+def apply(rules: str, mode: str, run: Callable = subprocess.run) -> bool:
+    """Apply RULES (what `kubeproxy.rules` rendered) with the command of MODE; whether it worked."""
     argv = kubeproxy.restore_argv(mode)
-    done = subprocess.run(argv, input=rules, text=True, capture_output=True)
+    done = run(argv, input=rules, text=True, capture_output=True)
     if done.returncode != 0:
         log(f"{argv[0]} failed: {done.stderr.strip()}")
+    return done.returncode == 0
+
+
+def read_documents(folder: str) -> dict[str, dict]:
+    """Every node's published readiness in FOLDER: {node: its document}. A file being written
+    (its temporary name starts with a dot) or not whole JSON is left out."""
+    found = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return found
+    for name in sorted(names):
+        if name.startswith(".") or not name.endswith(".json"):
+            continue
+        doc = read_json(os.path.join(folder, name))
+        if isinstance(doc, dict) and isinstance(doc.get("pods"), dict):
+            found[name[:-len(".json")]] = doc
+    return found
+
+
+class KubeProxy:
+    """kube-proxy's part: the node's rules follow the published readiness of the endpoints."""
+
+    def __init__(self, inputs: kubeproxy.NodeInputs, apply_rules: Callable[[str, str], Any] = apply):
+        self.inputs = inputs
+        self.endpoints = {ep.address: ep for info in inputs.ports for ep in info.endpoints}
+        # The playbook applied the rules with every endpoint: start from that.
+        self.current = set(self.endpoints)
+        self.apply_rules = apply_rules
+
+    def ready(self, documents: dict[str, dict]) -> set[str]:
+        """The addresses of the endpoints that are ready, as EndpointSlices' consumers read them:
+        an endpoint whose pod's `ready` condition is false is left out; one its node has not
+        published (or whose condition is unknown) counts as ready."""
+        ready = set()
+        for address, ep in self.endpoints.items():
+            entry = (documents.get(ep.node, {}).get("pods") or {}).get(ep.pod)
+            condition = (entry.get("conditions") or {}).get("ready") if isinstance(entry, dict) else None
+            if condition is False and entry.get("ip") == ep.ip:
+                continue
+            ready.add(address)
+        return ready
+
+    def sync(self, documents: dict[str, dict]) -> bool:
+        """Render and apply the node's rules if the set of ready endpoints changed; whether it did."""
+        now_ready = self.ready(documents)
+        if now_ready == self.current:
+            return False
+        gone = sorted(self.endpoints[a].pod for a in self.current - now_ready)
+        back = sorted(self.endpoints[a].pod for a in now_ready - self.current)
+        self.apply_rules(kubeproxy.rules(self.inputs.with_ready(now_ready)), self.inputs.mode)
+        log(f"{self.inputs.node}: endpoints not ready: {gone or '-'}; ready again: {back or '-'}; rules applied")
+        self.current = now_ready
+        return True
+
+
+class Node:
+    """The node process: one loop, woken by inotify, by its probes' sockets and by the next
+    probe that is due; nothing else wakes it."""
+
+    def __init__(self, inputs: kubeproxy.NodeInputs, kubelet_config: dict[str, Any],
+                 apply_rules: Callable[[str, str], Any] = apply, endpoints_dir: str | None = None):
+        self.kubelet = kubelet_mod.Kubelet(kubelet_config)
+        self.proxy = KubeProxy(inputs, apply_rules)
+        self.endpoints_dir = endpoints_dir or workloads.endpoints_dir(inputs.lab)
+        self.notify = Inotify()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.notify, selectors.EVENT_READ, None)
+        self.runs: set[kubelet_mod.ProbeRun] = set()
+        # watches: the endpoints folder, the status folders of the node's containers and
+        # their parent (a status folder made again is watched again)
+        os.makedirs(self.endpoints_dir, exist_ok=True)
+        self.endpoints_wd = self.notify.watch(self.endpoints_dir)
+        self.status_wds: dict[int, str] = {}
+        self.status_roots: dict[int, str] = {}
+        for folder in self.kubelet.folders():
+            os.makedirs(folder, exist_ok=True)
+            self.status_wds[self.notify.watch(folder)] = folder
+            root = os.path.dirname(folder)
+            if root not in self.status_roots.values():
+                self.status_roots[self.notify.watch(root, IN_CREATE | IN_MOVED_TO)] = root
+        self.kubelet.begin(time.monotonic(), time.time())
+        self.endpoints_changed = True
+
+    def close(self) -> None:
+        for run in list(self.runs):
+            self._finish(run, False, time.monotonic())
+        self.selector.close()
+        self.notify.close()
+
+    def _start_probes(self, now: float) -> None:
+        for container in self.kubelet.due(now):
+            run = kubelet_mod.ProbeRun(container, now)
+            if run.failed_at_once:
+                run.close()
+                self.kubelet.result(container, run.generation, False, now)
+                continue
+            self.runs.add(run)
+            self.selector.register(run.sock, run.events, run)
+
+    def _finish(self, run: kubelet_mod.ProbeRun, ok: bool, now: float) -> None:
+        self.runs.discard(run)
+        self.selector.unregister(run.sock)
+        run.close()
+        self.kubelet.result(run.container, run.generation, ok, now)
+
+    def _on_notify(self, now: float, wall: float) -> None:
+        for event in self.notify.read():
+            if event.mask & IN_Q_OVERFLOW:  # events were lost: read everything again
+                for path in list(self.kubelet.by_status):
+                    self.kubelet.status_changed(path, now, wall)
+                self.endpoints_changed = True
+            elif event.mask & IN_IGNORED:  # a watched folder went away
+                self.status_wds.pop(event.wd, None)
+            elif event.wd == self.endpoints_wd:
+                if event.name.endswith(".json") and not event.name.startswith("."):
+                    self.endpoints_changed = True
+            elif event.wd in self.status_wds:
+                self.kubelet.status_changed(os.path.join(self.status_wds[event.wd], event.name), now, wall)
+            elif event.wd in self.status_roots and event.mask & IN_ISDIR:
+                folder = os.path.join(self.status_roots[event.wd], event.name)
+                if folder in self.kubelet.folders():
+                    self.status_wds[self.notify.watch(folder, FILE_CHANGES)] = folder
+                    for path in [p for p in self.kubelet.by_status if os.path.dirname(p) == folder]:
+                        self.kubelet.status_changed(path, now, wall)
+
+    def step(self, limit: float | None = None) -> None:
+        """One round: start the probes that are due, wait (at most LIMIT seconds) for a file's
+        change, a probe's socket or the next due probe, act on what came, publish, follow."""
+        now = time.monotonic()
+        self._start_probes(now)
+        wake = [t for t in [self.kubelet.next_due(), *(r.deadline for r in self.runs)] if t is not None]
+        timeout = max(0.0, min(wake) - now) if wake else None
+        if limit is not None:
+            timeout = limit if timeout is None else min(timeout, limit)
+        events = self.selector.select(timeout)
+        now, wall = time.monotonic(), time.time()
+        for key, _mask in events:
+            if key.data is None:
+                self._on_notify(now, wall)
+            elif key.data in self.runs:
+                result = key.data.step()
+                if result is not None:
+                    self._finish(key.data, result, now)
+                else:
+                    self.selector.modify(key.data.sock, key.data.events, key.data)
+        for run in [r for r in self.runs if now >= r.deadline]:
+            self._finish(run, False, now)
+        self.kubelet.publish()
+        # the kubelet's own write comes back through inotify; any other node's too
+        if self.endpoints_changed and not self.notify_pending():
+            self.endpoints_changed = False
+            self.proxy.sync(read_documents(self.endpoints_dir))
+
+    def notify_pending(self) -> bool:
+        """Whether inotify has events waiting (a burst of changes is read whole before the rules
+        are rendered)."""
+        return any(key.data is None for key, _ in self.selector.select(0))
+
+    def run(self) -> None:
+        while True:
+            self.step()
 
 
 def main(argv: list[str]) -> int:
-    inputs = kubeproxy.NodeInputs.from_json(start(argv, "proxier"))
-    endpoints = {ep.address: ep for info in inputs.ports for ep in info.endpoints}
-    # The playbook applied the rules with every endpoint: start from that.
-    current = set(endpoints)
-    log(f"{inputs.node}: watching {len(current)} endpoints every {PERIOD} s")
-    while True:
-        now_ready = probe_all(endpoints, TIMEOUT)
-        if now_ready != current:
-            gone = sorted(endpoints[a].pod for a in current - now_ready)
-            back = sorted(endpoints[a].pod for a in now_ready - current)
-            apply(kubeproxy.rules(inputs.with_ready(now_ready)), inputs.mode)
-            log(f"{inputs.node}: endpoints not ready: {gone or '-'}; ready again: {back or '-'}; rules applied")
-            current = now_ready
-        time.sleep(PERIOD)
+    proxy_config, kubelet_config = start_many(argv, "proxier", ["KUBE-PROXY.conf", "KUBELET.conf"])
+    inputs = kubeproxy.NodeInputs.from_json(proxy_config)
+    node = Node(inputs, kubelet_config)
+    probed = [c for p in node.kubelet.pods for c in p.containers if c.probe]
+    log(f"{inputs.node}: kube-proxy ({inputs.mode} mode) following {len(node.proxy.endpoints)} endpoints in "
+        f"{node.endpoints_dir}; kubelet probing {len(probed)} container(s) of {len(node.kubelet.pods)} pod(s) "
+        "on this node: " + (", ".join(f"{c.key} {c.probe.describe()}" for c in probed) or "none"))
+    try:
+        node.run()
+    finally:
+        node.close()
+    return 0
 
 
 if __name__ == "__main__":
