@@ -13,11 +13,20 @@ description:
     O(containers[].isolate), the IPC and UTS namespaces held by the pod's holder, as containerd
     starts a pod's containers. Without O(containers[].isolate) the process only joins the
     network namespace, like a C(hostNetwork) pod such as MetalLB's speaker.
-  - Marks each container's process with its lab, group and name (the environment variables
-    E(PODPATH_OWNER) and E(PODPATH_ROLE), which its children inherit) and records it by pid
-    and start time under C(/run/podpath/<lab>/); restarts it when it is not running, when
-    its first process is stopped (SIGSTOP) or when its command or one of its files changed,
-    and waits until the ports it should listen on are listening.
+  - Runs each container under its own shim (C(podpath-shim), as containerd runs each under
+    its shim): the shim joins the pod's network namespace, starts the container, notices at
+    once when it exits, restarts it as the kubelet does with C(restartPolicy: Always) (at
+    once the first time, then after a back-off of 10 s, doubling up to 300 s, which starts
+    again once the container has run for 10 minutes) and writes the container's status to
+    C(/run/podpath/<lab>/status/<group>/<pod>_<container>.json) when it starts and when it
+    exits.
+  - Marks each shim with its lab, group and name (the environment variables
+    E(PODPATH_OWNER) and E(PODPATH_ROLE), which the container's processes inherit) and records
+    it by pid and start time under C(/run/podpath/<lab>/). A container runs when its shim runs
+    with that mark and its status says running, naming a process below the shim. One that does
+    not (stopped, or waiting out its back-off), whose first process is stopped (SIGSTOP), or
+    whose command or one of whose files changed, is started again at once under a new shim;
+    then the module waits until the ports it should listen on are listening.
   - The record is a cache of the marks. A process is taken as the container only while it
     carries that container's mark and started when the record says, and is signalled only
     after that check. A missing or broken record is rebuilt from the marks; a container
@@ -28,7 +37,7 @@ description:
 version_added: "0.1.0"
 author: podpath contributors (!UNKNOWN)
 requirements:
-  - Linux, root; nsenter and unshare from util-linux
+  - Linux, root; nsenter and unshare from util-linux; podpath-shim
 options:
   lab:
     description: The lab that owns the containers and whose namespaces they join.
@@ -121,6 +130,11 @@ options:
     description: Seconds to wait for the containers' ports.
     type: float
     default: 10
+  shim:
+    description:
+      - The shim program (C(podpath-shim), built by C(make pause)).
+      - By default the one beside the Python that runs the module, else the one on E(PATH).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -178,10 +192,13 @@ adopted:
   elements: str
   sample: ["echo-1/echo"]
 containers:
-  description: Container name to its pid (the runtime wrapper in the host's PID namespace) and namespace.
+  description:
+    - Container name to the pid of its shim and of the container's first process (both in the
+      host's PID namespace), its namespace and its status file.
   returned: when state is present and not in check mode
   type: dict
-  sample: {"echo-1/echo": {"pid": 4242, "netns": "cni-e5218641-4689-58c3-ab00-94c2db782394"}}
+  sample: {"echo-1/echo": {"pid": 4242, "init": 4250, "netns": "cni-e5218641-4689-58c3-ab00-94c2db782394",
+           "status": "/run/podpath/podpath/status/workloads/echo-1_echo.json"}}
 files_changed:
   description: Files written (in check mode, that would be written) because their content differed.
   returned: always
@@ -194,19 +211,25 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import KernelView, Registry, alive, container_groups, container_role, \
-    holder_pidfile, holder_role, lab_dir, lab_process, net_inode, netns_owner, netns_path, pid_namespace_init, \
-    process_marks, process_netns_lab, read_pidfile, require_lab_and_root, reap_children, spawn, start_time, \
-    stop_many, unmarked_process, write_file
+from ansible.module_utils.podpath_lab import SHIM, KernelView, Registry, alive, container_groups, container_role, \
+    container_status_dir, container_status_path, holder_pidfile, holder_role, lab_dir, lab_process, net_inode, \
+    netns_owner, netns_path, pid_namespace_init, process_marks, process_netns_lab, read_container_status, \
+    read_pidfile, require_lab_and_root, reap_children, spawn, start_time, status_pid, stop_many, unmarked_process, \
+    write_file
 
 
 # Seconds a container gets to exit after SIGTERM before it is killed (a cluster's
 # grace period is 30 s). A first process with no SIGTERM handler (sleep, as PID 1 of its
 # PID namespace) cannot get SIGTERM at all: it is killed at once (stop_many).
 STOP_GRACE = 1.0
+# The shim's own grace period: it kills what is left of its container a little before the
+# module would kill the shim, so that it still writes the container's last status.
+SHIM_GRACE = 0.8
 # The most a file of the lab may allow: never writable by group or others, no special bits.
 MODE_MAX = 0o755
 OCTAL_MODE = re.compile(r"^[0-7]{3,4}$")
@@ -214,6 +237,14 @@ OCTAL_MODE = re.compile(r"^[0-7]{3,4}$")
 
 def state_path(lab, group):
     return os.path.join(lab_dir(lab), "containers-%s.json" % group)
+
+
+def status_groups(lab):
+    """The groups that have a folder of their containers' status files."""
+    try:
+        return sorted(os.listdir(os.path.join(lab_dir(lab), "status")))
+    except OSError:
+        return []
 
 
 def load_state(lab, group):
@@ -266,7 +297,10 @@ def legacy_inodes(registry):
 
 
 def running(record, lab, group, name):
-    """The container runs with its mark, in the namespace bound at /run/netns now (not an old copy)."""
+    """The container runs: its shim runs with its mark, in the namespace bound at /run/netns now
+    (not an old copy), its status says running, naming a process below the shim, and that
+    process is not stopped. A container waiting out its back-off does not run: `up` starts it
+    again at once."""
     pid = record.get("pid")
     if not lab_process(pid, lab, container_role(group, name), record.get("start")):
         return False
@@ -275,7 +309,54 @@ def running(record, lab, group, name):
             return False
     except OSError:
         return False
-    return not frozen(pid)
+    if frozen(pid):
+        return False
+    return status_pid(read_container_status(container_status_path(lab, group, name))[0], name, pid) is not None
+
+
+def find_shim(module, given):
+    """The shim program: GIVEN, or the one beside the Python that runs the module (the
+    environment make pause builds it in), or the one on PATH; fails naming the fix."""
+    candidates = [given] if given else [os.path.join(os.path.dirname(sys.executable), SHIM),
+                                        os.path.join(sys.prefix, "bin", SHIM), shutil.which(SHIM)]
+    for path in candidates:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    if given:
+        module.fail_json(msg="shim program %s is not an executable file: build it with make pause, or give the "
+                             "path of podpath-shim" % given)
+    module.fail_json(msg="podpath-shim, which runs each container, is not beside %s nor on PATH: build it with "
+                         "make pause (python -m podpath.runtime.pause_build)" % sys.executable)
+
+
+def shim_argv(lab, group, container, shim):
+    """The shim's command line for CONTAINER: the shim, then the runtime's (launch_argv)."""
+    return [shim, "--netns", netns_path(container["netns"]), "--status",
+            container_status_path(lab, group, container["name"]), "--name", container["name"], "--grace",
+            str(SHIM_GRACE), "--"] + launch_argv(lab, container)
+
+
+def exit_words(status):
+    """A status's last exit, in words: 'signal 9', 'exit code 1', or 'no exit'."""
+    last = (status or {}).get("last") or {}
+    if last.get("signal"):
+        return "signal %d" % last["signal"]
+    if last.get("exitCode") is not None:
+        return "exit code %d" % last["exitCode"]
+    return "no exit"
+
+
+def remove_status(lab, group, names):
+    """Remove the status files of containers NAMES of GROUP (and the group's folder once empty)."""
+    for name in names:
+        try:
+            os.unlink(container_status_path(lab, group, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(container_status_dir(lab, group))
+    except OSError:
+        pass
 
 
 # The runtime's own programs, between a container's record and the container's first process.
@@ -434,6 +515,7 @@ ARGUMENT_SPEC = dict(
         listen=dict(type="list", elements="int", default=[]),
     )),
     timeout=dict(type="float", default=10),
+    shim=dict(type="path"),
 )
 
 
@@ -475,6 +557,13 @@ def run_module(module):
                         os.unlink(path)
                 if os.path.exists(state_path(lab, g)):
                     os.unlink(state_path(lab, g))
+            # the shims' status files, once the shims are gone
+            for g in sorted(set(groups) | (set(status_groups(lab)) if group == "all" else set())):
+                shutil.rmtree(container_status_dir(lab, g), ignore_errors=True)
+            try:
+                os.rmdir(os.path.join(lab_dir(lab), "status"))
+            except OSError:
+                pass
         module.exit_json(changed=bool(names), stopped=names, started=[], files_changed=[])
 
     if group == "all":
@@ -536,6 +625,7 @@ def run_module(module):
     if module.check_mode:
         module.exit_json(changed=changed, started=to_start, stopped=stale, files_changed=files_changed,
                          adopted=sorted(adopted))
+    shim = find_shim(module, p["shim"]) if to_start else None
 
     copies = {pid: (role, start) for pid, role, start in extra}
 
@@ -548,36 +638,46 @@ def run_module(module):
               term_children=True, verify=still_the_labs)
     for name in stale:
         state.pop(name, None)
+    remove_status(lab, group, stale)
     logs = os.path.join(lab_dir(lab), "logs")
     for name in to_start:
         c = wanted[name]
-        pid = spawn(launch_argv(lab, c), os.path.join(logs, name.replace("/", "_") + ".log"),
+        pid = spawn(shim_argv(lab, group, c, shim), os.path.join(logs, name.replace("/", "_") + ".log"),
                     process_marks(lab, container_role(group, name)))
         state[name] = {"pid": pid, "start": start_time(pid), "spec": spec_hash(c, contents), "netns": c["netns"],
                        "written": sorted(f["path"] for f in p["files"])}
     write_file(state_path(lab, group), json.dumps(state, indent=1, sort_keys=True) + "\n")
 
+    # each started container runs (its status says so, naming a process below its shim) and listens
     deadline = time.monotonic() + p["timeout"]
     waiting = {n: set(wanted[n]["listen"]) for n in to_start}
     while True:
         reap_children()
         for name in list(waiting):
             pid = state[name]["pid"]
+            log = os.path.join(logs, name.replace("/", "_") + ".log")
             if not alive(pid):
-                log = os.path.join(logs, name.replace("/", "_") + ".log")
-                module.fail_json(msg="container %s exited right after it started; see %s" % (name, log),
+                module.fail_json(msg="the shim of container %s exited right after it started; see %s" % (name, log),
                                  started=to_start)
-            if waiting[name] <= listening_ports(pid):
+            status = read_container_status(container_status_path(lab, group, name))[0]
+            if status and status["name"] == name and (status["restarts"] or status["state"] != "running"):
+                module.fail_json(msg="container %s exited right after it started (%s); its shim starts it again "
+                                     "after a back-off; see %s" % (name, exit_words(status), log), started=to_start)
+            if status_pid(status, name, pid) and waiting[name] <= listening_ports(pid):
                 del waiting[name]
         if not waiting or time.monotonic() > deadline:
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     if waiting:
-        module.fail_json(msg="containers did not listen within %ss: %s" % (p["timeout"], ", ".join(
+        module.fail_json(msg="containers did not run and listen within %ss: %s" % (p["timeout"], ", ".join(
             "%s (ports %s)" % (n, sorted(ports)) for n, ports in sorted(waiting.items()))), started=to_start)
+    result = {}
+    for n in wanted:
+        status = container_status_path(lab, group, n)
+        result[n] = {"pid": state[n]["pid"], "netns": state[n]["netns"], "status": status,
+                     "init": status_pid(read_container_status(status)[0], n, state[n]["pid"])}
     module.exit_json(changed=changed, started=to_start, stopped=stale, files_changed=files_changed,
-                     adopted=sorted(adopted),
-                     containers={n: {"pid": state[n]["pid"], "netns": state[n]["netns"]} for n in wanted})
+                     adopted=sorted(adopted), containers=result)
 
 
 def main():
