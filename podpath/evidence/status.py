@@ -10,6 +10,13 @@ folder; `podpath down` asks `leftovers` whether anything of the lab is left.
 The verifier's lookups (containers, holders, speakers, lease) read the folder, which is
 fast, and believe a record only when the process it names carries the lab's mark and
 started when the record says.
+
+Each container runs under its shim (podpath/runtime/shim.c), which restarts it after the
+kubelet's back-off and writes its status file (module_utils/podpath_lab.py,
+container_status_path). Status reads the restart count, the last exit and the back-off from
+that file, and believes it only as far as the kernel agrees: a "running" status whose pid is
+not a process below that shim, or a "waiting" one while the shim runs a container, is not
+believed, and a container without a believable status is reported as the kernel shows it.
 """
 from __future__ import annotations
 
@@ -76,23 +83,108 @@ def _record_runs(lab: str, group: str, name: str, record: dict) -> bool:
 
 
 def containers(lab: str) -> dict[str, dict[str, Any]]:
-    """Container name -> {pid, netns, running, group} for every group of the lab, from its records."""
+    """Container name -> {pid, netns, running, group} for every group of the lab, from its
+    records: PID is the recorded process (the container's shim), RUNNING whether the container
+    itself runs now (not only its shim: one waiting out its back-off does not)."""
     result = {}
     for group in GROUPS:
         for name, record in _records(lab, group)[0].items():
-            result[name] = {"pid": record.get("pid"), "netns": record.get("netns"),
-                            "running": _record_runs(lab, group, name, record), "group": group}
+            pid = record.get("pid")
+            runs = _record_runs(lab, group, name, record) and (not mark.is_shim(pid) or container_init(pid) is not None)
+            result[name] = {"pid": pid, "netns": record.get("netns"), "running": runs, "group": group}
     return result
 
 
 def container_init(pid: int) -> int | None:
-    """The container's first process: the child of its runtime wrapper (unshare --fork)."""
-    kids = mark.children(pid)
-    return kids[0] if kids else None
+    """The container's first process, for the process its record names. Below a shim: the
+    process the shim's status file names, if it runs below that shim, else the one the kernel
+    shows (None while the container waits out its back-off). Below the runtime wrapper of a
+    lab started before the shims (unshare --fork): the wrapper's child."""
+    if not mark.is_shim(pid):
+        kids = mark.children(pid)
+        return kids[0] if kids else None
+    proc = mark.read_process(pid)
+    kind, _, rest = ((proc.role if proc else None) or "").partition(":")
+    if proc and proc.owner and kind == "container" and ":" in rest:
+        group, name = rest.split(":", 1)
+        status = mark.read_container_status(mark.container_status_path(proc.owner, group, name))[0]
+        believed = mark.status_pid(status, name, pid)
+        if believed:
+            return believed
+    return mark.shim_container(pid)
 
 
 def _init_pid(pid: int | None) -> int | None:
-    return (container_init(pid) or pid) if pid else None
+    if not pid:
+        return None
+    return container_init(pid) if mark.is_shim(pid) else (container_init(pid) or pid)
+
+
+def container_state(lab: str, group: str, name: str, pid: int | None, now: float | None = None) -> dict[str, Any]:
+    """What container NAME of GROUP is doing, its unit (shim) being PID (None: none runs):
+    state ("running", "waiting" or "down"), restarts, the container's first process, the last
+    exit and the back-off, from the shim's status file as far as the kernel agrees with it.
+    "believed" says whether the file was; "said" what was wrong with it, else ''."""
+    info: dict[str, Any] = {"state": "down", "restarts": None, "pid": None, "last": None, "backoff": None,
+                            "backoff_left": None, "believed": False, "said": ""}
+    if not pid:
+        return info
+    if not mark.is_shim(pid):  # a lab started before the shims: its wrapper is the container
+        return dict(info, state="running", pid=_init_pid(pid))
+    path = mark.container_status_path(lab, group, name)
+    status, problem = mark.read_container_status(path)
+    believed = mark.status_pid(status, name, pid)
+    kernel = mark.shim_container(pid)
+    short = os.path.relpath(path, labdir.lab_dir(lab))
+    if believed:
+        return dict(info, state="running", restarts=status["restarts"], pid=believed, last=status["last"],
+                    believed=True)
+    problem = "is missing" if problem == "missing" else problem
+    if kernel:  # the container runs; its file is missing, broken or not of this run
+        said = (f"{short} {problem}; the container runs as pid {kernel}" if problem else
+                f"{short} says {status['name']} is {status['state']}" + (
+                    f" as pid {status['pid']}" if status["pid"] else "") + f"; the container runs as pid {kernel}")
+        return dict(info, state="running", pid=kernel, said=said)
+    info["state"] = "waiting"
+    if status and status["name"] == name and status["state"] == "waiting":
+        now = time.time() if now is None else now
+        last, until = status["last"], status["backoffUntil"]
+        backoff = round(until - last["finished"], 1) if last and until else None
+        return dict(info, restarts=status["restarts"], last=last, backoff=backoff,
+                    backoff_left=max(0.0, round(until - now, 1)) if until else None, believed=True)
+    info["said"] = (f"{short} {problem}; its shim runs no container" if problem else
+                    f"{short} says {status['name']} is {status['state']}; its shim runs no container")
+    return info
+
+
+def exit_words(last: dict | None) -> str:
+    """A last exit in words: 'signal 9', 'exit code 1', or 'unknown'."""
+    if not last:
+        return "unknown"
+    if last.get("signal"):
+        return f"signal {last['signal']}"
+    return f"exit code {last['exitCode']}" if last.get("exitCode") is not None else "unknown"
+
+
+def _waiting_words(info: dict[str, Any]) -> str:
+    """'back-off 20 s, 13 s left, last exit: signal 9'"""
+    parts = []
+    if info["backoff"] is not None:
+        parts.append(f"back-off {info['backoff']:g} s")
+    if info["backoff_left"] is not None:
+        parts.append(f"{info['backoff_left']:g} s left")
+    return ", ".join(parts + [f"last exit: {exit_words(info['last'])}"])
+
+
+def describe_state(info: dict[str, Any]) -> str:
+    """A container's state as status prints it: 'up', 'up restarts=2', 'DOWN', or
+    'waiting (back-off 20 s, 13 s left, last exit: signal 9) restarts=2'."""
+    restarts = "?" if info["restarts"] is None else str(info["restarts"])
+    if info["state"] == "running":
+        return "up" if info["restarts"] == 0 else f"up restarts={restarts}"
+    if info["state"] == "waiting":
+        return f"waiting ({_waiting_words(info)}) restarts={restarts}"
+    return "DOWN"
 
 
 def holders(lab: str, netns_names: list[str]) -> dict[str, int | None]:
@@ -326,24 +418,36 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
         return ns in bound and proc.net == bound[ns]
 
     expected = expected_containers(plan)
+    now = time.time()
+
+    def state_of(name: str, netns: str) -> dict[str, Any]:
+        unit = next((p for _g, p in running.get(name, []) if in_bound(p, netns)), None)
+        return container_state(lab, expected.get(name, ""), name, unit.pid if unit else None, now)
+
+    def not_running(name: str, info: dict[str, Any]) -> str:
+        if info["state"] == "waiting":
+            restarts = "?" if info["restarts"] is None else info["restarts"]
+            return f"{name}: waiting to restart (CrashLoopBackOff: {_waiting_words(info)}, restarts {restarts})"
+        return f"{name}: not running"
+
     pods = []
     for pod in plan.pods:
         pause = next((p.pid for p in held.get(pod.netns, []) if in_bound(p, pod.netns)), None)
-        conts, pids = {}, {}
-        for c in pod.containers:
-            name = f"{pod.name}/{c.name}"
-            proc = next((p for _g, p in running.get(name, []) if in_bound(p, pod.netns)), None)
-            conts[c.name] = proc is not None
-            pids[c.name] = _init_pid(proc.pid) if proc else None
+        states = {c.name: state_of(f"{pod.name}/{c.name}", pod.netns) for c in pod.containers}
         pods.append({"name": pod.name, "node": pod.node, "ip": pod.ip, "netns": pod.netns, "pause_pid": pause,
-                     "containers": conts, "container_pids": pids})
+                     "containers": {c: i["state"] == "running" for c, i in states.items()},
+                     "container_pids": {c: i["pid"] for c, i in states.items()},
+                     "restarts": {c: i["restarts"] for c, i in states.items()}, "container_states": states})
     problems += [f"{p['name']}: pause process not running" for p in pods if not p["pause_pid"]]
-    problems += [f"{p['name']}/{c}: not running" for p in pods for c, ok in p["containers"].items() if not ok]
+    problems += [not_running(f"{p['name']}/{c}", p["container_states"][c]) for p in pods
+                 for c, ok in p["containers"].items() if not ok]
+    daemons = {}
     for node in plan.nodes:
         for group, pattern in NODE_DAEMONS.items():
             name = pattern.format(node=node.name)
-            if not any(in_bound(p, node.netns) for _g, p in running.get(name, [])):
-                problems.append(f"{name}: not running")
+            daemons[name] = state_of(name, node.netns)
+            if daemons[name]["state"] != "running":
+                problems.append(not_running(name, daemons[name]))
     for name, procs in sorted(running.items()):
         if name not in expected:
             problems.append(f"{name} runs (pid {procs[0][1].pid}) but the plan has no such container")
@@ -379,8 +483,12 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
         settling.append(f"the ingress controllers have no leader with a fresh lease yet (lease: "
                         f"{holder or 'no holder'}{'' if fresh or not holder else ', expired'})")
     state = "NOT healthy" if problems else "settling" if settling else "healthy"
+    mismatches = _folder_mismatches(plan, view, bound, held, running)
+    if _has_folder(lab):
+        every = {f"{p['name']}/{c}": i for p in pods for c, i in p["container_states"].items()} | daemons
+        mismatches += [f"{i['said']}: not believed" for _n, i in sorted(every.items()) if i["said"]]
     return {"lab": lab, "state": state, "healthy": state == "healthy", "problems": problems, "settling": settling,
-            "mismatches": _folder_mismatches(plan, view, bound, held, running), "folder": labdir.lab_dir(lab),
+            "mismatches": mismatches, "daemons": daemons, "folder": labdir.lab_dir(lab),
             "folder_exists": _has_folder(lab), "namespaces": len(bound) + len(unbound),
             "pods": pods, "announcing": {n: (s or {}).get("announcing", []) for n, s in live.items()},
             "election": {k: vote[k] for k in ("address", "candidates", "elected", "announcers")},
@@ -411,8 +519,14 @@ def render(report: dict[str, Any]) -> str:
              f"ingress leader (lease holder): {report['leader'] or 'none'}", "",
              f"{'POD':<30} {'NODE':<9} {'IP':<15} {'PAUSE':>7}  CONTAINERS"]
     for pod in report["pods"]:
-        conts = " ".join(f"{c}:{'up' if ok else 'DOWN'}" for c, ok in pod["containers"].items())
+        states = pod.get("container_states") or {}
+        conts = " ".join(f"{c}:{describe_state(states[c]) if c in states else ('up' if ok else 'DOWN')}"
+                         for c, ok in pod["containers"].items())
         lines.append(f"{pod['name']:<30} {pod['node']:<9} {pod['ip']:<15} {pod['pause_pid'] or '-':>7}  {conts}")
+    restarted = [f"{n}:{describe_state(i)}" for n, i in sorted((report.get("daemons") or {}).items())
+                 if i["state"] == "running" and i["restarts"]]
+    if restarted:
+        lines += ["", "node daemons restarted: " + " ".join(restarted)]
     if report["problems"]:
         lines += ["", "problems:"] + [f"  - {p}" for p in report["problems"]]
     if report["settling"]:
