@@ -638,7 +638,8 @@ def run_module(module):
               term_children=True, verify=still_the_labs)
     for name in stale:
         state.pop(name, None)
-    remove_status(lab, group, stale)
+    # their shims are gone, with the last word they wrote: any status read from now on is a new shim's
+    remove_status(lab, group, stale + to_start)
     logs = os.path.join(lab_dir(lab), "logs")
     for name in to_start:
         c = wanted[name]
