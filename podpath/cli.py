@@ -425,7 +425,9 @@ def cmd_drill(args) -> int:
             return EXIT_FAILED
         print(f"fixed: every scenario passes again (drill {drill['seed']})")
         return EXIT_OK
-    fault = faults.CATALOGUE[drill["fault"]]
+    from podpath.model.topology import kube_proxy_mode
+
+    fault = faults.CATALOGUE[drill["fault"]].in_mode(kube_proxy_mode(topology(args)))  # its answer in the lab's mode
     node_ns = f"{args.lab}-<node>"
     print(f"drill {drill['seed']}: {fault.title}")
     print(f"  what was done: {drill['what']}")

@@ -9,9 +9,15 @@ A drill tells the students what fails and which hop broke (a node or a namespace
 table, a chain or a link there), never what is wrong at that hop: that is theirs to find,
 and `podpath drill reveal` says it. Each fault lists the words of that answer (`answer`),
 which its hint never uses; tests/unit/test_drill_messages.py holds every hint to it.
+
+kube-proxy's faults (sep-rule, reject-rule, masquerade) break the rules of the lab's own
+mode (the topology's kube_proxy.mode): KUBE-* chains in iptables mode, the table ip
+kube-proxy in nftables mode; their hints follow the plan's mode, and `Fault.in_mode`
+gives the title and the commands that find them in that mode.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -44,6 +50,15 @@ class Fault:
     hint: Callable[[Plan, str | None], Hint]
     # Words of the answer (each the start of a word of TITLE or FINDS_IT) the hint never uses.
     answer: tuple[str, ...]
+    # A kube-proxy fault in nftables mode: its (title, finds_it, answer) there.
+    nftables: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+
+    def in_mode(self, mode: str) -> Fault:
+        """This fault as `drill reveal` tells it on a lab whose kube-proxy runs in MODE."""
+        if mode == "nftables" and self.nftables:
+            title, finds_it, answer = self.nftables
+            return dataclasses.replace(self, title=title, finds_it=finds_it, answer=answer, nftables=None)
+        return self
 
 
 @dataclass(frozen=True)
@@ -102,17 +117,46 @@ def ip_forward_off(lab: NetnsLab) -> str:
     return f"turned net.ipv4.ip_forward off on {node.name}"
 
 
+def _nftables(plan: Plan) -> bool:
+    return plan.kube_proxy_mode == "nftables"
+
+
+def _nft(*words: str) -> list[str]:
+    return ["nft", words[0], words[1], kubeproxy.NFT_FAMILY, kubeproxy.NFT_TABLE, *words[2:]]
+
+
+def _sep_chain(plan: Plan) -> tuple[str, object]:
+    """The chain of echo's first endpoint, in the plan's mode, and that pod."""
+    svc = plan.echo_service
+    pod, port = svc.pods[0], svc.ports[0]
+    endpoint = f"{pod.ip}:{port.target_port}"
+    if _nftables(plan):
+        return kubeproxy.nft_endpoint_chain(svc, port, endpoint), pod
+    return kubeproxy.sep_chain(svc, port, endpoint), pod
+
+
 def deleted_sep_rule(lab: NetnsLab) -> str:
-    svc = lab.plan.echo_service
-    pod = svc.pods[0]
-    sep = kubeproxy.sep_chain(svc, svc.ports[0], f"{pod.ip}:{svc.ports[0].target_port}")
+    sep, pod = _sep_chain(lab.plan)
     for node in lab.plan.nodes:
-        _must(lab.exec_in(node.netns, ["iptables", "-w", "-t", "nat", "-F", sep]), f"flush {sep}")
+        argv = _nft("flush", "chain", sep) if _nftables(lab.plan) else ["iptables", "-w", "-t", "nat", "-F", sep]
+        _must(lab.exec_in(node.netns, argv), f"flush {sep}")
     return f"flushed {sep} (the DNAT to {pod.name}) on every node"
 
 
 def missing_reject_rule(lab: NetnsLab) -> str:
     empty = lab.plan.empty_service
+    if _nftables(lab.plan):
+        # kube-proxy rejects it twice over in nftables mode: through no-endpoint-services, and
+        # as an address of cluster-ips on a port it does not serve; forgotten by both, the
+        # address is an unallocated one of the Service network, which is dropped
+        key = f"{empty.cluster_ip} . tcp . {empty.ports[0].port}"
+        for node in lab.plan.nodes:
+            _must(lab.exec_in(node.netns, _nft("delete", "element", "no-endpoint-services", "{", key, "}")),
+                  "delete the element of no-endpoint-services")
+            _must(lab.exec_in(node.netns, _nft("delete", "element", "cluster-ips", "{", empty.cluster_ip, "}")),
+                  "delete the element of cluster-ips")
+        return (f"deleted {key} from the map no-endpoint-services and {empty.cluster_ip} from the set cluster-ips "
+                f"(Service {empty.name}) on every node")
     for node in lab.plan.nodes:
         save = lab.iptables_save(node.netns, "filter")
         for line in save.splitlines():
@@ -125,6 +169,10 @@ def missing_reject_rule(lab: NetnsLab) -> str:
 
 
 def no_masquerade(lab: NetnsLab) -> str:
+    if _nftables(lab.plan):
+        for node in lab.plan.nodes:
+            _must(lab.exec_in(node.netns, _nft("flush", "chain", "masquerading")), "flush masquerading")
+        return "flushed the chain masquerading (no more SNAT) on every node"
     for node in lab.plan.nodes:
         _must(lab.exec_in(node.netns, ["iptables", "-w", "-t", "nat", "-F", "KUBE-POSTROUTING"]),
               "flush KUBE-POSTROUTING")
@@ -238,30 +286,38 @@ def _forwarding_hint(plan: Plan, _announcer: str | None) -> Hint:
                 f"{_on(plan, a.node)}: between its cni0 and its {links}, both ways")
 
 
+def _table(plan: Plan, iptables_table: str) -> str:
+    """Where kube-proxy's rules are, in the plan's mode."""
+    table = f"table {kubeproxy.NFT_FAMILY} {kubeproxy.NFT_TABLE}" if _nftables(plan) else f"{iptables_table} table"
+    return f"the {table} of {_every_node(plan)}"
+
+
 def _sep_hint(plan: Plan, _announcer: str | None) -> Hint:
     svc = plan.echo_service
     port = svc.ports[0]
-    pod = svc.pods[0]
-    sep = kubeproxy.sep_chain(svc, port, f"{pod.ip}:{port.target_port}")
+    sep, pod = _sep_chain(plan)
     return Hint(f"Service {svc.name} ({svc.cluster_ip}:{port.port}) never sends a request to its endpoint "
                 f"{pod.name} ({pod.ip}:{port.target_port}); its other endpoints answer",
-                f"the nat table of {_every_node(plan)}: chain {sep}, kube-proxy's chain for {pod.name}")
+                f"{_table(plan, 'nat')}: chain {sep}, kube-proxy's chain for {pod.name}")
 
 
 def _empty_service_hint(plan: Plan, _announcer: str | None) -> Hint:
     empty = plan.empty_service
+    where = ("its filter chains (hooks input, forward and output), where kube-proxy answers for a Service "
+             "without endpoints" if _nftables(plan)
+             else "chain KUBE-SERVICES, where kube-proxy answers for a Service without endpoints")
     return Hint(f"a connection to Service {empty.name} ({empty.cluster_ip}:{empty.ports[0].port}), which has no "
                 "endpoints, waits until curl gives up instead of failing at once (curl exit 7)",
-                f"the filter table of {_every_node(plan)}: chain KUBE-SERVICES, where kube-proxy answers "
-                "for a Service without endpoints")
+                f"{_table(plan, 'filter')}: {where}")
 
 
 def _masquerade_hint(plan: Plan, _announcer: str | None) -> Hint:
     svc = plan.ingress_service
+    chain = ("chain masquerading, which chain nat-postrouting (hook postrouting) runs" if _nftables(plan)
+             else "chain KUBE-POSTROUTING")
     return Hint(f"through the MetalLB address {svc.load_balancer_ip}, a controller sees the client's own address "
                 f"{plan.client_ip}, and a request a node passes on to a controller on another node gets no answer",
-                f"the nat table of {_every_node(plan)}: chain KUBE-POSTROUTING, the last hop before a packet "
-                "leaves a node")
+                f"{_table(plan, 'nat')}: {chain}, the last hop before a packet leaves a node")
 
 
 def _controller_hint(plan: Plan, _announcer: str | None) -> Hint:
@@ -335,13 +391,24 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
           _forwarding_hint, ("stopped", "forward", "ip_forward", "off", "sysctl")),
     Fault("sep-rule", "a KUBE-SEP chain lost its DNAT rule", 12, deleted_sep_rule,
           ("ip netns exec <lab>-<node> iptables-save -t nat | grep KUBE-SEP",),
-          _sep_hint, ("lost", "dnat", "rule")),
+          _sep_hint, ("lost", "dnat", "rule"),
+          nftables=("an endpoint-* chain of kube-proxy lost its DNAT rule",
+                    ("ip netns exec <lab>-<node> nft list table ip kube-proxy | grep -A3 'chain endpoint-'",),
+                    ("lost", "dnat", "rule"))),
     Fault("reject-rule", "the REJECT rule of the Service without endpoints is gone", 11, missing_reject_rule,
           ("ip netns exec <lab>-<node> iptables-save -t filter",),
-          _empty_service_hint, ("reject", "rule", "gone")),
+          _empty_service_hint, ("reject", "rule", "gone"),
+          nftables=("the Service without endpoints is gone from kube-proxy's map no-endpoint-services and its set "
+                    "cluster-ips",
+                    ("ip netns exec <lab>-<node> nft list map ip kube-proxy no-endpoint-services",
+                     "ip netns exec <lab>-<node> nft list set ip kube-proxy cluster-ips"),
+                    ("gone", "map", "no-endpoint-services", "set", "cluster-ips"))),
     Fault("masquerade", "kube-proxy's KUBE-POSTROUTING chain is empty: no more masquerade (SNAT)", 18, no_masquerade,
           ("ip netns exec <lab>-<node> iptables-save -t nat | grep -A3 KUBE-POSTROUTING",),
-          _masquerade_hint, ("empty", "masquerade", "snat")),
+          _masquerade_hint, ("empty", "masquerade", "snat"),
+          nftables=("kube-proxy's masquerading chain is empty: no more masquerade (SNAT)",
+                    ("ip netns exec <lab>-<node> nft list chain ip kube-proxy masquerading",),
+                    ("empty", "masquerade", "snat"))),
     Fault("controller", "an ingress controller stopped", 16, stopped_controller,
           ("podpath status", "curl -H 'Host: demo.lab.local' http://<controller pod ip>/ from a node"),
           _controller_hint, ("stopped",)),
