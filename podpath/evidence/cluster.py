@@ -38,7 +38,8 @@ from podpath.evidence.parsers import (K8sNode, K8sPod, KubeProxyRules, NetNamesp
                                       parse_arp_an, parse_arping, parse_crictl_inspectp, parse_crictl_pods,
                                       parse_endpoint_slices, parse_http, parse_http_batch, parse_ip_neigh,
                                       parse_iptables_save, parse_json, parse_lease, parse_lsns, parse_nodes,
-                                      parse_ns_link, parse_pods, parse_service, service_path, BATCH_SCRIPT)
+                                      parse_ns_link, parse_pods, parse_processes, parse_service, service_path,
+                                      BATCH_SCRIPT, PROCESSES_SCRIPT)
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
@@ -447,6 +448,23 @@ class ClusterLab(PlanFacts):
                              f"and the other kinds failed (exit {out.rc}): {out.stderr.strip()[:200]}")
         return {kind: f"{kind}:[{parse_ns_link(line, f'pod {pod}, container {container}', kind)}]"
                 for kind, line in zip(NAMESPACE_KINDS, lines)}
+
+    def container_hostname(self, pod: LabPod, container: str) -> str:
+        """The host name the container sees (its UTS namespace's), read as a file: every image has cat."""
+        out = self.exec_in_pod(pod, container, ["cat", "/proc/sys/kernel/hostname"])
+        if not out.ok:
+            raise ProbeError(f"pod {pod}: {self.exec_command(pod, container, ['cat', '/proc/sys/kernel/hostname'])} "
+                             f"failed (exit {out.rc}): {out.stderr.strip()[:200]}")
+        return out.stdout.strip()
+
+    def container_processes(self, pod: LabPod, container: str) -> dict[int, str]:
+        """PID -> comm of every process the container sees, listed from /proc by its sh (busybox's
+        and the nginx image's)."""
+        out = self.exec_in_pod(pod, container, ["sh", "-c", PROCESSES_SCRIPT])
+        what = f"pod {pod}, container {container}: {self.exec_command(pod, container, ['ps', '-e'])}"
+        if not out.ok:
+            raise ProbeError(f"{what} failed (exit {out.rc}): {out.stderr.strip()[:200]}")
+        return parse_processes(out.stdout, what)
 
     def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None:
         """The addresses on eth0 as the container sees them, or None if its image has no `ip`

@@ -111,11 +111,12 @@ class NamespaceModel:
 CONTAINERD = NamespaceModel("containerd", shared=frozenset({"net", "ipc", "uts"}),
                             own=frozenset({"mnt", "pid"}), sandbox_process="pause", pid_follows_pod_spec=True)
 
-# The netns lab today (library/podpath_containers.py): a container joins the holder's
-# network and IPC namespaces and unshares mount, UTS and PID; the holder is podpath-pause.
-# Where the lab follows containerd on UTS, only this line changes.
-NETNS_LAB = NamespaceModel("podpath netns lab", shared=frozenset({"net", "ipc"}),
-                           own=frozenset({"mnt", "pid", "uts"}), sandbox_process="podpath-pause")
+# The netns lab (library/podpath_containers.py) makes its pods as containerd does: a container
+# joins the holder's network, IPC and UTS namespaces and has its own mount namespace, and its
+# own PID namespace unless the pod shares its holder's (the topology's share_process_namespace,
+# the holder then pid 1 of it). The holder is podpath-pause.
+NETNS_LAB = NamespaceModel("podpath netns lab", shared=frozenset({"net", "ipc", "uts"}),
+                           own=frozenset({"mnt", "pid"}), sandbox_process="podpath-pause", pid_follows_pod_spec=True)
 
 
 # -- what a lab is made of, as the checks see it ----------------------------------------------
@@ -257,6 +258,8 @@ class Lab(Protocol):
     def namespace_of_netns_file(self, pod: LabPod) -> str: ...
     def processes_in_netns(self, pod: LabPod) -> int: ...
     def container_namespaces(self, pod: LabPod, container: str) -> dict[str, str]: ...
+    def container_hostname(self, pod: LabPod, container: str) -> str: ...
+    def container_processes(self, pod: LabPod, container: str) -> dict[int, str]: ...  # pid -> comm, as it sees them
     def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None: ...
     def container_get(self, pod: LabPod, container: str, url: str) -> Http: ...
     def page_mark(self, pod: LabPod, container: str) -> str: ...

@@ -258,6 +258,30 @@ def parse_ns_link(text: str, what: str, kind: str = "net") -> int:
     return int(match.group(1))
 
 
+# Run by `sh -c` in a container (kubectl exec, nsenter -a): its own pid, then every process it
+# sees, one "PID COMM" a line. The glob is expanded before the loop's $(cat) subshells start,
+# so the only process of its own it lists is the shell, which parse_processes leaves out.
+PROCESSES_SCRIPT = ('echo "self $$"; for d in /proc/[0-9]*; do '
+                    'echo "${d#/proc/} $(cat "$d/comm" 2>/dev/null)"; done')
+
+
+def parse_processes(text: str, what: str) -> dict[int, str]:
+    """PID -> comm of every process PROCESSES_SCRIPT's output lists, but the shell that listed
+    them; a process that exited while it was listed (no comm) is left out."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("self "):
+        raise ProbeError(f"{what}: expected the listing's own pid first, got {text[:200]!r}")
+    me = lines[0].split()[1]
+    found = {}
+    for line in lines[1:]:
+        pid, _, comm = line.strip().partition(" ")
+        if not pid.isdigit():
+            raise ProbeError(f"{what}: {line!r} is not 'PID COMM'")
+        if pid != me and comm:
+            found[int(pid)] = comm
+    return found
+
+
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s+")
 
 

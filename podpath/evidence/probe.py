@@ -25,8 +25,8 @@ from typing import Callable
 from podpath.evidence import status as lab_status
 from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PlanFacts, PodRef,
                                   ProbeError, Result, ServiceView)
-from podpath.evidence.parsers import (CURL_ERRORS, KubeProxyRules, kube_proxy_rules, parse_http, parse_lsns,
-                                      parse_mountinfo_nsfs)
+from podpath.evidence.parsers import (CURL_ERRORS, PROCESSES_SCRIPT, KubeProxyRules, kube_proxy_rules, parse_http,
+                                      parse_lsns, parse_mountinfo_nsfs, parse_processes)
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.model.plan import Plan, Pod, build
 
@@ -211,7 +211,8 @@ class NetnsLab(PlanFacts):
         if pod.name not in self._views:
             self._views[pod.name] = LabPod(name=pod.name, namespace=pod.namespace, node=pod.node, ip=pod.ip,
                                            app=pod.app, port=pod.port, containers=[c.name for c in pod.containers],
-                                           prefixlen=pod.prefixlen, handle=pod)
+                                           prefixlen=pod.prefixlen, share_process_namespace=pod.share_process_namespace,
+                                           handle=pod)
         return self._views[pod.name]
 
     def pod(self, ref: PodRef, refresh: bool = False) -> LabPod:
@@ -292,6 +293,27 @@ class NetnsLab(PlanFacts):
         if not pid:
             raise ProbeError(f"pod {pod}: container {container} is not running")
         return {kind: self.namespace_of_pid(pod.node, pid, kind) for kind in NAMESPACE_KINDS}
+
+    def container_exec(self, pod: LabPod, container: str, argv: list[str]) -> Result:
+        """ARGV in every namespace of the container (exec_command), as kubectl exec runs it."""
+        pid = self.container_pid(pod.name, container)
+        if not pid:
+            raise ProbeError(f"pod {pod}: container {container} is not running")
+        return self.run(["nsenter", "-t", str(pid), "-a", "--", *argv])
+
+    def container_hostname(self, pod: LabPod, container: str) -> str:
+        out = self.container_exec(pod, container, ["cat", "/proc/sys/kernel/hostname"])
+        if not out.ok:
+            raise ProbeError(f"pod {pod}: {self.exec_command(pod, container, ['hostname'])} failed: "
+                             f"{out.stderr.strip()[:200]}")
+        return out.stdout.strip()
+
+    def container_processes(self, pod: LabPod, container: str) -> dict[int, str]:
+        out = self.container_exec(pod, container, ["sh", "-c", PROCESSES_SCRIPT])
+        what = f"pod {pod}, container {container}: the processes it sees"
+        if not out.ok:
+            raise ProbeError(f"{what}: exit {out.rc}: {out.stderr.strip()[:200]}")
+        return parse_processes(out.stdout, what)
 
     def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None:
         pid = self.container_pid(pod.name, container)

@@ -28,12 +28,16 @@ def test_containerd_gives_each_container_its_mount_and_pid_namespaces_unless_the
     assert lab_mod.CONTAINERD.expectation("mnt", share_process_namespace=True) == "own"
 
 
-def test_the_netns_lab_gives_each_container_its_own_uts_namespace_for_now():
-    # library/podpath_containers.py joins the holder's network and IPC namespaces and unshares
-    # mount, UTS and PID; the verifier's scenario 3 checks it on a running lab
+def test_the_netns_lab_makes_its_pods_as_containerd_does():
+    # library/podpath_containers.py joins the holder's network, IPC and UTS namespaces and
+    # unshares mount and, unless the pod shares its holder's, PID; the verifier's scenario 3
+    # checks it on a running lab
     model = lab_mod.NETNS_LAB
-    assert {k: model.expectation(k) for k in lab_mod.NAMESPACE_KINDS} == {
-        "net": "shared", "ipc": "shared", "uts": "own", "mnt": "own", "pid": "own"}
+    for share in (False, True):
+        assert {k: model.expectation(k, share) for k in lab_mod.NAMESPACE_KINDS} == \
+            {k: lab_mod.CONTAINERD.expectation(k, share) for k in lab_mod.NAMESPACE_KINDS}
+    assert model.expectation("uts") == "shared" and model.expectation("pid", share_process_namespace=True) == "shared"
+    assert model.sandbox_process == "podpath-pause"
 
 
 def test_each_model_names_every_kind_once():
