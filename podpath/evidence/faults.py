@@ -27,7 +27,7 @@ from typing import Callable
 
 from podpath.model import kubeproxy, labdir
 from podpath.model.plan import Plan
-from podpath.model.workloads import lease_path
+from podpath.model.workloads import lease_path, pod_dir
 from podpath.evidence.probe import NetnsLab
 
 
@@ -179,13 +179,48 @@ def no_masquerade(lab: NetnsLab) -> str:
     return "flushed KUBE-POSTROUTING (no more SNAT) on every node"
 
 
-def stopped_controller(lab: NetnsLab) -> str:
+# How long a crash-looping container takes to show it: its shim restarts it at once after the
+# first exit, the container exits again within a second, and the shim waits out its back-off.
+CRASH_LOOP_WAIT_S = 10.0
+
+
+def crashing_controller(lab: NetnsLab) -> str:
+    """Break the nginx configuration of one controller (two default servers for port 80,
+    which nginx refuses) and kill the controller's process. A killed container comes back at
+    once (its shim restarts it), so killing alone breaks nothing for long; with the broken
+    file, nginx exits on start, the controller with it, and the container crash-loops: it waits
+    out a back-off that doubles with every restart (CrashLoopBackOff), until `podpath up`
+    writes the configuration again and restarts it."""
     pod = lab.plan.ingress_pods[-1]
+    name = f"{pod.name}/controller"
+    conf = os.path.join(pod_dir(lab.name, pod), "controller.conf")
+    with open(conf) as handle:
+        text = handle.read()
+    broken = text.replace("listen 80;", "listen 80 default_server;", 1)
+    if broken == text:
+        raise RuntimeError(f"{conf} has no server listening on port 80 that is not the default one")
     pid = lab.container_pid(pod.name, "controller")
     if not pid:
-        raise RuntimeError(f"controller of {pod.name} is not running")
+        raise RuntimeError(f"the controller container of {pod.name} is not running")
+    tmp = f"{conf}.drill"
+    with open(tmp, "w") as handle:
+        handle.write(broken)
+    os.replace(tmp, conf)
     os.kill(pid, signal.SIGKILL)
-    return f"killed the controller container of {pod.name}"
+    status_path = labdir.lab.container_status_path(lab.name, "ingress", name)
+    deadline = time.monotonic() + CRASH_LOOP_WAIT_S
+    while True:
+        status = labdir.lab.read_container_status(status_path)[0]
+        if status and status["state"] == "waiting" and status["restarts"] >= 1:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the controller container of {pod.name} did not crash-loop within "
+                               f"{CRASH_LOOP_WAIT_S:g} s (its status: {status})")
+        time.sleep(0.05)
+    return (f"gave the nginx of {pod.name}'s controller two default servers for port 80 ({conf}) and killed the "
+            "controller's process: its shim started it again at once, nginx exits on start, the controller with it, "
+            f"and the container waits out a back-off that doubles with each restart (CrashLoopBackOff, "
+            f"{status['restarts']} restart so far)")
 
 
 def stopped_election(lab: NetnsLab) -> str:
@@ -323,8 +358,8 @@ def _masquerade_hint(plan: Plan, _announcer: str | None) -> Hint:
 def _controller_hint(plan: Plan, _announcer: str | None) -> Hint:
     pod = plan.ingress_pods[-1]
     port = plan.ingress_service.ports[0]
-    return Hint(f"the requests the DNAT sends to controller pod {pod.name} ({pod.ip}:{port.target_port}) on "
-                f"{pod.node} get no answer; the other controllers answer",
+    return Hint(f"controller pod {pod.name} ({pod.ip}:{port.target_port}) on {pod.node} answers no request, neither "
+                "the ones the DNAT sends it nor any sent to it directly; the other controllers answer",
                 f"pod {pod.name} itself, in its network namespace {pod.netns} on {pod.node}, after the nat "
                 "table's DNAT")
 
@@ -409,9 +444,11 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
           nftables=("kube-proxy's masquerading chain is empty: no more masquerade (SNAT)",
                     ("ip netns exec <lab>-<node> nft list chain ip kube-proxy masquerading",),
                     ("empty", "masquerade", "snat"))),
-    Fault("controller", "an ingress controller stopped", 16, stopped_controller,
-          ("podpath status", "curl -H 'Host: demo.lab.local' http://<controller pod ip>/ from a node"),
-          _controller_hint, ("stopped",)),
+    Fault("controller", "the nginx configuration of an ingress controller is broken: nginx exits on start "
+          "(CrashLoopBackOff)", 16, crashing_controller,
+          ("podpath status", "tail /run/podpath/<lab>/logs/<pod>_controller.log",
+           "nginx -t -c /run/podpath/<lab>/pods/<pod>/controller.conf"),
+          _controller_hint, ("nginx", "configuration", "broken", "exit", "start", "crashloopbackoff")),
     Fault("election", "every controller is frozen (SIGSTOP): nobody renews the leader lease", 16, stopped_election,
           ("podpath status", "cat /run/podpath/<lab>/leases/ingress-nginx/ingress-nginx-leader.json",
            "ps -o pid,stat,args -p <controller pid>"),
