@@ -25,8 +25,9 @@ description:
     it by pid and start time under C(/run/podpath/<lab>/). A container runs when its shim runs
     with that mark and its status says running, naming a process below the shim. One that does
     not (stopped, or waiting out its back-off), whose first process is stopped (SIGSTOP), or
-    whose command or one of whose files changed, is started again at once under a new shim;
-    then the module waits until the ports it should listen on are listening.
+    whose command or one of whose files changed (or was found changed on disk and written
+    again), is started again at once under a new shim; then the module waits until the ports
+    it should listen on are listening.
   - The record is a cache of the marks. A process is taken as the container only while it
     carries that container's mark and started when the record says, and is signalled only
     after that check. A missing or broken record is rebuilt from the marks; a container
@@ -619,7 +620,9 @@ def run_module(module):
     to_start = []
     for name, c in wanted.items():
         record = state.get(name, {})
-        if not running(record, lab, group, name) or record.get("spec") != spec_hash(c, contents):
+        # a file rewritten here may have been read as it was by a container that started since
+        if not running(record, lab, group, name) or record.get("spec") != spec_hash(c, contents) or \
+                set(c["files"]) & set(files_changed):
             to_start.append(name)
     changed = bool(to_start or stale or files_changed or extra or broken)
     if module.check_mode:
