@@ -2,10 +2,12 @@
 
 Its own network namespace (a bind mount under /var/run/netns, named cni-<uuid> as
 containerd names it), the pause process that holds it, containers that share it (and
-which other namespaces they share: the runtime's model, podpath/evidence/lab.py), and the
-veth pair that plugs it into the node's cni0 bridge. Asked of either lab through its
-adapter: nsenter and /proc on this host (netns lab), crictl, lsns, ip and kubectl exec on
-the nodes (cluster lab).
+which other namespaces they share: the runtime's model, podpath/evidence/lab.py: with
+containerd, the pause's UTS namespace too, so every container's host name is the pod's,
+and the pause's PID namespace, with the pause as its pid 1, when the pod sets
+shareProcessNamespace), and the veth pair that plugs it into the node's cni0 bridge.
+Asked of either lab through its adapter: nsenter and /proc on this host (netns lab),
+crictl, lsns, ip and kubectl exec on the nodes (cluster lab).
 """
 import pytest
 
@@ -123,6 +125,39 @@ def test_containers_of_a_pod_share_or_own_each_namespace_as_the_runtime_does(lab
         assert len(set(spaces.values())) == len(spaces) and sandbox not in spaces.values(), (
             f"pod {pod}: with {lab.runtime.name}, each container has its own {kind} namespace; containers "
             f"{spaces}, sandbox {sandbox} ({shown})")
+
+
+@pytest.mark.scenario(3)
+def test_every_container_of_a_pod_has_the_pod_name_as_its_host_name(lab, pod):
+    """The pause sets the pod's name as the host name of its UTS namespace, which every
+    container joins (the kubelet asks containerd for the pod's name; dockershim gave each
+    container a UTS namespace of its own)."""
+    seen = {c: lab.container_hostname(pod, c) for c in pod.containers}
+    wrong = {c: name for c, name in seen.items() if name != pod.name}
+    assert not wrong, (f"pod {pod}: containers see the host names {wrong}, not the pod's name {pod.name} "
+                       f"({lab.exec_command(pod, next(iter(wrong)), ['hostname'])})")
+
+
+@pytest.mark.scenario(3)
+def test_pid_1_of_each_container_is_the_pause_exactly_when_the_pod_shares_its_pid_namespace(lab):
+    """With shareProcessNamespace the containers share the pause's PID namespace: pid 1 is the
+    pause and each container sees the others' processes (ps). Without it each container has
+    its own, whose pid 1 is its own first process, and sees neither the pause nor the others."""
+    pod = _multi_container_pod(lab)
+    pause = lab.runtime.sandbox_process
+    seen = {c: lab.container_processes(pod, c) for c in pod.containers}
+    shown = lab.exec_command(pod, pod.containers[0], ["ps", "-e"])
+    if pod.share_process_namespace:
+        wrong = {c: procs.get(1) for c, procs in seen.items() if procs.get(1) != pause}
+        assert not wrong, f"pod {pod} shares its PID namespace, but pid 1 in {wrong} is not {pause} ({shown})"
+        views = {c: sorted(procs) for c, procs in seen.items()}
+        assert len({tuple(v) for v in views.values()}) == 1, (
+            f"pod {pod} shares its PID namespace, but its containers see different processes: {seen} ({shown})")
+    else:
+        wrong = {c: procs for c, procs in seen.items() if procs.get(1) == pause or pause in procs.values()}
+        assert not wrong, (f"pod {pod} does not share its PID namespace, but containers see the sandbox's {pause}: "
+                           f"{wrong} ({shown})")
+        assert all(procs.get(1) for procs in seen.values()), f"pod {pod}: a container sees no pid 1: {seen}"
 
 
 @pytest.mark.scenario(3)
