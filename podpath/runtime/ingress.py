@@ -37,6 +37,10 @@ import time
 from podpath.runtime import lease as lease_mod
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The lab's lease times, ingress-nginx's scaled down: its --election-ttl is 30 s, and
+# client-go's elector retries every ttl/4. A lab's failover is meant to be seen, not waited for.
+DURATION = 3.0  # leaseDurationSeconds
+RETRY = 0.5  # seconds between two tries to take or renew the lease
 
 
 def log(message: str) -> None:
@@ -83,8 +87,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m podpath.runtime.ingress", description=__doc__.splitlines()[0])
     parser.add_argument("--lease", required=True, help="the lease file the controllers elect their leader with")
     parser.add_argument("--identity", required=True, help="this controller's name in the lease (its pod's)")
-    parser.add_argument("--duration", type=float, default=3.0, help="leaseDurationSeconds (default 3)")
-    parser.add_argument("--retry", type=float, default=0.5, help="seconds between two tries (default 0.5)")
+    parser.add_argument("--duration", type=float, default=DURATION, help=f"leaseDurationSeconds (default {DURATION:g})")
+    parser.add_argument("--retry", type=float, default=RETRY, help=f"seconds between two tries (default {RETRY:g})")
     parser.add_argument("nginx", nargs=argparse.REMAINDER, help="-- then nginx's command")
     args = parser.parse_args(argv)
     if args.nginx[:1] == ["--"]:

@@ -144,7 +144,7 @@ def test_a_second_controller_takes_the_lease_once_the_first_died_and_the_duratio
     until(b.holds, "pod-b never took the lease over")
     taken = lease_mod.read(str(lease))
     gap = taken["acquireTime"] - last["renewTime"]
-    assert gap > duration, f"pod-b took the lease {gap:.2f} s after pod-a's last renewal, before its {duration} s ran out"
+    assert gap > duration, f"pod-b took the lease {gap:.2f} s after pod-a's last renewal, before {duration} s ran out"
     # pod-b tries every retry period: the first try after the lease expired takes it
     assert gap <= duration + retry + 1.0, (f"pod-b took the lease only {gap:.2f} s after pod-a's last renewal "
                                            f"(duration {duration} s, retry {retry} s)")
