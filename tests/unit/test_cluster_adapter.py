@@ -179,3 +179,38 @@ def test_wsl2_cannot_read_the_node_network_neighbours_and_says_what_to_run_inste
 def test_on_macos_the_client_address_is_the_plan_s(cluster, monkeypatch):
     monkeypatch.setattr(cluster, "host_platform", lambda: "macos")
     assert cluster.client_address("192.168.56.200") == PLAN.client_ip
+
+
+# -- scenario 3: what a container sees, through kubectl exec -------------------------------------
+
+def _multi_container_pod(share: bool):
+    handle = K8sPod("multi-container-pod", "default", "worker1", "10.244.1.6", "u-2", "Running", ["busybox", "nginx"],
+                    True, share_process_namespace=share)
+    return LabPod("multi-container-pod", "default", "worker1", "10.244.1.6", "multi-container", 80,
+                  ["busybox", "nginx"], share_process_namespace=share, handle=handle)
+
+
+def test_a_containers_host_name_is_read_with_kubectl_exec_in_that_container(cluster):
+    exec_line = "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n default multi-container-pod -c nginx"
+    cluster._hosts["cp1"].answers[exec_line] = (0, "multi-container-pod\n")
+    assert cluster.container_hostname(_multi_container_pod(False), "nginx") == "multi-container-pod"
+    words = shlex.split(cluster._hosts["cp1"].lines[-1])
+    assert words[words.index("-c") + 1] == "nginx" and words[words.index("--") + 1:] == ["cat",
+                                                                                          "/proc/sys/kernel/hostname"]
+
+
+def test_a_failed_host_name_read_names_the_command_a_student_runs(cluster):
+    exec_line = "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n default multi-container-pod -c busybox"
+    cluster._hosts["cp1"].answers[exec_line] = (1, "")
+    with pytest.raises(ProbeError, match=r"kubectl exec -n default multi-container-pod -c busybox -- cat "
+                                         r"/proc/sys/kernel/hostname failed"):
+        cluster.container_hostname(_multi_container_pod(False), "busybox")
+
+
+def test_the_processes_a_container_sees_leave_out_the_listing_shell(cluster):
+    exec_line = "sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n default multi-container-pod -c busybox"
+    cluster._hosts["cp1"].answers[exec_line] = (0, "self 21\n1 pause\n7 sleep\n8 nginx\n14 nginx\n21 sh\n")
+    assert cluster.container_processes(_multi_container_pod(True), "busybox") == {1: "pause", 7: "sleep", 8: "nginx",
+                                                                                  14: "nginx"}
+    words = shlex.split(cluster._hosts["cp1"].lines[-1])
+    assert words[words.index("--") + 1:words.index("--") + 3] == ["sh", "-c"]

@@ -219,3 +219,35 @@ def test_a_holder_fits_its_spec_only_when_it_runs_the_way_share_pid_says(monkeyp
     monkeypatch.setattr(NETNS, "pid_namespace_init", lambda pid: pid == 1001)
     assert NETNS.holder_fits(1001, {"share_pid": True}) and NETNS.holder_fits(1002, {"share_pid": False})
     assert not NETNS.holder_fits(1001, {"share_pid": False}) and not NETNS.holder_fits(1002, {"share_pid": True})
+
+
+# -- what a container sees, as the verifier lists it ------------------------------------------------
+def test_the_process_listing_script_lists_this_process_and_leaves_out_its_own_shell():
+    import subprocess
+
+    from podpath.evidence.parsers import PROCESSES_SCRIPT, parse_processes
+
+    out = subprocess.run(["sh", "-c", PROCESSES_SCRIPT], capture_output=True, text=True, check=True, timeout=30)
+    seen = parse_processes(out.stdout, "sh on this host")
+    me = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert seen.get(os.getpid()) == me
+    shell = int(out.stdout.split()[1])
+    assert shell not in seen, "the listing's own shell is left out"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("1 pause\n", "expected the listing's own pid first"),
+    ("self 9\nnot-a-pid sleep\n", "'not-a-pid sleep' is not 'PID COMM'"),
+])
+def test_a_listing_that_is_not_the_scripts_is_refused(text, words):
+    from podpath.evidence.lab import ProbeError
+    from podpath.evidence.parsers import parse_processes
+
+    with pytest.raises(ProbeError, match=words):
+        parse_processes(text, "pod p, container c")
+
+
+def test_a_process_that_exited_while_listed_is_left_out():
+    from podpath.evidence.parsers import parse_processes
+
+    assert parse_processes("self 5\n1 podpath-pause\n3 \n5 sh\n7 nginx\n", "x") == {1: "podpath-pause", 7: "nginx"}
