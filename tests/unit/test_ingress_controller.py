@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from podpath.model import labdir
 from podpath.runtime import lease as lease_mod
 
 WAIT = 15.0  # seconds before a test gives up waiting for something that should happen much sooner
@@ -169,3 +170,30 @@ def test_bad_arguments_are_refused_with_the_value_and_the_fix(tmp_path, args, sa
                            "--identity", "pod-a", *args], capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert not (tmp_path / "l.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace of its own needs root")
+def test_as_the_first_process_of_its_pid_namespace_it_still_stops_gracefully_on_sigterm(tmp_path):
+    """In the lab the controller is pid 1 of its container's PID namespace. A namespace's first
+    process without a SIGTERM handler never gets SIGTERM from inside, and the lab's runtime kills
+    it at once instead (podpath_lab.deaf_namespace_init): the controller has one, so SIGTERM from
+    outside still makes it tell nginx to quit and release the lease."""
+    lease, quit_mark = tmp_path / "ingress.json", tmp_path / "quit"
+    wrapper = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--", sys.executable, "-m",
+                                "podpath.runtime.ingress", "--lease", str(lease), "--identity", "pod-a", "--",
+                                *fake_nginx(quit_mark)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "pod-a",
+              "the controller did not take the free lease")
+        first = int(Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split()[0])
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{first}/status").read_text().splitlines())
+        assert status["NSpid"].split()[-1] == "1", f"the controller is not pid 1 of its namespace: {status['NSpid']}"
+        assert not labdir.lab.deaf_namespace_init(first), "the lab's runtime would take the controller as deaf"
+        os.kill(first, signal.SIGTERM)
+        assert wrapper.wait(timeout=WAIT) == 0
+        assert quit_mark.read_text().strip() == "quit", "nginx's stand-in was not sent QUIT"
+        assert (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "", "the lease was not released"
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.wait()
