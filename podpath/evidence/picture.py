@@ -313,13 +313,17 @@ def trace_picture(result: Trace, plan: Plan | None = None) -> Picture:
         pic.arrows.append(Arrow("arp", "stopped", ["2 DNAT: no answer came back"], bad=True))
         return pic
     controller = next((p for p in plan.pods if result.controller_ip and p.ip == result.controller_ip), None)
-    sep = result.sep_chain or "KUBE-SEP-?"
+    nft = result.mode == "nftables"
+    sep = result.sep_chain or ("endpoint-?" if nft else "KUBE-SEP-?")
+    chains = result.chains[:2] or [kubeproxy.ext_chain(svc, port), kubeproxy.svc_chain(svc, port)]
     snat = result.controller_saw not in (None, plan.client_ip)
-    nat = [f"iptables nat table of {arp.name}", "PREROUTING → KUBE-SERVICES",
-           f"→ {kubeproxy.ext_chain(svc, port)}", f"→ {kubeproxy.svc_chain(svc, port)}", f"→ {sep}",
-           f"DNAT {lb}:{port.port} → {result.controller_ip or '?'}:{port.target_port}"]
+    nat = ([f"nftables table ip kube-proxy of {arp.name}", "nat-prerouting → services → @service-ips"] if nft
+           else [f"iptables nat table of {arp.name}", "PREROUTING → KUBE-SERVICES"])
+    nat += [f"→ {chain}" for chain in chains] + [f"→ {sep}",
+                                                 f"DNAT {lb}:{port.port} → {result.controller_ip or '?'}:{port.target_port}"]
     if snat:
-        nat += ["POSTROUTING → KUBE-POSTROUTING", f"MASQUERADE (source NAT) {plan.client_ip} → {result.controller_saw}"]
+        nat += ["nat-postrouting → masquerading" if nft else "POSTROUTING → KUBE-POSTROUTING",
+                f"{'masquerade' if nft else 'MASQUERADE'} (source NAT) {plan.client_ip} → {result.controller_saw}"]
     group(arp.name).boxes.append(Box("nat", nat, "nat", bad=not ok[1]))
     pic.arrows.append(Arrow("arp", "nat", [f"2 DNAT {lb}:{port.port} → {result.controller_ip or '?'}:{port.target_port}",
                                            f"evidence: conntrack on {arp.name}, sport {result.client_port or '?'}"],
@@ -327,7 +331,7 @@ def trace_picture(result: Trace, plan: Plan | None = None) -> Picture:
     if controller is None:
         pic.boxes.append(Box("stopped", ["no controller pod has", result.controller_ip or "the DNAT's address"],
                              "note", bad=True))
-        pic.arrows.append(Arrow("nat", "stopped", ["no KUBE-SEP matched"], bad=True))
+        pic.arrows.append(Arrow("nat", "stopped", [f"no {'endpoint' if nft else 'KUBE-SEP'} chain matched"], bad=True))
         return pic
     group(controller.node).boxes.append(Box("controller", _pod_lines(controller, plan, port.target_port) +
                                             [f"served: X-Ingress-Controller {result.controller}"], "pod",

@@ -3,7 +3,9 @@
 1. ARP: the client's neighbour entry for the MetalLB address after the request (its
    MAC names the node whose speaker answered).
 2. DNAT: the conntrack entry of the request on that node (the reply's source is the
-   controller pod chosen by kube-proxy), mapped to its KUBE-SEP chain.
+   controller pod chosen by kube-proxy), and the chains of kube-proxy's rules on that node
+   that lead there, in the lab's mode: KUBE-SERVICES -> KUBE-EXT-* -> KUBE-SVC-* -> KUBE-SEP-*
+   (iptables), or the map service-ips -> external-* -> service-* -> endpoint-* (nftables).
 3. The controller that served (its X-Ingress-Controller header).
 4. The backend that answered, and the source addresses each of them saw.
 
@@ -21,7 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from podpath.model import kubeproxy
-from podpath.model.plan import Plan
+from podpath.model.plan import Plan, Service, ServicePort
+from podpath.evidence.lab import ProbeError
 from podpath.evidence.probe import NetnsLab, parse_http
 
 
@@ -42,8 +45,10 @@ class Trace:
     node: str | None = None
     controller: str | None = None
     backend: str | None = None
-    sep_chain: str | None = None
+    sep_chain: str | None = None  # the endpoint's chain: KUBE-SEP-* (iptables) or endpoint-* (nftables)
     expected_hops: int = 5
+    mode: str = "iptables"  # kube-proxy's mode on the lab's nodes
+    chains: list[str] = field(default_factory=list)  # kube-proxy's chains of the request, entry to endpoint
     # What the picture draws, as the hops found it (None: that hop did not get so far).
     plan: Plan | None = field(default=None, repr=False)
     mac: str | None = None  # the MAC that answered ARP for the MetalLB address
@@ -78,6 +83,37 @@ def between_nodes(lab: NetnsLab, src: str | None, dst: str | None, address: str 
     return text, ok
 
 
+DISPATCH = {"iptables": "KUBE-SERVICES", "nftables": "services: @service-ips"}
+
+
+def kube_proxy_chains(lab: NetnsLab, node: str, svc: Service, port: ServicePort,
+                      endpoint: str | None) -> tuple[list[str], str]:
+    """The chains of node NODE's kube-proxy rules that send SVC's load balancer IP to ENDPOINT
+    (ip:port): [entry, policy chain, endpoint chain], and where the names come from. From the
+    node's own rules; where they show no such path, kube-proxy's names for it, and so it says."""
+    mode = lab.plan.kube_proxy_mode
+    try:
+        path = lab.kube_proxy_rules(node)[1].service_path(svc.load_balancer_ip, port.port)
+        why = "its rules show no path for this address"
+    except ProbeError as exc:
+        path, why = None, f"its rules could not be read: {exc}"
+    sep = next((s.chain for s in path.seps if endpoint in s.destinations), None) if path and endpoint else None
+    if path and (sep or not endpoint):
+        return [path.entry_chain, path.svc_chain] + ([sep] if sep else []), f"as the rules of {node} name it"
+    if mode == "nftables":
+        chains = [kubeproxy.nft_external_chain(svc, port),
+                  (kubeproxy.nft_local_chain if svc.external_traffic_policy == "Local"
+                   else kubeproxy.nft_service_chain)(svc, port)]
+        named = kubeproxy.nft_endpoint_chain
+    else:
+        chains = [kubeproxy.ext_chain(svc, port),
+                  (kubeproxy.svl_chain if svc.external_traffic_policy == "Local" else kubeproxy.svc_chain)(svc, port)]
+        named = kubeproxy.sep_chain
+    if path and endpoint:
+        why = f"no endpoint chain of {path.svc_chain} DNATs to {endpoint}"
+    return chains + ([named(svc, port, endpoint)] if endpoint else []), f"kube-proxy's name for it: {why}"
+
+
 def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab | None = None) -> Trace:
     lab = lab or NetnsLab(lab_name, topology)
     plan = lab.plan
@@ -85,7 +121,7 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     port = svc.ports[0]
     host = host or plan.ingress_host
     url = f"http://{svc.load_balancer_ip}:{port.port}/"
-    result = Trace(url=url, host=host, plan=plan)
+    result = Trace(url=url, host=host, plan=plan, mode=plan.kube_proxy_mode)
     client = plan.client_netns
     # Forget the address's MAC first, so that this request's ARP exchange is the evidence.
     lab.exec_in(client, ["ip", "neigh", "flush", "to", svc.load_balancer_ip])
@@ -116,12 +152,13 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
                 break
     result.controller_ip = controller_ip
     controller_pod = next((p for p in plan.pods if p.ip == controller_ip), None)
-    if controller_pod:
-        result.sep_chain = kubeproxy.sep_chain(svc, port, f"{controller_pod.ip}:{port.target_port}")
-    result.hops.append(Hop("2 DNAT", f"node {node}: KUBE-SERVICES -> {kubeproxy.ext_chain(svc, port)} -> "
-                                     f"{kubeproxy.svc_chain(svc, port)}",
+    endpoint = f"{controller_pod.ip}:{port.target_port}" if controller_pod else None
+    result.chains, named_by = kube_proxy_chains(lab, node, svc, port, endpoint) if node else ([], "no node")
+    result.sep_chain = result.chains[2] if len(result.chains) > 2 else None
+    result.hops.append(Hop("2 DNAT", f"node {node}: {' -> '.join([DISPATCH[result.mode]] + result.chains[:2])}",
                            f"conntrack: {svc.load_balancer_ip}:{port.port} -> {controller_ip or '?'}:{port.target_port}"
-                           f" ({result.sep_chain or 'no KUBE-SEP matched'})", ok=controller_pod is not None))
+                           f" ({result.sep_chain or 'no endpoint chain matched'}, {named_by})",
+                           ok=controller_pod is not None))
     text, ok = between_nodes(lab, node, controller_pod.node if controller_pod else None, controller_ip)
     result.hops[-1].between, result.hops[-1].ok = text, result.hops[-1].ok and ok
     served_by = answer.headers.get("x-ingress-controller")
