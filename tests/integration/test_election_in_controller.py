@@ -80,12 +80,18 @@ def comm(pid: int) -> str | None:
 
 
 def nginx_of(lab: NetnsLab, pod: str) -> tuple[int, int]:
-    """(the controller's pid, its nginx master's pid) for POD."""
-    controller = lab.container_pid(pod, "controller")
-    assert controller, f"{pod}: its controller container is not running"
-    masters = [p for p in children(controller) if comm(p) == "nginx"]
-    assert len(masters) == 1, f"{pod}: the controller (pid {controller}) has {len(masters)} nginx children"
-    return controller, masters[0]
+    """(the controller's pid, its nginx master's pid) for POD, once its container runs the
+    controller program with one nginx child (a container being started again may not yet)."""
+    def found():
+        controller = lab.container_pid(pod, "controller")
+        try:
+            with open(f"/proc/{controller}/cmdline", "rb") as handle:
+                runs = b"podpath.runtime.ingress" in handle.read()
+        except (OSError, TypeError):
+            return None
+        masters = [p for p in children(controller) if comm(p) == "nginx"]
+        return (controller, masters[0]) if runs and len(masters) == 1 else None
+    return wait_for(found, f"{pod}: no controller with one nginx child")
 
 
 def state(pid: int) -> str | None:
