@@ -52,22 +52,61 @@ class PlaybookResult:
     interrupted: int | None = None  # the CLI's exit code when a signal stopped the play
 
 
+ROLE_ACTIONS = {"import_role": False, "ansible.builtin.import_role": False,
+                "include_role": True, "ansible.builtin.include_role": True}
+META_ACTIONS = ("meta", "ansible.builtin.meta")
+
+
+def _role_tasks(name: str, tasks_from: str = "main") -> int:
+    """Tasks of role NAME's tasks file TASKS_FROM, with Ansible's check of the role's arguments
+    when its argument specs have that entry point (Ansible runs it as a task of its own)."""
+    import yaml
+
+    folder = ROOT / "roles" / name
+    stem = tasks_from[:-4] if tasks_from.endswith(".yml") else tasks_from
+    tasks = folder / "tasks" / f"{stem}.yml"
+    total = _tasks(yaml.safe_load(tasks.read_text()) or []) if tasks.exists() else 0
+    specs = folder / "meta" / "argument_specs.yml"
+    if specs.exists() and stem in ((yaml.safe_load(specs.read_text()) or {}).get("argument_specs") or {}):
+        total += 1
+    return total
+
+
+def _tasks(tasks: list) -> int:
+    """Tasks a local run on one lab shows of TASKS: blocks are opened, a role imported or
+    included brings its tasks (an include_role is a task too), an include_role with a
+    condition counts as itself only (a step the control node skips, such as a fleet host's
+    preparation), a loop counts once (one lab), meta tasks not at all (Ansible shows none)."""
+    total = 0
+    for task in tasks:
+        if "block" in task:
+            total += _tasks(task["block"]) + _tasks(task.get("always") or [])
+            continue
+        action = next((key for key in task if key in ROLE_ACTIONS or key in META_ACTIONS), None)
+        if action in META_ACTIONS:
+            continue
+        if action is None:
+            total += 1
+            continue
+        dynamic = ROLE_ACTIONS[action]
+        if dynamic and task.get("when") is not None:  # an import's condition goes on each of its tasks
+            total += 1
+            continue
+        args = task[action] if isinstance(task[action], dict) else {"name": task[action]}
+        total += int(dynamic) + _role_tasks(args["name"], args.get("tasks_from", "main"))
+    return total
+
+
 def count_tasks(playbook: Path) -> int:
-    """Tasks a netns playbook will run: its own, its roles' tasks/main.yml (no includes there) and
-    the argument checks of the roles that have argument specs."""
+    """Tasks a netns playbook will run for one lab on the control node: its plays' tasks and
+    roles (_tasks says how each counts)."""
     import yaml
 
     total = 0
     for play in yaml.safe_load(playbook.read_text()) or []:
-        total += len(play.get("tasks") or [])
+        total += _tasks(play.get("tasks") or [])
         for role in play.get("roles") or []:
-            name = role["role"] if isinstance(role, dict) else role
-            tasks = ROOT / "roles" / name / "tasks" / "main.yml"
-            if tasks.exists():
-                total += len(yaml.safe_load(tasks.read_text()) or [])
-            # Ansible validates a role's arguments in a task of its own
-            if (ROOT / "roles" / name / "meta" / "argument_specs.yml").exists():
-                total += 1
+            total += _role_tasks(role["role"] if isinstance(role, dict) else role)
     return total
 
 
