@@ -35,7 +35,7 @@ from podpath.model.plan import Plan
 FORMAT = "podpath-lab-results/1"
 OUTCOMES = ("PASS", "FAIL", "SKIP", "NOT RUN")
 TOTAL = len(SCENARIOS)
-# how much of a failure's evidence the text report and the picture show
+# how much of a failure's evidence the text report shows (the page and JUnit show it whole)
 EVIDENCE_CHARS = 240
 # students named on a mark of the picture before "+N more"
 NAMES_ON_A_MARK = 6
@@ -583,7 +583,7 @@ def render_html(results: list[LabResult], plan: Plan, generated: str = "") -> st
         "<h1>podpath class report</h1>",
         f'<p class="summary">{_h(summary(results))}.{_h(note)}'
         + (f" Generated {_h(generated)}." if generated else "") + "</p>",
-        f"<figure>{svg}<figcaption>The reference lab as planned. A red box is where the labs of its letter first "
+        f"<figure>{svg}<figcaption>The lab as planned. A red box is where the labs of its letter first "
         "fail; the letter is in the table. Scenarios are numbered from the pod outwards, so a lab's first failing "
         "hop is the innermost one that fails.</figcaption></figure>",
         '<table class="students"><thead><tr><th>status</th><th>host</th><th>lab</th>'
