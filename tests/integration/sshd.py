@@ -1,6 +1,7 @@
 """An OpenSSH server of the test's own, on 127.0.0.1, for tests that drive this host over SSH.
 
-`ssh_server()` (a context manager; `sshd_server` in conftest.py is the fixture) starts Debian's
+`ssh_server()` (a context manager; `sshd_server` below is the pytest fixture, module-scoped: a
+test module takes it with `from sshd import sshd_server`) starts Debian's
 /usr/sbin/sshd as root on a free high port of 127.0.0.1, with everything in a temporary folder:
 its own sshd_config, host key, a key pair made for the test (the client's private key and
 the server's authorized_keys) and its log. Nothing of the host's /etc/ssh is read or
@@ -26,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -193,3 +196,14 @@ def _stop(process: subprocess.Popen) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
+
+
+@pytest.fixture(scope="module")
+def sshd_server() -> Iterator[SSHServer]:
+    """The test's sshd on 127.0.0.1 for a whole test module; skips, saying why, where it cannot run."""
+    try:
+        check_prerequisites()
+    except SSHServerMissing as missing:
+        pytest.skip(str(missing))
+    with ssh_server() as server:
+        yield server
