@@ -56,11 +56,9 @@ def endpoints_path(lab: str, node: str) -> str:
 
 
 def container_status_path(lab: str, group: str, name: str) -> str:
-    """The file where the process that started container NAME (of GROUP) writes its state."""
-    made = getattr(labdir.lab, "container_status_path", None)
-    if made is not None:
-        return made(lab, group, name)
-    return f"{labdir.lab_dir(lab)}/status/{group}/{name.replace('/', '_')}.json"
+    """The file where the shim of container NAME (of GROUP), the process that started it, writes
+    its state when it starts and when it exits."""
+    return labdir.lab.container_status_path(lab, group, name)
 
 
 def readiness_probe(pod: Pod, container: str) -> dict[str, Any] | None:
