@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from podpath.evidence import picture
 from podpath.evidence.report import ScenarioReport
-from podpath.evidence.scenarios import LOOK, SCENARIOS
+from podpath.evidence.scenarios import SCENARIOS, look
 from podpath.model.plan import Plan
 
 FORMAT = "podpath-lab-results/1"
@@ -97,8 +97,14 @@ class LabResult:
         return self.error if self.error is not None else "the verifier ran no check"
 
 
-def hop(number: int) -> str:
-    return LOOK[number][0]
+def _mode(plan: Plan | None) -> str:
+    """kube-proxy's mode of PLAN's labs, which names the hops of its rules (iptables without a plan)."""
+    return getattr(plan, "kube_proxy_mode", None) or "iptables"
+
+
+def hop(number: int, plan: Plan | None = None) -> str:
+    """Where scenario NUMBER looks, in the words of PLAN's kube-proxy mode."""
+    return look(number, _mode(plan))[0]
 
 
 # --- input -------------------------------------------------------------------------------
@@ -228,13 +234,13 @@ def passed_cell(result: LabResult) -> str:
     return "-" if result.status == "error" and result.error is not None else f"{result.passed}/{TOTAL}"
 
 
-def first_hop_cell(result: LabResult) -> str:
+def first_hop_cell(result: LabResult, plan: Plan | None = None) -> str:
     if result.status == "error":
         return f"no results: {_short(result.problem, 120)}"
     number = result.first_failing
     if number is None:
         return "-"
-    return f"scenario {number}: {hop(number)}"
+    return f"scenario {number}: {hop(number, plan)}"
 
 
 def not_run_everywhere(results: list[LabResult]) -> list[int]:
@@ -246,7 +252,7 @@ def render_text(results: list[LabResult], plan: Plan | None = None) -> str:
     """One row per student lab, then each failing lab's first failure in a few lines."""
     results = ordered(results)
     rows = [("HOST", "LAB", "PASSED", "FIRST FAILING HOP")]
-    rows += [(clean(r.host), clean(r.lab), passed_cell(r), first_hop_cell(r)) for r in results]
+    rows += [(clean(r.host), clean(r.lab), passed_cell(r), first_hop_cell(r, plan)) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"podpath class report: {summary(results)}", ""]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3] for row in rows]
@@ -262,7 +268,7 @@ def render_text(results: list[LabResult], plan: Plan | None = None) -> str:
         also = [n for n in r.failing if n != number]
         lines.append(f"  {clean(r.student)}  scenario {number}  {SCENARIOS[number]}"
                      + (f"  (also failing: {', '.join(map(str, also))})" if also else ""))
-        lines.append(f"      hop:      {hop(number)}")
+        lines.append(f"      hop:      {hop(number, plan)}")
         for message in r.outcome(number).failures[:1]:
             lines.append(f"      evidence: {_short(message)}")
         lines.append(f"      next:     {next_command(r, number, plan)}")
@@ -275,7 +281,7 @@ def next_command(result: LabResult, number: int, plan: Plan | None) -> str:
     if plan is not None:
         fill.update({"{nodes}": " ".join(n.name for n in plan.nodes), "<ingress host>": plan.ingress_host,
                      "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>"})
-    return clean(ScenarioReport("netns", fill).next_command(number))
+    return clean(ScenarioReport("netns", fill, _mode(plan)).next_command(number))
 
 
 # --- JUnit XML ---------------------------------------------------------------------------
@@ -309,9 +315,9 @@ def render_junit(results: list[LabResult], plan: Plan | None = None) -> str:
                 counts["tests"] += 1
                 if outcome.outcome == "FAIL":
                     counts["failures"] += 1
-                    text = [f"hop: {hop(number)}"] + [f"evidence: {m}" for m in outcome.failures]
+                    text = [f"hop: {hop(number, plan)}"] + [f"evidence: {m}" for m in outcome.failures]
                     text.append(f"next: {next_command(r, number, plan)}")
-                    ET.SubElement(case, "failure", message=clean(f"hop: {hop(number)}"),
+                    ET.SubElement(case, "failure", message=clean(f"hop: {hop(number, plan)}"),
                                   type=f"scenario {number}").text = clean("\n".join(text))
                 elif outcome.outcome in ("SKIP", "NOT RUN"):
                     counts["skipped"] += 1
@@ -540,7 +546,7 @@ details pre {{ white-space: pre-wrap; background: #f5f5f5; padding: .4em; margin
 """
 
 
-def _row(r: LabResult, tags: dict[str, str]) -> str:
+def _row(r: LabResult, tags: dict[str, str], plan: Plan) -> str:
     word = {"pass": "PASS", "fail": "FAIL", "error": "NO RESULTS"}[r.status]
     if r.status == "error":
         hop_cell = _h(r.problem)
@@ -549,7 +555,7 @@ def _row(r: LabResult, tags: dict[str, str]) -> str:
     else:
         n = r.first_failing
         also = [m for m in r.failing if m != n]
-        hop_cell = (f'<span class="tag">{_h(tags[r.student])}</span>scenario {n}: {_h(hop(n))}'
+        hop_cell = (f'<span class="tag">{_h(tags[r.student])}</span>scenario {n}: {_h(hop(n, plan))}'
                     + (f' <span class="also">(also failing: {_h(", ".join(map(str, also)))})</span>' if also else ""))
     return (f'<tr class="{r.status}" data-student="{_h(r.student)}"><td class="status">{word}</td>'
             f'<td class="host">{_h(r.host)}</td><td class="lab">{_h(r.lab)}</td>'
@@ -558,7 +564,7 @@ def _row(r: LabResult, tags: dict[str, str]) -> str:
 
 def _details(r: LabResult, plan: Plan) -> str:
     n = r.first_failing
-    lines = [f"hop: {hop(n)}"] + [f"evidence: {m}" for m in r.outcome(n).failures[:3]]
+    lines = [f"hop: {hop(n, plan)}"] + [f"evidence: {m}" for m in r.outcome(n).failures[:3]]
     lines.append(f"next: {next_command(r, n, plan)}")
     return (f'<details><summary>{_h(r.student)}: scenario {n}, {_h(SCENARIOS[n])}</summary>'
             f'<pre>{_h(chr(10).join(lines))}</pre></details>')
@@ -588,7 +594,7 @@ def render_html(results: list[LabResult], plan: Plan, generated: str = "") -> st
         "hop is the innermost one that fails.</figcaption></figure>",
         '<table class="students"><thead><tr><th>status</th><th>host</th><th>lab</th>'
         f"<th>passed of {TOTAL}</th><th>first failing hop</th></tr></thead><tbody>",
-        *[_row(r, tags) for r in results],
+        *[_row(r, tags, plan) for r in results],
         "</tbody></table>",
     ]
     failing = [r for r in results if r.status == "fail"]

@@ -13,7 +13,7 @@ import pytest
 
 from podpath import cli
 from podpath.evidence import classreport as cr
-from podpath.evidence.scenarios import LOOK, SCENARIOS
+from podpath.evidence.scenarios import LOOK, SCENARIOS, look
 from podpath.model import plan as plan_mod
 from podpath.model import topology as topology_mod
 
@@ -83,6 +83,18 @@ def test_the_text_lists_the_other_failing_scenarios_and_the_evidence_of_the_firs
     assert "scenario 9" in text and "(also failing: 18)" in text
     assert "evidence: pod echo-1 never reached itself" in text
     assert "next:     for n in cp1 worker1 worker2; do ip -n stu2-$n -d link show master cni0" in text
+
+
+def test_the_hop_and_its_command_follow_kube_proxys_mode():
+    topo = topology_mod.load()
+    topo["kube_proxy"] = {**topo.get("kube_proxy", {}), "mode": "nftables"}
+    nft = plan_mod.build(topo, "<lab>")
+    result = failing("stu1", {11: ["Service no-endpoints answered late"]})
+    rows, text = text_rows(cr.render_text([result], nft)), cr.render_text([result], nft)
+    assert rows["pc1/stu1"][3] == f"scenario 11: {look(11, 'nftables')[0]}" != f"scenario 11: {LOOK[11][0]}"
+    assert "nft list map ip kube-proxy no-endpoint-services" in text and "iptables-save" not in text
+    failure = ET.fromstring(cr.render_junit([result], nft)).find(".//failure")
+    assert failure.get("message") == f"hop: {look(11, 'nftables')[0]}"
 
 
 def test_a_lab_without_results_is_a_row_that_says_why():
