@@ -35,11 +35,11 @@ from podpath.evidence.lab import (CONTAINERD, CONTROLLER_HEADER, NAMESPACE_KINDS
                                   PlanFacts, PodRef, ProbeError, Result, ServiceView, Unobservable)
 from podpath.evidence.parsers import (K8sNode, K8sPod, KubeProxyRules, NetNamespace, Sandbox, arping_argv,
                                       classify_host, kube_proxy_rules, node_side_addresses, parse_announcer,
-                                      parse_arp_an, parse_arping, parse_crictl_inspectp, parse_crictl_pods,
-                                      parse_endpoint_slices, parse_http, parse_http_batch, parse_ip_neigh,
-                                      parse_iptables_save, parse_json, parse_lease, parse_lsns, parse_nodes,
-                                      parse_ns_link, parse_pods, parse_processes, parse_service, service_path,
-                                      BATCH_SCRIPT, PROCESSES_SCRIPT)
+                                      parse_arp_an, parse_arping, parse_conntrack, parse_crictl_inspectp,
+                                      parse_crictl_pods, parse_endpoint_slices, parse_http, parse_http_batch,
+                                      parse_ip_neigh, parse_iptables_save, parse_json, parse_lease, parse_lsns,
+                                      parse_nodes, parse_ns_link, parse_pods, parse_processes, parse_service,
+                                      service_path, BATCH_SCRIPT, PROCESSES_SCRIPT)
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
@@ -792,13 +792,72 @@ class ClusterLab(PlanFacts):
             raise ProbeError(f"{self.control_plane()}: date printed {text!r}") from None
 
     # -- the traced path (scenario 19) -------------------------------------------------------
+    def _connections(self, node: str, address: str, port: int) -> dict[tuple[str, str], str]:
+        """(client, client port) -> the reply's source, of NODE's conntrack entries to ADDRESS:PORT."""
+        out = self.run(node, ["conntrack", "-L", "-p", "tcp", "--orig-dst", address, "--dport", str(port)], root=True)
+        return {(e.get("orig_src", ""), e.get("orig_sport", "")): e.get("reply_src", "")
+                for e in parse_conntrack(out.stdout if out.ok else "")}
+
+    def _trace_nftables(self, tries: int) -> ClusterTrace:
+        """trace() in nftables mode: the DNAT hop from conntrack and the node's table ip kube-proxy."""
+        svc = self.service("ingress")
+        address, port, host = self.load_balancer_ip(), svc.port or 80, self.ingress_host()
+        result = ClusterTrace(url=f"http://{address}:{port}/", host=host)
+        arp = self.arp_answers(address, count=2)
+        owners = {mac: n for n, mac in self.node_macs().items()}
+        node = owners.get(arp.macs[0]) if arp.macs else None
+        result.node = node
+        result.hops.append(TraceHop("ARP", f"{node or 'no node'} answered for {address}",
+                                    f"MAC {arp.macs[0] if arp.macs else 'none'} ({arp.asked_from})",
+                                    ok=node is not None and len(set(arp.macs)) == 1))
+        if node is None:
+            return result
+        controllers = {p.ip: p for p in self.pods_of("ingress-nginx")}
+        new: list[str] = []
+        answer = Http(rc=1, status=None, error="no request sent")
+        for _ in range(tries):
+            before = self._connections(node, address, port)
+            answer = self.client_get(result.url, host=host)
+            new = [reply for key, reply in self._connections(node, address, port).items() if key not in before]
+            if len(new) == 1:
+                break
+        chosen = controllers.get(new[0]) if len(new) == 1 else None
+        shown, rules = self.kube_proxy_rules(node)
+        path = rules.service_path(address, port)
+        dest = f"{new[0]}:{svc.target_port}" if len(new) == 1 else ""
+        chain = next((s.chain for s in path.seps if dest in s.destinations), None) if path and dest else None
+        result.hops.append(TraceHop(
+            "DNAT", f"{' -> '.join([path.entry_chain, path.svc_chain]) if path else 'no path'} -> "
+                    f"{chain or 'no endpoint chain'} -> {dest or '?'}",
+            f"conntrack on {node}: {len(new)} new connections to {address}:{port}; the chain as {shown} names it",
+            ok=chosen is not None and chain is not None))
+        result.controller = answer.headers.get(CONTROLLER_HEADER)
+        result.hops.append(TraceHop(
+            "controller", f"{result.controller or 'none'} served (HTTP {answer.status or answer.error})",
+            f"{CONTROLLER_HEADER}: {result.controller}; DNAT chose {chosen.name if chosen else '?'}",
+            ok=answer.status == 200 and chosen is not None and chosen.name == result.controller))
+        result.backend = answer.field("pod")
+        echo = {p.name for p in self.pods_of("echo")}
+        seen = answer.field("client")
+        result.hops.append(TraceHop(
+            "backend", f"{result.backend or 'none'} answered, saw source {seen}",
+            f"echo pods {sorted(echo)}; controller IP {chosen.ip if chosen else '?'}",
+            ok=result.backend in echo and chosen is not None and seen == chosen.ip))
+        return result
+
     def trace(self, tries: int = 3) -> ClusterTrace:
         """One request from the client to a backend, with evidence for each hop.
 
-        The DNAT hop is found from the packet counters of the KUBE-SEP rules on the node that
-        answered ARP: the one whose counter grew by the request. If other traffic went through
-        the Service meanwhile (more than one grew), the request is repeated, up to TRIES times.
+        The DNAT hop is found on the node that answered ARP. In iptables mode, from the packet
+        counters of the KUBE-SEP rules: the one whose counter grew by the request. In nftables
+        mode kube-proxy's rules count nothing: from the node's conntrack table, the connection
+        to the address that is new after the request, whose reply comes from the endpoint, and
+        the endpoint-* chain of the node's rules that DNATs there. If other traffic went through
+        the Service meanwhile (more than one grew, or is new), the request is repeated, up to
+        TRIES times.
         """
+        if self.kube_proxy_mode() == "nftables":
+            return self._trace_nftables(tries)
         address = self.load_balancer_ip()
         port = self.service("ingress").port or 80
         host = self.ingress_host()

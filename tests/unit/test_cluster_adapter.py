@@ -8,6 +8,7 @@ import json
 import shlex
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +215,69 @@ def test_the_processes_a_container_sees_leave_out_the_listing_shell(cluster):
                                                                                   14: "nginx"}
     words = shlex.split(cluster._hosts["cp1"].lines[-1])
     assert words[words.index("--") + 1:words.index("--") + 3] == ["sh", "-c"]
+
+
+# -- kube-proxy's rules in either mode (scenario 12, and the trace's DNAT hop) -----------------------
+
+RECORDED_KUBE_PROXY = Path(__file__).resolve().parent / "recorded" / "kube_proxy"
+
+
+def _lab_in_mode(mode: str, worker1: FakeHost) -> cl.ClusterLab:
+    lab = cl.ClusterLab(build({**topology.load(), "kube_proxy": {"mode": mode}}, "cluster"), "ansible://all", None)
+    lab._selected = ["cp1", "worker1", "worker2"]
+    lab._hosts = {"cp1": FakeHost({}), "worker1": worker1, "worker2": FakeHost({})}
+    return lab
+
+
+def test_kube_proxys_rules_are_read_with_the_tool_of_the_topologys_mode():
+    nft = (RECORDED_KUBE_PROXY / "nft-worker1.json").read_text()
+    save = (RECORDED_KUBE_PROXY / "iptables-save-worker1.txt").read_text()
+    host = FakeHost({"id -u": (0, "0\n"), "nft -j list table ip kube-proxy": (0, nft)})
+    shown, rules = _lab_in_mode("nftables", host).kube_proxy_rules("worker1")
+    assert host.lines[-1] == "nft -j list table ip kube-proxy"
+    assert shown == "vagrant ssh worker1 -c 'sudo nft -j list table ip kube-proxy'"
+    assert rules.mode == "nftables" and len(rules.service_path("10.96.0.20", 80).seps) == 3
+    host = FakeHost({"id -u": (0, "0\n"), "iptables-save": (0, save)})
+    shown, rules = _lab_in_mode("iptables", host).kube_proxy_rules("worker1")
+    assert host.lines[-1] == "iptables-save" and rules.mode == "iptables"
+    assert rules.rejects("10.96.0.30", 80)
+    missing = FakeHost({"id -u": (0, "0\n"), "nft": (1, "")})
+    with pytest.raises(ProbeError, match="nft -j list table ip kube-proxy"):
+        _lab_in_mode("nftables", missing).kube_proxy_rules("worker1")
+
+
+def test_in_nftables_mode_the_trace_finds_the_dnat_in_conntrack_and_names_the_nodes_endpoint_chain(monkeypatch):
+    nft = (RECORDED_KUBE_PROXY / "nft-worker1.json").read_text()
+    before = "tcp 6 100 TIME_WAIT src=192.168.56.1 dst=192.168.56.200 sport=40000 dport=80 src=10.244.0.2 " \
+             "dst=192.168.56.11 sport=80 dport=40000 [ASSURED] mark=0 use=1\n"
+    after = before + before.replace("40000", "40001").replace("10.244.0.2", "10.244.2.2")
+    answers = iter([before, after])
+
+    class Conntrack(FakeHost):
+        def run(self, line):
+            if line.startswith("conntrack -L"):
+                self.lines.append(line)
+                return _Out(0, next(answers))
+            return super().run(line)
+
+    worker1 = Conntrack({"id -u": (0, "0\n"), "nft -j list table ip kube-proxy": (0, nft)})
+    lab = _lab_in_mode("nftables", worker1)
+    controllers = [LabPod(f"ingress-nginx-{i}", "ingress-nginx", n, ip, "ingress-nginx", 80, ["controller"])
+                   for i, (n, ip) in enumerate([("cp1", "10.244.0.2"), ("worker1", "10.244.1.2"),
+                                                ("worker2", "10.244.2.2")], 1)]
+    monkeypatch.setattr(lab, "pods_of", lambda app, refresh=False: controllers if app == "ingress-nginx" else [])
+    monkeypatch.setattr(lab, "load_balancer_ip", lambda: "192.168.56.200")
+    monkeypatch.setattr(lab, "service", lambda role: cl.ServiceView(
+        "ingress-nginx-controller", "ingress-nginx", "10.96.0.100", 80, 80, 30080, "192.168.56.200", "Cluster",
+        {p.name: f"{p.ip}:80" for p in controllers}))
+    monkeypatch.setattr(lab, "node_macs", lambda: {"worker1": "02:00:00:00:00:11"})
+    monkeypatch.setattr(lab, "arp_answers", lambda address, count=3: cl.ArpAnswer(["02:00:00:00:00:11"], "arping"))
+    monkeypatch.setattr(lab, "client_get", lambda url, host=None: cl.Http(
+        0, 200, {"x-ingress-controller": "ingress-nginx-3"}, "pod=echo-1 client=10.244.2.2"))
+    result = lab.trace()
+    dnat = result.hops[1]
+    assert worker1.lines.count("conntrack -L -p tcp --orig-dst 192.168.56.200 --dport 80") == 2
+    assert dnat.ok and dnat.what.endswith("endpoint-TOBOCBYS-ingress-nginx/ingress-nginx-controller/tcp/http__"
+                                          "10.244.2.2/80 -> 10.244.2.2:80"), dnat
+    assert dnat.what.startswith("external-") and "1 new connections" in dnat.evidence
+    assert result.hops[2].ok, result.hops[2]
