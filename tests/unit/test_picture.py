@@ -71,6 +71,11 @@ class ScriptedLab:
         if cmd[:4] == ["ip", "-j", "-d", "link"]:
             node = next(n for n in self.plan.nodes if n.netns == netns)
             return Result(0, json.dumps([{"ifname": "eth1", "address": self.macs[node.name]}]), "")
+        if cmd[:4] == ["ip", "-o", "route", "get"]:  # the node's route to a pod of another node, as flannel wires it
+            src = next(n for n in self.plan.nodes if n.netns == netns)
+            dst = next(p for p in self.plan.pods if p.ip == cmd[4])
+            hop = self.plan.node_hop(src.name, dst.node)
+            return Result(0, f"{cmd[4]} via {hop.gateway} dev {hop.dev} src {src.gateway} uid 0 \\    cache\n", "")
         if cmd[:1] == ["conntrack"]:
             port = self.plan.ingress_service.ports[0]
             return Result(0, f"tcp 6 119 TIME_WAIT src={self.plan.client_ip} dst={lb} sport={CLIENT_PORT} "
