@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from . import classroom, lifecycle, scale, wiring
+from . import classroom, idle, lifecycle, scale, wiring
 from .labs import load_average, neigh_gc_thresh3
 from .stats import Spread, verdict
 
@@ -31,6 +31,7 @@ PARTS = ("lifecycle", "scale", "classroom", "wiring")  # the time profile comes 
 H_RUN = "## How to run, and the machine"
 H_GOALS = "## Goals"
 H_LIFECYCLE = "## Reference lab: up, up again, verify, down"
+H_IDLE = "## Reference lab at rest: idle CPU, the LAN, a killed backend"
 H_PROFILE = "## Where the time of `podpath up` goes"
 H_SCALE = "## Scale: idle pods per node"
 H_CLASSROOM = "## Classroom: many labs on one host"
@@ -54,7 +55,7 @@ def describe(box: dict[str, str]) -> str:
 
 
 # -- docs/performance.md: each part owns one section -----------------------------------------------
-ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING]
+ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING]
 
 
 def split_sections(text: str) -> tuple[str, dict[str, str]]:
@@ -189,7 +190,7 @@ def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: 
 ```sh
 make bench                                   # everything below (python -m bench)
 .venv/bin/python -m bench --quick            # one run each at small sizes, a quick check; writes nothing
-.venv/bin/python -m bench --only lifecycle   # one part: lifecycle (with the time profile), scale, classroom, wiring
+.venv/bin/python -m bench --only lifecycle   # one part: lifecycle (with the time profile and the lab at rest), scale, classroom, wiring
 .venv/bin/python -m bench.wiring --profile   # the wiring part alone, with a cProfile of the module
 ```
 
@@ -258,6 +259,9 @@ def run_parts(parts: list[str], repeats: int, write: bool, args) -> int:
                               verdict(median, goal)))
         life_rows.append(("second up reports changed=0", ", ".join(map(str, life.changed)),
                           "met" if all(c == 0 for c in life.changed) else "**not met**"))
+        rest = idle.run(repeats)
+        emit(H_IDLE, f"{H_IDLE}\n\n{idle.INTRO}\n\n{idle.table(rest)}\n")
+        life_rows.append(idle.goal(rest))
         profile_columns["cold, reference"] = life.profiles["cold"]
         profile_columns["warm, reference"] = life.profiles["warm"]
 
@@ -319,8 +323,8 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
 
 Reference labs built one after another up to each count (the labs of one row stay for the
 next), then every lab verified one after another with all of them running. *idle CPU*: what
-all their processes use in 5 s while nobody uses the labs (kube-proxy's probes every 0.5 s,
-the speakers' announcements, the lease renewals). One run.
+all their processes use in 5 s while nobody uses the labs (the speakers' announcements, the
+ingress controllers' lease renewals, each node's probes of its own pods). One run.
 
 {classroom.table(points)}
 {chr(10).join(stopped)}

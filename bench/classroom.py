@@ -4,8 +4,8 @@ Labs are built one after another up to each checkpoint (1, 5, 10, 30 by default:
 labs of a checkpoint stay for the next one), then every lab on the host that this run
 made is verified, one after another. Per checkpoint: the time of the `up`s that reached
 it, the verify time per lab with all of them running, the memory of all their processes
-(PSS), and the CPU they use while nobody touches them (kube-proxy's probes, the speakers'
-announcements and the lease renewals run all the time). A step that would run past the
+(PSS), and the CPU they use while nobody touches them (the speakers' announcements, the
+controllers' lease renewals and each node's probes of its own pods run all the time). A step that would run past the
 budget stops the benchmark there and the table says what was reached.
 """
 from __future__ import annotations
