@@ -213,7 +213,8 @@ def main(argv: list[str]) -> int:
     inputs = kubeproxy.NodeInputs.from_json(proxy_config)
     node = Node(inputs, kubelet_config)
     probed = [c for p in node.kubelet.pods for c in p.containers if c.probe]
-    log(f"{inputs.node}: kube-proxy ({inputs.mode} mode) following {len(node.proxy.endpoints)} endpoints in "
+    log(f"{inputs.node}: one process, the kubelet's part and kube-proxy's part. "
+        f"kube-proxy ({inputs.mode} mode) following {len(node.proxy.endpoints)} endpoints in "
         f"{node.endpoints_dir}; kubelet probing {len(probed)} container(s) of {len(node.kubelet.pods)} pod(s) "
         "on this node: " + (", ".join(f"{c.key} {c.probe.describe()}" for c in probed) or "none"))
     try:
