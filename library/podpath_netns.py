@@ -401,9 +401,10 @@ import json
 import os
 import shutil
 import sys
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.podpath_lab import KernelView, Registry, check_lab_name, container_groups, \
+from ansible.module_utils.podpath_lab import KernelView, Registry, alive, check_lab_name, container_groups, \
     create_marked_netns, describe_owner, holder_pidfile, holder_role, lab_dir, lab_process, link_alias, mark_netns, \
     net_inode, netns_mark, netns_owner, netns_path, pid_namespace_init, process_marks, read_pidfile, set_link_alias, \
     spawn, stop_many, unmarked_process, write_pidfile
@@ -440,6 +441,9 @@ CLONE_NEWPID = 0x20000000
 # Seconds the lab's containers in a namespace get to stop when its holder is replaced (as
 # podpath_containers stops them)
 CONTAINER_GRACE = 1.0
+# Seconds a started holder gets to join its namespace and make its IPC and UTS namespaces
+# (podpath-pause takes a millisecond, the Python holder its interpreter's start-up)
+HOLDER_READY = 10.0
 _LIBC = []
 
 
@@ -890,8 +894,35 @@ def start_holders(lab, desired, pause, view=None, legacy=False):
         pid = spawn_holder(argv, os.path.join(lab_dir(lab), "logs", "holders.log"),
                            process_marks(lab, holder_role(ns)), spec.get("share_pid"))
         write_pidfile(holder_pidfile(lab, ns), pid)
-        started.append(ns)
-    return started
+        started.append((ns, pid, inode))
+    wait_for_holders(lab, started)
+    return [ns for ns, _pid, _inode in started]
+
+
+def wait_for_holders(lab, started, timeout=HOLDER_READY):
+    """Wait until every holder of STARTED ((ns, pid, inode) each) is in its namespace with IPC
+    and UTS namespaces of its own: a container started before that would join this process's
+    own, which are the host's. Fails naming the namespace when a holder exits instead."""
+    own = {kind: os.stat("/proc/self/ns/%s" % kind).st_ino for kind in ("ipc", "uts")}
+    waiting = {pid: (ns, inode) for ns, pid, inode in started}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for pid, (ns, inode) in list(waiting.items()):
+            try:
+                ready = net_inode(pid) == inode and all(
+                    os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino != home for kind, home in own.items())
+            except OSError:
+                ready = False
+            if ready:
+                del waiting[pid]
+            elif not alive(pid):
+                raise OSError(errno.ESRCH, "the holder of %s (pid %d) exited as it started; see %s"
+                              % (ns, pid, os.path.join(lab_dir(lab), "logs", "holders.log")))
+        if waiting and time.monotonic() > deadline:
+            raise OSError(errno.ETIMEDOUT, "holders not in their namespaces within %g s: %s"
+                          % (timeout, ", ".join(ns for ns, _inode in waiting.values())))
+        if waiting:
+            time.sleep(0.005)
 
 
 def link_for_diff(state, name, link):
