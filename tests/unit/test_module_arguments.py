@@ -171,6 +171,8 @@ REFUSED = [
     ("listen-not-a-port-number", "podpath_containers", _containers(listen=["http"]),
      "Elements value for option 'listen' found in 'containers' is of type str and we were unable to convert to int"),
     ("rules-not-a-mapping", "podpath_iptables", lambda lab: {"lab": lab, "rules": ["COMMIT"]}, "rules"),
+    ("mode-not-a-choice", "podpath_iptables", lambda lab: {"lab": lab, "mode": "ipvs", "rules": {}},
+     "value of mode must be one of: iptables, nftables, got: ipvs"),
 ]
 
 
