@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from podpath.model import kubeproxy, labdir
-from podpath.model.plan import Plan, Pod
+from podpath.model.plan import NODE_LINK, Plan, Pod
 
 # The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
 GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
@@ -89,7 +89,8 @@ def kubelet_inputs(plan: Plan, node: str, pods: dict[str, Pod], containers: list
         entry["containers"].append({"name": name, "group": group,
                                     "status": container_status_path(plan.lab, group, c["name"]),
                                     "readinessProbe": readiness_probe(pod, name)})
-    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "pods": list(mine.values())}
+    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "link": NODE_LINK,
+            "pods": list(mine.values())}
 
 
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:

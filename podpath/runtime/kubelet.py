@@ -30,9 +30,11 @@ file and its readinessProbe, or none).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import selectors
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -168,6 +170,9 @@ class Kubelet:
     def __init__(self, config: dict[str, Any]):
         self.node = config["node"]
         self.publish_path = config["endpoints"]
+        self.link = config.get("link")  # the node's link to the LAN; None: not watched
+        self.node_ready = True
+        self.node_reason = ""
         self.pods: list[Pod] = []
         for raw in config["pods"]:
             pod = Pod(raw["name"], raw.get("namespace", "default"), raw["ip"])
@@ -239,6 +244,19 @@ class Kubelet:
             log(f"{self.node}: container {c.key} started again: not ready until its probe passes "
                 f"({c.probe.describe()})")
 
+    def link_changed(self, up: bool) -> None:
+        """The node's LAN link is UP or not. A node cut off from the others is, for them, a node
+        whose pods no longer answer: its pods are published not ready (a cluster's node
+        lifecycle controller marks them so once the node has missed its heartbeats for
+        node-monitor-grace-period, 40 s by default; the lab does it at once)."""
+        if up == self.node_ready:
+            return
+        self.node_ready = up
+        self.node_reason = "" if up else f"{self.link} is down: the other nodes cannot reach this node's pods"
+        log(f"{self.node}: " + ("node ready again: its pods' readiness is published again" if up else
+                                f"node not ready ({self.node_reason}): all its pods published not ready"))
+        self.changed = True
+
     # -- probes --------------------------------------------------------------------------------
     def due(self, now: float) -> list[Container]:
         """Containers whose probe is due at NOW (each then waits for its result)."""
@@ -276,14 +294,15 @@ class Kubelet:
         file changes only when readiness or a container's state does)."""
         pods = {}
         for p in self.pods:
+            ready = p.ready and self.node_ready
             pods[p.name] = {
                 "namespace": p.namespace, "ip": p.ip,
                 # the lab never deletes a pod gracefully: no endpoint is ever terminating
-                "conditions": {"ready": p.ready, "serving": p.ready, "terminating": False},
+                "conditions": {"ready": ready, "serving": ready, "terminating": False},
                 "containers": {c.name: {"state": c.state, "ready": c.ready, "restarts": c.restarts,
                                         "readinessProbe": c.probe.describe() if c.probe else None}
                                for c in p.containers}}
-        return {"node": self.node, "pods": pods}
+        return {"node": self.node, "nodeReady": {"ready": self.node_ready, "reason": self.node_reason}, "pods": pods}
 
     def publish(self, write: Callable[[str, Any], None] = write_json) -> bool:
         """Write the node's file if what it would hold changed, once every container running at
@@ -297,6 +316,52 @@ class Kubelet:
         write(self.publish_path, doc)
         self.published = doc
         return True
+
+
+# -- the node's own link: the node lifecycle controller's part ---------------------------------
+RTMGRP_LINK = 1  # rtnetlink's multicast group of link changes
+SIOCGIFFLAGS = 0x8913
+IFF_UP, IFF_RUNNING = 0x1, 0x40
+
+
+class NodeLink:
+    """The node's link to the LAN (eth1), watched through rtnetlink's link events: the kernel
+    wakes the node process when a link of its namespace changes, never otherwise."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                                    socket.NETLINK_ROUTE)
+        self.events.bind((0, RTMGRP_LINK))
+        self._ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)  # never sends
+
+    def fileno(self) -> int:
+        return self.events.fileno()
+
+    def drain(self) -> None:
+        """Read the events that wait (what they say is read from the link itself)."""
+        while True:
+            try:
+                self.events.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                if err.errno == errno.ENOBUFS:  # events were lost: the link is read anyway
+                    continue
+                raise
+
+    def up(self) -> bool:
+        """Whether the link is up with a carrier (IFF_UP and IFF_RUNNING); False if it is gone."""
+        try:
+            answer = fcntl.ioctl(self._ioctl.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", self.name.encode(), 0))
+        except OSError:
+            return False
+        flags = struct.unpack("16sH22x", answer)[1]
+        return bool(flags & IFF_UP and flags & IFF_RUNNING)
+
+    def close(self) -> None:
+        self.events.close()
+        self._ioctl.close()
 
 
 # -- probes that do not block: the node process runs them in its selector ---------------------

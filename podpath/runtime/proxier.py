@@ -125,6 +125,10 @@ class Node:
             root = os.path.dirname(folder)
             if root not in self.status_roots.values():
                 self.status_roots[self.notify.watch(root, IN_CREATE | IN_MOVED_TO)] = root
+        self.link = kubelet_mod.NodeLink(self.kubelet.link) if self.kubelet.link else None
+        if self.link:
+            self.selector.register(self.link, selectors.EVENT_READ, "link")
+            self.kubelet.link_changed(self.link.up())
         self.kubelet.begin(time.monotonic(), time.time())
         self.endpoints_changed = True
 
@@ -133,6 +137,8 @@ class Node:
             self._finish(run, False, time.monotonic())
         self.selector.close()
         self.notify.close()
+        if self.link:
+            self.link.close()
 
     def _start_probes(self, now: float) -> None:
         for container in self.kubelet.due(now):
@@ -184,6 +190,9 @@ class Node:
         for key, _mask in events:
             if key.data is None:
                 self._on_notify(now, wall)
+            elif key.data == "link":
+                self.link.drain()
+                self.kubelet.link_changed(self.link.up())
             elif key.data in self.runs:
                 result = key.data.step()
                 if result is not None:

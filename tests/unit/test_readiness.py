@@ -448,3 +448,27 @@ def test_each_node_process_gets_its_own_pods_with_their_status_files_and_probes(
 def test_the_status_file_path_follows_the_container_contract():
     assert workloads.container_status_path("lab1", "workloads", "echo-1/echo").endswith(
         "/lab1/status/workloads/echo-1_echo.json")
+
+
+def test_a_node_cut_off_from_the_lan_publishes_all_its_pods_not_ready_and_back_when_its_link_returns(tmp_path):
+    k, published = started_kubelet(tmp_path, {"echo-1": {"echo": ECHO}, "multi": {"container-1": None}})
+    answer_due(k, NOW)
+    k.publish(published)
+    k.link_changed(False)
+    assert k.publish(published)
+    assert published.last["nodeReady"]["ready"] is False and "down" in published.last["nodeReady"]["reason"]
+    assert published.ready("echo-1") is False and published.ready("multi") is False
+    # the containers themselves stay ready: only the node's condition changed
+    assert published.last["pods"]["echo-1"]["containers"]["echo"]["ready"] is True
+    k.link_changed(True)
+    assert k.publish(published)
+    assert published.ready("echo-1") is True and published.last["nodeReady"]["ready"] is True
+
+
+def test_the_node_link_reads_a_link_that_is_not_there_as_down():
+    link = kubelet.NodeLink("podpath-none0")
+    try:
+        assert link.up() is False
+        link.drain()  # nothing waits: returns at once
+    finally:
+        link.close()
