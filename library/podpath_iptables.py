@@ -188,7 +188,8 @@ def run_module(module):
                                  % (ns, lab, "no such namespace" if alias is None else "its lo's alias is %r" % alias))
         problem = payload_error(mode, payload)
         if problem:
-            module.fail_json(msg="the rules for namespace %s are %s, which mode %s needs" % (ns, problem, mode))
+            module.fail_json(msg="the rules for namespace %s are %s: mode %s applies them with %s"
+                                 % (ns, problem, mode, " ".join(APPLY[mode])))
     state_path = os.path.join(lab_dir(lab), "iptables.json")
     try:
         with open(state_path) as handle:
