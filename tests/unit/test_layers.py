@@ -16,7 +16,8 @@ ALLOWED = {
     "play": {"model"},
     "evidence": {"model", "runtime"},
     "cluster": {"model"},
-    "cli": {"model", "runtime", "play", "evidence", "cluster"},
+    "sandbox": {"model", "runtime"},
+    "cli": {"model", "runtime", "play", "evidence", "cluster", "sandbox"},
 }
 
 
