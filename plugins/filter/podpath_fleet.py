@@ -199,8 +199,8 @@ def summary(all_hosts, active_hosts, hostvars, done: str = "runs") -> list[str]:
     for host in sorted(all_hosts, key=_natural):
         labs = hostvars[host].get("podpath_host_labs")
         if host not in active_hosts:
-            lines.append(f"{host}: FAILED or UNREACHABLE, labs {', '.join(labs) if labs else '(not chosen)'} "
-                         "not done: see its error above")
+            lines.append(f"{host}: FAILED or UNREACHABLE, its error is above (its labs: "
+                         f"{', '.join(labs) if labs else 'not chosen'})")
         elif labs:
             lines.append(f"{host} {done} {', '.join(labs)}")
         else:

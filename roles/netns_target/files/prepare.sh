@@ -51,7 +51,7 @@ if [ -n "$missing" ]; then
         || { apt-get update -q >>"$log" 2>&1 && apt-get install -y -q --no-install-recommends $missing >>"$log" 2>&1; }; then
         echo "podpath-installed:$missing"
     else
-        reason=$(grep -E '^E:' "$log" | tail -n 3 | tr '\n' ' ')
+        reason=$(grep -E '^E:' "$log" | awk '!seen[$0]++' | tail -n 3 | tr '\n' ' ' | sed 's/ $//')
         problem "cannot install the Debian packages$missing (${reason:-apt-get failed}): install them by hand (apt-get install$missing), make a Debian mirror reachable from the host, or remove a name that is not a Debian package from netns_target_extra_packages"
     fi
     enabled_after=$(systemctl list-unit-files --state=enabled --no-legend 2>/dev/null | awk '{print $1}' | sort)
