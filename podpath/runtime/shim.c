@@ -16,6 +16,12 @@
  *    "last": null | {"exitCode": N or null, "signal": N or null, "finished": epoch seconds},
  *    "backoffUntil": epoch seconds or null}
  *
+ * Whatever the container leaves behind when its first process dies goes with it: the shim is
+ * the subreaper of the container's processes outside a PID namespace of their own, and kills
+ * the orphans it is given; in a PID namespace shared with the pod (its pause is pid 1 there,
+ * and the orphans go to the pause) it kills every process left in the container's own mount
+ * namespace, as containerd's shim kills what is left of a container.
+ *
  * When the container exits it is started again, after the kubelet's back-off: the first
  * restart at once, then 10 s, doubling up to 300 s, measured from the exit; a container
  * that ran for twice the cap (10 minutes) since its last restart starts again from the
@@ -35,6 +41,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -330,6 +337,43 @@ static void kill_leftovers(void) {
     }
 }
 
+static ino_t ns_inode(pid_t pid, const char *kind) {
+    char path[64];
+    struct stat info;
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, kind);
+    return stat(path, &info) == 0 ? info.st_ino : 0;
+}
+
+/* Kill what the container left in a PID namespace it shares with its pod (the pause is pid 1
+ * there, and the container's orphans go to it, not to the shim): every process in the
+ * container's own mount namespace MNT and the pod's network namespace NET, as containerd's
+ * shim kills what is left of a container whose first process died. A container with no mount
+ * namespace of its own (MNT is the shim's) is left alone: that namespace is the host's. */
+static void kill_namespace_leftovers(ino_t mnt, ino_t net) {
+    if (!mnt || !net || mnt == ns_inode(getpid(), "mnt"))
+        return;
+    double until = now_mono() + 2.0;
+    for (;;) {
+        int found = 0;
+        DIR *proc = opendir("/proc");
+        struct dirent *entry;
+        while (proc && (entry = readdir(proc)) != NULL) {
+            pid_t pid = (pid_t)atoi(entry->d_name);
+            if (pid <= 0 || pid == getpid())
+                continue;
+            if (ns_inode(pid, "mnt") == mnt && ns_inode(pid, "net") == net && zombie_status(pid) < 0) {
+                kill(pid, SIGKILL);
+                found++;
+            }
+        }
+        if (proc)
+            closedir(proc);
+        if (!found || now_mono() > until)
+            return;
+        usleep(2000); /* until their parent, the pause, has reaped them */
+    }
+}
+
 enum { SIG_NONE, SIG_STOP };
 
 /* Read the signals that are waiting: returns SIG_STOP on SIGTERM or SIGINT. Children that
@@ -393,6 +437,7 @@ static int run_once(void) {
     double start = now_mono();
     st.started = now_real();
     pid_t running = child, init = 0, chain[MAX_CHAIN];
+    ino_t init_mnt = 0;
     int nchain = 0, pidfd = -1, stopped_chain = 0, child_status = 0;
     int have_init_status = 0, init_status = 0, stopping = 0, delay_ms = 1;
     double deadline = 0;
@@ -406,6 +451,7 @@ static int run_once(void) {
                 if (!found)
                     nchain = 0;
                 pidfd = (int)syscall(SYS_pidfd_open, init, 0);
+                init_mnt = ns_inode(init, "mnt");
                 if (pidfd >= 0 && nchain > 0) {
                     for (int i = 0; i < nchain; i++)
                         kill(chain[i], SIGSTOP);
@@ -468,6 +514,7 @@ static int run_once(void) {
         close(pidfd);
     set_last(have_init_status ? init_status : child_status, now_real());
     kill_leftovers();
+    kill_namespace_leftovers(init_mnt, ns_inode(getpid(), "net"));
     return stopping;
 }
 

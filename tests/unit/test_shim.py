@@ -272,6 +272,31 @@ def test_orphans_left_by_a_container_go_with_it(shims, tmp_path):
     assert wait_until(lambda: not podpath_lab.alive(orphan)), "a process the container left behind still runs"
 
 
+def test_what_a_container_leaves_in_a_pid_namespace_it_shares_with_its_pod_goes_with_it(shims, tmp_path):
+    """In a PID namespace shared with the pod, the orphans of a container go to the pod's pid 1,
+    not to the shim: the shim finds them by the container's own mount namespace."""
+    needs_root()
+    holder = subprocess.Popen(RUNTIME + ["sleep", "600"], start_new_session=True)
+    try:
+        pod_init = wait_until(lambda: podpath_lab.children(holder.pid))
+        assert pod_init, "the pod's pid 1 did not start"
+        shim = shims(["nsenter", f"--pid=/proc/{pod_init[0]}/ns/pid", "--no-fork", "--", "unshare", "--mount", "--fork",
+                      "--kill-child=SIGKILL", "--mount-proc", "--", "sh", "-c", "sleep 600 & exec sleep 601"],
+                     backoff="3600")
+        first = shim.running()
+        assert wait_until(lambda: comm(first["pid"]) == "sleep")
+        left = (wait_until(lambda: podpath_lab.children(first["pid"])) or [0])[0]
+        assert left and podpath_lab.alive(left), "the container started nothing in the background"
+        pid_ns = os.stat(f"/proc/{pod_init[0]}/ns/pid").st_ino
+        assert os.stat(f"/proc/{left}/ns/pid").st_ino == pid_ns, "the test's container is not in the pod's PID namespace"
+        os.kill(first["pid"], signal.SIGKILL)
+        shim.running(restarts=1)
+        assert not podpath_lab.alive(left), "a process the container left in the pod's PID namespace still runs"
+    finally:
+        holder.kill()
+        holder.wait(timeout=WAIT_S)
+
+
 # -- stopping --------------------------------------------------------------------------------
 def test_sigterm_reaches_the_container_and_the_shim_exits_without_a_restart(shims, tmp_path):
     needs_root()
