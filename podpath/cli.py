@@ -59,6 +59,60 @@ def require_tools(tools: dict[str, str] | None = None) -> None:
 
 
 DEFAULT_LAB = "podpath"
+# The verbs a user who is not root runs in their own sandbox (podpath/sandbox.py, docs/rootless.md),
+# and root runs in a user's sandbox with --user USER.
+SANDBOX_VERBS = ("up", "down", "verify", "trace", "status", "drill", "labs", "shell")
+
+
+def user_argv(argv: list[str]) -> list[str]:
+    """ARGV without --user USER (before a `--`): what runs in that user's sandbox."""
+    out, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word == "--":
+            return out + argv[i:]
+        elif word == "--user":
+            skip = True
+        elif not word.startswith("--user="):
+            out.append(word)
+    return out
+
+
+def in_sandbox(args, argv: list[str]) -> int | None:
+    """Run this command in a user's sandbox, when it belongs there: the caller is not root (their
+    own sandbox, made by `up` if needed), or root gave --user USER. None: it runs here."""
+    from podpath import sandbox
+
+    user = getattr(args, "user", None)
+    if args.verb not in SANDBOX_VERBS or getattr(args, "all_users", False):
+        return None
+    if sandbox.inside():
+        if user is not None:
+            raise CliError("--user works from the host, not from inside a sandbox")
+        return None
+    if os.geteuid() == 0 and user is None:
+        return None
+    try:
+        who = sandbox.account(user)
+        if os.geteuid() != 0 and who.pw_uid != os.getuid():
+            raise CliError(f"only root may work on the labs of user {who.pw_name}", EXIT_MISSING)
+        if who.pw_uid == 0:
+            raise CliError("root's labs run on the host: leave out --user")
+        found = sandbox.find(who)
+        if found is None:
+            if args.verb == "labs":
+                print(f"no labs of {who.pw_name} on this host; build one with: podpath up" if user else
+                      "no labs of yours on this host; build one with: podpath up")
+                return EXIT_OK
+            if args.verb != "up" or os.getuid() != who.pw_uid:
+                raise CliError(f"{who.pw_name} has no lab on this host (no sandbox runs): podpath up --lab NAME, "
+                               "run as that user, builds one")
+            found = sandbox.create(who)
+        inner = [sys.executable, "-m", "podpath.cli", *user_argv(argv)]
+        return sandbox.run(found, inner, end_if=sandbox.holds_nothing if args.verb == "down" else None)
+    except sandbox.SandboxError as exc:
+        raise CliError(str(exc), EXIT_MISSING)
 
 
 def choose_lab(args) -> str:
@@ -194,9 +248,11 @@ def cmd_up(args) -> int:
             extravars["podpath_topology"] = read(args.topology)
         except TopologyError as exc:
             raise CliError(f"topology: {exc}")
+    from podpath import sandbox
     from podpath.runtime.pause_build import build as build_pause
 
-    build_pause()
+    if not sandbox.inside():  # in a sandbox the programs are root's, built by make (checked when it was made)
+        build_pause()
     with LabLock(args.lab, args.wait):
         if not Path(labdir.lab_dir(args.lab), "netns.json").exists() and lab_exists(args.lab):
             print(f"podpath: lab {args.lab} has lost its folder {labdir.lab_dir(args.lab)}: up adopts what carries "
@@ -343,9 +399,42 @@ def cmd_status(args) -> int:
     return EXIT_OK if report["healthy"] else EXIT_FAILED
 
 
+def all_users_labs() -> list[dict]:
+    """Root's labs and every user's (each sandbox asked with `podpath labs --json`), each with its user."""
+    from podpath import sandbox
+    from podpath.evidence import status
+
+    require_root()
+    labs = [dict(item, user="root") for item in status.list_labs()]
+    for box in sandbox.sandboxes():
+        done = subprocess.run([sys.executable, "-m", "podpath.sandbox", "run", str(box.pid), str(box.uid), "--",
+                               sys.executable, "-m", "podpath.cli", "labs", "--json"], capture_output=True, text=True)
+        try:
+            found = json.loads(done.stdout)
+        except ValueError:
+            print(f"podpath: the sandbox of {box.user} (pid {box.pid}) did not answer: {done.stderr.strip()}",
+                  file=sys.stderr)
+            continue
+        labs += [dict(item, user=box.user, sandbox=box.pid) for item in found]
+    return labs
+
+
 def cmd_labs(args) -> int:
     from podpath.evidence import status
 
+    if args.all_users:
+        labs = all_users_labs()
+        if args.json:
+            print(json.dumps(labs, indent=2))
+            return EXIT_OK
+        print(f"{'USER':<12} {'LAB':<12} {'NAMESPACES':>10}  {'PROCESSES':>9}  STATE")
+        for item in labs:
+            running = "?" if item["processes_running"] is None else item["processes_running"]
+            print(f"{item['user']:<12} {item['lab']:<12} {item['namespaces']:>10}  "
+                  f"{str(running) + '/' + str(item['processes']):>9}  {item['state']}")
+        if not labs:
+            print("no labs on this host")
+        return EXIT_OK
     labs = status.list_labs()
     if args.json:
         print(json.dumps(labs, indent=2))
@@ -438,6 +527,28 @@ def cmd_drill(args) -> int:
     print(f"  podpath up --lab {args.lab} repairs it")
     state.unlink()
     return EXIT_OK
+
+
+def cmd_shell(args) -> int:
+    """A shell (or COMMAND) where the lab's namespaces are: the host for root's labs, the user's
+    sandbox for theirs (this runs in it), with PODPATH_LAB set to the lab."""
+    from podpath import sandbox
+
+    require_root()
+    require_lab(args.lab)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    env = dict(os.environ, PODPATH_LAB=args.lab)
+    if not command:
+        where = (f"the sandbox of {os.environ.get(sandbox.USER_ENV, 'your user')}" if sandbox.inside()
+                 else "this host's namespaces")
+        print(f"podpath: a shell for lab {args.lab}, in {where}: ls /var/run/netns lists its namespaces, ip netns "
+              f"exec {args.lab}-<node> CMD runs in one, podpath status shows it; exit leaves", file=sys.stderr)
+        command = [os.environ.get("SHELL") or "/bin/bash"]
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        raise CliError(f"cannot run {command[0]}: {exc.strerror}", EXIT_FAILED)
 
 
 def report_labs(text: str) -> list[str]:
@@ -536,6 +647,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--lab", default=None,
                         help="lab name (default: $PODPATH_LAB, else the only lab on this host, else podpath)")
         sp.add_argument("--topology", help="topology file (default: inventory/group_vars/all/topology.yml)")
+        sp.add_argument("--user", help="root only: work on this user's lab, in their sandbox (docs/rootless.md)")
         if locking:
             sp.add_argument("--wait", action="store_true", help="wait for another command on the same lab")
             sp.add_argument("-v", "--verbose", action="store_true", help="pass Ansible's full output through")
@@ -587,8 +699,14 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--json", metavar="FILE", help="write the results, for a report gathered from many hosts")
     report.set_defaults(func=cmd_report)
     register_cluster(sub)
+    shell = sub.add_parser("shell", help="a shell where the lab's namespaces are (-- CMD: run one command there)")
+    lab_args(shell)
+    shell.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the command to run instead")
+    shell.set_defaults(func=cmd_shell)
     labs = sub.add_parser("labs", help="the labs on this host")
     labs.add_argument("--json", action="store_true")
+    labs.add_argument("--user", help="root only: the labs of this user, in their sandbox (docs/rootless.md)")
+    labs.add_argument("--all-users", action="store_true", help="root only: root's labs and every user's")
     labs.set_defaults(func=cmd_labs)
     return p
 
@@ -598,6 +716,9 @@ def main(argv=None) -> int:
     if extra and args.verb != "verify":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        routed = in_sandbox(args, list(sys.argv[1:] if argv is None else argv))
+        if routed is not None:
+            return routed
         if hasattr(args, "lab"):
             args.lab = check_lab(choose_lab(args))
         if hasattr(args, "topology"):

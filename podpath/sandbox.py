@@ -703,3 +703,28 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def rerun_inside(config, stop) -> None:
+    """Run this pytest (CONFIG: its pytest config) again in the caller's sandbox and end this
+    process with its status: tests/verify's conftest, when a user who is not root runs the
+    verifier. STOP(msg, returncode) (pytest.exit) is called when the caller has no sandbox;
+    nothing happens in a sandbox already."""
+    if inside():
+        return
+    who = account(None)
+    found = find(who)
+    if found is None:
+        stop(f"{who.pw_name} has no lab on this host (no sandbox runs): build one with podpath up --lab NAME",
+             returncode=4)
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # the run inside writes to the terminal itself
+        capture.suspend_global_capture(in_=True)
+    params = config.invocation_params
+    try:
+        code = run(found, [sys.executable, "-m", "pytest", *params.args], cwd=str(params.dir))
+    except SandboxError as exc:
+        stop(str(exc), returncode=4)
+        return
+    os._exit(code)
