@@ -5,12 +5,19 @@ SHELL := /bin/bash
 
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
+# The venv is made from the system's Python, which every user can run: students run podpath
+# from root's checkout (docs/rootless.md), and an interpreter in root's home (a pyenv's) is
+# closed to them. A venv made from another Python is made again.
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV_ARGS ?=
+VENV_FROM_OTHER := $(shell test -e $(VENV)/pyvenv.cfg && \
+  ! grep -qx "home = $(patsubst %/,%,$(dir $(SYSTEM_PYTHON)))" $(VENV)/pyvenv.cfg && echo venv-remake)
 LAB      ?= podpath
 PYTEST_ARGS ?=
 # Debian packages the labs, the tests and the static checks use: one home, debian-packages.txt.
 APT_PACKAGES := $(shell awk '!/^\#/ && NF {print $$1}' debian-packages.txt)
 
-.PHONY: help deps venv pause lab up verify trace down test collection sanity bench clean
+.PHONY: help deps venv venv-remake pause lab up verify trace down test collection sanity bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,14 +30,18 @@ deps: ## install the missing Debian packages (apt)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
-	@command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
-	@test -x $(PY) || python3 -m venv $(VENV)
+$(VENV)/.installed: pyproject.toml $(VENV_FROM_OTHER)
+	@test -x $(SYSTEM_PYTHON) || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,cluster]'
 	@touch $@
 
-venv: $(VENV)/.installed ## create .venv and install podpath with its Python dependencies
+venv: $(VENV)/.installed ## create .venv (from $(SYSTEM_PYTHON)) and install podpath with its Python dependencies
+
+venv-remake:
+	@echo "podpath: $(VENV) was made from another Python than $(SYSTEM_PYTHON); making it again"
+	rm -rf $(VENV)
 
 pause: venv ## build the lab's C programs: podpath-pause (pods) and podpath-shim (containers)
 	@$(PY) -m podpath.runtime.pause_build
