@@ -187,3 +187,21 @@ def test_a_pod_that_stops_listening_leaves_after_its_failure_threshold_and_comes
     assert wait_until(lambda: listening(master, port))
     assert wait_until(lambda: holding(lab, address) == everyone(lab)), holding(lab, address)
     assert published(lab, pod)["conditions"]["ready"] is True
+
+
+def test_a_node_cut_off_from_the_lan_has_its_pods_leave_the_other_nodes_rules_until_its_link_returns(lab):
+    node = lab.plan.nodes[0]
+    pod = next(p for p in lab.plan.ingress_pods if p.node == node.name)
+    address = f"{pod.ip}:{lab.plan.ingress_service.ports[0].target_port}"
+    others = [n.name for n in lab.plan.nodes if n.name != node.name]
+    assert holding(lab, address) == everyone(lab)
+    assert lab.exec_in(node.netns, ["ip", "link", "set", "eth1", "down"]).ok
+    try:
+        assert wait_until(lambda: not set(others) & set(holding(lab, address))), holding(lab, address)
+        doc = json.loads(Path(workloads.endpoints_path(lab.name, node.name)).read_text())
+        assert doc["nodeReady"]["ready"] is False
+        assert doc["pods"][pod.name]["containers"]["controller"]["ready"] is True, "the container itself stays ready"
+    finally:
+        assert lab.exec_in(node.netns, ["ip", "link", "set", "eth1", "up"]).ok
+    assert wait_until(lambda: holding(lab, address) == everyone(lab)), holding(lab, address)
+    assert podpath("up", "--lab", lab.name, "-q").returncode == 0
