@@ -40,6 +40,7 @@ import os
 import pwd
 import select
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -230,11 +231,12 @@ def sandboxes(uid: int | None = None) -> list[Sandbox]:
 
 def find(who: pwd.struct_passwd) -> Sandbox | None:
     """WHO's sandbox, if it runs: from the pidfile when the kernel agrees with it, else from the
-    marks. The pidfile is read without following a link, so a link planted there names nothing."""
+    marks. The pidfile is read only if it is a plain file (not a link, a FIFO that would block
+    the reader, or a device), and what it says is checked with the kernel: root reads it too."""
     try:
-        fd = os.open(pidfile(who), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(pidfile(who), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            words = os.read(fd, 64).split()
+            words = os.read(fd, 64).split() if stat.S_ISREG(os.fstat(fd).st_mode) else []
         finally:
             os.close(fd)
         pid, start = int(words[0]), int(words[1])

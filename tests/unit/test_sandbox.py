@@ -1,0 +1,112 @@
+"""podpath.sandbox without namespaces: the subordinate ID ranges and the maps made from them,
+the words for what a kernel or distribution refuses, the pidfile that is read only when it is
+a plain file the kernel agrees with, and the argv and environment a verb runs with in a
+sandbox. tests/integration/test_rootless.py runs real sandboxes."""
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+
+import pytest
+
+from podpath import cli, sandbox
+
+
+def someone(home) -> pwd.struct_passwd:
+    return pwd.struct_passwd(("stu1", "x", 1234, 1234, "", str(home), "/bin/sh"))
+
+
+def test_subordinate_ranges_are_the_lines_of_the_user_by_name_or_uid(tmp_path):
+    subuid = tmp_path / "subuid"
+    subuid.write_text("other:100000:65536\nstu1:165536:65536\n1234:300000:10\nstu1:bad:1\nstu1:400000:0\n\nstu1\n")
+    assert sandbox.subordinate_ranges(someone(tmp_path), str(subuid)) == [(165536, 65536), (300000, 10)]
+    assert sandbox.subordinate_ranges(someone(tmp_path), str(tmp_path / "missing")) == []
+
+
+def test_the_map_puts_the_user_at_0_and_the_ranges_after_it():
+    assert sandbox.map_args(1234, [(165536, 65536)]) == ["0", "1234", "1", "1", "165536", "65536"]
+    assert sandbox.map_args(7, [(100, 10), (500, 5)]) == ["0", "7", "1", "1", "100", "10", "11", "500", "5"]
+
+
+@pytest.mark.parametrize("settings, code, words", [
+    ({"kernel.unprivileged_userns_clone": "0"}, errno.EPERM, "sysctl -w kernel.unprivileged_userns_clone=1"),
+    ({"user.max_user_namespaces": "0"}, errno.ENOSPC, "sysctl -w user.max_user_namespaces=15000"),
+    ({"user.max_user_namespaces": "5"}, errno.ENOSPC, "limit of user namespaces is reached"),
+    ({}, errno.EPERM, "seccomp"),
+], ids=["debian", "rhel", "limit", "other"])
+def test_a_refused_user_namespace_names_the_setting(monkeypatch, settings, code, words):
+    monkeypatch.setattr(sandbox, "_sysctl", settings.get)
+    assert words in sandbox.why_no_user_namespace(code)
+
+
+def test_ubuntus_apparmor_restriction_is_named_with_both_ways(monkeypatch):
+    monkeypatch.setattr(sandbox, "_sysctl", {"kernel.apparmor_restrict_unprivileged_userns": "1"}.get)
+    said = sandbox.why_no_capability("mounting a tmpfs", errno.EPERM)
+    assert "kernel.apparmor_restrict_unprivileged_userns" in said and "docs/rootless.md" in said
+    monkeypatch.setattr(sandbox, "_sysctl", {}.get)
+    assert "apparmor" not in sandbox.why_no_capability("mounting a tmpfs", errno.EPERM).lower()
+
+
+def test_a_pidfile_that_is_a_fifo_a_link_or_a_stranger_names_no_sandbox(tmp_path, monkeypatch):
+    who = someone(tmp_path)
+    folder = sandbox.state_dir(who)
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(sandbox, "sandboxes", lambda uid=None: [])
+    path = sandbox.pidfile(who)
+    os.mkfifo(path)  # a reader that opened it plainly would wait forever
+    assert sandbox.find(who) is None
+    path.unlink()
+    target = tmp_path / "elsewhere"
+    target.write_text(f"{os.getpid()} {sandbox.start_time(os.getpid())}\n")
+    path.symlink_to(target)
+    assert sandbox.find(who) is None
+    path.unlink()
+    path.write_text(f"{os.getpid()} {sandbox.start_time(os.getpid())}\n")  # a live process, but no sandbox
+    assert sandbox.find(who) is None
+
+
+def test_this_process_is_no_sandbox_and_not_in_one():
+    assert not sandbox.is_sandbox(os.getpid(), os.getuid())
+    assert not sandbox.inside()
+
+
+def test_a_state_folder_others_can_write_is_refused(tmp_path):
+    who = pwd.getpwuid(os.getuid())
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o777)
+    os.chmod(folder, 0o777)
+    with pytest.raises(sandbox.SandboxError, match="chmod go-w"):
+        sandbox._safe_folder(folder, who.pw_uid)
+    os.chmod(folder, 0o700)
+    sandbox._safe_folder(folder, who.pw_uid)
+    with pytest.raises(sandbox.SandboxError, match="uid"):
+        sandbox._safe_folder(folder, who.pw_uid + 1)
+
+
+def test_the_sandbox_environment_has_the_sbin_folders_and_the_users_home(monkeypatch):
+    env = sandbox.sandbox_env(pwd.getpwuid(os.getuid()), {"PATH": "/usr/bin:/bin", "HOME": "/x"})
+    assert env["PATH"].split(":")[:2] == ["/usr/bin", "/bin"] and "/usr/sbin" in env["PATH"].split(":")
+    assert env["HOME"] == "/x"  # the caller's own sandbox: their environment as it is
+    other = pwd.struct_passwd(("stu1", "x", os.getuid() + 1, 1, "", "/home/stu1", "/bin/sh"))
+    env = sandbox.sandbox_env(other, {"PATH": "/usr/bin", "HOME": "/root"})
+    assert env["HOME"] == "/home/stu1" and env["USER"] == "stu1" and env[sandbox.USER_ENV] == "stu1"
+
+
+def test_user_is_left_out_of_what_runs_in_the_sandbox():
+    assert cli.user_argv(["down", "--user", "stu1", "--lab", "x"]) == ["down", "--lab", "x"]
+    assert cli.user_argv(["status", "--user=stu1"]) == ["status"]
+    assert cli.user_argv(["shell", "--user", "stu1", "--", "id", "--user", "x"]) == ["shell", "--", "id", "--user", "x"]
+
+
+def test_an_unknown_user_is_named():
+    with pytest.raises(sandbox.SandboxError, match="no user 'no-such-user-here'"):
+        sandbox.account("no-such-user-here")
+
+
+def test_a_user_may_not_name_another_user(monkeypatch, capsys):
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cli.os, "getuid", lambda: 1000)
+    other = next(p.pw_name for p in pwd.getpwall() if p.pw_uid not in (0, 1000))
+    assert cli.main(["status", "--user", other, "--lab", "lab"]) == cli.EXIT_MISSING
+    assert f"only root may work on the labs of user {other}" in capsys.readouterr().err
