@@ -14,8 +14,8 @@ description:
     starts a pod's containers. Without O(containers[].isolate) the process only joins the
     network namespace, like a C(hostNetwork) pod such as MetalLB's speaker.
   - Runs each container under its own shim (C(podpath-shim), as containerd runs each under
-    its shim): the shim joins the pod's network namespace, starts the container, notices at
-    once when it exits, restarts it as the kubelet does with C(restartPolicy: Always) (at
+    its shim). The shim joins the pod's network namespace, starts the container, notices at
+    once when it exits, restarts it as the kubelet does with the restart policy C(Always) (at
     once the first time, then after a back-off of 10 s, doubling up to 300 s, which starts
     again once the container has run for 10 minutes) and writes the container's status to
     C(/run/podpath/<lab>/status/<group>/<pod>_<container>.json) when it starts and when it
