@@ -208,7 +208,14 @@ def summary(all_hosts, active_hosts, hostvars, done: str = "runs") -> list[str]:
     return lines
 
 
+def remote_hosts(hostvars_list) -> list[str]:
+    """The hosts (each given by its hostvars) that have labs and are not the control node
+    itself: those that get podpath's runtime from the control node."""
+    return [str(h.get("inventory_hostname")) for h in hostvars_list
+            if h.get("podpath_host_labs") and not is_local(h.get("ansible_connection", "ssh"))]
+
+
 class FilterModule:
     def filters(self):
         return {"podpath_host_labs": host_labs, "podpath_packages": packages, "podpath_is_local": is_local,
-                "podpath_fleet_summary": summary}
+                "podpath_fleet_summary": summary, "podpath_fleet_remote": remote_hosts}

@@ -156,3 +156,11 @@ def test_the_summary_names_failed_hosts():
 def test_only_the_local_connection_is_local():
     assert fleet.is_local("local") and fleet.is_local("ansible.builtin.local")
     assert not fleet.is_local("ssh") and not fleet.is_local(None) and not fleet.is_local("paramiko")
+
+
+def test_the_runtime_goes_to_the_hosts_with_labs_that_are_not_the_control_node():
+    hosts = [{"inventory_hostname": "pc1", "podpath_host_labs": ["s1"]},
+             {"inventory_hostname": "pc2", "podpath_host_labs": []},
+             {"inventory_hostname": "localhost", "podpath_host_labs": ["s2"], "ansible_connection": "local"},
+             {"inventory_hostname": "pc3", "podpath_host_labs": ["s3"], "ansible_connection": "ssh"}]
+    assert fleet.remote_hosts(hosts) == ["pc1", "pc3"]

@@ -5,8 +5,8 @@
 Builds the programs of podpath's builder (`python -m podpath.runtime.pause_build`, which
 prints the path of each program it built, one a line: podpath-pause and any other) and packs,
 from the checkout this file is in: podpath/ (the package, without caches), module_utils/
-(which the package reads beside itself), bin/ (the programs) and VERSION (a hash of all of
-it, and the checkout's commit). The archive is the same bytes for the same files (sorted,
+(which the package reads beside itself), bin/ (the programs), VERSION (a hash of all of
+it) and COMMIT (the checkout's commit when it was packed, for people). The archive is the same bytes for the same files (sorted,
 no times, no owners), named by its version, so that Ansible copies it only when the
 checkout changed. Prints JSON: {"path", "version", "built", "programs"}.
 """
@@ -65,18 +65,19 @@ def main(out_dir: str) -> dict:
         mode = 0o755 if os.access(path, os.X_OK) and name.startswith("bin/") else 0o644
         digest.update(f"{name}\0{mode:o}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    version = f"{digest.hexdigest()[:16]} {commit()}"
+    version = digest.hexdigest()[:16]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"podpath-runtime-{digest.hexdigest()[:16]}.tar.gz"
+    target = out / f"podpath-runtime-{version}.tar.gz"
     result = {"path": str(target), "version": version, "built": False, "programs": [p.name for p in built]}
     if target.exists():
         return result
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        entries = [*files, ("VERSION", None)]
+        notes = {"VERSION": version + "\n", "COMMIT": commit() + "\n"}
+        entries = [*files, *((name, None) for name in notes)]
         for name, path in sorted(entries, key=lambda e: e[0]):
-            data = (version + "\n").encode() if path is None else path.read_bytes()
+            data = notes[name].encode() if path is None else path.read_bytes()
             info = tarfile.TarInfo("./" + name)
             info.size, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0, 0, "root", "root"
             info.mode = 0o755 if name.startswith("bin/") else 0o644

@@ -1,14 +1,18 @@
 #!/bin/sh
-# netns_target: check a host of a fleet and install the Debian packages its labs need.
-#   prepare.sh PYTHON PACKAGE...
+# netns_target: check a host of a fleet, install the Debian packages its labs need, and say
+# whether podpath's runtime in DIR is VERSION already.
+#   prepare.sh PYTHON DIR VERSION PACKAGE...
 # Runs as root (become). Prints one line per finding, read by the role:
 #   podpath-problem: what is missing, and the fix
 #   podpath-installed: the packages it installed
+#   podpath-runtime: current (DIR/VERSION is VERSION and its Python runs), or not current
 # and exits 0, so that the role reports every problem of the host at once.
 # Nothing is added to the host's own network namespace: the kernel's veth and nftables are
 # tried in a network namespace of this script's own (unshare --net), which goes when it ends.
 python=$1
-shift
+dir=$2
+version=$3
+shift 3
 problems=0
 problem() { echo "podpath-problem: $*"; problems=1; }
 
@@ -70,6 +74,14 @@ if command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; then
         if ! out=$(unshare --net nft add table inet podpath_check 2>&1); then
             problem "the kernel has no nftables ($out): use a kernel with nf_tables (CONFIG_NF_TABLES; modprobe nf_tables)"
         fi
+    fi
+fi
+if [ "$problems" = 0 ]; then
+    mkdir -p "$dir" && chmod 755 "$dir"
+    if [ -f "$dir/VERSION" ] && [ "$(cat "$dir/VERSION")" = "$version" ] && [ -x "$dir/venv/bin/python" ]; then
+        echo "podpath-runtime: current"
+    else
+        echo "podpath-runtime: not current"
     fi
 fi
 exit 0
