@@ -181,8 +181,7 @@ class Node:
         change, a probe's socket or the next due probe, act on what came, publish, follow."""
         now = time.monotonic()
         self._start_probes(now)
-        wake = [t for t in [self.kubelet.next_due(), *(r.deadline for r in self.runs)] if t is not None]
-        timeout = max(0.0, min(wake) - now) if wake else None
+        timeout = self.wait_time(now)
         if limit is not None:
             timeout = limit if timeout is None else min(timeout, limit)
         events = self.selector.select(timeout)
@@ -206,6 +205,12 @@ class Node:
         if self.endpoints_changed and not self.notify_pending():
             self.endpoints_changed = False
             self.proxy.sync(read_documents(self.endpoints_dir))
+
+    def wait_time(self, now: float) -> float | None:
+        """How long the loop may sleep when nothing happens: until the next probe is due or a
+        running probe's timeout; None (until an event) when none is."""
+        wake = [t for t in [self.kubelet.next_due(), *(r.deadline for r in self.runs)] if t is not None]
+        return max(0.0, min(wake) - now) if wake else None
 
     def notify_pending(self) -> bool:
         """Whether inotify has events waiting (a burst of changes is read whole before the rules

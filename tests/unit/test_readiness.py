@@ -472,3 +472,17 @@ def test_the_node_link_reads_a_link_that_is_not_there_as_down():
         link.drain()  # nothing waits: returns at once
     finally:
         link.close()
+
+
+def test_the_node_sleeps_until_an_event_when_no_probe_is_due_and_until_the_next_probe_otherwise(tmp_path):
+    quiet = proxier.Node(node_inputs(tmp_path), config(tmp_path, {"a": {"echo": None}}),
+                         apply_rules=lambda *a: None, endpoints_dir=str(tmp_path / "endpoints"))
+    try:
+        quiet.step(limit=0)
+        assert quiet.wait_time(NOW) is None, "a node with nothing to probe wakes on a timer"
+    finally:
+        quiet.close()
+    k = kubelet.Kubelet(config(tmp_path, {"a": {"echo": ECHO}}))
+    k.begin(NOW, WALL)
+    answer_due(k, NOW)
+    assert k.next_due() == NOW + 2, "the next probe is not one period later"
