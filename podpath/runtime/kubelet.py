@@ -310,11 +310,11 @@ class Kubelet:
         if not self.changed or not self.started or any(c.awaited for p in self.pods for c in p.containers):
             return False
         doc = self.document()
-        self.changed = False
         if doc == self.published:
+            self.changed = False
             return False
-        write(self.publish_path, doc)
-        self.published = doc
+        write(self.publish_path, doc)  # an error leaves it to the next change
+        self.published, self.changed = doc, False
         return True
 
 

@@ -200,7 +200,10 @@ class Node:
                     self.selector.modify(key.data.sock, key.data.events, key.data)
         for run in [r for r in self.runs if now >= r.deadline]:
             self._finish(run, False, now)
-        self.kubelet.publish()
+        try:
+            self.kubelet.publish()
+        except OSError as err:  # the lab's folder is being removed: nothing to publish to, and nothing made again
+            log(f"{self.kubelet.node}: cannot publish the node's readiness: {err}")
         # the kubelet's own write comes back through inotify; any other node's too
         if self.endpoints_changed and not self.notify_pending():
             self.endpoints_changed = False

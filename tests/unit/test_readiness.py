@@ -486,3 +486,18 @@ def test_the_node_sleeps_until_an_event_when_no_probe_is_due_and_until_the_next_
     k.begin(NOW, WALL)
     answer_due(k, NOW)
     assert k.next_due() == NOW + 2, "the next probe is not one period later"
+
+
+def test_a_node_whose_folder_is_gone_does_not_make_it_again_and_publishes_at_the_next_change(tmp_path):
+    node = proxier.Node(node_inputs(tmp_path), config(tmp_path, {"a": {"echo": None}}),
+                        apply_rules=lambda *a: None, endpoints_dir=str(tmp_path / "endpoints"))
+    try:
+        node.step(limit=0)
+        (tmp_path / "endpoints" / "worker1.json").unlink()
+        (tmp_path / "endpoints").rmdir()
+        status(tmp_path, "a_echo", "terminated")
+        run_step(node)  # the status file's event: publishing fails, the process goes on
+        assert not (tmp_path / "endpoints").exists(), "the node made the removed folder again"
+        assert node.kubelet.changed, "the failed publication is forgotten"
+    finally:
+        node.close()
