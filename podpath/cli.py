@@ -108,7 +108,7 @@ def in_sandbox(args, argv: list[str]) -> int | None:
             if args.verb != "up" or os.getuid() != who.pw_uid:
                 raise CliError(f"{who.pw_name} has no lab on this host (no sandbox runs): podpath up --lab NAME, "
                                "run as that user, builds one")
-            found = sandbox.create(who)
+            found = sandbox.ensure(who)
         inner = [sys.executable, "-m", "podpath.cli", *user_argv(argv)]
         return sandbox.run(found, inner, end_if=sandbox.holds_nothing if args.verb == "down" else None)
     except sandbox.SandboxError as exc:

@@ -492,6 +492,18 @@ def create(who: pwd.struct_passwd, timeout: float = 20.0) -> Sandbox:
     return made
 
 
+def ensure(who: pwd.struct_passwd) -> Sandbox:
+    """WHO's sandbox, made if none runs (the caller is WHO). Two commands that start at once make
+    one sandbox: the second waits on the lock in the state folder, then finds the first's."""
+    folder = ensure_state_dir(who)
+    fd = os.open(folder / "sandbox.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return find(who) or create(who)
+    finally:
+        os.close(fd)
+
+
 def _which(program: str) -> str | None:
     import shutil
 

@@ -110,3 +110,16 @@ def test_a_user_may_not_name_another_user(monkeypatch, capsys):
     other = next(p.pw_name for p in pwd.getpwall() if p.pw_uid not in (0, 1000))
     assert cli.main(["status", "--user", other, "--lab", "lab"]) == cli.EXIT_MISSING
     assert f"only root may work on the labs of user {other}" in capsys.readouterr().err
+
+
+def test_a_user_without_a_sandbox_is_told_how_to_build_a_lab(monkeypatch, capsys):
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cli.os, "getuid", lambda: 1000)
+    me = pwd.struct_passwd(("stu1", "x", 1000, 1000, "", "/nonexistent", "/bin/sh"))
+    monkeypatch.setattr(sandbox, "account", lambda user=None: me)
+    monkeypatch.setattr(sandbox, "find", lambda who: None)
+    monkeypatch.setattr(sandbox, "ensure", lambda who: pytest.fail("only up makes a sandbox"))
+    assert cli.main(["labs"]) == cli.EXIT_OK
+    assert "no labs of yours on this host" in capsys.readouterr().out
+    assert cli.main(["status", "--lab", "lab"]) == cli.EXIT_USAGE
+    assert "stu1 has no lab on this host" in capsys.readouterr().err
