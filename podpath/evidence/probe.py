@@ -473,8 +473,8 @@ class NetnsLab(PlanFacts):
 
     # -- the disruptive checks
     def stop_container(self, pod: LabPod, container: str) -> str:
-        """SIGKILL the container's first process and wait for it to be gone (nothing restarts
-        it: `repair` does)."""
+        """SIGKILL the container's first process and wait for it to be gone (its shim starts it
+        again, at once the first time, as the kubelet does; `repair` restarts it in any case)."""
         pid = self.container_pid(pod.name, container)
         if not pid:
             raise ProbeError(f"pod {pod}: container {container} is not running")
