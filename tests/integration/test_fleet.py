@@ -148,7 +148,11 @@ def test_each_reachable_host_builds_its_own_labs_over_ssh(fleet):
 
 def test_a_host_without_labs_is_left_alone(fleet):
     out = fleet.built.stdout
-    assert recap(out)["fltidle"] == {"ok": 1, "changed": 0, "unreachable": 0, "failed": 0}, out[-3000:]
+    assert {k: v for k, v in recap(out)["fltidle"].items() if k != "ok"} == \
+        {"changed": 0, "unreachable": 0, "failed": 0}, out[-3000:]
+    build = out.split("PLAY [Build")[1].split("PLAY [")[0]
+    assert not re.search(r"^(ok|changed|fatal): \[fltidle\]|^included: .* for .*\bfltidle\b", build, re.M), \
+        "the build play did something on a host without labs"
     assert "fltidle: no lab" in out
     assert not fleet.runtime["fltidle"].exists()
 
@@ -245,3 +249,16 @@ def test_down_removes_every_lab_and_the_runtime_and_reports_the_unreachable_host
         assert not fleet.runtime[host].exists(), f"the runtime of {host} is still there"
     assert "fltgone: FAILED or UNREACHABLE" in down.stdout
     assert "fltnopkg has no podpath runtime" in down.stdout
+
+
+def test_a_bad_roster_stops_every_host_before_any_change(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,lab\nAda Lovelace,fgood1\nAlan Turing,fgood1\n")
+    closed = free_port()  # a host reached would be unreachable here: the play must stop before
+    hosts = {f"fltr{i}": {"ansible_host": "127.0.0.1", "ansible_port": closed, "podpath_capacity": 2} for i in (1, 2)}
+    inventory = tmp_path / "classroom.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    out = play(inventory, "netns-lab.yml", "-e", f"podpath_roster={roster}")
+    assert out.returncode != 0
+    assert f"podpath_roster {roster}, line 3: lab 'fgood1' is already given on line 2" in out.stdout, out.stdout[-2000:]
+    assert recap(out.stdout) == {f"fltr{i}": {"ok": 0, "changed": 0, "unreachable": 0, "failed": 1} for i in (1, 2)}
