@@ -163,6 +163,13 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def catches_sigterm(pid: int) -> bool:
+    try:
+        return bool(int(_status(pid)["SigCgt"], 16) & (1 << (signal.SIGTERM - 1)))
+    except (KeyError, ValueError):
+        return False
+
+
 def userns_owner(fd: int) -> int:
     """The uid that owns the user namespace open at FD."""
     return struct.unpack("I", fcntl.ioctl(fd, NS_GET_OWNER_UID, bytes(4)))[0]
@@ -477,9 +484,11 @@ def create(who: pwd.struct_passwd, timeout: float = 20.0) -> Sandbox:
     if rest.startswith("E"):  # pid 1 said why it stopped before it became the sandbox
         raise SandboxError(rest[1:])
     deadline = time.monotonic() + timeout
-    while not is_sandbox(pid, who.pw_uid) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    if not is_sandbox(pid, who.pw_uid):
+    # ready once pause catches SIGTERM: before that, as pid 1 of its PID namespace, the kernel drops
+    # a SIGTERM from outside (it delivers only signals init handles), and ending it would wait for SIGKILL
+    while not (is_sandbox(pid, who.pw_uid) and catches_sigterm(pid)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if not (is_sandbox(pid, who.pw_uid) and catches_sigterm(pid)):
         raise SandboxError(f"the sandbox (pid {pid}) did not start: see {log}")
     made = Sandbox(pid, who.pw_uid, who.pw_name, start_time(pid))
     tmp = folder / f"sandbox.pid.{os.getpid()}"
@@ -583,15 +592,21 @@ class Entry:
         self.close()
 
 
+# What of root's environment a command in another user's sandbox gets: nothing else, since that
+# user can read their processes' environments (root's may hold secrets).
+FOREIGN_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "COLUMNS", "LINES", "TZ", "PODPATH_LAB")
+
+
 def sandbox_env(who: pwd.struct_passwd, env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a command in WHO's sandbox: the caller's, with the system's sbin
-    folders on PATH (the lab's tools live there, as for root) and, for root entering another
-    user's sandbox, that user's HOME and name."""
+    folders on PATH (the lab's tools live there, as for root). For root entering another
+    user's sandbox: only FOREIGN_ENV of root's, with that user's HOME, name and shell."""
     env = dict(os.environ if env is None else env)
+    if os.getuid() != who.pw_uid:
+        env = {key: value for key, value in env.items() if key in FOREIGN_ENV}
+        env.update(HOME=who.pw_dir, USER=who.pw_name, LOGNAME=who.pw_name, SHELL=who.pw_shell or "/bin/sh")
     path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
     env["PATH"] = os.pathsep.join(path + [d for d in SBIN if d not in path])
-    if os.getuid() != who.pw_uid:
-        env.update(HOME=who.pw_dir, USER=who.pw_name, LOGNAME=who.pw_name)
     env[USER_ENV] = who.pw_name
     return env
 
@@ -605,6 +620,7 @@ def run(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None, cw
     when given, is asked in the sandbox once the child has ended: when it says so, the
     sandbox is ended."""
     who = account(sandbox.uid)
+    foreign = os.getuid() != who.pw_uid  # root, in another user's sandbox
     env = sandbox_env(who, env)
     try:
         cwd = os.getcwd() if cwd is None else cwd
@@ -619,7 +635,7 @@ def run(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None, cw
     finally:
         entry.close()
     try:
-        code = _fork_and_wait(who, argv, env, cwd)
+        code = _fork_and_wait(who, argv, env, cwd, foreign)
         if end_if is not None and end_if(code):
             entry.end()
         return code
@@ -627,13 +643,21 @@ def run(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None, cw
         os.close(entry.pidfd)
 
 
-def _fork_and_wait(who: pwd.struct_passwd, argv: list[str], env: dict[str, str], cwd: str) -> int:
+def _fork_and_wait(who: pwd.struct_passwd, argv: list[str], env: dict[str, str], cwd: str, foreign: bool) -> int:
+    """Fork; the child (in the sandbox's PID namespace) runs ARGV. FOREIGN (root in another
+    user's sandbox, where that user's code could be mounted over podpath's): the child gets
+    no descriptor but 0, 1 and 2 and a session of its own, so that the terminal is not its
+    controlling terminal (no TIOCSTI into root's shell), and the signals of root's terminal
+    are passed on to it."""
     sys.stdout.flush()
     sys.stderr.flush()
     child = os.fork()
     if child == 0:
         try:
             ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if foreign:
+                os.setsid()
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
                 signal.signal(signum, signal.SIG_DFL)
             for folder in (cwd, who.pw_dir, "/"):
@@ -648,9 +672,10 @@ def _fork_and_wait(who: pwd.struct_passwd, argv: list[str], env: dict[str, str],
                         "installed where every user can read it (docs/rootless.md)\n".encode())
         os._exit(127)
     forwarded = {}
-    for signum in (signal.SIGINT, signal.SIGQUIT):
+    terminal = (signal.SIGINT, signal.SIGQUIT)  # the terminal sends them to the child too, unless FOREIGN
+    for signum in () if foreign else terminal:
         forwarded[signum] = signal.signal(signum, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGHUP) + (terminal if foreign else ()):
         forwarded[signum] = signal.signal(signum, lambda n, _f: os.kill(child, n))
     try:
         while True:

@@ -414,6 +414,21 @@ def test_root_lists_verifies_and_removes_every_users_lab(world, built):
     found = {(item["user"], item["lab"]) for item in json.loads(listed.stdout)}
     assert {(a.name, LAB), (b.name, LAB)} <= found, listed.stdout
     assert not [item for item in json.loads(listed.stdout) if item["user"] == world.users["c"].name]
+    # root's environment and descriptors stay root's, and the terminal is not the command's own (no TIOCSTI)
+    secret = os.open("/etc/shadow", os.O_RDONLY)  # inheritable below
+    try:
+        looked = subprocess.run([world.podpath, "shell", "--user", a.name, "--lab", LAB, "--", "sh", "-c",
+                                 f'env; [ -e /proc/$$/fd/{secret} ] && echo fd LEAKED || echo fd closed; '
+                                 'echo session $$ $(cut -d" " -f6 /proc/$$/stat)'],
+                                capture_output=True, text=True, timeout=60, pass_fds=(secret,),
+                                env=dict(os.environ, ROOTS_SECRET="s3cret"), cwd=str(world.tmp))
+    finally:
+        os.close(secret)
+    assert looked.returncode == 0, looked.stderr
+    assert "ROOTS_SECRET" not in looked.stdout and f"HOME={a.home}" in looked.stdout, looked.stdout
+    assert "fd closed" in looked.stdout, "a descriptor root had (of /etc/shadow) reached a's sandbox"
+    _, pid, session = next(line for line in looked.stdout.splitlines() if line.startswith("session ")).split()
+    assert pid == session, "root's command in a's sandbox shares root's session (and terminal)"
     verified = world.as_root("verify", "--user", a.name, "--lab", LAB)
     assert verified.returncode == 0 and ALL_PASSED.search(verified.stdout), verified.stdout[-3000:]
     down = world.as_root("down", "--user", b.name, "--lab", LAB)

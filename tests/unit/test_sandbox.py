@@ -89,8 +89,9 @@ def test_the_sandbox_environment_has_the_sbin_folders_and_the_users_home(monkeyp
     assert env["PATH"].split(":")[:2] == ["/usr/bin", "/bin"] and "/usr/sbin" in env["PATH"].split(":")
     assert env["HOME"] == "/x"  # the caller's own sandbox: their environment as it is
     other = pwd.struct_passwd(("stu1", "x", os.getuid() + 1, 1, "", "/home/stu1", "/bin/sh"))
-    env = sandbox.sandbox_env(other, {"PATH": "/usr/bin", "HOME": "/root"})
+    env = sandbox.sandbox_env(other, {"PATH": "/usr/bin", "HOME": "/root", "API_TOKEN": "s3cret", "PODPATH_LAB": "x"})
     assert env["HOME"] == "/home/stu1" and env["USER"] == "stu1" and env[sandbox.USER_ENV] == "stu1"
+    assert "API_TOKEN" not in env and env["PODPATH_LAB"] == "x", "root's environment reaches another user"
 
 
 def test_user_is_left_out_of_what_runs_in_the_sandbox():
