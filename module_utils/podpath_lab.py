@@ -727,7 +727,7 @@ def descends_from(pid, ancestor, depth: int = 8) -> bool:
     """PID runs, below ANCESTOR (its child, grandchild, ... up to DEPTH levels down)."""
     if not alive(pid):
         return False
-    for _ in range(depth):
+    for _level in range(depth):
         pid = parent_pid(pid)
         if not pid:
             return False
@@ -741,7 +741,7 @@ def shim_container(shim: int):
     followed down through the runtime's programs (nsenter, unshare). None while there is
     none (the shim is in its back-off) or while the runtime has not started it yet."""
     found = children(shim)
-    for _ in range(8):
+    for _level in range(8):
         if not found:
             return None
         pid = found[0]
