@@ -78,6 +78,7 @@ LINK_PROBES = (("bridge", "link add podpath-probe type bridge"),
 BR_NETFILTER = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 IDENTITY_MAP = "0 0 4294967295"
+NOBODY = 65534  # the highest ID the lab uses in a sandbox (nginx's user nobody, group nogroup)
 
 
 class SandboxError(Exception):
@@ -408,6 +409,12 @@ def create(who: pwd.struct_passwd, timeout: float = 20.0) -> Sandbox:
             "have (nginx stops at chown/setgid with 'Invalid argument'), and tcpdump drops to user tcpdump. Root "
             f"gives you a range: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who.pw_name} "
             "(a range no other user has; docs/rootless.md)")
+    for kind, ranges in (("uid", subuids), ("gid", subgids)):
+        if sum(count for _first, count in ranges) < NOBODY:
+            raise SandboxError(f"the subordinate {kind}s of {who.pw_name} in /etc/sub{kind} count "
+                               f"{sum(c for _f, c in ranges)}: the lab needs {NOBODY} at least (its nginx drops to "
+                               f"nobody, {kind} {NOBODY} in the sandbox); root gives a range of 65536: usermod "
+                               f"--add-sub{kind}s FIRST-LAST {who.pw_name} (docs/rootless.md)")
     for helper in ("newuidmap", "newgidmap"):
         if not _which(helper):
             raise SandboxError(f"{helper} is missing: it maps your subordinate IDs into the sandbox; root installs "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,17 @@ def test_a_user_without_a_sandbox_is_told_how_to_build_a_lab(monkeypatch, capsys
     assert "no labs of yours on this host" in capsys.readouterr().out
     assert cli.main(["status", "--lab", "lab"]) == cli.EXIT_USAGE
     assert "stu1 has no lab on this host" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ranges, words", [([], "usermod --add-subuids"), ([(100000, 1000)], "needs 65534 at least")],
+                         ids=["none", "too-few"])
+def test_subordinate_ids_the_lab_cannot_run_with_are_refused_before_anything(tmp_path, monkeypatch, ranges, words):
+    me = pwd.getpwuid(os.getuid())
+    who = pwd.struct_passwd((me.pw_name, "x", me.pw_uid, me.pw_gid, "", str(tmp_path), "/bin/sh"))
+    monkeypatch.setattr(sandbox, "subordinate_ranges", lambda _who, _path: list(ranges))
+    monkeypatch.setattr(sandbox, "pause_path", lambda: Path("/bin/true"))
+    monkeypatch.setattr(sandbox, "shim_path", lambda: Path("/bin/true"))
+    monkeypatch.setattr(sandbox.os, "fork", lambda: pytest.fail("a sandbox was started"))
+    with pytest.raises(sandbox.SandboxError, match=words):
+        sandbox.create(who)
+    assert not sandbox.pidfile(who).exists()
