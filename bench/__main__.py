@@ -20,13 +20,15 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from . import classroom, idle, lifecycle, scale, wiring
+from . import classroom, fleet, idle, lifecycle, scale, wiring
 from .labs import load_average, neigh_gc_thresh3
 from .stats import Spread, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
 PARTS = ("lifecycle", "scale", "classroom", "wiring")  # the time profile comes with lifecycle and scale
+# Parts that run only when asked (--only): fleet needs an sshd of its own and builds 30 labs twice.
+EXTRA_PARTS = ("fleet",)
 
 H_RUN = "## How to run, and the machine"
 H_GOALS = "## Goals"
@@ -55,7 +57,7 @@ def describe(box: dict[str, str]) -> str:
 
 
 # -- docs/performance.md: each part owns one section -----------------------------------------------
-ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING]
+ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING, fleet.HEADING]
 
 
 def split_sections(text: str) -> tuple[str, dict[str, str]]:
@@ -221,9 +223,9 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         sys.exit("python -m bench builds labs: run it as root")
     parts = [x.strip() for x in args.only.split(",") if x.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - set(PARTS) - set(EXTRA_PARTS))
     if unknown:
-        p.error(f"unknown part {', '.join(unknown)}: use {', '.join(PARTS)}")
+        p.error(f"unknown part {', '.join(unknown)}: use {', '.join(PARTS + EXTRA_PARTS)}")
     repeats = 1 if args.quick else args.repeats
     write = not (args.no_write or args.quick)
 
@@ -343,6 +345,11 @@ Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.
         goal_rows["wiring"] = [(
             f"pod wiring ≥ 3 × the CNI plugin ({top} pods, module in one ansible-playbook call)",
             f"{ratio:.1f} ×", "met" if ratio >= 3 else "**not met**")]
+
+    if "fleet" in parts:
+        begin("fleet")
+        classes = fleet.run(3 if args.quick else fleet.LABS, fleet.HOSTS)
+        emit(fleet.HEADING, fleet.section(classes, when))
 
     goals = goals_section(goal_rows, when, box, current_section(H_GOALS))
     print(goals)
