@@ -109,8 +109,8 @@ def in_sandbox(args, argv: list[str]) -> int | None:
                 raise CliError(f"{who.pw_name} has no lab on this host (no sandbox runs): podpath up --lab NAME, "
                                "run as that user, builds one")
             found = sandbox.ensure(who)
-        inner = [sys.executable, "-m", "podpath.cli", *user_argv(argv)]
-        return sandbox.run(found, inner, end_if=sandbox.holds_nothing if args.verb == "down" else None)
+        inner = user_argv(argv)  # this command goes on in the sandbox, in a child of this process
+        return sandbox.run(found, lambda: main(inner), end_if=sandbox.holds_nothing if args.verb == "down" else None)
     except sandbox.SandboxError as exc:
         raise CliError(str(exc), EXIT_MISSING)
 

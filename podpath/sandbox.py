@@ -45,6 +45,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -618,10 +619,12 @@ def sandbox_env(who: pwd.struct_passwd, env: dict[str, str] | None = None) -> di
     return env
 
 
-def run(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
+def run(sandbox: Sandbox, argv, env: dict[str, str] | None = None, cwd: str | None = None,
         end_if=None) -> int:
-    """Run ARGV in SANDBOX and return its exit status (128+N for a signal N). This process
-    enters the sandbox and forks; the child runs ARGV (in the sandbox's PID namespace) and is
+    """Run ARGV (a command line, or a function that returns an exit status: the CLI goes on in
+    the sandbox without starting Python again) in SANDBOX and return its exit status (128+N
+    for a signal N). This process enters the sandbox and forks; the child runs ARGV (in the
+    sandbox's PID namespace) and is
     sent SIGTERM if this process dies. SIGINT and SIGQUIT from the terminal reach the child
     directly (this process ignores them); SIGTERM and SIGHUP are passed on. END_IF(status),
     when given, is asked in the sandbox once the child has ended: when it says so, the
@@ -650,7 +653,7 @@ def run(sandbox: Sandbox, argv: list[str], env: dict[str, str] | None = None, cw
         os.close(entry.pidfd)
 
 
-def _fork_and_wait(who: pwd.struct_passwd, argv: list[str], env: dict[str, str], cwd: str, foreign: bool) -> int:
+def _fork_and_wait(who: pwd.struct_passwd, argv, env: dict[str, str], cwd: str, foreign: bool) -> int:
     """Fork; the child (in the sandbox's PID namespace) runs ARGV. FOREIGN (root in another
     user's sandbox, where that user's code could be mounted over podpath's): the child gets
     no descriptor but 0, 1 and 2 and a session of its own, so that the terminal is not its
@@ -667,12 +670,29 @@ def _fork_and_wait(who: pwd.struct_passwd, argv: list[str], env: dict[str, str],
                 os.closerange(3, os.sysconf("SC_OPEN_MAX"))
             for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
                 signal.signal(signum, signal.SIG_DFL)
+            if callable(argv):  # Python's own: Ctrl-C is KeyboardInterrupt, a closed pipe BrokenPipeError
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             for folder in (cwd, who.pw_dir, "/"):
                 try:
                     os.chdir(folder)
                     break
                 except OSError:
                     continue
+            if callable(argv):
+                os.environ.clear()
+                os.environ.update(env)
+                code = 1
+                try:
+                    code = argv()
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:  # noqa: BLE001 - said, then the child ends whatever happened
+                    traceback.print_exc()
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code if isinstance(code, int) else 1)
             os.execvpe(argv[0], argv, env)
         except OSError as exc:
             os.write(2, f"podpath: cannot run {argv[0]} in {who.pw_name}'s sandbox: {exc.strerror}; podpath must be "
