@@ -59,9 +59,12 @@ if [ -n "$missing" ]; then
         problem "cannot install the Debian packages$missing (${reason:-apt-get failed}): install them by hand (apt-get install$missing), make a Debian mirror reachable from the host, or remove a name that is not a Debian package from netns_target_extra_packages"
     fi
     enabled_after=$(systemctl list-unit-files --state=enabled --no-legend 2>/dev/null | awk '{print $1}' | sort)
-    for unit in $(printf '%s\n' "$enabled_after" | grep -vxF -e "$enabled_before" 2>/dev/null); do
-        systemctl disable "$unit" >/dev/null 2>&1 && echo "podpath-disabled: $unit"
-    done
+    # only with a list from before (systemd, and it answered): never disable what was enabled already
+    if [ -n "$enabled_before" ]; then
+        for unit in $(printf '%s\n' "$enabled_after" | grep -vxF -e "$enabled_before"); do
+            systemctl disable "$unit" >/dev/null 2>&1 && echo "podpath-disabled: $unit"
+        done
+    fi
     [ -n "$policy" ] && rm -f "$policy"
     rm -f "$log"
 fi
