@@ -179,7 +179,7 @@ class NetnsLab(PlanFacts):
         record = self.containers().get(f"{pod}/{container}")
         if not record or not record["running"]:
             return None
-        return lab_status.container_init(record["pid"]) or record["pid"]
+        return record.get("init") or lab_status.container_init(record["pid"]) or record["pid"]
 
     def holder(self, netns: str) -> int | None:
         return lab_status.holders(self.name, [netns])[netns]

@@ -83,15 +83,18 @@ def _record_runs(lab: str, group: str, name: str, record: dict) -> bool:
 
 
 def containers(lab: str) -> dict[str, dict[str, Any]]:
-    """Container name -> {pid, netns, running, group} for every group of the lab, from its
+    """Container name -> {pid, netns, running, group, init} for every group of the lab, from its
     records: PID is the recorded process (the container's shim), RUNNING whether the container
-    itself runs now (not only its shim: one waiting out its back-off does not)."""
+    itself runs now (not only its shim: one waiting out its back-off does not), INIT its first
+    process, read once with RUNNING (a second look may fall into a restart)."""
     result = {}
     for group in GROUPS:
         for name, record in _records(lab, group)[0].items():
             pid = record.get("pid")
-            runs = _record_runs(lab, group, name, record) and (not mark.is_shim(pid) or container_init(pid) is not None)
-            result[name] = {"pid": pid, "netns": record.get("netns"), "running": runs, "group": group}
+            init = container_init(pid) if _record_runs(lab, group, name, record) else None
+            runs = init is not None or (bool(pid) and _record_runs(lab, group, name, record) and not mark.is_shim(pid))
+            result[name] = {"pid": pid, "netns": record.get("netns"), "running": runs, "group": group,
+                            "init": init if runs else None}
     return result
 
 
