@@ -407,13 +407,14 @@ def all_users_labs() -> list[dict]:
     require_root()
     labs = [dict(item, user="root") for item in status.list_labs()]
     for box in sandbox.sandboxes():
-        done = subprocess.run([sys.executable, "-m", "podpath.sandbox", "run", str(box.pid), str(box.uid), "--",
-                               sys.executable, "-m", "podpath.cli", "labs", "--json"], capture_output=True, text=True)
-        try:
+        try:  # a user's sandbox is theirs to break: it gets a minute to answer
+            done = subprocess.run([sys.executable, "-m", "podpath.sandbox", "run", str(box.pid), str(box.uid), "--",
+                                   sys.executable, "-m", "podpath.cli", "labs", "--json"], capture_output=True,
+                                  text=True, timeout=60)
             found = json.loads(done.stdout)
-        except ValueError:
-            print(f"podpath: the sandbox of {box.user} (pid {box.pid}) did not answer: {done.stderr.strip()}",
-                  file=sys.stderr)
+        except (ValueError, subprocess.TimeoutExpired) as exc:
+            said = "no answer within 60 s" if isinstance(exc, subprocess.TimeoutExpired) else done.stderr.strip()
+            print(f"podpath: the sandbox of {box.user} (pid {box.pid}) did not answer: {said}", file=sys.stderr)
             continue
         labs += [dict(item, user=box.user, sandbox=box.pid) for item in found]
     return labs
