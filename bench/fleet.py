@@ -51,7 +51,13 @@ class Run:
     hosts: int
     labs: int
     times: dict[str, float] = field(default_factory=dict)
+    loads: dict[str, str] = field(default_factory=dict)  # the load average when each step started
     changed_again: int = 0
+
+    def step(self, name: str, inventory: Path, playbook: str, *args: str) -> str:
+        self.loads[name] = load_average().split()[0]
+        self.times[name], out = play(inventory, playbook, *args)
+        return out
 
 
 def play(inventory: Path, playbook: str, *args: str) -> tuple[float, str]:
@@ -114,13 +120,12 @@ def run(labs: int = LABS, hosts: int = HOSTS, progress=print) -> list[Run]:
             ssh, local = inventories(folder, server, names, hosts)
             over_ssh = Run("SSH (modules shipped, runtime's Python)", hosts, labs)
             progress(f"  fleet: {labs} labs over {hosts} hosts through SSH (load {load_average()})")
-            over_ssh.times["first build"], _ = play(ssh, "netns-lab.yml")
+            over_ssh.step("first build", ssh, "netns-lab.yml")
             check_labs(names, True)
-            over_ssh.times["again"], out = play(ssh, "netns-lab.yml")
-            over_ssh.changed_again = changed_labs_tasks(out)
-            over_ssh.times["down"], _ = play(ssh, "netns-lab-down.yml")
+            over_ssh.changed_again = changed_labs_tasks(over_ssh.step("again", ssh, "netns-lab.yml"))
+            over_ssh.step("down", ssh, "netns-lab-down.yml")
             check_labs(names, False)
-            over_ssh.times["build, hosts prepared"], _ = play(ssh, "netns-lab.yml")
+            over_ssh.step("build, hosts prepared", ssh, "netns-lab.yml")
             check_labs(names, True)
             play(ssh, "netns-lab-down.yml", "-e", "podpath_remove_runtime=true")
             check_labs(names, False)
@@ -128,11 +133,10 @@ def run(labs: int = LABS, hosts: int = HOSTS, progress=print) -> list[Run]:
             progress("  fleet over SSH: " + ", ".join(f"{k} {v:.1f} s" for k, v in over_ssh.times.items()))
             here = Run("local connection (modules in-process)", hosts, labs)
             progress(f"  fleet: the same labs with the local connection (load {load_average()})")
-            here.times["first build"], _ = play(local, "netns-lab.yml")
+            here.step("first build", local, "netns-lab.yml")
             check_labs(names, True)
-            here.times["again"], out = play(local, "netns-lab.yml")
-            here.changed_again = changed_labs_tasks(out)
-            here.times["down"], _ = play(local, "netns-lab-down.yml")
+            here.changed_again = changed_labs_tasks(here.step("again", local, "netns-lab.yml"))
+            here.step("down", local, "netns-lab-down.yml")
             check_labs(names, False)
             results.append(here)
             progress("  fleet locally: " + ", ".join(f"{k} {v:.1f} s" for k, v in here.times.items()))
@@ -164,7 +168,10 @@ def goal(results: list[Run]) -> tuple[str, str, str]:
 
 def section(results: list[Run], when: str) -> str:
     ssh, here = results[0], results[1]
-    ratio = ssh.times["build, hosts prepared"] / here.times["first build"]
+    build = ssh.times["build, hosts prepared"] / here.times["first build"]
+    again = ssh.times["again"] / here.times["again"]
+    loads = "; ".join(f"{r.connection.split(' (')[0]}: " + ", ".join(f"{k} {v}" for k, v in r.loads.items())
+                      for r in results)
     return f"""{HEADING}
 
 {ssh.labs} reference labs, a roster of {ssh.labs} students spread by `podpath_capacity` over {ssh.hosts}
@@ -172,17 +179,21 @@ inventory hosts, built by `ansible-playbook -i INVENTORY playbooks/netns-lab.yml
 ([classroom.md](classroom.md)). The hosts are names of this one machine: an sshd of the
 benchmark's own on 127.0.0.1 for the SSH rows (each host with its own runtime folder), the local
 connection for the other, with the same playbooks, roster and capacities. Ansible's forks run the
-hosts in parallel, each host's labs one after another. *first build*: no lab yet; over SSH it
-also prepares the hosts (checks, packages, podpath's runtime into a new virtualenv); *build,
-hosts prepared*: the labs again after `down`, with the runtime in place; *again*: the same play
-on built labs (the last column: lab tasks that reported changed, 0 expected). One run of
-{when}; `python -m bench.fleet` (or `python -m bench --only fleet`).
+hosts in parallel (the `free` strategy), each host's labs one after another. *first build*: no
+lab yet; over SSH it also prepares the hosts (checks, packages, podpath's runtime into a new
+virtualenv); *build, hosts prepared*: the labs again after `down`, with the runtime in place;
+*again*: the same play on built labs (the last column: lab tasks that reported changed, 0
+expected). One run of {when}; `python -m bench.fleet` (or `python -m bench --only fleet`).
 
 {table(results)}
 
-Over SSH a class's labs took {ratio:.1f} × as long as with the local connection: each module is
-shipped and started in a new Python over an SSH session, where locally it runs in-process. On
-real machines the hosts' CPUs add up instead of sharing this machine's {os.cpu_count()}.
+Load average (1 min) when each step started, on this shared {os.cpu_count()}-core machine: {loads}.
+One run, and the load of other work moved during it: read the ratios as rough. Building on
+prepared hosts over SSH took {build:.1f} × the local first build, and a run over built labs
+{again:.1f} × the local one: over SSH each module is shipped and started in a new Python, where
+locally it runs in-process, and a run that changes nothing is mostly that start. On real
+machines each host has CPUs of its own, where here the three hosts and the control node share
+these {os.cpu_count()}.
 """
 
 
