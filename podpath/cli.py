@@ -476,6 +476,28 @@ def print_hint(drill: dict) -> None:
         print(f"  the hop:    {drill['hop']}")
 
 
+def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0) -> None:
+    """Wait (at most LIMIT_S) until every node publishes all its pods ready. A pod that becomes
+    ready, or stops being so, makes every node's kube-proxy render its rules again, which would
+    repair a kube-proxy fault as soon as it is made: a drill breaks a settled lab."""
+    import time
+
+    from podpath.evidence.status import unready_pods
+    from podpath.model.plan import build
+
+    nodes = [n.name for n in build(topo, lab).nodes]
+    deadline = time.monotonic() + limit_s
+    said = False
+    while waiting := unready_pods(lab, nodes):
+        if time.monotonic() > deadline:
+            raise CliError(f"lab {lab} has pods that are still not ready after {limit_s:.0f} s ({'; '.join(waiting)}): "
+                           f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}", EXIT_FAILED)
+        if not said:
+            print(f"waiting for lab {lab} to settle: not ready yet: {'; '.join(waiting)}")
+            said = True
+        time.sleep(0.5)
+
+
 def cmd_drill(args) -> int:
     from podpath.evidence import faults
     from podpath.evidence.probe import NetnsLab
@@ -487,6 +509,7 @@ def cmd_drill(args) -> int:
         if state.exists():
             raise CliError(f"lab {args.lab} already has a drill running: podpath drill reveal --lab {args.lab} ends it")
         with LabLock(args.lab, False):
+            wait_until_ready(args.lab, topology(args))
             before = run_verifier_quietly(args.lab, args.topology)
             broken = sorted(n for n, r in before.items() if r["outcome"] == "FAIL")
             if broken:

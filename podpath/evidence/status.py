@@ -29,7 +29,7 @@ from typing import Any
 from podpath.model import labdir
 from podpath.model.election import announcer
 from podpath.model.plan import Plan, build
-from podpath.model.workloads import GROUPS, lease_path, speaker_status_path
+from podpath.model.workloads import GROUPS, endpoints_dir, lease_path, speaker_status_path
 from podpath.runtime.lease import read as read_lease
 
 mark = labdir.lab  # the marks and the kernel view (module_utils/podpath_lab.py)
@@ -496,6 +496,21 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
             "pods": pods, "announcing": {n: (s or {}).get("announcing", []) for n, s in live.items()},
             "election": {k: vote[k] for k in ("address", "candidates", "elected", "announcers")},
             "leader": leader, "load_balancer_ip": address}
+
+
+def unready_pods(lab: str, nodes: list[str]) -> list[str]:
+    """What the nodes of LAB publish as not ready yet (endpoints/<node>.json, the kubelet's part
+    of each node process): pods whose `ready` condition is false, and nodes that have published
+    nothing. A kube-proxy re-renders its rules when this changes; [] when everything is ready."""
+    waiting = []
+    for node in nodes:
+        doc, _problem = _read_json(Path(endpoints_dir(lab), f"{node}.json"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("pods"), dict):
+            waiting.append(f"node {node} has not published its pods' readiness")
+            continue
+        waiting += [f"{name} on {node}" for name, entry in sorted(doc["pods"].items())
+                    if not (isinstance(entry, dict) and (entry.get("conditions") or {}).get("ready") is True)]
+    return waiting
 
 
 def _describe_pids(pids: list[int], limit: int = 5) -> str:
