@@ -41,7 +41,7 @@ def lab():
 def traced_addresses(out: str, plan: plan_mod.Plan) -> list[str]:
     """The addresses of every hop, as this run of podpath trace printed them."""
     arp = re.search(r"(\S+) is-at (\S+): node (\S+) answered", out)
-    dnat = re.search(r"conntrack: (\S+):(\d+) -> (\S+):(\d+) \((KUBE-SEP-\w+)\)", out)
+    dnat = re.search(r"conntrack: (\S+):(\d+) -> (\S+):(\d+) \((KUBE-SEP-\w+)[,)]", out)
     backend = re.search(r"4 backend\s+(\S+) \((\S+)\) on (\S+)", out)
     seen = re.search(r"the controller saw (\S+) .*the backend saw (\S+)", out)
     assert arp and dnat and backend and seen, f"a hop is missing from the trace:\n{out}"

@@ -271,7 +271,8 @@ def test_a_build_with_the_real_qemu_img(tmp_path: Path, monkeypatch: pytest.Monk
     box = build.build(pin, out, "https://lab.example.org/boxes/", out / "cache")
     unpacked = tmp_path / "unpacked"
     with tarfile.open(box) as tar:
-        tar.extractall(unpacked, filter="data")
+        # the "data" filter (Python 3.11.4+, and backported to older patch releases) where there is one
+        tar.extractall(unpacked, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     disk = unpacked / ("box.img" if provider == "libvirt" else "box-disk001.vmdk")
     info = json.loads(subprocess.run([qemu_img, "info", "--output=json", str(disk)], check=True,
                                      capture_output=True, text=True).stdout)
