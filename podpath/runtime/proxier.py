@@ -72,6 +72,7 @@ class KubeProxy:
         self.endpoints = {ep.address: ep for info in inputs.ports for ep in info.endpoints}
         # The playbook applied the rules with every endpoint: start from that.
         self.current = set(self.endpoints)
+        self.documents: dict[str, dict] | None = None  # what the nodes had published at the last sync
         self.apply_rules = apply_rules
 
     def ready(self, documents: dict[str, dict]) -> set[str]:
@@ -88,10 +89,18 @@ class KubeProxy:
         return ready
 
     def sync(self, documents: dict[str, dict]) -> bool:
-        """Render and apply the node's rules if the set of ready endpoints changed; whether it did."""
+        """Render and apply the node's rules if the set of ready endpoints changed, or if what
+        the nodes published changed at all; whether it did. The second case renders whole
+        rules again even when this process believes the set unchanged: `podpath up` applies
+        the rules with every endpoint, so the kernel may no longer hold what this process
+        last applied (kube-proxy, too, writes its whole state again on a sync)."""
         now_ready = self.ready(documents)
+        first, self.documents, before = self.documents is None, documents, self.documents
+        if now_ready == self.current and (first or documents == before):
+            return False  # the first look only learns what is published: the playbook applied the rules
         if now_ready == self.current:
-            return False
+            self.apply_rules(kubeproxy.rules(self.inputs.with_ready(now_ready)), self.inputs.mode)
+            return True
         gone = sorted(self.endpoints[a].pod for a in self.current - now_ready)
         back = sorted(self.endpoints[a].pod for a in now_ready - self.current)
         self.apply_rules(kubeproxy.rules(self.inputs.with_ready(now_ready)), self.inputs.mode)

@@ -333,6 +333,24 @@ def test_kube_proxy_applies_the_renderers_rules_once_per_change(plan):
                        (kubeproxy.rules(inputs), inputs.mode)]
 
 
+def test_kube_proxy_writes_its_rules_again_when_what_is_published_changes_with_the_same_ready_set(plan):
+    """`podpath up` applies the rules with every endpoint, behind the back of the node process:
+    the next change of what the nodes publish renders the whole rules again, even when the
+    node process believes the ready set unchanged (else a pod not ready stays in the rules)."""
+    inputs = kubeproxy.inputs(plan, "worker2")
+    applied = []
+    proxy = proxier.KubeProxy(inputs, apply_rules=lambda rules, mode: applied.append((rules, mode)))
+    echo = plan.echo_pods[1]
+    not_ready = {echo.node: doc(echo.node, {echo.name: (echo.ip, False)})}
+    assert proxy.sync(not_ready)
+    other = plan.echo_pods[0]
+    also_published = {echo.node: doc(echo.node, {echo.name: (echo.ip, False), other.name: (other.ip, True)})}
+    assert proxy.sync(also_published), "a changed publication with the same ready set applied nothing"
+    ready = set(proxy.endpoints) - {f"{echo.ip}:{plan.echo_service.ports[0].target_port}"}
+    assert applied == [(kubeproxy.rules(inputs.with_ready(ready)), inputs.mode)] * 2
+    assert not proxy.sync(also_published)
+
+
 def test_apply_uses_the_modes_restore_command():
     calls = []
 
