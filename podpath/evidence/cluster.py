@@ -831,6 +831,11 @@ class ClusterLab(PlanFacts):
                     f"{chain or 'no endpoint chain'} -> {dest or '?'}",
             f"conntrack on {node}: {len(new)} new connections to {address}:{port}; the chain as {shown} names it",
             ok=chosen is not None and chain is not None))
+        return self._served_hops(result, answer, chosen)
+
+    def _served_hops(self, result: ClusterTrace, answer, chosen) -> ClusterTrace:
+        """The trace's last two hops, the same in both kube-proxy modes: the controller that
+        served (it must be the one the DNAT CHOSE) and the backend that answered it."""
         result.controller = answer.headers.get(CONTROLLER_HEADER)
         result.hops.append(TraceHop(
             "controller", f"{result.controller or 'none'} served (HTTP {answer.status or answer.error})",
@@ -890,19 +895,7 @@ class ClusterLab(PlanFacts):
             "DNAT", f"{grown[0].chain if len(grown) == 1 else 'no single KUBE-SEP rule'} -> {dest or '?'}",
             f"packet counters on {node}: {len(grown)} KUBE-SEP DNAT rules of the ingress Service grew",
             ok=chosen is not None))
-        result.controller = answer.headers.get(CONTROLLER_HEADER)
-        result.hops.append(TraceHop(
-            "controller", f"{result.controller or 'none'} served (HTTP {answer.status or answer.error})",
-            f"{CONTROLLER_HEADER}: {result.controller}; DNAT chose {chosen.name if chosen else '?'}",
-            ok=answer.status == 200 and chosen is not None and chosen.name == result.controller))
-        result.backend = answer.field("pod")
-        echo = {p.name for p in self.pods_of("echo")}
-        seen = answer.field("client")
-        result.hops.append(TraceHop(
-            "backend", f"{result.backend or 'none'} answered, saw source {seen}",
-            f"echo pods {sorted(echo)}; controller IP {chosen.ip if chosen else '?'}",
-            ok=result.backend in echo and chosen is not None and seen == chosen.ip))
-        return result
+        return self._served_hops(result, answer, chosen)
 
     # -- the disruptive checks ---------------------------------------------------------------
     def stop_container(self, pod: LabPod, container: str, timeout: float = 120.0) -> str:
