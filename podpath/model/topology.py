@@ -33,6 +33,12 @@ KUBE_PROXY_MODE = "iptables"
 # the project's own pods; ingress-nginx's come from its upstream manifest.
 SHARE_PROCESS_NAMESPACE_WORKLOADS = ("multi_container_pod", "echo")
 
+# The lab's edges (edge): ingress-nginx, the article's and the default, or gateway-api, NGINX
+# Gateway Fabric's nginx data plane configured from a Gateway and an HTTPRoute. Only one
+# exists at a time, and its Service takes the first MetalLB address.
+EDGES = ("ingress-nginx", "gateway-api")
+EDGE = "ingress-nginx"
+
 # Begins the message of a refused topology wherever the check runs (the play's plan step
 # included), so that `podpath up` can tell it from a failed task.
 REFUSED = "topology refused: "
@@ -156,6 +162,70 @@ def _kube_proxy_mode(topo: Any) -> None:
                             f"{', '.join(KUBE_PROXY_MODES)} (iptables, the default, is the article's)")
 
 
+def edge(topo: dict[str, Any]) -> str:
+    """The edge TOPO asks for (edge), ingress-nginx when it names none."""
+    return topo.get("edge", EDGE) if isinstance(topo, dict) else EDGE
+
+
+def edge_replicas(topo: dict[str, Any]) -> int:
+    """How many pods the lab's edge runs: ingress-nginx controllers or gateway data-plane pods."""
+    return topo["gateway"]["replicas"] if edge(topo) == "gateway-api" else topo["ingress"]["replicas"]
+
+
+def _edge(topo: Any) -> None:
+    """An edge podpath does not build, or gateway-api without its gateway section, named with
+    the choices before the schema's more general message."""
+    value = edge(topo)
+    if value not in EDGES:
+        raise TopologyError(f"edge {value!r} is not an edge podpath builds: use one of {', '.join(EDGES)} "
+                            "(ingress-nginx, the default, is the article's)")
+    if value == "gateway-api" and not isinstance(topo.get("gateway"), dict):
+        raise TopologyError("edge is gateway-api but the topology has no gateway section: add one (class, name, "
+                            "namespace, service, replicas, cluster_ip, http_node_port, listener, route), as in "
+                            "inventory/gateway-api.yml")
+
+
+def _gateway(topo: dict[str, Any], svc_net: ipaddress.IPv4Network, band: Any, service_ips: dict,
+             ports: dict, port_range: tuple[int, int]) -> None:
+    """The gateway section's meaning: what the schema cannot say."""
+    gw = topo["gateway"]
+    replicas = gw["replicas"]
+    if replicas < 1:
+        raise TopologyError(f"gateway replicas is {replicas}: the Gateway needs at least 1 data-plane pod "
+                            "(3 by default)")
+    if gw.get("spread", True) and replicas > len(topo["nodes"]):
+        raise TopologyError(f"gateway replicas is {replicas} with spread: true, but there are only "
+                            f"{len(topo['nodes'])} nodes: lower replicas, add nodes, or set spread: false")
+    expected = f"{gw['name']}-{gw['class']}"
+    if gw["service"] != expected:
+        raise TopologyError(f"gateway service {gw['service']!r} is not the name NGINX Gateway Fabric gives the "
+                            f"data plane of Gateway {gw['name']} of class {gw['class']}: write {expected!r} "
+                            "(<gateway>-<class>)")
+    ip = _ip(gw["cluster_ip"], "cluster_ip of gateway")
+    _host_in(ip, svc_net, "cluster_ip of gateway")
+    if band and not band[0] <= ip <= band[1]:
+        raise TopologyError(f"cluster_ip {ip} of gateway is in the dynamic band of {svc_net}, where another "
+                            f"Service may take it first: pick one in the static band {band[0]}-{band[1]}")
+    if band and ip == band[0]:
+        raise TopologyError(f"cluster_ip {ip} of gateway is the kubernetes Service's address: pick another in "
+                            f"the static band {band[0] + 1}-{band[1]}")
+    if ip in service_ips:
+        raise TopologyError(f"cluster_ip {ip} of gateway is already used by {service_ips[ip]}: "
+                            "give each Service its own address")
+    low, high = port_range
+    port = gw["http_node_port"]
+    if not low <= port <= high:
+        raise TopologyError(f"gateway http_node_port {port} is outside node_port_range {low}-{high}: "
+                            "pick a port inside it")
+    if port in ports:
+        raise TopologyError(f"gateway http_node_port {port} is already used by ingress {ports[port]}: "
+                            "pick another port")
+    prefix = gw["route"]["path_prefix"]
+    if "//" in prefix or (len(prefix) > 1 and prefix.endswith("/")):
+        raise TopologyError(f"gateway route path_prefix {prefix!r} is not a path prefix HTTPRoute accepts: "
+                            "write it as / or /echo (no doubled or trailing slash)")
+
+
 def share_process_namespace(topo: dict[str, Any], workload: str) -> bool:
     """Whether WORKLOAD's pods share one PID namespace among their containers (Kubernetes'
     shareProcessNamespace; false when the topology does not say)."""
@@ -178,6 +248,7 @@ def _share_process_namespace(topo: Any) -> None:
 def validate(topo: Any) -> None:
     """Raise TopologyError for the first problem found; return None if the lab can be built."""
     _kube_proxy_mode(topo)
+    _edge(topo)
     _share_process_namespace(topo)
     _schema_errors(topo)
     node_net = _net(topo["node_network"], "node_network")
@@ -270,6 +341,8 @@ def validate(topo: Any) -> None:
         if port in ports:
             raise TopologyError(f"ingress {key} {port} is already used by {ports[port]}: pick another port")
         ports[port] = key
+    if isinstance(topo.get("gateway"), dict):
+        _gateway(topo, svc_net, band, service_ips, ports, (low, high))
 
     mcp = topo["workloads"]["multi_container_pod"]
     if mcp["node"] not in names:
@@ -277,7 +350,7 @@ def validate(topo: Any) -> None:
                             f"use one of {', '.join(sorted(names))}")
     workers = [n for n in topo["nodes"] if n["role"] == "worker"] or topo["nodes"]
     echo = topo["workloads"]["echo"]
-    per_node = -(-echo["replicas"] // len(workers)) + replicas + 1 + topo["workloads"].get("idle_pods_per_node", 0)
+    per_node = -(-echo["replicas"] // len(workers)) + edge_replicas(topo) + 1 + topo["workloads"].get("idle_pods_per_node", 0)
     smallest = max(cidr.prefixlen for _, cidr in cidrs)
     if per_node > 2 ** (32 - smallest) - 3:
         raise TopologyError(f"echo replicas {echo['replicas']} do not fit in the smallest pod subnet (/{smallest}): "
