@@ -617,7 +617,9 @@ def cmd_report(args) -> int:
     from podpath.evidence import classreport
     from podpath.model.plan import build
 
-    outputs = [(path, what) for path, what in ((args.html, "html"), (args.junit, "junit"), (args.json, "json")) if path]
+    to_stdout = args.json == "-"  # --json -: the results on stdout (what verify --inventory asks each host)
+    outputs = [(path, what) for path, what in ((args.html, "html"), (args.junit, "junit"), (args.json, "json"))
+               if path and path != "-"]
     for path, _ in outputs:  # before any lab is verified
         folder = Path(path).resolve().parent
         why = "it is a folder" if Path(path).is_dir() else None if folder.is_dir() else f"no folder {folder}"
@@ -654,13 +656,207 @@ def cmd_report(args) -> int:
              "junit": lambda: classreport.render_junit(results, plan),
              "html": lambda: classreport.render_html(results, plan, datetime.datetime.now(datetime.timezone.utc)
                                                      .strftime("%Y-%m-%d %H:%M UTC"))}
-    print(classreport.render_text(results, plan), end="")
+    print(classreport.render_text(results, plan), end="", file=sys.stderr if to_stdout else sys.stdout)
+    if to_stdout:
+        print(texts["json"](), end="")
     for path, what in outputs:
         tmp = Path(f"{path}.tmp")
         tmp.write_text(texts[what]())
         os.replace(tmp, path)
         print(f"{what} written to {path}")
     return EXIT_OK if all(r.status == "pass" for r in results) else EXIT_FAILED
+
+
+# --- a class on many hosts: --inventory INVENTORY [--limit PATTERN] (docs/classroom.md) ----------
+# up, down, verify, status and drill act on every lab of every host of an Ansible inventory.
+# Ansible is the engine (podpath/play/fleet.py): up and down run the fleet's playbooks, the
+# others ask each lab on its host with the podpath of the runtime there; verify gathers the
+# answers into the class report.
+
+FLEET_VERBS = ("up", "down", "verify", "status", "drill")
+CLASS_REPORT_FILES = {"text": "class-report.txt", "junit": "class-report.xml", "html": "class-report.html",
+                      "json": "class-results.json"}
+
+
+def fleet_args(sp) -> None:
+    group = sp.add_argument_group("a class on many hosts (docs/classroom.md)")
+    group.add_argument("--inventory", metavar="INVENTORY",
+                       help="act on every lab of every host of this Ansible inventory, over SSH")
+    group.add_argument("--limit", metavar="PATTERN", help="with --inventory: only the hosts of this Ansible pattern")
+
+
+def fleet_progress(args):
+    if getattr(args, "quiet", False) or getattr(args, "verbose", False):
+        return None
+    return lambda task: print(f"podpath: {task}", file=sys.stderr)
+
+
+def fleet_bad_hosts(run) -> None:
+    for host, outcome in sorted(run.bad_hosts.items()):
+        print(f"podpath: host {host} {outcome.state.upper()}: {outcome.message or 'see Ansible output (-v)'}",
+              file=sys.stderr)
+
+
+def fleet_schema_marks() -> list[str]:
+    """The mark of the reference topology's schema check, which this control node passes: the
+    hosts' podpath then needs no jsonschema (the runtime has the same topology, schema and code)."""
+    from podpath.model import topology as topology_mod
+
+    topo = topology(argparse.Namespace(topology=None))
+    key = topology_mod._schema_key(topo, topology_mod.SCHEMA_FILE.read_text())
+    return [str(topology_mod.SCHEMA_PASSED / key)] if key else []
+
+
+def cmd_fleet(args, extra=()) -> int:
+    from podpath.play import fleet
+
+    if extra:
+        raise CliError(f"{' '.join(extra)}: pytest's options do not go with --inventory")
+    if args.topology:
+        raise CliError("--topology does not go with --inventory: a class's labs are built and verified from "
+                       "the reference topology; leave out --topology")
+    if getattr(args, "user", None):
+        raise CliError("--user does not go with --inventory: the labs of an inventory's hosts are root's")
+    if args.lab is not None:
+        check_lab(args.lab)
+    try:
+        inventory = fleet.check_inventory(args.inventory)
+        if args.verb in ("up", "down"):
+            return fleet_up_down(args, inventory)
+        if args.verb == "verify":
+            return fleet_verify(args, inventory)
+        if args.verb == "status":
+            return fleet_status(args, inventory)
+        return fleet_drill(args, inventory)
+    except fleet.FleetError as exc:
+        raise CliError(str(exc))
+
+
+def fleet_up_down(args, inventory: str) -> int:
+    from podpath.play import fleet
+
+    up = args.verb == "up"
+    run = fleet.run("netns-lab.yml" if up else "netns-lab-down.yml", inventory, args.limit,
+                    {"podpath_lab": args.lab} if args.lab else None, fleet_progress(args), echo=args.verbose)
+    if not args.quiet:
+        for line in run.summary:
+            print(line)
+    fleet_bad_hosts(run)
+    if run.rc != 0:
+        print(f"podpath: {'up' if up else 'down'} failed on {', '.join(sorted(run.bad_hosts)) or 'a host'} "
+              f"({run.seconds:.1f} s); the other hosts went on", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.quiet:
+        print(f"every lab of {len(run.hosts)} host{'s' if len(run.hosts) != 1 else ''} is "
+              f"{'up' if up else 'down'} ({run.seconds:.1f} s)."
+              + (f" Next: podpath verify --inventory {args.inventory}" if up else ""))
+    return EXIT_OK
+
+
+def fleet_verify(args, inventory: str) -> int:
+    import datetime
+
+    from podpath.evidence import classreport
+    from podpath.model.plan import build
+    from podpath.play import fleet
+
+    folder = Path(args.report_dir)
+    if not folder.resolve().parent.is_dir() or folder.exists() and not folder.is_dir():
+        raise CliError(f"--report-dir {args.report_dir}: cannot write the class report there: name a folder "
+                       "whose parent exists")
+    plan = build(topology(argparse.Namespace(topology=None)), "<lab>")
+    argv = ["report", "--json", "-"] + (["--disruptive"] if args.disruptive else [])
+    asked = fleet.ask(inventory, argv, args.limit, all_labs=True, lab=args.lab, marks=fleet_schema_marks(),
+                      progress=fleet_progress(args), echo=args.verbose)
+    results = []
+    for a in asked.answers:
+        try:
+            got = classreport.parse_results(json.loads(a.stdout), f"the answer of host {a.host}")
+        except (ValueError, classreport.ResultsError):
+            said = " / ".join((a.stderr or a.stdout).strip().splitlines()[-2:])
+            results += [classreport.LabResult(a.host, lab, error=f"podpath report on {a.host} gave no results "
+                                                                 f"(exit {a.rc}): {said}") for lab in a.labs]
+            continue
+        for r in got:
+            r.host = a.host  # the inventory's name, not the machine's own
+        results += got
+    for host, outcome in sorted(asked.run.bad_hosts.items()):
+        why = f"host {host} {outcome.state}: {outcome.message or 'see podpath verify --inventory ... -v'}"
+        results += [classreport.LabResult(host, lab, error=why) for lab in asked.labs.get(host) or ["-"]]
+    if not results:
+        raise CliError(f"no host of {args.inventory}{' (--limit ' + args.limit + ')' if args.limit else ''} has a "
+                       "lab: give the hosts podpath_labs (docs/classroom.md) and build them with podpath up "
+                       "--inventory")
+    folder.mkdir(exist_ok=True)
+    texts = {"text": classreport.render_text(results, plan), "junit": classreport.render_junit(results, plan),
+             "json": json.dumps(classreport.results_document(results), indent=1) + "\n"}
+    if shutil.which("dot"):
+        texts["html"] = classreport.render_html(results, plan, datetime.datetime.now(datetime.timezone.utc)
+                                                .strftime("%Y-%m-%d %H:%M UTC"))
+    print(texts["text"], end="")
+    written = []
+    for what, text in texts.items():
+        for path in [folder / CLASS_REPORT_FILES[what]] + ([Path(args.junitxml)] if what == "junit" and
+                                                            args.junitxml else []):
+            tmp = Path(f"{path}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            written.append(str(path))
+    print(f"class report written to {', '.join(written)}")
+    if "html" not in texts:
+        print("podpath: no HTML page: it draws the lab with Graphviz's dot: apt-get install graphviz",
+              file=sys.stderr)
+    return EXIT_OK if asked.run.rc == 0 and all(r.status == "pass" for r in results) else EXIT_FAILED
+
+
+def fleet_status(args, inventory: str) -> int:
+    from podpath.play import fleet
+
+    asked = fleet.ask(inventory, ["status", "--json"], args.limit, lab=args.lab, progress=fleet_progress(args))
+    found: dict[str, dict[str, dict]] = {}
+    for a in asked.answers:
+        try:
+            found.setdefault(a.host, {})[a.labs[0]] = json.loads(a.stdout)
+        except ValueError:
+            said = " / ".join((a.stderr or a.stdout).strip().splitlines()[-2:])
+            found.setdefault(a.host, {})[a.labs[0]] = {"state": "no answer", "healthy": False, "problems": [said]}
+    for host, outcome in sorted(asked.run.bad_hosts.items()):
+        found[host] = {lab: {"state": outcome.state, "healthy": False, "problems": [outcome.message]}
+                       for lab in asked.labs.get(host) or ["-"]}
+    healthy = asked.run.rc == 0 and all(s["healthy"] for labs in found.values() for s in labs.values())
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK if healthy else EXIT_FAILED
+    rows = [(host, lab, s.get("state", "?"), (s.get("problems") or [""])[0])
+            for host in sorted(found, key=fleet_natural) for lab, s in sorted(found[host].items())]
+    wide = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("HOST", "LAB", "STATE"))]
+    print(f"{'HOST':<{wide[0]}}  {'LAB':<{wide[1]}}  {'STATE':<{wide[2]}}  FIRST PROBLEM")
+    for row in rows:
+        print(f"{row[0]:<{wide[0]}}  {row[1]:<{wide[1]}}  {row[2]:<{wide[2]}}  {row[3] or '-'}")
+    if not rows:
+        print(f"no host of {args.inventory} has a lab")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def fleet_natural(text: str) -> list:
+    import re
+
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text)]
+
+
+def fleet_drill(args, inventory: str) -> int:
+    from podpath.play import fleet
+
+    asked = fleet.ask(inventory, ["drill", args.action, "--seed", str(args.seed)], args.limit, lab=args.lab,
+                      progress=fleet_progress(args))
+    for a in sorted(asked.answers, key=lambda a: (fleet_natural(a.host), a.labs)):
+        print(f"== {a.host} / {a.labs[0]}")
+        for line in (a.stdout.rstrip().splitlines() + (a.stderr.rstrip().splitlines() if a.rc else [])):
+            print(f"   {line}")
+    fleet_bad_hosts(asked.run)
+    return EXIT_OK if asked.run.rc == 0 and all(a.rc == 0 for a in asked.answers) else EXIT_FAILED
+
+# --- end of the class on many hosts --------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
@@ -680,9 +876,11 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="build or repair a lab")
     lab_args(up, locking=True)
     up.add_argument("--mode", choices=["netns", "vagrant"], default="netns")
+    fleet_args(up)
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="remove a lab and everything it made")
     lab_args(down, locking=True)
+    fleet_args(down)
     down.set_defaults(func=cmd_down)
     verify = sub.add_parser("verify", help="prove the lab's traffic path, scenario by scenario")
     lab_args(verify)
@@ -690,6 +888,9 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--disruptive", action="store_true", help="also run the scenarios that break and repair")
     verify.add_argument("-v", "--verbose", action="store_true",
                         help="also print pytest's traceback of each failed check")
+    fleet_args(verify)
+    verify.add_argument("--report-dir", default="class-report", metavar="DIR",
+                        help="with --inventory: the folder of the class report's files (default: ./class-report)")
     verify.set_defaults(func=cmd_verify)
     trace = sub.add_parser("trace", help="follow one request from the client to a backend")
     lab_args(trace)
@@ -702,11 +903,13 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--picture", metavar="FILE", help="also draw the whole lab: .svg or .png (Graphviz), .dot, "
                                                           ".mmd or .md (Mermaid)")
+    fleet_args(status)
     status.set_defaults(func=cmd_status)
     drill = sub.add_parser("drill", help="classroom drills: break one hop, find it, fix it")
     lab_args(drill)
     drill.add_argument("action", choices=["start", "check", "reveal"])
     drill.add_argument("--seed", type=int, default=0, help="the same seed gives the whole class the same fault")
+    fleet_args(drill)
     drill.set_defaults(func=cmd_drill)
     report = sub.add_parser("report", help="the class report: every student lab verified, one row each, as text, "
                                            "HTML and JUnit XML")
@@ -720,7 +923,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="write the page to project: the lab's picture, every failing "
                                                        "hop marked, a row per lab")
     report.add_argument("--junit", metavar="FILE", help="write JUnit XML: a testsuite per lab, a testcase per scenario")
-    report.add_argument("--json", metavar="FILE", help="write the results, for a report gathered from many hosts")
+    report.add_argument("--json", metavar="FILE", help="write the results, for a report gathered from many hosts "
+                                                       "(-: to stdout, and the text report to stderr)")
     report.set_defaults(func=cmd_report)
     register_cluster(sub)
     shell = sub.add_parser("shell", help="a shell where the lab's namespaces are (-- CMD: run one command there)")
@@ -740,6 +944,10 @@ def main(argv=None) -> int:
     if extra and args.verb != "verify":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "inventory", None):  # a class on many hosts (cmd_fleet)
+            return cmd_fleet(args, extra)
+        if getattr(args, "limit", None):
+            raise CliError("--limit works with --inventory INVENTORY: add it, or leave out --limit")
         routed = in_sandbox(args, list(sys.argv[1:] if argv is None else argv))
         if routed is not None:
             return routed
