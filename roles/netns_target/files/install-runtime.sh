@@ -2,9 +2,10 @@
 # netns_target: install podpath's runtime from the bundle the control node packed.
 #   install-runtime.sh DIR PYTHON
 # DIR/runtime.tar.gz (copied there by the role) holds the control node's podpath package and
-# module_utils, as in its checkout, the programs podpath's builder built (bin/) and VERSION.
+# module_utils, as in its checkout, the programs podpath's builder built (bin/), VERSION, and
+# the verifier (tests/verify, the reference topology, verifier/: pytest and testinfra).
 # They go to DIR/lib; DIR/venv is a virtualenv of PYTHON (no pip, Debian's Python packages
-# seen) whose podpath.pth names DIR/lib and whose bin/ gets the programs. Prints
+# seen) whose podpath.pth names DIR/lib and DIR/lib/verifier and whose bin/ gets the programs. Prints
 # "unchanged" when DIR already runs that version, else "installed VERSION".
 set -eu
 dir=$1
@@ -31,7 +32,8 @@ if [ -d "$dir/lib" ]; then
 fi
 mv "$dir/lib.new" "$dir/lib"
 rm -rf "$dir/lib.old"
-echo "$dir/lib" > "$site/podpath.pth"
+# lib/: podpath and module_utils; lib/verifier: the verifier's pytest and testinfra, after it
+printf '%s\n%s\n' "$dir/lib" "$dir/lib/verifier" > "$site/podpath.pth"
 for program in "$dir"/lib/bin/*; do
     [ -f "$program" ] && install -m 0755 "$program" "$dir/venv/bin/"
 done

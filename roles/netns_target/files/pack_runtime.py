@@ -55,9 +55,38 @@ def commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "no git"
 
 
+# What the verifier needs beside the package, so that `podpath verify`, `status`, `drill` and
+# `report` run on the host as they do here (`podpath verify --inventory` asks them): its suites,
+# the reference topology and its schema, the list of the commands a lab runs.
+VERIFIER_FILES = ["inventory/group_vars/all/topology.yml", "inventory/topology.schema.json", "debian-packages.txt"]
+# The verifier's Python packages, pure Python, copied from the control node's environment into
+# verifier/ (the runtime's podpath.pth names it after lib/): pytest and pytest-testinfra with
+# what they import, and their dist-info, through which pytest finds testinfra's plugin.
+VERIFIER_DISTS = ["pytest", "pluggy", "iniconfig", "packaging", "pytest_testinfra"]
+
+
+def verifier_packages() -> list[tuple[str, Path]]:
+    """(name in the archive, path) of each file of VERIFIER_DISTS, as installed here."""
+    from importlib import metadata
+
+    found = []
+    for name in VERIFIER_DISTS:
+        dist = metadata.distribution(name)
+        for entry in dist.files or []:
+            path = Path(dist.locate_file(entry)).resolve()
+            rel = entry.as_posix()
+            if rel.startswith("..") or "__pycache__" in rel or path.suffix in SKIP_SUFFIXES | {".so"} \
+                    or rel.endswith(("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")) or not path.is_file():
+                continue
+            found.append((f"verifier/{rel}", path))
+    return found
+
+
 def main(out_dir: str) -> dict:
     files = tree(ROOT / "podpath", "podpath") + [
         (f"module_utils/{p.name}", p) for p in sorted((ROOT / "module_utils").glob("*.py"))]
+    files += [(f"tests/verify/{p.name}", p) for p in sorted((ROOT / "tests" / "verify").glob("*.py"))]
+    files += [(name, ROOT / name) for name in VERIFIER_FILES] + verifier_packages()
     built = programs()
     files += [(f"bin/{p.name}", p) for p in built]
     digest = hashlib.sha256()
