@@ -33,8 +33,10 @@ from podpath.model.workloads import GROUPS, endpoints_dir, lease_path, speaker_s
 from podpath.runtime.lease import read as read_lease
 
 mark = labdir.lab  # the marks and the kernel view (module_utils/podpath_lab.py)
-# A speaker rewrites its status file at least once a second: one older than this is not a
-# running speaker's, whatever it says.
+# A speaker rewrites its status file when what it says changes and renews the file's
+# modification time with every heartbeat (each second, podpath.runtime.speaker): a file not
+# touched for this long is not a running speaker's, whatever it says (a speaker that
+# stopped, or froze: SIGSTOP).
 SPEAKER_FRESH_S = 5.0
 # The names podpath.model.workloads.render gives the node daemons' containers, per group.
 NODE_DAEMONS = {"metallb": "metallb-speaker-{node}/speaker", "kube-proxy": "kube-proxy-{node}/kube-proxy"}
@@ -209,15 +211,22 @@ def _inode(ns: str) -> int | None:
         return None
 
 
-def _live_speaker(lab: str, status: Any, now: float) -> bool:
-    """STATUS (a speaker's status file) is a running speaker's: its pid is a MetalLB container
-    of LAB (or, started before the marks, an unmarked process) and it was written lately."""
+def _touched(path: str | Path) -> float:
+    """The modification time of PATH (0 when it cannot be read)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _live_speaker(lab: str, status: Any, now: float, touched: float) -> bool:
+    """STATUS (a speaker's status file, last modified at TOUCHED) is a running speaker's: its
+    pid is a MetalLB container of LAB (or, started before the marks, an unmarked process) and
+    the speaker wrote it or renewed its modification time lately (it does with every
+    heartbeat)."""
     if not isinstance(status, dict) or not isinstance(status.get("pid"), int):
         return False
-    try:
-        fresh = now - float(status.get("updated", 0)) < SPEAKER_FRESH_S
-    except (TypeError, ValueError):
-        return False
+    fresh = now - touched < SPEAKER_FRESH_S
     proc = mark.read_process(status["pid"])
     return fresh and proc is not None and (
         proc.owner == lab and (proc.role or "").startswith(mark.container_role("metallb", "")) or proc.owner is None)
@@ -229,8 +238,9 @@ def speakers(lab: str, nodes: list[str]) -> dict[str, dict | None]:
     now = time.time()
     out = {}
     for node in nodes:
-        status = _json(speaker_status_path(lab, node))
-        out[node] = status if _live_speaker(lab, status, now) else None
+        path = speaker_status_path(lab, node)
+        status = _json(path)
+        out[node] = status if _live_speaker(lab, status, now, _touched(path)) else None
     return out
 
 
@@ -255,7 +265,7 @@ def expected_containers(plan: Plan) -> dict[str, str]:
     """Container name -> group, for every container PLAN's lab runs (as workloads.render names them)."""
     names = {}
     for pod in plan.pods:
-        group = "ingress" if pod.app == "ingress-nginx" else "workloads"
+        group = "ingress" if pod.app == plan.edge_app else "workloads"  # the edge's pods: controllers or gateway
         for c in pod.containers:
             names[f"{pod.name}/{c.name}"] = group
     for group, pattern in NODE_DAEMONS.items():
@@ -337,10 +347,11 @@ def _folder_mismatches(plan: Plan, view, bound: dict, held: dict, running: dict)
             out.append(f"{name} runs as pid {procs[0][1].pid} and the folder has no record of it")
     now = time.time()
     for node in plan.nodes:
-        status, problem = _read_json(speaker_status_path(lab, node.name))
+        path = speaker_status_path(lab, node.name)
+        status, problem = _read_json(path)
         if problem and problem != "missing":
             out.append(f"metallb/{node.name}.json {problem}")
-        elif status is not None and not _live_speaker(lab, status, now):
+        elif status is not None and not _live_speaker(lab, status, now, _touched(path)):
             said = ", ".join((status.get("announcing") if isinstance(status, dict) else None) or []) or "nothing"
             out.append(f"metallb/{node.name}.json is left from a speaker that no longer runs (it says {node.name} "
                        f"announces {said}): not believed")
