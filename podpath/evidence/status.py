@@ -506,7 +506,9 @@ def lab_status(plan: Plan | str, topology: dict | None = None, view=None) -> dic
             "folder_exists": _has_folder(lab), "namespaces": len(bound) + len(unbound),
             "pods": pods, "announcing": {n: (s or {}).get("announcing", []) for n, s in live.items()},
             "election": {k: vote[k] for k in ("address", "candidates", "elected", "announcers")},
-            "leader": leader, "load_balancer_ip": address}
+            "leader": leader, "load_balancer_ip": address,
+            "gateway": (f"{plan.gateway.namespace}/{plan.gateway.name} (GatewayClass {plan.gateway.gateway_class}), "
+                        f"data plane {plan.edge_service.name}, no leader election") if plan.gateway else None}
 
 
 def unready_pods(lab: str, nodes: list[str]) -> list[str]:
@@ -545,6 +547,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"lab {report['lab']}: {report['state']}, {report['namespaces']} namespaces, folder {folder}",
              f"MetalLB {report['load_balancer_ip']} announced by: "
              f"{', '.join(election['announcers']) or 'nobody'}{elected}",
+             f"gateway {report['gateway']}" if report.get("gateway") else
              f"ingress leader (lease holder): {report['leader'] or 'none'}", "",
              f"{'POD':<30} {'NODE':<9} {'IP':<15} {'PAUSE':>7}  CONTAINERS"]
     for pod in report["pods"]:
