@@ -125,6 +125,25 @@ class Service:
 
 
 @dataclass
+class GatewayRoute:
+    """The Gateway API edge (edge: gateway-api): the GatewayClass, the Gateway with its one HTTP
+    listener, and the HTTPRoute to the echo Service, as NGINX Gateway Fabric's control plane
+    reads them to render its data plane's nginx configuration."""
+    gateway_class: str
+    name: str  # the Gateway's
+    namespace: str
+    service: str  # the data plane's Deployment and Service: <gateway>-<class>
+    listener_name: str
+    listener_port: int
+    hostname: str  # the listener's hostname, which the HTTPRoute inherits
+    route: str  # the HTTPRoute's name
+    path_prefix: str  # its one rule's PathPrefix match
+    backend: str  # the Service its rule's backendRef names (the echo Service)
+    backend_port: int
+    add_header: tuple[str, str] | None  # RequestHeaderModifier add: (name, value) on the request to the backend
+
+
+@dataclass
 class Plan:
     """The lab as its callers see it: they read these, never the topology it was built from."""
     lab: str
@@ -136,13 +155,15 @@ class Plan:
     node_prefixlen: int
     pod_network: str
     service_network: str
-    ingress_host: str  # the host name the Ingress rule routes to the echo Service
+    ingress_host: str  # the host name the Ingress rule (or the Gateway's listener) routes to the echo Service
     election_id: str  # the lease the ingress controllers elect their leader with
     nodes: list[Node]
     pods: list[Pod]
     services: list[Service]
     flannel_backend: str = FLANNEL_BACKEND
     kube_proxy_mode: str = topology_mod.KUBE_PROXY_MODE  # iptables | nftables, on every node
+    edge: str = topology_mod.EDGE  # ingress-nginx | gateway-api: what stands behind the MetalLB address
+    gateway: GatewayRoute | None = None  # the Gateway, its listener and its HTTPRoute, with edge gateway-api
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -179,8 +200,31 @@ class Plan:
         return [p for p in self.pods if p.app == "echo"]
 
     @property
+    def gateway_pods(self) -> list[Pod]:
+        """NGINX Gateway Fabric's data-plane pods (edge gateway-api; none with ingress-nginx)."""
+        return [p for p in self.pods if p.app == GATEWAY_APP]
+
+    @property
+    def edge_pods(self) -> list[Pod]:
+        """The pods behind the edge's Service: the ingress controllers or the gateway's data plane."""
+        return [p for p in self.pods if p.app == self.edge_app]
+
+    @property
+    def edge_app(self) -> str:
+        """The app label of the edge's pods: ingress-nginx, or gateway with edge gateway-api."""
+        return GATEWAY_APP if self.edge == "gateway-api" else "ingress-nginx"
+
+    @property
+    def edge_service(self) -> Service:
+        """The LoadBalancer Service MetalLB gives the first address of its pool: the ingress
+        controller's, or with edge gateway-api the Gateway's data plane's."""
+        return next(s for s in self.services if s.app == self.edge_app)
+
+    @property
     def ingress_service(self) -> Service:
-        return next(s for s in self.services if s.app == "ingress-nginx")
+        """The edge's Service (edge_service), under the name its callers know it by: whatever
+        reaches the lab from the client through MetalLB and kube-proxy goes to it."""
+        return self.edge_service
 
     @property
     def echo_service(self) -> Service:
@@ -195,6 +239,11 @@ class Plan:
     def netns_names(self) -> list[str]:
         """Every network namespace of the lab: the LAN, the client, the nodes, the pods."""
         return [self.lan_netns, self.client_netns] + [n.netns for n in self.nodes] + [p.netns for p in self.pods]
+
+
+# The app label of NGINX Gateway Fabric's data-plane pods in the plan, and their container
+GATEWAY_APP = "gateway"
+GATEWAY_CONTAINER = "nginx"
 
 
 def pod_uid(lab: str, namespace: str, name: str) -> str:
@@ -246,10 +295,19 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
                         containers=containers, port=port, share_process_namespace=share_process_namespace))
 
     ingress = topo["ingress"]
-    for i in range(ingress["replicas"]):
-        node = nodes[i % len(nodes)]
-        add_pod(f"{ingress['service']}-{i + 1}", ingress["namespace"], node, "ingress-nginx",
-                [Container("controller", "controller")], 80)
+    edge = topology_mod.edge(topo)
+    gw = topo.get("gateway") if edge == "gateway-api" else None
+    if gw:
+        # NGF's data plane: the nginx Deployment <gateway>-<class> the control plane provisions
+        # for the Gateway, one pod per node (as ingress-nginx's controllers); no leader election
+        for i in range(gw["replicas"]):
+            add_pod(f"{gw['service']}-{i + 1}", gw["namespace"], nodes[i % len(nodes)], GATEWAY_APP,
+                    [Container(GATEWAY_CONTAINER, "gateway")], gw["listener"]["port"])
+    else:
+        for i in range(ingress["replicas"]):
+            node = nodes[i % len(nodes)]
+            add_pod(f"{ingress['service']}-{i + 1}", ingress["namespace"], node, "ingress-nginx",
+                    [Container("controller", "controller")], 80)
     # Like the cluster's scheduler with the control plane's taint: echo pods go to workers.
     workers = [n for n in nodes if n.role == "worker"] or nodes
     echo = topo["workloads"]["echo"]
@@ -266,12 +324,31 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
             topology_mod.share_process_namespace(topo, "multi_container_pod"))
 
     empty = topo["workloads"]["empty_service"]
+    first_address = str(topology_mod.pool_range(topo["metallb"]["pool"])[0])
+    if gw:
+        port = gw["listener"]["port"]
+        edge_service = Service(name=gw["service"], namespace=gw["namespace"], cluster_ip=gw["cluster_ip"],
+                               ports=[ServicePort("http", port, port, gw["http_node_port"])],
+                               pods=[p for p in pods if p.app == GATEWAY_APP], app=GATEWAY_APP,
+                               type="LoadBalancer", load_balancer_ip=first_address,
+                               external_traffic_policy=gw["external_traffic_policy"])
+        header = gw["route"].get("add_header")
+        route = GatewayRoute(gateway_class=gw["class"], name=gw["name"], namespace=gw["namespace"],
+                             service=gw["service"], listener_name=gw["listener"]["name"], listener_port=port,
+                             hostname=gw["listener"]["hostname"], route=gw["route"]["name"],
+                             path_prefix=gw["route"]["path_prefix"], backend=echo["name"],
+                             backend_port=echo["port"],
+                             add_header=(header["name"], header["value"]) if header else None)
+    else:
+        edge_service = Service(name=ingress["service"], namespace=ingress["namespace"],
+                               cluster_ip=ingress["cluster_ip"],
+                               ports=[ServicePort("http", 80, 80, ingress["http_node_port"])],
+                               pods=[p for p in pods if p.app == "ingress-nginx"], app="ingress-nginx",
+                               type="LoadBalancer", load_balancer_ip=first_address,
+                               external_traffic_policy=ingress["external_traffic_policy"])
+        route = None
     services = [
-        Service(name=ingress["service"], namespace=ingress["namespace"], cluster_ip=ingress["cluster_ip"],
-                ports=[ServicePort("http", 80, 80, ingress["http_node_port"])],
-                pods=[p for p in pods if p.app == "ingress-nginx"], app="ingress-nginx", type="LoadBalancer",
-                load_balancer_ip=str(topology_mod.pool_range(topo["metallb"]["pool"])[0]),
-                external_traffic_policy=ingress["external_traffic_policy"]),
+        edge_service,
         Service(name=echo["name"], namespace=echo["namespace"], cluster_ip=echo["cluster_ip"],
                 ports=[ServicePort("http", echo["port"], echo["target_port"])],
                 pods=[p for p in pods if p.app == "echo"], app="echo"),
@@ -281,9 +358,10 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
     return Plan(lab=lab, lan_netns=f"{lab}-lan", client_name=topo["client"]["name"],
                 client_netns=f"{lab}-{topo['client']['name']}", client_ip=topo["client"]["ip"],
                 node_network=str(node_net), node_prefixlen=node_net.prefixlen, pod_network=topo["pod_network"],
-                service_network=topo["service_network"], ingress_host=ingress["host"],
+                service_network=topo["service_network"],
+                ingress_host=route.hostname if route else ingress["host"],
                 election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services,
-                flannel_backend=backend, kube_proxy_mode=topology_mod.kube_proxy_mode(topo))
+                flannel_backend=backend, kube_proxy_mode=topology_mod.kube_proxy_mode(topo), edge=edge, gateway=route)
 
 
 LAN_BRIDGE = "lan0"

@@ -1,6 +1,7 @@
 """The processes of the netns lab: what each container runs and the files it reads.
 
-Returns, per group (workloads, ingress, kube-proxy, metallb), the `files` and `containers`
+Returns, per group (workloads, ingress: the edge's pods, ingress-nginx's controllers or NGINX
+Gateway Fabric's data plane, kube-proxy, metallb), the `files` and `containers`
 arguments of the podpath_containers module. The kube-proxy group runs one process per node
 that plays the kubelet's part (its pods' readiness) and kube-proxy's part (its rules).
 Configuration is rendered from the templates beside this file.
@@ -12,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podpath.model import kubeproxy, labdir
-from podpath.model.plan import NODE_LINK, Plan, Pod
+from podpath.model import gateway, kubeproxy, labdir
+from podpath.model.plan import GATEWAY_APP, GATEWAY_CONTAINER, NODE_LINK, Plan, Pod
 
 # The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
 GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
@@ -111,7 +112,8 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
     endpoints = kubeproxy.endpoints(echo_svc, echo_port)
     for pod in plan.pods:
         if pod.app == "echo":
-            f, c = _nginx(plan, pod, "echo", "nginx-echo.conf.j2", [pod.port])
+            f, c = _nginx(plan, pod, "echo", "nginx-echo.conf.j2", [pod.port],
+                          request_headers=gateway.request_headers(plan.gateway))
             groups["workloads"]["files"].append(f)
             groups["workloads"]["containers"].append(c)
         elif pod.app == "multi-container":
@@ -129,6 +131,13 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
             # leader election itself, renewing the lease only while its nginx lives
             c["argv"] = [python, "-m", "podpath.runtime.ingress", "--lease", lease_path(plan), "--identity", pod.name,
                          "--", *c["argv"]]
+            groups["ingress"]["files"].append(f)
+            groups["ingress"]["containers"].append(c)
+        elif pod.app == GATEWAY_APP:
+            # NGF's data plane runs in the edge's group too: switching a lab's edge stops the
+            # ingress controllers the group no longer lists
+            f, c = _nginx(plan, pod, GATEWAY_CONTAINER, "nginx-gateway.conf.j2", [pod.port],
+                          **gateway.render_context(plan, pod, endpoints))
             groups["ingress"]["files"].append(f)
             groups["ingress"]["containers"].append(c)
     node_net = ipaddress.IPv4Network(plan.node_network)
