@@ -1,9 +1,11 @@
 """What the lab's small daemons (MetalLB speaker, the node processes) share: their log line,
 how they read their configuration files, how they write a state file that others read, and
-how they hear of a file that changed (inotify) without looking again and again."""
+how they hear of a file that changed (inotify) without looking again and again.
+
+It imports little (no dataclasses, ctypes only when an inotify instance is made): each of
+these modules is memory in every daemon of every lab (docs/performance.md)."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -11,7 +13,6 @@ import signal
 import struct
 import sys
 import time
-from dataclasses import dataclass
 
 
 def log(message: str) -> None:
@@ -74,11 +75,19 @@ FILE_CHANGES = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
-@dataclass(frozen=True)
 class Event:
-    wd: int  # the watch (a folder) it came from; -1 for IN_Q_OVERFLOW
-    mask: int
-    name: str  # the file in the folder ('' for the folder itself)
+    """One inotify event: WD, the watch (a folder) it came from (-1 for IN_Q_OVERFLOW); MASK;
+    NAME, the file in the folder ('' for the folder itself)."""
+    __slots__ = ("wd", "mask", "name")
+
+    def __init__(self, wd: int, mask: int, name: str):
+        self.wd, self.mask, self.name = wd, mask, name
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Event) and (self.wd, self.mask, self.name) == (other.wd, other.mask, other.name)
+
+    def __repr__(self) -> str:
+        return f"Event(wd={self.wd}, mask={self.mask:#x}, name={self.name!r})"
 
 
 class Inotify:
@@ -88,6 +97,8 @@ class Inotify:
     `read` returns them. Nothing runs while nothing changes."""
 
     def __init__(self):
+        import ctypes  # here, not at the top: the speakers never watch a folder
+        self._ctypes = ctypes
         self._libc = ctypes.CDLL(None, use_errno=True)
         fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
@@ -100,6 +111,7 @@ class Inotify:
 
     def watch(self, folder: str, mask: int = FILE_CHANGES) -> int:
         """Watch FOLDER for MASK's events; the watch descriptor its events carry."""
+        ctypes = self._ctypes
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), ctypes.c_uint32(mask | IN_ONLYDIR))
         if wd < 0:
             code = ctypes.get_errno()

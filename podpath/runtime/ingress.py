@@ -6,7 +6,7 @@ controller do not reach nginx, and takes part in the leader election (client-go'
 leaderelection, on the Lease named by --election-id) from that same process. So does this
 program, the first process of the pod's `controller` container:
 
-    python -m podpath.runtime.ingress --lease PATH --identity POD [--duration 3] [--retry 0.5] -- NGINX ARGV...
+    python -m podpath.runtime.ingress --lease PATH --identity POD [--duration 3] [--retry 0.75] -- NGINX ARGV...
 
 - It starts NGINX ARGV (nginx with the pod's configuration and `daemon off`) as its child.
 - Every retry period, while that nginx lives, it tries to take or renew the lease at PATH
@@ -37,10 +37,11 @@ import time
 from podpath.runtime import lease as lease_mod
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# The lab's lease times, ingress-nginx's scaled down: its --election-ttl is 30 s, and
-# client-go's elector retries every ttl/4. A lab's failover is meant to be seen, not waited for.
+# The lab's lease times, ingress-nginx's scaled down by 10: its --election-ttl is 30 s (the
+# lease's duration), and it gives client-go's elector a retry period of ttl/4. A lab's
+# failover is meant to be seen, not waited for.
 DURATION = 3.0  # leaseDurationSeconds
-RETRY = 0.5  # seconds between two tries to take or renew the lease
+RETRY = DURATION / 4  # seconds between two tries to take or renew the lease
 
 
 def log(message: str) -> None:

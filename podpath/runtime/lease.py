@@ -6,7 +6,8 @@ leader renews the lease; when it stops renewing for the lease's duration, anothe
 controller takes it. All controllers serve traffic either way; the leader alone writes
 status. In the netns lab the lease is a JSON file under the lab's folder, which stands
 where the API server would, locked with flock while read and written; each controller
-(podpath.runtime.ingress) calls `step` every retry period while its nginx lives, and
+(podpath.runtime.ingress) calls `step` every retry period (a quarter of the lease's duration, as ingress-nginx sets
+client-go's) while its nginx lives, and
 `release` when it stops.
 
 The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
@@ -63,8 +64,11 @@ def _number(lease: dict, key: str, default: float) -> float:
 
 def step(path: str, identity: str, duration: float, now: float) -> dict:
     """One try to acquire or renew the lease at PATH; returns the lease after it."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # its folder is not there yet (the first try of the first controller)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         lease = _load(fd)

@@ -4,15 +4,23 @@ Run in the node's network namespace (as the real speaker runs with hostNetwork):
 
     python -m podpath.runtime.speaker CONFIG.json
 
-Each speaker tells the others it is alive with a small UDP message on the node
-network every `interval` seconds (MetalLB uses memberlist for this) and forgets a node
-it has not heard from for `dead_after` seconds. For every address of the pool in use,
-the alive nodes are ordered as MetalLB orders them (podpath.model.election) and the
-first one announces it: it answers ARP requests for the address with its own MAC,
-without putting the address on any interface, and sends gratuitous ARP when it takes
-the address over.
-Its status (who is alive, what it announces) is written to a JSON file for the
-verifier and for `podpath status`.
+Each speaker tells the others it is alive with a small UDP message on the node network
+every `interval` seconds (1 s, memberlist's probe interval in MetalLB's default LAN
+configuration; MetalLB uses memberlist for this) and forgets a node it has not heard from
+for `dead_after` seconds (3 s: memberlist suspects a silent member for at least four probe
+intervals before it declares it dead; the lab's window is shorter so that a failover is
+seen within the verifier's 5 s). For every address of the pool in use, the alive nodes are
+ordered as MetalLB orders them (podpath.model.election) and the first one announces it:
+it answers ARP requests for the address with its own MAC, without putting the address on
+any interface, and sends gratuitous ARP when it takes the address over.
+
+Nothing runs on a timer but the heartbeat: the speaker sleeps until its next heartbeat, a
+message, an ARP request, or the moment a silent node's time runs out, and elects again
+only when the set of alive nodes (or its own link) changed.
+Its status (who is alive, what it announces) is written to a JSON file for the verifier
+and for `podpath status` when it changes; with every heartbeat the speaker renews the
+file's modification time (one utime call), which is how a reader tells a running speaker's
+status from one left by a speaker that stopped or froze.
 """
 from __future__ import annotations
 
@@ -27,6 +35,12 @@ import time
 from podpath.model.election import announcer
 from podpath.runtime.daemon import log, start
 
+# memberlist's DefaultLANConfig, which MetalLB uses: a probe every second (ProbeInterval);
+# a member that does not answer is suspected for SuspicionMult (4) x ProbeInterval at least
+# before it is declared dead. The lab's speakers send a heartbeat every INTERVAL and forget a
+# node after DEAD_AFTER of silence.
+INTERVAL = 1.0
+DEAD_AFTER = 3.0
 ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6
 
@@ -54,8 +68,8 @@ class Speaker:
         self.addresses = list(config["addresses"])
         self.broadcast = config["broadcast"]
         self.port = int(config.get("port", 7946))
-        self.interval = float(config.get("interval", 0.3))
-        self.dead_after = float(config.get("dead_after", 1.5))
+        self.interval = float(config.get("interval", INTERVAL))
+        self.dead_after = float(config.get("dead_after", DEAD_AFTER))
         self.status_path = config["status"]
         self.last_seen: dict[str, float] = {}
         self.announcing: set[str] = set()
@@ -69,6 +83,7 @@ class Speaker:
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, config["interface"].encode())
         self.udp.bind(("0.0.0.0", self.port))
         self.answered = 0
+        self.message = json.dumps({"node": self.node, "ip": self.ip}).encode()
 
     def alive(self, now: float) -> list[str]:
         nodes = [n for n, t in self.last_seen.items() if now - t < self.dead_after]
@@ -76,10 +91,14 @@ class Speaker:
             nodes.append(self.node)
         return sorted(set(nodes))
 
+    def next_expiry(self, now: float) -> float:
+        """When the first node still alive at NOW goes silent for dead_after (inf: none)."""
+        return min((t + self.dead_after for t in self.last_seen.values() if now - t < self.dead_after),
+                   default=float("inf"))
+
     def heartbeat(self) -> None:
-        message = json.dumps({"node": self.node, "ip": self.ip}).encode()
         try:
-            self.udp.sendto(message, (self.broadcast, self.port))
+            self.udp.sendto(self.message, (self.broadcast, self.port))
             self.link_ok = True
         except OSError:
             # The node's link is down: it cannot be reached, so it must not announce.
@@ -87,11 +106,13 @@ class Speaker:
 
     def receive_heartbeat(self, now: float) -> None:
         data, _ = self.udp.recvfrom(2048)
+        if data == self.message:
+            return  # its own broadcast, looped back
         try:
             peer = json.loads(data)
         except ValueError:
             return
-        if peer.get("node") in self.members and peer["node"] != self.node:
+        if isinstance(peer, dict) and peer.get("node") in self.members and peer["node"] != self.node:
             self.last_seen[peer["node"]] = now
 
     def gratuitous(self, address: str) -> None:
@@ -112,9 +133,9 @@ class Speaker:
             self.arp.send(arp_frame(2, self.mac, tpa, sha, spa, sha))
             self.answered += 1
 
-    def elect_all(self, now: float) -> bool:
-        alive = self.alive(now)
-        # the candidates: the nodes heard from lately, and this one while its link is up
+    def elect_all(self, alive: list[str]) -> bool:
+        """Elect among ALIVE (the nodes heard from lately, and this one while its link is up);
+        True if what this node announces changed."""
         mine = {a for a in self.addresses if announcer(alive, a) == self.node}
         changed = mine != self.announcing
         for address in sorted(mine - self.announcing):
@@ -125,33 +146,45 @@ class Speaker:
         self.announcing = mine
         return changed
 
-    def write_status(self, now: float) -> None:
+    def write_status(self, alive: list[str]) -> None:
         status = {"node": self.node, "ip": self.ip, "mac": ":".join("%02x" % b for b in self.mac),
-                  "alive": self.alive(now), "announcing": sorted(self.announcing),
+                  "alive": alive, "announcing": sorted(self.announcing),
                   "link_ok": self.link_ok, "updated": time.time(), "pid": os.getpid()}
         tmp = self.status_path + ".tmp"
         with open(tmp, "w") as handle:
             json.dump(status, handle)
         os.replace(tmp, self.status_path)
 
+    def touch_status(self) -> bool:
+        """Renew the status file's modification time: the speaker runs. False if it is gone."""
+        try:
+            os.utime(self.status_path)
+            return True
+        except OSError:
+            return False
+
     def run(self) -> None:
         next_beat = 0.0
-        next_status = 0.0
+        state = None  # (alive nodes, link up) when the status was last written
         while True:
             now = time.monotonic()
-            if now >= next_beat:
+            beat = now >= next_beat
+            if beat:
                 self.heartbeat()
                 next_beat = now + self.interval
-            readable, _, _ = select.select([self.udp, self.arp], [], [], max(0.0, next_beat - now))
+            alive = self.alive(now)
+            if (alive, self.link_ok) != state or (beat and not self.touch_status()):
+                self.elect_all(alive)
+                self.write_status(alive)
+                state = (alive, self.link_ok)
+            # sleep until the next heartbeat, a message, an ARP request, or a node's time running out
+            wake = min(next_beat, self.next_expiry(now))
+            readable, _, _ = select.select([self.udp, self.arp], [], [], max(0.0, wake - now))
             now = time.monotonic()
             if self.udp in readable:
                 self.receive_heartbeat(now)
             if self.arp in readable:
                 self.receive_arp()
-            changed = self.elect_all(now)
-            if changed or now >= next_status:
-                self.write_status(now)
-                next_status = now + 1.0
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,104 @@
+"""The netns lab's MetalLB speaker (podpath/runtime/speaker.py) at work, on the loopback
+of a network namespace of its own (`unshare --net`, which ends with the test): it learns a
+peer from its heartbeats, forgets it when they stop, rewrites its status only when what it
+says changes, and renews the status file's modification time while it runs, which is what
+`podpath status` judges a running speaker by (podpath/evidence/status.py)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from podpath.evidence import status
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 20.0  # the longest a step may take on a busy host; no timing is asserted
+
+# Runs inside the namespace: starts the speaker on lo, plays a peer (worker1) for a while,
+# and prints what the status file said at each step, as JSON lines.
+HARNESS = r'''
+import json, os, socket, subprocess, sys, time
+folder, wait = sys.argv[1], float(sys.argv[2])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+status = os.path.join(folder, "cp1.json")
+conf = {"node": "cp1", "ip": "127.0.0.1", "interface": "lo", "addresses": ["192.168.56.200"],
+        "members": [{"node": "cp1", "ip": "127.0.0.1"}, {"node": "worker1", "ip": "127.0.0.2"}],
+        "broadcast": "127.255.255.255", "port": 17946, "interval": 0.2, "dead_after": 1.0, "status": status}
+with open(os.path.join(folder, "conf.json"), "w") as handle:
+    json.dump(conf, handle)
+speaker = subprocess.Popen([sys.executable, "-m", "podpath.runtime.speaker", handle.name], stdout=subprocess.DEVNULL)
+peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+peer.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+
+def read():
+    try:
+        with open(status) as handle:
+            return os.stat(status).st_mtime, json.load(handle)
+    except (OSError, ValueError):
+        return None, None
+
+def until(label, test, beat=False):
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if beat:
+            peer.sendto(json.dumps({"node": "worker1", "ip": "127.0.0.2"}).encode(), ("127.255.255.255", 17946))
+        mtime, data = read()
+        if data is not None and test(mtime, data):
+            break
+        time.sleep(0.1)
+    print(json.dumps({"step": label, "mtime": mtime, "status": data}), flush=True)
+    return mtime, data
+
+try:
+    _, first = until("alone", lambda m, d: True)
+    until("peer", lambda m, d: "worker1" in d["alive"], beat=True)
+    _, gone = until("peer silent", lambda m, d: "worker1" not in d["alive"])
+    mtime, _ = read()
+    until("at rest", lambda m, d: m is not None and mtime is not None and m > mtime + 0.3)
+finally:
+    speaker.terminate()
+    speaker.wait()
+print(json.dumps({"step": "stopped", "exists": os.path.exists(status)}), flush=True)
+'''
+
+
+@pytest.fixture
+def steps(tmp_path):
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("the speaker's raw ARP socket and its own network namespace need root, unshare and ip")
+    done = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", HARNESS, str(tmp_path), str(WAIT_S)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=5 * WAIT_S + 30)
+    assert done.returncode == 0, done.stderr
+    return {s["step"]: s for s in map(json.loads, done.stdout.splitlines())}
+
+
+def test_the_speaker_learns_a_peer_from_its_heartbeats_and_forgets_it_when_they_stop(steps):
+    assert steps["alone"]["status"]["alive"] == ["cp1"]
+    assert steps["peer"]["status"]["alive"] == ["cp1", "worker1"]
+    assert steps["peer silent"]["status"]["alive"] == ["cp1"]
+    # alone or not, cp1 is a candidate and the one address goes to whichever the election gives
+    assert steps["alone"]["status"]["announcing"] == ["192.168.56.200"]
+
+
+def test_at_rest_the_status_is_not_rewritten_but_its_modification_time_is_renewed(steps):
+    silent, rest = steps["peer silent"], steps["at rest"]
+    assert rest["mtime"] > silent["mtime"], "the speaker stopped renewing its status file's modification time"
+    assert rest["status"] == silent["status"], "the speaker rewrote a status whose content did not change"
+
+
+def test_a_stopped_speaker_removes_its_status(steps):
+    assert steps["stopped"]["exists"] is False
+
+
+def test_status_believes_a_speaker_by_the_files_modification_time():
+    now = time.time()
+    said = {"node": "cp1", "pid": os.getpid(), "updated": now, "announcing": []}  # an unmarked process: believed
+    assert status._live_speaker("lab", said, now, touched=now - 1)
+    assert not status._live_speaker("lab", said, now, touched=now - status.SPEAKER_FRESH_S - 1), (
+        "a status file nobody touched lately was believed because of the time written in it")
