@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from podpath.evidence.scenarios import SCENARIOS, look
+from podpath.evidence.scenarios import SCENARIOS, look_at, titles
 
 # How much of a failed check's message the report shows: its evidence, not a traceback.
 EVIDENCE_CHARS = 300
@@ -20,10 +20,12 @@ class ScenarioReport:
     failure suggests ({lab}, {nodes}, <MetalLB address>, <ingress host>); MODE is kube-proxy's
     (iptables or nftables), whose rules the commands of its hops show."""
 
-    def __init__(self, kind: str = "netns", fill: dict[str, str] | None = None, mode: str = "iptables"):
+    def __init__(self, kind: str = "netns", fill: dict[str, str] | None = None, mode: str = "iptables",
+                 edge: str = "ingress-nginx"):
         self.kind = kind
         self.fill = fill or {}
         self.mode = mode
+        self.edge = edge  # the lab's edge: scenarios 15-17 and 19 have its titles and hops
         self.scenario_of: dict[str, int] = {}
         self.outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
         self.deselected: set[int] = set()
@@ -73,7 +75,7 @@ class ScenarioReport:
     def lines(self) -> list[str]:
         out = []
         checks = failed = 0
-        for number, title in SCENARIOS.items():
+        for number, title in titles(self.edge).items():
             results = self.outcomes.get(number, [])
             checks += sum(1 for _, outcome, _ in results if outcome != "skipped")
             if not results:
@@ -95,7 +97,7 @@ class ScenarioReport:
         return out + ["", summary]
 
     def next_command(self, number: int) -> str:
-        hop, netns, cluster = look(number, self.mode)
+        hop, netns, cluster = look_at(number, self.mode, self.edge)
         command = netns if self.kind == "netns" else cluster
         for placeholder, value in self.fill.items():
             command = command.replace(placeholder, value)
@@ -104,7 +106,7 @@ class ScenarioReport:
     def failure_lines(self, number: int, bad: list[tuple[str, str, str]]) -> list[str]:
         """A failed scenario in a few lines: the hop, each failed check with its evidence (at
         most three), and the command that shows that hop."""
-        lines = [f"           hop:      {look(number, self.mode)[0]}"]
+        lines = [f"           hop:      {look_at(number, self.mode, self.edge)[0]}"]
         for name, _, message in bad[:3]:
             evidence = message if len(message) <= EVIDENCE_CHARS else message[:EVIDENCE_CHARS - 3] + "..."
             lines.append(f"           check:    {name}")

@@ -127,3 +127,44 @@ def look(number: int, mode: str = "iptables") -> tuple[str, str, str]:
     if mode == "nftables" and number in LOOK_NFTABLES:
         return LOOK_NFTABLES[number]
     return LOOK[number]
+
+
+# The lab's edge (the topology's edge) changes what scenarios 15-17 and 19 look at: with
+# gateway-api, NGINX Gateway Fabric's data-plane pods stand where the ingress controllers
+# stand, configured from a Gateway and an HTTPRoute, and with no leader election.
+GATEWAY_SCENARIOS: dict[int, str] = {
+    15: "client -> MetalLB IP -> Gateway: all data-plane pods serve over repeated requests",
+    16: "every data-plane pod serves the Gateway's listener itself (NGF's data plane elects no leader)",
+    17: "the HTTPRoute sends the listener's host and path to the backend Service with its added header; "
+        "an unknown host or path gets 404",
+    19: "the traced path of one request: ARP, DNAT rule, Gateway and HTTPRoute, data-plane pod, backend",
+}
+
+GATEWAY_LOOK: dict[int, tuple[str, str, str]] = {
+    15: ("client -> MetalLB address -> the Gateway's data-plane pods",
+         "ip netns exec {lab}-client curl -sv -H 'Host: <ingress host>' http://<MetalLB address>/",
+         "curl -sv -H 'Host: <ingress host>' http://<MetalLB address>/"),
+    16: ("each data-plane pod of the Gateway, asked directly",
+         "podpath status --lab {lab}",
+         "kubectl get pods -A -l gateway.networking.k8s.io/gateway-name -o wide"),
+    17: ("the Gateway's listener and the HTTPRoute's rule -> the backend Service",
+         "cat /run/podpath/{lab}/pods/<data-plane pod>/nginx.conf",
+         "kubectl get gateway,httproute -A; kubectl describe httproute -A"),
+    19: ("the whole path of one request",
+         "podpath trace --lab {lab}",
+         "pytest --hosts=ansible://all tests/verify -m 'scenario(19)'"),
+}
+
+
+def titles(edge: str = "ingress-nginx") -> dict[int, str]:
+    """Every scenario's title, as the lab's EDGE has it."""
+    if edge == "gateway-api":
+        return {**SCENARIOS, **GATEWAY_SCENARIOS}
+    return dict(SCENARIOS)
+
+
+def look_at(number: int, mode: str = "iptables", edge: str = "ingress-nginx") -> tuple[str, str, str]:
+    """look(), for a lab whose edge is EDGE too."""
+    if edge == "gateway-api" and number in GATEWAY_LOOK:
+        return GATEWAY_LOOK[number]
+    return look(number, mode)

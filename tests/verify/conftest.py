@@ -37,12 +37,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(number): the verifier scenario (docs/lab.md) a test proves")
     config.addinivalue_line("markers", "disruptive: breaks the lab on purpose and repairs it")
     config.addinivalue_line("markers", "cluster_lab: a check only the cluster lab can answer")
+    config.addinivalue_line("markers", "edge(name): a check of one edge only (ingress-nginx or gateway-api)")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
         plan = lab_plan(config)
         fill = {"{lab}": config.getoption("lab"), "{nodes}": " ".join(node.name for node in plan.nodes),
                 "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>",
                 "<ingress host>": plan.ingress_host}
-        config.pluginmanager.register(ScenarioReport(lab_kind(config), fill, plan.kube_proxy_mode),
+        config.pluginmanager.register(ScenarioReport(lab_kind(config), fill, plan.kube_proxy_mode, plan.edge),
                                       "podpath-scenarios")
 
 
@@ -184,10 +185,12 @@ def pytest_collection_modifyitems(config, items):
     """The default run changes nothing: the disruptive checks are left out (and listed). A
     check only the cluster lab can answer is left out of a netns run."""
     netns = lab_kind(config) == "netns"
+    edge = lab_plan(config).edge  # a check of the other edge's pods is left out too
     keep, drop = [], []
     for item in items:
         disruptive = item.get_closest_marker("disruptive") and not config.getoption("disruptive")
-        (drop if disruptive or (netns and item.get_closest_marker("cluster_lab")) else keep).append(item)
+        other_edge = (item.get_closest_marker("edge") or pytest.mark.edge(edge).mark).args[0] != edge
+        (drop if disruptive or other_edge or (netns and item.get_closest_marker("cluster_lab")) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -1,5 +1,8 @@
 """Scenarios 13, 15-17 and 19: from the client, through MetalLB and the ingress controllers.
 
+Scenarios 15-17 and 19 here are the ingress-nginx edge's; a lab with the gateway-api edge
+has them in test_gateway.py (the edge marker picks one file's).
+
 ARP requests for the MetalLB address (arping) say which node answers; HTTP requests from
 the client (curl) say which controller (its X-Ingress-Controller header) and which backend
 (the echo pod's answer) took part. Which node should answer is MetalLB's election
@@ -49,6 +52,7 @@ def _controllers(lab):
 
 
 @pytest.mark.scenario(15)
+@pytest.mark.edge("ingress-nginx")
 def test_client_reaches_every_controller_through_the_metallb_ip(lab):
     address = _address(lab)
     expected = _controllers(lab)
@@ -72,6 +76,7 @@ def test_client_reaches_every_controller_through_the_metallb_ip(lab):
 
 
 @pytest.mark.scenario(16)
+@pytest.mark.edge("ingress-nginx")
 def test_exactly_one_controller_holds_a_fresh_lease(lab):
     lease = lab.leader_lease()
     assert lease and lease.holder, "the leader lease has no holder: no ingress controller has won the election"
@@ -85,6 +90,7 @@ def test_exactly_one_controller_holds_a_fresh_lease(lab):
 
 
 @pytest.mark.scenario(16)
+@pytest.mark.edge("ingress-nginx")
 def test_every_controller_serves(lab, ingress_pod):
     pod = ingress_pod
     answer = lab.node_get(pod.node, pod.ip, pod.port, host=lab.ingress_host())
@@ -95,6 +101,7 @@ def test_every_controller_serves(lab, ingress_pod):
 
 
 @pytest.mark.scenario(17)
+@pytest.mark.edge("ingress-nginx")
 def test_ingress_routes_the_demo_host_to_the_backend_service(lab):
     address, host = _address(lab), lab.ingress_host()
     echo = lab.service("echo")
@@ -105,6 +112,7 @@ def test_ingress_routes_the_demo_host_to_the_backend_service(lab):
 
 
 @pytest.mark.scenario(17)
+@pytest.mark.edge("ingress-nginx")
 def test_unknown_host_gets_404(lab):
     address = _address(lab)
     answer = lab.client_get(f"http://{address}/", host="unknown.lab.local")
@@ -171,6 +179,7 @@ def test_the_control_plane_is_left_out_of_the_election(lab):
 
 
 @pytest.mark.scenario(19)
+@pytest.mark.edge("ingress-nginx")
 def test_traced_path_is_complete_and_consistent(lab, arp_probe):
     arp_probe.exception()  # wait for the probe (over already, unless its checks were deselected)
     result = lab.trace()
