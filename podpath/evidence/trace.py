@@ -6,8 +6,11 @@
    controller pod chosen by kube-proxy), and the chains of kube-proxy's rules on that node
    that lead there, in the lab's mode: KUBE-SERVICES -> KUBE-EXT-* -> KUBE-SVC-* -> KUBE-SEP-*
    (iptables), or the map service-ips -> external-* -> service-* -> endpoint-* (nftables).
-3. The controller that served (its X-Ingress-Controller header).
-4. The backend that answered, and the source addresses each of them saw.
+3. The controller that served (its X-Ingress-Controller header); with the gateway-api edge,
+   the Gateway's listener and the HTTPRoute's rule the request matched, and the data-plane
+   pod that served (its X-Gateway-Pod header).
+4. The backend that answered (with the gateway-api edge, and the header the HTTPRoute adds
+   to the request, as the backend saw it), and the source addresses each of them saw.
 
 Where a hop goes from one node to another (the node that answered ARP to a controller on
 another node, or a controller to a backend on another node), the hop also shows the
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from podpath.model import gateway as gateway_mod
 from podpath.model import kubeproxy
 from podpath.model.plan import Plan, Service, ServicePort
 from podpath.evidence.lab import ProbeError
@@ -161,27 +165,43 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
                            ok=controller_pod is not None))
     text, ok = between_nodes(lab, node, controller_pod.node if controller_pod else None, controller_ip)
     result.hops[-1].between, result.hops[-1].ok = text, result.hops[-1].ok and ok
-    served_by = answer.headers.get("x-ingress-controller")
+    gw = plan.gateway
+    header = gateway_mod.GATEWAY_HEADER if gw else "x-ingress-controller"
+    served_by = answer.headers.get(header)
     result.controller = served_by
-    result.hops.append(Hop("3 controller", f"{served_by} on {controller_pod.node if controller_pod else '?'}",
-                           f"X-Ingress-Controller: {served_by}; DNAT went to "
-                           f"{controller_pod.name if controller_pod else '?'}",
-                           ok=bool(controller_pod and served_by == controller_pod.name)))
+    on = controller_pod.node if controller_pod else "?"
+    went = f"DNAT went to {controller_pod.name if controller_pod else '?'}"
+    if gw:
+        result.hops.append(Hop("3 gateway", f"Gateway {gw.namespace}/{gw.name} listener {gw.listener_name} "
+                                            f"({gw.hostname}:{gw.listener_port}) -> HTTPRoute {gw.namespace}/{gw.route} "
+                                            f"(PathPrefix {gw.path_prefix}): data-plane pod {served_by} on {on}",
+                               f"X-Gateway-Pod: {served_by}; {went}",
+                               ok=bool(controller_pod and served_by == controller_pod.name)))
+    else:
+        result.hops.append(Hop("3 controller", f"{served_by} on {on}", f"X-Ingress-Controller: {served_by}; {went}",
+                               ok=bool(controller_pod and served_by == controller_pod.name)))
     backend = answer.field("pod")
     result.backend = backend
     result.backend_ip, result.backend_saw = answer.field("ip"), answer.field("client")
     result.controller_saw = answer.field("forwarded_for")
     backend_pod = next((p for p in plan.pods if p.name == backend), None)
+    ok = answer.status == 200 and backend_pod is not None and backend_pod.app == "echo"
+    evidence = f"HTTP {answer.status}: {answer.body}"
+    if gw and gw.add_header:  # the HTTPRoute's RequestHeaderModifier, as the backend received it
+        name, value = gw.add_header
+        seen = answer.field(name.lower())
+        ok = ok and seen == value
+        evidence += f" (the HTTPRoute added {name}: {value}; the backend saw {seen or 'nothing'})"
     result.hops.append(Hop("4 backend", f"{backend} ({answer.field('ip')}) on {answer.field('node')}",
-                           f"HTTP {answer.status}: {answer.body}",
-                           ok=answer.status == 200 and backend_pod is not None and backend_pod.app == "echo"))
+                           evidence, ok=ok))
     text, ok = between_nodes(lab, controller_pod.node if controller_pod else None,
                              backend_pod.node if backend_pod else None, backend_pod.ip if backend_pod else None)
     result.hops[-1].between, result.hops[-1].ok = text, result.hops[-1].ok and ok
     result.hops.append(Hop("5 source", "addresses seen on the way",
-                           f"the controller saw {answer.field('forwarded_for')} (client {plan.client_ip}, "
-                           f"externalTrafficPolicy {svc.external_traffic_policy}); the backend saw "
-                           f"{answer.field('client')} (the controller's pod IP)",
+                           f"the {'data-plane pod' if gw else 'controller'} saw {answer.field('forwarded_for')} "
+                           f"(client {plan.client_ip}, externalTrafficPolicy {svc.external_traffic_policy}); the "
+                           f"backend saw {answer.field('client')} (the {'data-plane pod' if gw else 'controller'}'s "
+                           "pod IP)",
                            ok=answer.field("client") == (controller_pod.ip if controller_pod else None)))
     return result
 
