@@ -52,6 +52,10 @@ from podpath.model.plan import Plan
 # (roles/cluster_ingress_nginx/defaults/main.yml, cluster_ingress_nginx_pod_labels).
 CONTROLLER_SELECTOR = ("app.kubernetes.io/name=ingress-nginx,app.kubernetes.io/instance=ingress-nginx,"
                        "app.kubernetes.io/component=controller")
+# NGINX Gateway Fabric's data plane (edge gateway-api, roles/cluster_gateway): NGF names the
+# Deployment and the Service it provisions for a Gateway <gateway>-<class> and labels their pods
+# with this key set to that name, which is also what the Service selects them by.
+GATEWAY_POD_LABEL = "app.kubernetes.io/name"
 # The MetalLB manifest's speaker DaemonSet (roles/cluster_metallb).
 METALLB_NAMESPACE = "metallb-system"
 SPEAKER_SELECTOR = "app=metallb,component=speaker"
@@ -84,16 +88,29 @@ def apps(plan: Plan) -> dict[str, App]:
     image (Debian based, with curl); `busybox` has wget, nc and ip; the ingress controller
     image is not used as a client.
     """
-    echo, ingress = plan.echo_service, plan.ingress_service
+    echo = plan.echo_service
     multi = next(p for p in plan.pods if p.app == "multi-container")
     return {
         "echo": App("echo", echo.namespace, f"app.kubernetes.io/name={echo.name}", len(echo.pods),
                     echo.ports[0].target_port, "echo"),
-        "ingress-nginx": App("ingress-nginx", ingress.namespace, CONTROLLER_SELECTOR, len(plan.ingress_pods), 80,
-                             None),
+        plan.edge_app: edge_app(plan),
         "multi-container": App("multi-container", multi.namespace, f"app.kubernetes.io/name={multi.name}", 1,
                                multi.port or 80, "nginx"),
     }
+
+
+# -- the lab's edge: which pods stand behind the MetalLB address ---------------------------
+
+def edge_app(plan: Plan) -> App:
+    """The pods of the lab's edge (the topology's edge), under the plan's app name for them:
+    ingress-nginx's controllers (roles/cluster_ingress_nginx), or with gateway-api the data
+    plane NGINX Gateway Fabric provisions for the Gateway (roles/cluster_gateway), in the
+    Gateway's namespace, selected by the label NGF gives them; neither image is a client."""
+    service = plan.edge_service
+    if plan.edge == "gateway-api" and plan.gateway is not None:
+        return App(plan.edge_app, plan.gateway.namespace, f"{GATEWAY_POD_LABEL}={plan.gateway.service}",
+                   len(plan.edge_pods), plan.gateway.listener_port, None)
+    return App(plan.edge_app, service.namespace, CONTROLLER_SELECTOR, len(plan.edge_pods), 80, None)
 
 
 def pod_slots(plan: Plan, *keys: str) -> list[PodRef]:
@@ -195,6 +212,11 @@ class ClusterLab(PlanFacts):
     @property
     def ingress_service(self) -> str:
         return self.plan.ingress_service.name
+
+    def edge_pods(self) -> list[LabPod]:
+        """The running pods behind the MetalLB address: the ingress controllers, or the
+        Gateway's data-plane pods (edge_app)."""
+        return self.pods_of(self.plan.edge_app)
 
     # -- hosts ----------------------------------------------------------------------------
     def selected_nodes(self) -> list[str]:
@@ -812,7 +834,7 @@ class ClusterLab(PlanFacts):
                                     ok=node is not None and len(set(arp.macs)) == 1))
         if node is None:
             return result
-        controllers = {p.ip: p for p in self.pods_of("ingress-nginx")}
+        controllers = {p.ip: p for p in self.edge_pods()}
         new: list[str] = []
         answer = Http(rc=1, status=None, error="no request sent")
         for _ in range(tries):
@@ -876,7 +898,7 @@ class ClusterLab(PlanFacts):
                                     ok=node is not None and len(set(arp.macs)) == 1))
         if node is None:
             return result
-        controllers = {p.ip: p for p in self.pods_of("ingress-nginx")}
+        controllers = {p.ip: p for p in self.edge_pods()}
         grown: list = []
         answer = Http(rc=1, status=None, error="no request sent")
         for _ in range(tries):
