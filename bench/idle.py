@@ -6,7 +6,8 @@ Each run makes a new reference lab, lets it settle, then:
 - *idle CPU*: the CPU time of every process of the lab (utime + stime from /proc/PID/stat)
   and of the children each one reaped meanwhile (cutime + cstime: the short-lived
   iptables-restore or nft a node process runs), over IDLE_S seconds, in % of one core,
-  also per kind of process;
+  also per kind of process, with the load average when it started;
+- *memory*: the PSS of every process of the lab, per kind of process;
 - *LAN*: a capture with tcpdump on the LAN bridge, inside the lab's LAN namespace, for
   CAPTURE_S seconds: packets to or from a pod (inside flannel's VXLAN, UDP 8472, or bare
   with host-gw), the speakers' own messages (their UDP port), and the rest;
@@ -40,6 +41,7 @@ CAPTURE_S = 5.0  # seconds of LAN capture per run
 SETTLE_S = 3.0  # seconds after `up` before measuring: the first probes and speaker rounds
 LEAVE_TIMEOUT_S = 60.0
 GOAL_CPU = 0.5  # % of one core, one idle reference lab
+GOAL_PSS_MIB = 40.0  # PSS of all the processes of one idle reference lab
 VXLAN_PORT = 8472
 
 # kind of process -> what its command line holds
@@ -56,13 +58,17 @@ OTHER = "other (container runtime wrappers, sleep)"
 INTRO = f"""Each run is a new reference lab, left alone {SETTLE_S:g} s after `podpath up`, then measured
 as nobody uses it ([netns-lab.md](netns-lab.md#readiness-probes-where-the-kubelet-runs-them)). *Idle CPU*:
 utime + stime of every process of the lab, with cutime + cstime of the children they reaped
-(short-lived commands), over {IDLE_S:g} s, from /proc/PID/stat; those are 10 ms ticks, sampled, so
+(short-lived commands), over {IDLE_S:g} s, from /proc/PID/stat, with the 1-minute load average
+when it started; those are 10 ms ticks, sampled, so
 each kind's share is taken from its exact run time (/proc/PID/schedstat, plus its children's
 ticks). *LAN*: tcpdump on `lan0` in the lab's LAN namespace, {CAPTURE_S:g} s; a pod's packets
 cross it inside flannel's VXLAN (UDP 8472) or bare (host-gw). *Killed backend*: SIGKILL to
 echo-1's container process, then the time until no node's nat rules hold its address (its
 shim starts it again at once after a first exit, as the kubelet does; if it is back before
-the rules were seen without it, it is killed again, and its back-off keeps it out)."""
+the rules were seen without it, it is killed again, and its back-off keeps it out). *Memory*:
+the PSS of each process of the lab (/proc/PID/smaps_rollup: its shared pages split among
+the processes that map them, so a library every Python process maps counts once in all),
+per kind of process, when the idle measure ends."""
 
 
 @dataclass
@@ -73,6 +79,8 @@ class IdleRun:
     lan: dict[str, float]  # packets per second: 'pods', 'speakers', 'other'
     leave_s: float | None
     leave_what: str
+    memory: dict[str, tuple[int, float]] = field(default_factory=dict)  # kind -> (processes, MiB PSS)
+    load: float = 0.0  # 1-minute load average when the idle measure started
 
 
 @dataclass
@@ -97,11 +105,38 @@ def _kind(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return OTHER
-    program = os.path.basename(argv[0].decode(errors="replace")).split(":")[0]
+    # nginx writes its title over its argv ("nginx: master process nginx -e /run/..."): the
+    # program is what comes before the colon
+    program = os.path.basename(argv[0].decode(errors="replace").split(":")[0])
     if program in ("nsenter", "unshare", "sleep", ""):
         return OTHER
-    words = program if not program.startswith("python") else " ".join(a.decode(errors="replace") for a in argv[1:3])
+    # for Python, its module or script, wherever it stands among the interpreter's options
+    words = program if not program.startswith("python") else " ".join(a.decode(errors="replace") for a in argv[1:5])
     return next((kind for kind, word in KINDS if word in words), OTHER)
+
+
+def _pss(pid: int) -> int | None:
+    """The proportional set size of PID in KiB (its shared pages split among their users), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def memory(lab: str) -> dict[str, tuple[int, float]]:
+    """{kind: (processes, MiB of PSS)} of LAB's processes, and "all" for the whole lab."""
+    out: dict[str, tuple[int, float]] = {}
+    for pid in lab_pids(lab):
+        kib = _pss(pid)
+        if kib is None:
+            continue
+        for kind in (_kind(pid), "all"):
+            count, mib = out.get(kind, (0, 0.0))
+            out[kind] = (count + 1, mib + kib / 1024)
+    return out
 
 
 def idle_cpu(lab: str, seconds: float = IDLE_S) -> tuple[float, dict[str, float], int]:
@@ -236,12 +271,15 @@ def run(repeats: int = 3, progress=print, prefix: str = "") -> Idle:
             labs.create(name)
             lab = NetnsLab(name, topo)
             time.sleep(SETTLE_S)
+            load = os.getloadavg()[0]
             cpu, by_kind, processes = idle_cpu(name)
+            mem = memory(name)
             lan = lan_packets(lab)
             leave, what = leave_time(lab)
             labs.down(name)
-            result.runs.append(IdleRun(cpu, by_kind, processes, lan, leave, what))
-            progress(f"  idle run {i + 1}/{repeats}: {cpu:.2f} % of one core, LAN {lan['pods']:.1f} pod packets/s, "
+            result.runs.append(IdleRun(cpu, by_kind, processes, lan, leave, what, mem, load))
+            progress(f"  idle run {i + 1}/{repeats} (load {load:.2f}): {cpu:.2f} % of one core, "
+                     f"{mem.get('all', (0, 0.0))[1]:.1f} MiB PSS, LAN {lan['pods']:.1f} pod packets/s, "
                      f"{lan['speakers']:.1f} speaker packets/s; {what} left every node's rules in "
                      f"{'-' if leave is None else f'{leave:.2f} s'}")
     return result
@@ -261,10 +299,30 @@ def table(result: Idle) -> str:
                        ("other", "anything else (ARP, ...)")):
         lines.append(f"| LAN packets/s {label} ({CAPTURE_S:g} s capture on lan0) | "
                      f"{Spread.of([r.lan[key] for r in runs]).cells('.1f')} |")
+    lines.append(f"| 1-minute load average when the idle measure started | "
+                 f"{Spread.of([r.load for r in runs]).cells()} |")
     leaves = [r.leave_s for r in runs if r.leave_s is not None]
     lost = len(runs) - len(leaves)
     lines.append(f"| killed backend ({runs[0].leave_what if runs else '-'}) out of every node's rules, s"
                  f"{f' ({lost} run(s) never)' if lost else ''} | {Spread.of(leaves).cells()} |")
+    return "\n".join(lines) + "\n\n" + memory_table(result)
+
+
+def memory_table(result: Idle) -> str:
+    """PSS of each kind of process of the lab (median of the runs), and how many there are."""
+    lines = ["| kind of process | processes | PSS MiB, all of them (median, min, max) | PSS MiB each (median) |",
+             "|---|---:|---:|---:|"]
+    for kind in [k for k, _ in KINDS] + [OTHER, "all"]:
+        runs = [r.memory[kind] for r in result.runs if kind in r.memory]
+        if not runs:
+            continue
+        count = runs[len(runs) // 2][0]
+        total = Spread.of([mib for _, mib in runs])
+        label = "the whole lab" if kind == "all" else kind
+        lines.append(f"| {label} | {count} | {total.cells('.1f')} | {total.median / max(count, 1):.2f} |")
+    whole = Spread.of([r.memory["all"][1] for r in result.runs if "all" in r.memory]).median
+    lines.append(f"\nGoal: one idle reference lab ≤ {GOAL_PSS_MIB:g} MiB PSS: {whole:.1f} MiB, "
+                 f"{'met' if whole <= GOAL_PSS_MIB else '**not met**'}.")
     return "\n".join(lines)
 
 
