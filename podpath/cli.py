@@ -686,9 +686,16 @@ def fleet_args(sp) -> None:
 
 
 def fleet_progress(args):
+    """What tells the user each task of the play as it starts (once, though every host runs it)."""
     if getattr(args, "quiet", False) or getattr(args, "verbose", False):
         return None
-    return lambda task: print(f"podpath: {task}", file=sys.stderr)
+    said = set()
+
+    def progress(task: str) -> None:
+        if task not in said and "Validating arguments" not in task:
+            said.add(task)
+            print(f"podpath: {task}", file=sys.stderr)
+    return progress
 
 
 def fleet_bad_hosts(run) -> None:
@@ -736,8 +743,11 @@ def fleet_up_down(args, inventory: str) -> int:
     from podpath.play import fleet
 
     up = args.verb == "up"
-    run = fleet.run("netns-lab.yml" if up else "netns-lab-down.yml", inventory, args.limit,
-                    {"podpath_lab": args.lab} if args.lab else None, fleet_progress(args), echo=args.verbose)
+    extravars = {"podpath_lab": args.lab} if args.lab else {}
+    if not up and args.remove_runtime:
+        extravars["podpath_remove_runtime"] = True
+    run = fleet.run("netns-lab.yml" if up else "netns-lab-down.yml", inventory, args.limit, extravars,
+                    fleet_progress(args), echo=args.verbose)
     if not args.quiet:
         for line in run.summary:
             print(line)
@@ -779,6 +789,9 @@ def fleet_verify(args, inventory: str) -> int:
             continue
         for r in got:
             r.host = a.host  # the inventory's name, not the machine's own
+            if r.error and r.error.startswith(f"lab {r.lab} does not exist on this host"):
+                r.error = (f"lab {r.lab} does not exist on {a.host}: podpath up --inventory {args.inventory} "
+                           f"--limit {a.host} builds it")
         results += got
     for host, outcome in sorted(asked.run.bad_hosts.items()):
         why = f"host {host} {outcome.state}: {outcome.message or 'see podpath verify --inventory ... -v'}"
@@ -881,6 +894,8 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="remove a lab and everything it made")
     lab_args(down, locking=True)
     fleet_args(down)
+    down.add_argument("--remove-runtime", action="store_true",
+                      help="with --inventory: also remove podpath's runtime (/opt/podpath) from the hosts")
     down.set_defaults(func=cmd_down)
     verify = sub.add_parser("verify", help="prove the lab's traffic path, scenario by scenario")
     lab_args(verify)

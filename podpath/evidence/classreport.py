@@ -259,7 +259,7 @@ def render_text(results: list[LabResult], plan: Plan | None = None) -> str:
     missing = not_run_everywhere(results)
     if missing:
         lines += ["", "not run in any lab: " + ", ".join(f"scenario {n}" for n in missing)
-                  + (" (disruptive: podpath report --disruptive runs it)" if 14 in missing else "")]
+                  + (" (disruptive: podpath report or verify --disruptive runs it)" if 14 in missing else "")]
     failing = [r for r in results if r.status == "fail"]
     if failing:
         lines += ["", "first failures:"]

@@ -153,8 +153,12 @@ def run(playbook: str, inventory: str, limit: str | None = None, extravars: dict
         if host in hosts and hosts[host].state != "ok":
             hosts[host].message = message
     if rc != 0 and not hosts:  # the play stopped before any host: bad inventory, a refused roster
-        said = [line for line in text.splitlines() if line.startswith(("ERROR", "[ERROR]"))]
-        raise FleetError(" ".join(" ".join(said).split()) or text.strip()[-2000:])
+        said = " ".join(" ".join(re.sub(r"^\[?ERROR\]?!?:?\s*", "", line) for line in text.splitlines()
+                                    if line.startswith(("ERROR", "[ERROR]"))).split())
+        if "no hosts to target" in said:
+            said += (f" The inventory's hosts: ansible-inventory -i {inventory} --graph; give --limit one of them, "
+                     "a group or a pattern of them")
+        raise FleetError(said or text.strip()[-2000:])
     return FleetRun(rc, hosts, _summary(text), text, time.monotonic() - started)
 
 
