@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from podpath.model import labdir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +67,8 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
 def read(path: str | Path | None = None) -> dict[str, Any]:
     """Read a topology file (the default one if PATH is None) without checking what it says:
     for a caller that hands it to the play, which checks it."""
+    import yaml  # here, not at the top: the lab's node processes import this module and never read YAML
+
     path = Path(path) if path else TOPOLOGY_FILE
     try:
         # PyYAML's C loader where it is built: the same data, faster
