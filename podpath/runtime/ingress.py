@@ -28,11 +28,11 @@ behind (its workers, if the master is killed before them).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import time
+import types
 
 from podpath.runtime import lease as lease_mod
 
@@ -84,22 +84,58 @@ def start_nginx(argv: list[str]) -> int:
     return os.posix_spawnp(argv[0], argv, os.environ, setpgroup=0, setsigmask=())
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m podpath.runtime.ingress", description=__doc__.splitlines()[0])
-    parser.add_argument("--lease", required=True, help="the lease file the controllers elect their leader with")
-    parser.add_argument("--identity", required=True, help="this controller's name in the lease (its pod's)")
-    parser.add_argument("--duration", type=float, default=DURATION, help=f"leaseDurationSeconds (default {DURATION:g})")
-    parser.add_argument("--retry", type=float, default=RETRY, help=f"seconds between two tries (default {RETRY:g})")
-    parser.add_argument("nginx", nargs=argparse.REMAINDER, help="-- then nginx's command")
-    args = parser.parse_args(argv)
-    if args.nginx[:1] == ["--"]:
-        args.nginx = args.nginx[1:]
-    if not args.nginx:
-        parser.error("no nginx command: give it after --, e.g. -- nginx -c CONF -g 'daemon off;'")
-    if not 0 < args.retry < args.duration:
-        parser.error(f"--retry {args.retry} must be above 0 and below --duration {args.duration}: a leader renews "
-                     "several times within the lease's duration")
-    return args
+USAGE = ("usage: python -m podpath.runtime.ingress --lease PATH --identity POD [--duration SECONDS] "
+         "[--retry SECONDS] -- NGINX ARGV...")
+OPTIONS = {"--lease": "the lease file the controllers elect their leader with",
+           "--identity": "this controller's name in the lease (its pod's)",
+           "--duration": f"leaseDurationSeconds (default {DURATION:g})",
+           "--retry": f"seconds between two tries (default {RETRY:g}, a quarter of the duration)"}
+
+
+def refuse(message: str) -> None:
+    """Bad arguments: say what is wrong on stderr, with the usage line, and exit 2."""
+    print(f"{USAGE}\npython -m podpath.runtime.ingress: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse(argv: list[str] | None) -> types.SimpleNamespace:
+    """The command line: the options, then (after --, or from the first word that is not an
+    option) nginx's command. Not argparse: it would be memory in every controller pod."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        name, eq, value = argv[i].partition("=")
+        if name in ("-h", "--help"):
+            print(USAGE + "\n\n" + "\n".join(f"  {o:<12} {h}" for o, h in OPTIONS.items()))
+            raise SystemExit(0)
+        if name not in OPTIONS:
+            refuse(f"unknown option {argv[i]}: the options are {', '.join(OPTIONS)}")
+        if not eq:
+            if i + 1 >= len(argv):
+                refuse(f"{name} needs a value")
+            i += 1
+            value = argv[i]
+        given[name] = value
+        i += 1
+    nginx = argv[i + 1:] if argv[i:i + 1] == ["--"] else argv[i:]
+    for name in ("--lease", "--identity"):
+        if not given.get(name):
+            refuse(f"{name} is required")
+    times = {}
+    for name, default in (("--duration", DURATION), ("--retry", RETRY)):
+        try:
+            times[name] = float(given.get(name, default))
+        except ValueError:
+            refuse(f"{name} {given[name]!r} is not a number of seconds")
+    duration, retry = times["--duration"], times["--retry"]
+    if not nginx:
+        refuse("no nginx command: give it after --, e.g. -- nginx -c CONF -g 'daemon off;'")
+    if not 0 < retry < duration:
+        refuse(f"--retry {retry} must be above 0 and below --duration {duration}: a leader renews "
+               "several times within the lease's duration")
+    return types.SimpleNamespace(lease=given["--lease"], identity=given["--identity"], duration=duration,
+                                 retry=retry, nginx=nginx)
 
 
 def main(argv: list[str] | None = None) -> int:
