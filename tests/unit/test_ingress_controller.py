@@ -164,6 +164,8 @@ def test_a_missing_program_is_named_and_ends_the_controller(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["--retry", "3", "--duration", "3", "--", "sleep", "1"], "--retry 3.0 must be above 0 and below --duration 3.0"),
     (["--"], "no nginx command"),
+    (["--retry", "soon", "--", "sleep", "1"], "--retry 'soon' is not a number of seconds"),
+    (["--ttl", "3", "--", "sleep", "1"], "unknown option --ttl"),
 ])
 def test_bad_arguments_are_refused_with_the_value_and_the_fix(tmp_path, args, says):
     done = subprocess.run([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(tmp_path / "l.json"),
