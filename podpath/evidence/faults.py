@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from podpath.model import kubeproxy, labdir
-from podpath.model.plan import Plan
+from podpath.model.plan import GATEWAY_CONTAINER, Plan
 from podpath.model.workloads import lease_path, pod_dir
 from podpath.evidence.probe import NetnsLab
 
@@ -473,6 +473,132 @@ CATALOGUE: dict[str, Fault] = {f.name: f for f in [
           ("ip -n cni-<uuid> link show eth0",),
           _pod_link_hint, ("down",)),
 ]}
+
+
+# --- the gateway-api edge's faults (NGINX Gateway Fabric's data plane) -------------------
+# A lab with the gateway edge has no ingress controllers and no leader lease: these stand
+# for the controller and election faults there (`catalogue` gives a lab's faults).
+
+# How long a fault waits for every data-plane pod's nginx to answer with its new configuration.
+RELOAD_WAIT_S = 10.0
+
+
+def _reconfigure_data_plane(lab: NetnsLab, expect: int, host: str, **overrides) -> list[str]:
+    """Write every data-plane pod's nginx configuration as NGF renders it with OVERRIDES,
+    and have nginx reload it (SIGHUP to the master, as NGF's agent does after writing it);
+    wait until each pod answers HOST with EXPECT. Returns the files written."""
+    from podpath.model.workloads import gateway_config
+
+    written = []
+    for pod in lab.plan.gateway_pods:
+        conf = gateway_config(lab.plan, pod, **overrides)
+        tmp = conf["path"] + ".drill"
+        with open(tmp, "w") as handle:
+            handle.write(conf["content"])
+        os.replace(tmp, conf["path"])
+        pid = lab.container_pid(pod.name, GATEWAY_CONTAINER)
+        if not pid:
+            raise RuntimeError(f"the nginx container of data-plane pod {pod.name} is not running")
+        os.kill(pid, signal.SIGHUP)
+        written.append(conf["path"])
+    port = lab.plan.gateway.listener_port
+    deadline = time.monotonic() + RELOAD_WAIT_S
+    for pod in lab.plan.gateway_pods:
+        while True:
+            answer = lab.node_get(pod.node, pod.ip, port, host=host)
+            if answer.status == expect:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"data-plane pod {pod.name} still answers {host} with "
+                                   f"{answer.status or answer.error}, not {expect}, {RELOAD_WAIT_S:g} s after its reload")
+            time.sleep(0.1)
+    return written
+
+
+def missing_route_backend(lab: NetnsLab) -> str:
+    route = lab.plan.gateway
+    files = _reconfigure_data_plane(lab, 500, route.hostname, backend_missing=True)
+    return (f"rendered HTTPRoute {route.route}'s rule as NGF does when its backendRef names no Service: it goes to "
+            f"the upstream invalid-backend-ref, which answers 500 ({', '.join(files)}), and reloaded nginx")
+
+
+def wrong_listener_hostname(lab: NetnsLab) -> str:
+    route = lab.plan.gateway
+    wrong = route.hostname.replace(".", "-", 1)
+    files = _reconfigure_data_plane(lab, 404, route.hostname, hostname=wrong)
+    return (f"gave listener {route.listener_name} of Gateway {route.name} the hostname {wrong} instead of "
+            f"{route.hostname} ({', '.join(files)}) and reloaded nginx: {route.hostname} gets the default server's 404")
+
+
+def frozen_data_plane_pod(lab: NetnsLab) -> str:
+    """SIGSTOP the nginx master and workers of the last data-plane pod: its address still takes
+    connections (the kernel answers the handshake) and kube-proxy still sends it its share, but
+    nothing answers. `podpath up` finds the container's first process stopped and restarts it."""
+    pod = lab.plan.gateway_pods[-1]
+    pid = lab.container_pid(pod.name, GATEWAY_CONTAINER)
+    if not pid:
+        raise RuntimeError(f"the nginx container of data-plane pod {pod.name} is not running")
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            workers = [int(p) for p in handle.read().split()]
+    except OSError:
+        workers = []
+    for each in workers + [pid]:
+        os.kill(each, signal.SIGSTOP)
+    return (f"froze (SIGSTOP) the nginx of data-plane pod {pod.name} (master pid {pid}, workers "
+            f"{', '.join(map(str, workers)) or 'none'}): it takes connections and answers none")
+
+
+def _data_plane_where(plan: Plan) -> str:
+    pods = ", ".join(f"{p.name} on {p.node}" for p in plan.gateway_pods)
+    return f"the Gateway's data-plane pods ({pods}): the nginx configuration NGF renders, in each pod's folder"
+
+
+def _route_backend_hint(plan: Plan, _announcer: str | None) -> Hint:
+    route = plan.gateway
+    return Hint(f"every request for {route.hostname} through the MetalLB address {plan.edge_service.load_balancer_ip} "
+                f"gets HTTP 500 from the Gateway; the echo pods answer when asked directly",
+                f"{_data_plane_where(plan)}: what the HTTPRoute {route.route}'s rule proxies to")
+
+
+def _listener_hint(plan: Plan, _announcer: str | None) -> Hint:
+    route = plan.gateway
+    return Hint(f"every request for {route.hostname} through the MetalLB address {plan.edge_service.load_balancer_ip} "
+                "gets HTTP 404 from the Gateway, as if no HTTPRoute named it",
+                f"{_data_plane_where(plan)}: the server of listener {route.listener_name}")
+
+
+def _data_plane_pod_hint(plan: Plan, _announcer: str | None) -> Hint:
+    pod = plan.gateway_pods[-1]
+    return Hint(f"about one request in {len(plan.gateway_pods)} through the MetalLB address "
+                f"{plan.edge_service.load_balancer_ip} gets no answer until curl gives up; the other data-plane pods "
+                "answer",
+                f"data-plane pod {pod.name} on {pod.node}, in its network namespace {pod.netns}, after the nat "
+                "table's DNAT")
+
+
+GATEWAY_CATALOGUE: dict[str, Fault] = {f.name: f for f in [
+    Fault("route-backend", "the HTTPRoute's backendRef names no Service: NGF sends its rule to invalid-backend-ref, "
+          "which answers 500", 17, missing_route_backend,
+          ("cat /run/podpath/<lab>/pods/<data-plane pod>/nginx.conf", "kubectl describe httproute <route>"),
+          _route_backend_hint, ("backendref", "names", "invalid-backend-ref")),
+    Fault("listener-hostname", "the Gateway's listener has the wrong hostname: its server_name no longer matches",
+          17, wrong_listener_hostname,
+          ("grep server_name /run/podpath/<lab>/pods/<data-plane pod>/nginx.conf", "kubectl get gateway -o yaml"),
+          _listener_hint, ("wrong", "hostname", "server_name")),
+    Fault("data-plane-pod", "a data-plane pod of the Gateway is down: its nginx is frozen (SIGSTOP)", 15,
+          frozen_data_plane_pod,
+          ("podpath status", "ps -o pid,stat,args -p <nginx pid>"),
+          _data_plane_pod_hint, ("frozen", "sigstop", "stat")),
+]}
+
+
+def catalogue(plan: Plan) -> dict[str, Fault]:
+    """The faults of PLAN's lab: its edge's (the ingress controllers' or the Gateway's) and the rest."""
+    if plan.edge == "gateway-api":
+        shared = {n: f for n, f in CATALOGUE.items() if n not in ("controller", "election")}
+        return {**shared, **GATEWAY_CATALOGUE}
+    return CATALOGUE
 
 
 def pick(seed: int) -> Fault:

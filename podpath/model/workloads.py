@@ -104,6 +104,15 @@ def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int
              "files": [conf], "listen": listen})
 
 
+def gateway_config(plan: Plan, pod: Pod, **overrides) -> dict[str, Any]:
+    """The nginx configuration file of data-plane pod POD, as `render` writes it; OVERRIDES
+    (backend_missing, hostname) render it as NGF would for a broken HTTPRoute or listener."""
+    echo_svc = plan.echo_service
+    endpoints = kubeproxy.endpoints(echo_svc, echo_svc.ports[0])
+    return _nginx(plan, pod, GATEWAY_CONTAINER, "nginx-gateway.conf.j2", [pod.port],
+                  **gateway.render_context(plan, pod, endpoints, **overrides))[0]
+
+
 def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{group: {files: [...], containers: [...]}} for the podpath_containers module."""
     groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in GROUPS}
