@@ -515,8 +515,9 @@ def cmd_drill(args) -> int:
             if broken:
                 raise CliError(f"lab {args.lab} fails scenarios {', '.join(broken)} already: repair it with podpath up "
                                "before a drill", EXIT_FAILED)
-            fault = faults.pick(args.seed)
-            made = faults.break_lab(NetnsLab(args.lab, topology(args)), fault)
+            lab = NetnsLab(args.lab, topology(args))
+            fault = faults.pick(args.seed, lab.plan)  # among the faults of the lab's edge
+            made = faults.break_lab(lab, fault)
             drill = {"seed": args.seed, "fault": fault.name, "what": made.what, "fails": made.hint.fails,
                      "hop": made.hint.hop}
             state.write_text(json.dumps(drill) + "\n")
@@ -540,7 +541,7 @@ def cmd_drill(args) -> int:
         return EXIT_OK
     from podpath.model.topology import kube_proxy_mode
 
-    fault = faults.CATALOGUE[drill["fault"]].in_mode(kube_proxy_mode(topology(args)))  # its answer in the lab's mode
+    fault = {**faults.CATALOGUE, **faults.GATEWAY_CATALOGUE}[drill["fault"]].in_mode(kube_proxy_mode(topology(args)))  # its answer in the lab's mode
     node_ns = f"{args.lab}-<node>"
     print(f"drill {drill['seed']}: {fault.title}")
     print(f"  what was done: {drill['what']}")

@@ -601,7 +601,9 @@ def catalogue(plan: Plan) -> dict[str, Fault]:
     return CATALOGUE
 
 
-def pick(seed: int) -> Fault:
-    """The fault a drill with SEED uses: the same seed, the same fault, for the whole class."""
-    names = sorted(CATALOGUE)
-    return CATALOGUE[names[random.Random(seed).randrange(len(names))]]
+def pick(seed: int, plan: Plan | None = None) -> Fault:
+    """The fault a drill with SEED uses: the same seed, the same fault, for the whole class
+    (whose labs share an edge). PLAN's edge picks among its faults (the ingress edge's without one)."""
+    faults = catalogue(plan) if plan is not None else CATALOGUE
+    names = sorted(faults)
+    return faults[names[random.Random(seed).randrange(len(names))]]
