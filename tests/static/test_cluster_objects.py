@@ -46,8 +46,11 @@ APPLIED = [
 ]
 # Templates that are not Kubernetes API objects, or are checked elsewhere: kubeadm's, kubelet's
 # and kube-proxy's configuration files (field by field in test_cluster_templates.py), the
-# kustomize patches (as part of the build here) and MetalLB's custom resources (below).
-NOT_API_OBJECTS = {"cluster_control_plane/kubeadm-config.yaml", "cluster_join/kubeadm-join.yaml"}
+# kustomize patches (as part of the build here) and MetalLB's custom resources (below); the
+# gateway edge's NginxProxy, Gateway and HTTPRoute, custom resources checked field by field in
+# test_cluster_gateway.py.
+NOT_API_OBJECTS = {"cluster_control_plane/kubeadm-config.yaml", "cluster_join/kubeadm-join.yaml",
+                   "cluster_gateway/gateway.yaml"}
 
 # metallb.io/v1beta1 as MetalLB documents it for the pinned release (its API types in
 # api/v1beta1 and its configuration pages), in the project's own words:

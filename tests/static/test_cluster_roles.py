@@ -19,8 +19,8 @@ ROLES_DIR = ROOT / "roles"
 ROLES = sorted(path.name for path in ROLES_DIR.glob("cluster_*") if path.is_dir())
 EXPECTED_ROLES = {
     "cluster_prerequisites", "cluster_containerd", "cluster_kubernetes", "cluster_control_plane",
-    "cluster_join", "cluster_cni", "cluster_metallb", "cluster_ingress_nginx", "cluster_workloads",
-    "cluster_handmade_pod",
+    "cluster_join", "cluster_cni", "cluster_metallb", "cluster_ingress_nginx", "cluster_gateway",
+    "cluster_workloads", "cluster_handmade_pod",
 }
 # Variables a role may use without its prefix: the lab's two shared files.
 SHARED_VARS = {"podpath_topology", "podpath_versions"}

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from render_roles import ROOT, STAND_IN_INTERFACE, STAND_INS, TEMPLATES, Rendered, template_id
+from test_cluster_gateway import check_gateway
 
 pytestmark = pytest.mark.static
 
@@ -460,6 +461,7 @@ CHECKS: dict[str, Check] = {
     "cluster_ingress_nginx/controller-service-patch.yaml": check_ingress_service,
     "cluster_ingress_nginx/controller-configmap-patch.yaml": check_ingress_configmap,
     "cluster_ingress_nginx/response-headers.yaml": check_response_headers,
+    "cluster_gateway/gateway.yaml": check_gateway,
     "cluster_workloads/multi-container-pod.yaml": check_multi_container_pod,
     "cluster_workloads/echo.yaml": check_echo,
     "cluster_workloads/no-endpoints.yaml": check_no_endpoints,
