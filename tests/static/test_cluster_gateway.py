@@ -336,3 +336,48 @@ def test_gateway_role_and_playbook_pass_the_linters(tool: Callable[[str], str]) 
     lint = subprocess.run([tool("ansible-lint"), "--offline", "--profile", "production", "--format", "pep8", *files],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# -- the verifier finds the edge's pods as the role deploys them ----------------------------
+
+@pytest.mark.parametrize("topology_file, app, namespace, selector, port", [
+    ("inventory/gateway-api.yml", "gateway", "default", f"{NGF_POD_LABEL}=demo-gateway-nginx", 80),
+    (None, "ingress-nginx", "ingress-nginx",
+     "app.kubernetes.io/name=ingress-nginx,app.kubernetes.io/instance=ingress-nginx,"
+     "app.kubernetes.io/component=controller", 80),
+])
+def test_cluster_adapter_asks_for_the_edge_pods_the_role_labels(
+        monkeypatch: pytest.MonkeyPatch, topology_file: str | None, app: str, namespace: str, selector: str,
+        port: int) -> None:
+    """The cluster adapter's edge pods: with gateway-api, NGF's data plane in the Gateway's
+    namespace by the label the role's anti-affinity and NGF's Service use; with ingress-nginx,
+    the controllers as before."""
+    from podpath.evidence import cluster as adapter
+    from podpath.model import topology as topology_model
+    from podpath.model.plan import build
+
+    topo = topology_model.load(ROOT / topology_file if topology_file else None)
+    lab = adapter.ClusterLab(build(topo, "cluster"), "ansible://all", None)
+    lab._selected = ["cp1", "worker1", "worker2"]
+    asked: list[tuple[str, ...]] = []
+    pods = {"apiVersion": "v1", "kind": "List", "items": [
+        {"metadata": {"name": f"edge-{node}", "namespace": namespace, "uid": f"u-{node}"},
+         "spec": {"nodeName": node, "containers": [{"name": "nginx"}]},
+         "status": {"phase": "Running", "podIP": f"10.244.{i}.9", "conditions": [{"type": "Ready", "status": "True"}]}}
+        for i, node in enumerate(["worker2", "cp1", "worker1"])]}
+
+    def kubectl_json(*args: str, what: str = "") -> str:
+        asked.append(args)
+        return json.dumps(pods)
+
+    monkeypatch.setattr(lab, "kubectl_json", kubectl_json)
+    found = lab.edge_pods()
+    assert asked == [("get", "pods", "-n", namespace, "-l", selector)]
+    assert [(p.name, p.app, p.port) for p in found] == [
+        ("edge-cp1", app, port), ("edge-worker1", app, port), ("edge-worker2", app, port)]
+    if topology_file:
+        role_labels = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())["cluster_gateway_pod_labels"]
+        assert list(role_labels) == [NGF_POD_LABEL], "the role spreads the pods by the label the adapter asks for"
+        gw = topo["gateway"]
+        assert selector == f"{NGF_POD_LABEL}={gw['service']}" and namespace == gw["namespace"]
+        assert lab.ingress_service == gw["service"], "the Service behind the MetalLB address is the data plane's"
