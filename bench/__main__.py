@@ -264,6 +264,7 @@ def run_parts(parts: list[str], repeats: int, write: bool, args) -> int:
         rest = idle.run(repeats)
         emit(H_IDLE, f"{H_IDLE}\n\n{idle.INTRO}\n\n{idle.table(rest)}\n")
         life_rows.append(idle.goal(rest))
+        life_rows.append(idle.goal_memory(rest))
         profile_columns["cold, reference"] = life.profiles["cold"]
         profile_columns["warm, reference"] = life.profiles["warm"]
 

@@ -320,9 +320,6 @@ def memory_table(result: Idle) -> str:
         total = Spread.of([mib for _, mib in runs])
         label = "the whole lab" if kind == "all" else kind
         lines.append(f"| {label} | {count} | {total.cells('.1f')} | {total.median / max(count, 1):.2f} |")
-    whole = Spread.of([r.memory["all"][1] for r in result.runs if "all" in r.memory]).median
-    lines.append(f"\nGoal: one idle reference lab ≤ {GOAL_PSS_MIB:g} MiB PSS: {whole:.1f} MiB, "
-                 f"{'met' if whole <= GOAL_PSS_MIB else '**not met**'}.")
     return "\n".join(lines)
 
 
@@ -330,6 +327,12 @@ def goal(result: Idle) -> tuple[str, str, str]:
     median = Spread.of([r.cpu_percent for r in result.runs]).median
     return (f"one idle reference lab ≤ {GOAL_CPU:g} % of one core", f"{median:.2f} %",
             "met" if median <= GOAL_CPU else "**not met**")
+
+
+def goal_memory(result: Idle) -> tuple[str, str, str]:
+    whole = Spread.of([r.memory["all"][1] for r in result.runs if "all" in r.memory]).median
+    return (f"one idle reference lab ≤ {GOAL_PSS_MIB:g} MiB PSS", f"{whole:.1f} MiB",
+            "met" if whole <= GOAL_PSS_MIB else "**not met**")
 
 
 def main(argv=None) -> int:
@@ -342,6 +345,7 @@ def main(argv=None) -> int:
     result = run(args.repeats, prefix=args.prefix[:4])
     print("\n" + table(result) + "\n")
     print("goal: " + " | ".join(goal(result)))
+    print("goal: " + " | ".join(goal_memory(result)))
     return 0
 
 
