@@ -10,6 +10,7 @@ import ipaddress
 import pytest
 
 from podpath.evidence.lab import CONTROLLER_HEADER
+from podpath.model.gateway import GATEWAY_HEADER
 from podpath.evidence.scenarios import MAX_TRIES
 
 
@@ -160,13 +161,15 @@ def test_node_port_forwards_to_controllers_on_other_nodes(lab, node):
     svc = lab.service("ingress")
     if svc.policy != "Cluster":
         pytest.skip("externalTrafficPolicy Local: a node forwards only to its own controllers")
-    remote = {p.name for p in lab.pods_of("ingress-nginx") if p.node != node}
+    # the edge's pods: the ingress controllers, or the Gateway's data plane (which names itself in its own header)
+    header = GATEWAY_HEADER if lab.plan.gateway else CONTROLLER_HEADER
+    remote = {p.name for p in lab.pods_of(lab.plan.edge_app) if p.node != node}
     if not remote:
         pytest.skip(f"no controller runs on a node other than {node}")
     served = set()
     for _ in range(MAX_TRIES):
         answer = lab.client_get(_url(lab.node_ip(node), svc.node_port), host=lab.ingress_host())
-        served.add(answer.headers.get(CONTROLLER_HEADER))
+        served.add(answer.headers.get(header))
         if remote & served or answer.status is None:
             break
     assert remote & served, (f"NodePort on {node} was only served by {sorted(filter(None, served))}; "
