@@ -155,15 +155,32 @@ class LabLock:
         self.wait = wait
         self.fd = None
 
+    def holder(self) -> str:
+        """The command that holds the lock: 'pid N (its command line)', as far as it can be read."""
+        pid = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0") if pid.isdigit() else []
+        except OSError:
+            argv = []
+        words = [os.path.basename(a.decode(errors="replace")) if i == 0 else a.decode(errors="replace")
+                 for i, a in enumerate(argv)]
+        return f"pid {pid or '?'}" + (f": {' '.join(words)[:120]}" if words else "")
+
     def __enter__(self):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise CliError(f"lab {self.lab} is being changed by another podpath command (pid {holder}); "
-                           "wait for it to finish, or pass --wait to queue behind it", EXIT_LOCKED)
+            holder = self.holder()
+            if not self.wait:
+                os.close(self.fd)
+                raise CliError(f"lab {self.lab} is being changed by another podpath command ({holder}); "
+                               "wait for it to finish, or pass --wait to queue behind it", EXIT_LOCKED)
+            # a command that waits says so, and for what, before it waits
+            print(f"podpath: waiting for lab {self.lab}: another podpath command is changing it ({holder})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            print(f"podpath: lab {self.lab} is free: going on", file=sys.stderr, flush=True)
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
         return self
