@@ -16,7 +16,11 @@ any interface, and sends gratuitous ARP when it takes the address over.
 
 Nothing runs on a timer but the heartbeat: the speaker sleeps until its next heartbeat, a
 message, an ARP request, or the moment a silent node's time runs out, and elects again
-only when the set of alive nodes (or its own link) changed.
+only when the set of alive nodes (or its own link) changed. A speaker answers the first
+heartbeat of a node it did not count alive with one of its own at once, so that a speaker
+that starts (or gets its link back) learns the others within moments, as memberlist's join
+exchanges the member list; until it has heard every member, one interval at most, it does
+not elect, so that it never announces an address that another node holds.
 Its status (who is alive, what it announces) is written to a JSON file for the verifier
 and for `podpath status` when it changes; with every heartbeat the speaker renews the
 file's modification time (one utime call), which is how a reader tells a running speaker's
@@ -84,6 +88,7 @@ class Speaker:
         self.udp.bind(("0.0.0.0", self.port))
         self.answered = 0
         self.message = json.dumps({"node": self.node, "ip": self.ip}).encode()
+        self.join_until = 0.0
 
     def alive(self, now: float) -> list[str]:
         nodes = [n for n, t in self.last_seen.items() if now - t < self.dead_after]
@@ -104,16 +109,28 @@ class Speaker:
             # The node's link is down: it cannot be reached, so it must not announce.
             self.link_ok = False
 
-    def receive_heartbeat(self, now: float) -> None:
+    def receive_heartbeat(self, now: float) -> bool:
+        """Note a peer's heartbeat; True if that peer was not alive before (it just started, or
+        its link came back), which the speaker answers at once with a heartbeat of its own."""
         data, _ = self.udp.recvfrom(2048)
         if data == self.message:
-            return  # its own broadcast, looped back
+            return False  # its own broadcast, looped back
         try:
             peer = json.loads(data)
         except ValueError:
-            return
-        if isinstance(peer, dict) and peer.get("node") in self.members and peer["node"] != self.node:
-            self.last_seen[peer["node"]] = now
+            return False
+        if not isinstance(peer, dict) or peer.get("node") not in self.members or peer["node"] == self.node:
+            return False
+        node = peer["node"]
+        new = now - self.last_seen.get(node, -self.dead_after) >= self.dead_after
+        self.last_seen[node] = now
+        return new
+
+    def joining(self, now: float) -> bool:
+        """True while the speaker has just started or got its link back and has not heard every
+        member yet, for one heartbeat interval at most: it does not elect meanwhile, so that it
+        does not announce an address (with gratuitous ARP) that another node holds."""
+        return now < self.join_until and not set(self.members) <= set(self.alive(now))
 
     def gratuitous(self, address: str) -> None:
         for op in (1, 2):
@@ -165,24 +182,32 @@ class Speaker:
 
     def run(self) -> None:
         next_beat = 0.0
+        self.join_until = time.monotonic() + self.interval
         state = None  # (alive nodes, link up) when the status was last written
         while True:
             now = time.monotonic()
             beat = now >= next_beat
             if beat:
+                was_up = self.link_ok
                 self.heartbeat()
                 next_beat = now + self.interval
+                if self.link_ok and not was_up:
+                    self.join_until = now + self.interval  # back on the LAN: hear the others first
             alive = self.alive(now)
-            if (alive, self.link_ok) != state or (beat and not self.touch_status()):
+            joining = self.joining(now)
+            if not joining and ((alive, self.link_ok) != state or (beat and not self.touch_status())):
                 self.elect_all(alive)
                 self.write_status(alive)
                 state = (alive, self.link_ok)
-            # sleep until the next heartbeat, a message, an ARP request, or a node's time running out
-            wake = min(next_beat, self.next_expiry(now))
+            # sleep until the next heartbeat, a message, an ARP request, a node's time running
+            # out, or the end of the join
+            wake = min(next_beat, self.next_expiry(now), self.join_until if joining else next_beat)
             readable, _, _ = select.select([self.udp, self.arp], [], [], max(0.0, wake - now))
             now = time.monotonic()
-            if self.udp in readable:
-                self.receive_heartbeat(now)
+            if self.udp in readable and self.receive_heartbeat(now) and self.link_ok:
+                # a node that just started (or came back) learns the others at once, as
+                # memberlist's join exchanges the member list
+                self.heartbeat()
             if self.arp in readable:
                 self.receive_arp()
 

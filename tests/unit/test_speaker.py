@@ -68,14 +68,58 @@ print(json.dumps({"step": "stopped", "exists": os.path.exists(status)}), flush=T
 '''
 
 
-@pytest.fixture
-def steps(tmp_path):
+# A speaker whose next periodic heartbeat is far away (1000 s): what it sends after its first
+# heartbeat can only be an answer. A peer starts after it, listening on the speakers' port.
+JOIN = r'''
+import json, os, socket, subprocess, sys, time
+folder, wait = sys.argv[1], float(sys.argv[2])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+status = os.path.join(folder, "cp1.json")
+conf = {"node": "cp1", "ip": "127.0.0.1", "interface": "lo", "addresses": ["192.168.56.200"],
+        "members": [{"node": "cp1", "ip": "127.0.0.1"}, {"node": "worker1", "ip": "127.0.0.2"}],
+        "broadcast": "127.255.255.255", "port": 17946, "interval": 1000, "dead_after": 2000, "status": status}
+with open(os.path.join(folder, "conf.json"), "w") as handle:
+    json.dump(conf, handle)
+peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+peer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+peer.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+peer.bind(("0.0.0.0", 17946))
+peer.settimeout(wait)
+speaker = subprocess.Popen([sys.executable, "-m", "podpath.runtime.speaker", handle.name], stdout=subprocess.PIPE, text=True)
+heard = []
+try:
+    heard.append(json.loads(peer.recvfrom(2048)[0]))  # its first heartbeat, when it starts
+    before = os.path.exists(status)
+    peer.sendto(json.dumps({"node": "worker1", "ip": "127.0.0.2"}).encode(), ("127.255.255.255", 17946))
+    while True:  # skip our own broadcast, looped back to us
+        message = json.loads(peer.recvfrom(2048)[0])
+        if message["node"] == "cp1":
+            heard.append(message)
+            break
+    deadline = time.monotonic() + wait
+    while not os.path.exists(status) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(status) as handle:
+        first = json.load(handle)
+finally:
+    speaker.terminate()
+    log = speaker.communicate()[0]
+print(json.dumps({"heard": heard, "status before the peer": before, "first status": first, "log": log}))
+'''
+
+
+def _in_netns(folder, script: str) -> str:
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("the speaker's raw ARP socket and its own network namespace need root, unshare and ip")
-    done = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", HARNESS, str(tmp_path), str(WAIT_S)],
+    done = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", script, str(folder), str(WAIT_S)],
                           cwd=ROOT, capture_output=True, text=True, timeout=5 * WAIT_S + 30)
     assert done.returncode == 0, done.stderr
-    return {s["step"]: s for s in map(json.loads, done.stdout.splitlines())}
+    return done.stdout
+
+
+@pytest.fixture
+def steps(tmp_path):
+    return {s["step"]: s for s in map(json.loads, _in_netns(tmp_path, HARNESS).splitlines())}
 
 
 def test_the_speaker_learns_a_peer_from_its_heartbeats_and_forgets_it_when_they_stop(steps):
@@ -94,6 +138,15 @@ def test_at_rest_the_status_is_not_rewritten_but_its_modification_time_is_renewe
 
 def test_a_stopped_speaker_removes_its_status(steps):
     assert steps["stopped"]["exists"] is False
+
+
+def test_a_starting_speaker_is_answered_at_once_and_elects_only_once_it_has_heard_every_member(tmp_path):
+    seen = json.loads(_in_netns(tmp_path, JOIN).splitlines()[-1])
+    # its start heartbeat, then the answer to the peer's first one (its next periodic one is 1000 s away)
+    assert [m["node"] for m in seen["heard"]] == ["cp1", "cp1"]
+    assert not seen["status before the peer"], "the speaker elected alone before it had heard the other member"
+    assert seen["first status"]["alive"] == ["cp1", "worker1"], seen["first status"]
+    assert "(alive: cp1)" not in seen["log"], f"it announced as if alone:\n{seen['log']}"
 
 
 def test_status_believes_a_speaker_by_the_files_modification_time():
