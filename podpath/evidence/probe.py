@@ -2,10 +2,15 @@
 
 Every check of the verifier (through the `Lab` interface, podpath/evidence/lab.py),
 `podpath trace` and the drills ask the lab through `NetnsLab`. It runs commands (curl,
-arping, ping, ip -j, iptables-save, conntrack) inside the lab's namespaces with nsenter,
-through a runner: testinfra's `host.run` in the suites, subprocess elsewhere, and reads
-the files the lab's processes keep (pidfiles, the speakers' status, the lease). Nothing
-here sends traffic from, or changes, the host's own namespace.
+arping, ip -j, iptables-save, conntrack) inside the lab's namespaces with nsenter, through
+a runner: testinfra's `host.run` in the suites (this machine, or a fleet's host over SSH),
+subprocess elsewhere. What a check asks of every pod (eth0, the veth, the holder, the
+containers' namespaces and host names, an echo from the pod to every node) comes in one
+batch per node: `podpath.evidence.nodeprobe` run once per node namespace on the lab's host,
+through the same runner, with the Python that runs the lab there; the node batches run in
+parallel, in the background from the first question on. The files the lab's processes keep
+(pidfiles, the speakers' status, the lease) are read by the same probe on a remote host, and
+directly on this one. Nothing here sends traffic from, or changes, the host's own namespace.
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ from podpath.evidence import status as lab_status
 from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PlanFacts, PodRef,
                                   ProbeError, Result, ServiceView)
 from podpath.evidence.parsers import (CURL_ERRORS, PROCESSES_SCRIPT, KubeProxyRules, kube_proxy_rules, parse_http,
-                                      parse_lsns, parse_mountinfo_nsfs, parse_processes)
+                                      parse_processes)
+from podpath.evidence import nodeprobe
 from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.model.plan import Plan, Pod, build
 
@@ -81,13 +87,74 @@ class NetnsLab(PlanFacts):
     kind = "netns"
     runtime = NETNS_LAB
 
-    def __init__(self, lab: str, topology: dict, run: Runner = local_runner):
+    def __init__(self, lab: str, topology: dict, run: Runner = local_runner, remote: bool = False,
+                 python: str | None = None, where: str | None = None):
+        """LAB built from TOPOLOGY, asked through RUN. REMOTE: the lab is on another host (RUN
+        reaches it), so its files are read there too, by the probe, with PYTHON (the Python
+        that runs the lab there); WHERE names that host in messages."""
         self.name = lab
         self.topology = topology
         self.plan: Plan = build(topology, lab)
         self.run = run
+        self.remote = remote
+        self.python = python or sys.executable
+        self.where = where
         self._views: dict[str, LabPod] = {}
-        self._lsns: dict | None = None
+        self._batches: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._clock: float | None = None
+
+    # -- the batches: one probe process per node namespace, on the lab's host ----------------
+    def probe(self, request: dict) -> dict:
+        """One run of podpath.evidence.nodeprobe on the lab's host; its JSON answer."""
+        argv = [self.python, "-m", "podpath.evidence.nodeprobe", nodeprobe.encode(request)]
+        out = self.run(argv)
+        where = f" on {self.where}" if self.where else ""
+        if not out.ok:
+            raise ProbeError(f"the lab's probe ({request['op']}) failed{where} with exit {out.rc} "
+                             f"({self.python} -m podpath.evidence.nodeprobe): {out.stderr.strip()[-400:]}")
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            raise ProbeError(f"the lab's probe ({request['op']}){where} printed no JSON: {out.stdout[:200]!r} "
+                             f"{out.stderr.strip()[-300:]}") from None
+
+    def prefetch(self) -> None:
+        """Start the batches in the background: the lab's files and one per node."""
+        if self._batches:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=len(self.plan.nodes) + 1, thread_name_prefix="podpath-probe")
+        self._batches["lab"] = self._pool.submit(self.probe, {"op": "lab", "lab": self.name,
+                                                              "topology": self.topology})
+        for node in self.plan.nodes:
+            self._batches[node.name] = self._pool.submit(
+                self.probe, {"op": "node", "lab": self.name, "topology": self.topology, "node": node.name,
+                             "ping": True, "forget": None})
+
+    def _batch(self, key: str) -> dict:
+        self.prefetch()
+        return self._batches[key].result()
+
+    def lab_facts(self) -> dict:
+        """The lab's files as one look saw them (nodeprobe's op lab)."""
+        return self._batch("lab")
+
+    def node_facts(self, node: str) -> dict:
+        """Everything a check asks of NODE's pods, from one probe in its namespaces (op node)."""
+        return self._batch(node)
+
+    def pod_facts(self, pod: LabPod) -> dict:
+        facts = self.node_facts(pod.node)
+        if facts.get("node_error"):
+            raise ProbeError(f"pod {pod}: {facts['node_error']}")
+        return facts["pods"][pod.name]
+
+    def forget_batches(self) -> None:
+        """After a disruptive step: the next question looks again."""
+        self._batches = {}
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- where things are ------------------------------------------------------------
     def node_netns(self, node: str) -> str:
@@ -172,6 +239,8 @@ class NetnsLab(PlanFacts):
         return macs
 
     def containers(self) -> dict[str, dict]:
+        if self.remote:  # read there, by the probe: a fresh look each time
+            return self.probe({"op": "lab", "lab": self.name, "topology": self.topology}).get("containers", {})
         return lab_status.containers(self.name)
 
     def container_pid(self, pod: str, container: str) -> int | None:
@@ -179,15 +248,29 @@ class NetnsLab(PlanFacts):
         record = self.containers().get(f"{pod}/{container}")
         if not record or not record["running"]:
             return None
+        if self.remote:  # the probe there gave the container's first process with the look that says it runs
+            return record.get("init")
         return record.get("init") or lab_status.container_init(record["pid"]) or record["pid"]
 
     def holder(self, netns: str) -> int | None:
+        if self.remote:
+            pod = next((p for p in self.plan.pods if p.netns == netns), None)
+            return self.pod_facts(self._view(pod)).get("holder") if pod else None
         return lab_status.holders(self.name, [netns])[netns]
 
+    def _remote_lab(self) -> dict:
+        facts = self.probe({"op": "lab", "lab": self.name, "topology": self.topology})
+        self._clock = facts.get("time")
+        return facts
+
     def speakers(self) -> dict[str, dict | None]:
+        if self.remote:
+            return self._remote_lab().get("speakers") or {}
         return lab_status.speakers(self.name, [n.name for n in self.plan.nodes])
 
     def lease(self) -> dict | None:
+        if self.remote:
+            return self._remote_lab().get("lease")
         return lab_status.lease(self.plan)
 
     # == the verifier's interface (podpath.evidence.lab.Lab) ===========================
@@ -233,66 +316,67 @@ class NetnsLab(PlanFacts):
                            load_balancer_ip=svc.load_balancer_ip, policy=svc.external_traffic_policy,
                            endpoints={p.name: f"{p.ip}:{port.target_port}" for p in svc.pods})
 
-    # -- scenarios 1-4
+    # -- scenarios 1-4: from the node's batch
     def netns_path(self, pod: LabPod) -> str:
         return f"{NETNS_DIR}/{pod.handle.netns}"
 
     def netns_files(self, node: str) -> list[str]:
-        # one /var/run/netns for every node: the nodes are namespaces of this host
-        try:
-            return os.listdir(NETNS_DIR)
-        except OSError:
-            return []
+        # one /var/run/netns for every node: the nodes are namespaces of the lab's host
+        return self.lab_facts()["netns_files"]
 
     def pod_addresses(self, pod: LabPod, dev: str = "eth0") -> list[str]:
+        if dev == "eth0":
+            return self.pod_facts(pod)["addrs"]
         return self.ipv4(pod.handle.netns, dev)
 
     def netns_bind_mounts(self, pod: LabPod) -> list[str]:
-        """Where the pod's namespace file is a mount of nsfs, from this process's mountinfo."""
-        with open("/proc/self/mountinfo") as handle:
-            mounts = parse_mountinfo_nsfs(handle.read())
+        """Where the pod's namespace file is a mount of nsfs, from the host's mountinfo."""
         name = pod.handle.netns
-        return [point for point in mounts if point.rpartition("/")[2] == name]
+        return [point for point in self.lab_facts()["nsfs_mounts"] if point.rpartition("/")[2] == name]
 
     def sandbox_pid(self, pod: LabPod) -> int | None:
-        return self.holder(pod.handle.netns)
+        return self.pod_facts(pod).get("holder")
+
+    def _proc(self, node: str, pid: int) -> dict | None:
+        return self.node_facts(node)["procs"].get(str(pid))
 
     def process_name(self, node: str, pid: int) -> str:
-        try:
-            return Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            return ""
+        proc = self._proc(node, pid)
+        if proc is not None:
+            return proc["comm"]
+        out = self.run(["cat", f"/proc/{pid}/comm"])
+        return out.stdout.strip() if out.ok else ""
 
     def namespace_of_pid(self, node: str, pid: int, kind: str = "net") -> str:
-        try:
-            return os.readlink(f"/proc/{pid}/ns/{kind}")
-        except OSError as exc:
-            raise ProbeError(f"cannot read /proc/{pid}/ns/{kind}: {exc.strerror}") from None
+        proc = self._proc(node, pid)
+        link = proc["ns"].get(kind) if proc is not None else None
+        if link is None:
+            out = self.run(["readlink", f"/proc/{pid}/ns/{kind}"])
+            if not out.ok:
+                raise ProbeError(f"cannot read /proc/{pid}/ns/{kind}: {out.stderr.strip()[:200]}")
+            link = out.stdout.strip()
+        return link
 
     def namespace_of_netns_file(self, pod: LabPod) -> str:
-        path = self.netns_path(pod)
-        try:
-            return f"net:[{os.stat(path).st_ino}]"
-        except OSError as exc:
-            raise ProbeError(f"pod {pod}: cannot stat {path}: {exc.strerror}") from None
+        facts = self.pod_facts(pod)
+        if "bound" not in facts:
+            raise ProbeError(f"pod {pod}: {facts.get('bound_error') or 'its namespace file cannot be read'}")
+        return facts["bound"]
 
     def processes_in_netns(self, pod: LabPod) -> int:
-        # lsns walks every process of the host: read once a run (the disruptive checks forget
-        # it), and only the two columns used, so that no other process's command line is read
-        if self._lsns is None:
-            out = self.run(["lsns", "-t", "net", "-J", "-o", "NS,NPROCS"])
-            if not out.ok:
-                raise ProbeError(f"lsns -t net -J failed: {out.stderr.strip()[:200]}")
-            self._lsns = parse_lsns(out.stdout, "lsns -t net -J on this host")
-        inode = int(self.namespace_of_netns_file(pod)[5:-1])
-        space = self._lsns.get(inode)
-        return space.nprocs if space else 0
+        # lsns walks every process of the host: read once a run, by the lab's batch, and only
+        # the two columns used, so that no other process's command line is read
+        facts = self.lab_facts()
+        if "lsns" not in facts:
+            raise ProbeError(facts.get("lsns_error") or "lsns -t net -J failed")
+        inode = self.namespace_of_netns_file(pod)[5:-1]
+        return facts["lsns"].get(inode, 0)
 
     def container_namespaces(self, pod: LabPod, container: str) -> dict[str, str]:
-        pid = self.container_pid(pod.name, container)
-        if not pid:
+        init = self.pod_facts(pod)["inits"].get(container)
+        if not init:
             raise ProbeError(f"pod {pod}: container {container} is not running")
-        return {kind: self.namespace_of_pid(pod.node, pid, kind) for kind in NAMESPACE_KINDS}
+        return {kind: self.namespace_of_pid(pod.node, init, kind) for kind in NAMESPACE_KINDS}
 
     def container_exec(self, pod: LabPod, container: str, argv: list[str]) -> Result:
         """ARGV in every namespace of the container (exec_command), as kubectl exec runs it."""
@@ -302,11 +386,15 @@ class NetnsLab(PlanFacts):
         return self.run(["nsenter", "-t", str(pid), "-a", "--", *argv])
 
     def container_hostname(self, pod: LabPod, container: str) -> str:
-        out = self.container_exec(pod, container, ["cat", "/proc/sys/kernel/hostname"])
-        if not out.ok:
-            raise ProbeError(f"pod {pod}: {self.exec_command(pod, container, ['hostname'])} failed: "
-                             f"{out.stderr.strip()[:200]}")
-        return out.stdout.strip()
+        """The host name the container sees: its UTS namespace's, read by the node's batch."""
+        facts = self.pod_facts(pod)
+        if not facts["inits"].get(container):
+            raise ProbeError(f"pod {pod}: container {container} is not running")
+        name = facts["hostnames"].get(container)
+        if name is None:
+            raise ProbeError(f"pod {pod}: the UTS namespace of container {container} could not be entered "
+                             f"({self.exec_command(pod, container, ['hostname'])})")
+        return name
 
     def container_processes(self, pod: LabPod, container: str) -> dict[int, str]:
         out = self.container_exec(pod, container, ["sh", "-c", PROCESSES_SCRIPT])
@@ -333,9 +421,10 @@ class NetnsLab(PlanFacts):
         return f"container={container}"
 
     def pod_links(self, pod: LabPod) -> tuple[dict, dict | None]:
-        """(eth0 in the pod's namespace, the host-side veth the plan names on its node)."""
-        plan_pod = pod.handle
-        return (self.link(plan_pod.netns, "eth0") or {}), self.link(self.node_netns(pod.node), plan_pod.host_veth)
+        """(eth0 in the pod's namespace, the host-side veth the plan names on its node), as
+        `ip -j -d link` shows them, from the node's batch (rtnetlink in each namespace)."""
+        facts = self.pod_facts(pod)
+        return (facts.get("eth0") or {}), facts.get("veth")
 
     # -- scenarios 5-11 and 18
     def pod_get(self, pod: LabPod, url: str, host: str | None = None, timeout: float = 2.0) -> Http:
@@ -367,19 +456,20 @@ class NetnsLab(PlanFacts):
         return seen, errors
 
     def forget_traffic(self, pod: LabPod) -> None:
-        """After the checks of POD, on a lab big enough to fill the host's neighbour table,
-        delete the two entries its traffic made. That table and its limit (gc_thresh3) are
+        """Nothing left to do: the node's batch sends the pods' echoes a group at a time and,
+        on a lab big enough to fill the host's neighbour table, deletes the two entries each
+        pod's echoes made before the next group. That table and its limit (gc_thresh3) are
         shared by every namespace on the host, and an entry stays REACHABLE, which the kernel
-        cannot reclaim, for 15 to 45 s: a verifier that checks about 40 pods a second would
-        fill it near 1,000 pods, and its pings would fail for want of room, not for a fault of
-        the lab."""
-        if self.fills_neighbour_table():
-            self.forget_neighbours(pod)
+        cannot reclaim, for 15 to 45 s: echoes from every pod at once would fill it near 1,000
+        pods, and fail for want of room, not for a fault of the lab."""
 
     def pod_reaches_node(self, pod: LabPod, node: str) -> tuple[bool, str]:
+        """An ICMP echo from the pod's namespace to the node's address, sent by the node's
+        batch (a raw socket in the pod's namespace), answered within 1 s."""
         ip = self.node_ip(node)
-        out = self.ping(pod.handle.netns, ip)
-        return out.ok, f"{self.pod_command(pod, ['ping', '-c', '1', '-W', '1', ip])}: exit {out.rc}"
+        answer = self.pod_facts(pod).get("pings", {}).get(ip, "not sent")
+        return answer == "ok", f"echo request to {ip}: {answer} (by hand: " \
+                               f"{self.pod_command(pod, ['ping', '-c', '1', '-W', '1', ip])})"
 
     def route_get(self, node: str, ip: str) -> dict:
         routes = self.ip_json(self.node_netns(node), "route", "get", ip)
@@ -464,7 +554,8 @@ class NetnsLab(PlanFacts):
                      duration=float(duration) if duration is not None else None)
 
     def clock(self) -> float:
-        return time.time()
+        """Now, on the lab's host: the time of the last look at its files there, or this host's."""
+        return self._clock if self.remote and self._clock is not None else time.time()
 
     def trace(self):
         from podpath.evidence import trace as trace_mod
@@ -478,23 +569,29 @@ class NetnsLab(PlanFacts):
         pid = self.container_pid(pod.name, container)
         if not pid:
             raise ProbeError(f"pod {pod}: container {container} is not running")
+        if self.remote:
+            raise ProbeError(f"the disruptive checks run on this host's labs only, not on {self.where}")
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
             time.sleep(0.05)
-        self._lsns = None
+        self.forget_batches()
         return f"killed container {container} of pod {pod.name} (pid {pid}, SIGKILL)"
 
     def fail_announcer(self, node: str) -> str:
         argv = ["ip", "link", "set", "eth1", "down"]
         out = self.exec_in(self.node_netns(node), argv)
+        self.forget_batches()
         if not out.ok:
             raise ProbeError(f"could not take {node}'s eth1 down: {out.stderr.strip()}")
         return self.node_command(node, argv)
 
     def repair(self, node: str | None = None) -> None:
         """`podpath up` puts back whatever a disruptive check broke."""
-        self._lsns = None
+        self.forget_batches()
+        if self.remote:
+            raise ProbeError(f"lab {self.name} on {self.where} is repaired by its playbook: ansible-playbook -i "
+                             f"INVENTORY playbooks/netns-lab.yml --limit {self.where}")
         done = subprocess.run([sys.executable, "-m", "podpath.cli", "up", "--lab", self.name, "-q"],
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:

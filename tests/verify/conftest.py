@@ -1,16 +1,26 @@
 """Fixtures of the verifier's suites: which lab, and one test id per pod, node and hop.
 
 netns lab:   pytest --hosts=local:// tests/verify [--lab NAME]
+netns labs of a class's hosts:
+             pytest --hosts=ansible://all --ansible-inventory=CLASSROOM tests/verify
+             pytest --hosts=ssh://root@pc01 --lab stu01,stu02 tests/verify
 cluster lab: pytest --hosts=ansible://all --ansible-inventory=INVENTORY tests/verify
 
 `--hosts` picks the adapter the checks ask (podpath/evidence/lab.py): `local://` the netns
-lab on this host (NetnsLab), anything else the cluster lab (ClusterLab). The lab is found
-from its topology (inventory/group_vars/all/topology.yml, or --topology) and, for the
-netns lab, its state under /run/podpath/<lab>/.
+lab on this host (NetnsLab); `ansible://` with an inventory that has the group
+control_plane, the cluster lab (ClusterLab); any other host, the netns labs on it
+(NetnsLab through that testinfra host): an inventory's host runs the labs its variables
+give it (podpath_labs, or its share of podpath_roster), as playbooks/netns-lab.yml builds
+them, and `--lab` names them instead (on an ssh:// host, always). Every check of those is
+parametrized by host and lab (`[pc01/stu01-echo-1]`). The lab is found from its topology
+(inventory/group_vars/all/topology.yml, or --topology) and its state under
+/run/podpath/<lab>/ on its host.
 """
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 
 import pytest
 
@@ -27,10 +37,13 @@ def pytest_addoption(parser):
     group.addoption("--disruptive", action="store_true", default=False,
                     help="also run the checks that break the lab on purpose and repair it")
     group.addoption("--scenario-json", default=None, help="also write each scenario's outcome to this JSON file")
+    group.addoption("--runtime-dir", default=None,
+                    help="netns labs on other hosts: where podpath's runtime is there (default: the host's "
+                         "podpath_runtime_dir, else /opt/podpath)")
 
 
 def pytest_configure(config):
-    if lab_kind(config) == "netns" and os.geteuid() != 0:  # a user's own lab: verify it in their sandbox
+    if lab_kind(config) == "netns" and not remote(config) and os.geteuid() != 0:  # a user's own lab: in their sandbox
         from podpath import sandbox
 
         sandbox.rerun_inside(config, pytest.exit)
@@ -40,19 +53,123 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "edge(name): a check of one edge only (ingress-nginx or gateway-api)")
     if not config.pluginmanager.has_plugin("podpath-scenarios"):
         plan = lab_plan(config)
-        fill = {"{lab}": config.getoption("lab"), "{nodes}": " ".join(node.name for node in plan.nodes),
+        targets = netns_targets(config) if lab_kind(config) == "netns" else []
+        fill = {"{lab}": targets[0].lab if len(targets) == 1 else "<lab>", "{nodes}": " ".join(node.name for node in plan.nodes),
                 "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>",
                 "<ingress host>": plan.ingress_host}
         config.pluginmanager.register(ScenarioReport(lab_kind(config), fill, plan.kube_proxy_mode, plan.edge),
                                       "podpath-scenarios")
 
 
-def lab_kind(config) -> str:
-    """netns or cluster, from --hosts: local:// is this host's netns lab."""
+def _specs(config) -> list[str]:
     hosts = config.getoption("hosts", default=None) or []
     if isinstance(hosts, str):
         hosts = hosts.split(",")
-    return "cluster" if any(h and not h.startswith("local://") for h in hosts) else "netns"
+    return [h for h in hosts if h] or ["local://"]
+
+
+_KIND: dict = {}
+
+
+def lab_kind(config) -> str:
+    """netns or cluster, from --hosts: ansible:// with an inventory that has the group
+    control_plane is the cluster lab; anything else, netns labs (this host's, or other hosts')."""
+    if "kind" not in _KIND:
+        ansible = [h for h in _specs(config) if h.startswith("ansible://")]
+        _KIND["kind"] = "cluster" if ansible and _inventory_has_group(config, "control_plane") else "netns"
+    return _KIND["kind"]
+
+
+def remote(config) -> bool:
+    """Whether the netns labs are on hosts reached through testinfra, not this one's local://."""
+    return any(not h.startswith("local://") for h in _specs(config))
+
+
+def _ansible_runner(config):
+    from testinfra.utils.ansible_runner import AnsibleRunner
+
+    return AnsibleRunner.get_runner(config.getoption("ansible_inventory", None))
+
+
+def _inventory_has_group(config, group: str) -> bool:
+    from testinfra.utils.ansible_runner import itergroup
+
+    try:
+        return any(True for _ in itergroup(_ansible_runner(config).inventory, group))
+    except Exception:  # no inventory: the cluster lab's own checks say what is missing
+        return True
+
+
+@dataclass(frozen=True)
+class Target:
+    """One netns lab this run verifies: on which host (its name in the inventory or the
+    --hosts spec; None for this host), through which testinfra host spec, and the Python
+    that runs the lab there."""
+
+    where: str | None
+    spec: str
+    lab: str
+    python: str
+    remote: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.where}/{self.lab}" if self.where else self.lab
+
+
+_TARGETS: dict = {}
+
+
+def _given_labs(config) -> list[str] | None:
+    """--lab when it was given on the command line (comma-separated names), else None."""
+    args = [str(a) for a in config.invocation_params.args]
+    if not any(a == "--lab" or a.startswith("--lab=") for a in args):
+        return None
+    return [name.strip() for name in config.getoption("lab").split(",") if name.strip()]
+
+
+def _fleet_filter():
+    from podpath.model import labdir
+    from podpath.model.topology import ROOT
+
+    return labdir.load_file("podpath_fleet_filter", ROOT / "plugins" / "filter" / "podpath_fleet.py")
+
+
+def netns_targets(config) -> list[Target]:
+    """Every netns lab of this run, in the order of --hosts and of each host's labs."""
+    if "targets" in _TARGETS:
+        return _TARGETS["targets"]
+    targets = []
+    given = _given_labs(config)
+    runtime = config.getoption("runtime_dir")
+    for spec in _specs(config):
+        if spec.startswith("local://"):
+            targets.append(Target(None, spec, config.getoption("lab"), sys.executable, False))
+        elif spec.startswith("ansible://"):
+            runner = _ansible_runner(config)
+            names = runner.get_hosts(spec[len("ansible://"):].split("?")[0] or "all")
+            every = runner.get_hosts("all")
+            hostvars = {h: runner.get_variables(h) for h in every}
+            fleet = _fleet_filter()
+            for host in names:
+                own = hostvars[host]
+                local = own.get("ansible_connection") in ("local", "ansible.builtin.local")
+                roster = own.get("podpath_roster")
+                if isinstance(roster, str):
+                    roster = roster.replace("{{ inventory_dir }}", str(own.get("inventory_dir", ".")))
+                labs = given if given is not None else fleet.host_labs(host, hostvars, every, None, roster)
+                python = sys.executable if local else \
+                    f"{runtime or own.get('podpath_runtime_dir') or '/opt/podpath'}/venv/bin/python"
+                targets += [Target(host, f"ansible://{host}", lab, python, not local) for lab in labs]
+        else:
+            where = spec.split("://", 1)[1].split("?")[0].rpartition("@")[2]
+            python = f"{runtime or '/opt/podpath'}/venv/bin/python"
+            targets += [Target(where, spec, lab, python, True) for lab in (given or [config.getoption("lab")])]
+    if not targets:
+        raise pytest.UsageError(f"--hosts={','.join(_specs(config))}: no host of it has a netns lab (give the "
+                                "hosts podpath_labs in the inventory, or name the labs with --lab)")
+    _TARGETS["targets"] = targets
+    return targets
 
 
 _LAB = {}
@@ -66,7 +183,7 @@ _PLAN: dict = {}
 def topology_path(config) -> str | None:
     """--topology, else the topology `podpath up` kept for a netns lab built from its own, else None (the project's)."""
     path = config.getoption("topology")
-    if path is None and lab_kind(config) == "netns":
+    if path is None and lab_kind(config) == "netns" and not remote(config):  # another host's labs: the playbook's
         from podpath.model import labdir
 
         kept = os.path.join(labdir.lab_dir(config.getoption("lab")), "topology.yml")
@@ -92,32 +209,42 @@ def lab_plan(config):
     return _PLAN[key]
 
 
-def make_lab(config):
-    if "lab" in _LAB:
-        return _LAB["lab"]
+def make_lab(config, target: Target | None = None):
+    key = target.id if target else "lab"
+    if key in _LAB:
+        return _LAB[key]
     topo = load_topology(config)
     if lab_kind(config) == "cluster":
         from podpath.evidence.cluster import ClusterLab
 
-        _LAB["lab"] = ClusterLab(lab_plan(config), config.getoption("hosts"),
-                                 config.getoption("ansible_inventory", None))
+        _LAB[key] = ClusterLab(lab_plan(config), config.getoption("hosts"),
+                               config.getoption("ansible_inventory", None))
     else:
         import testinfra
         from podpath.evidence.probe import NetnsLab, testinfra_runner
 
-        _LAB["lab"] = NetnsLab(config.getoption("lab"), topo, testinfra_runner(testinfra.get_host("local://")))
-    return _LAB["lab"]
+        target = target or netns_targets(config)[0]
+        host = testinfra.get_host(target.spec, ansible_inventory=config.getoption("ansible_inventory", None))
+        _LAB[key] = NetnsLab(target.lab, topo, testinfra_runner(host), remote=target.remote, python=target.python,
+                             where=target.where)
+    return _LAB[key]
 
 
 @pytest.fixture(scope="session")
 def lab(request):
-    driver = make_lab(request.config)
-    if driver.kind == "netns":
+    target = getattr(request, "param", None)
+    driver = make_lab(request.config, target)
+    if driver.kind == "netns" and not driver.remote:
         from podpath.evidence.status import lab_exists
 
         if not lab_exists(driver.name):  # neither its folder nor anything with its mark in the kernel
             pytest.exit(f"lab {driver.name} does not exist on this host: build it with podpath up --lab {driver.name}",
                         returncode=pytest.ExitCode.USAGE_ERROR)
+    if driver.kind == "netns":
+        driver.prefetch()  # the node batches run in the background from here on
+        if driver.remote and not driver.lab_facts()["exists"]:
+            pytest.fail(f"lab {driver.name} does not exist on {driver.where}: build it with ansible-playbook -i "
+                        f"INVENTORY playbooks/netns-lab.yml --limit {driver.where}", pytrace=False)
     return driver
 
 
@@ -142,6 +269,10 @@ def runtime_model(config):
 
 def pytest_generate_tests(metafunc):
     config = metafunc.config
+    if "lab" in metafunc.fixturenames and lab_kind(config) == "netns" and remote(config):
+        # every check once per host and lab, named after them
+        targets = netns_targets(config)
+        metafunc.parametrize("lab", targets, ids=[t.id for t in targets], indirect=True, scope="session")
     for name, apps in (("pod", ()), ("echo_pod", ("echo",)), ("ingress_pod", ("ingress-nginx",))):
         if name in metafunc.fixturenames:
             refs = _pod_refs(config, *apps)
@@ -185,10 +316,11 @@ def pytest_collection_modifyitems(config, items):
     """The default run changes nothing: the disruptive checks are left out (and listed). A
     check only the cluster lab can answer is left out of a netns run."""
     netns = lab_kind(config) == "netns"
+    elsewhere = netns and remote(config)  # a disruptive check repairs with podpath up: this host's labs only
     edge = lab_plan(config).edge  # a check of the other edge's pods is left out too
     keep, drop = [], []
     for item in items:
-        disruptive = item.get_closest_marker("disruptive") and not config.getoption("disruptive")
+        disruptive = item.get_closest_marker("disruptive") and (elsewhere or not config.getoption("disruptive"))
         other_edge = (item.get_closest_marker("edge") or pytest.mark.edge(edge).mark).args[0] != edge
         (drop if disruptive or other_edge or (netns and item.get_closest_marker("cluster_lab")) else keep).append(item)
     if drop:
