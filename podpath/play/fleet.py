@@ -30,6 +30,7 @@ RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+f
 FATAL = re.compile(r"^fatal: \[([^\]]+)\]: (FAILED|UNREACHABLE)! =>\s*(.*)$")
 SUMMARY_PLAY = re.compile(r"^PLAY \[Say which labs")
 TASK = re.compile(r"^TASK \[(.+?)\] \**$")
+DONE = re.compile(r"^(ok|changed|fatal|included): ")
 
 
 class FleetError(Exception):
@@ -119,8 +120,8 @@ def _summary(out: str) -> list[str]:
 
 def run(playbook: str, inventory: str, limit: str | None = None, extravars: dict[str, Any] | None = None,
         progress: Callable[[str], None] | None = None, echo: bool = False) -> FleetRun:
-    """Run PLAYBOOK (a file of playbooks/) on INVENTORY, limited to LIMIT. PROGRESS is told each
-    task's name; ECHO passes Ansible's whole output to stderr. Ctrl-C ends the play at once."""
+    """Run PLAYBOOK (a file of playbooks/) on INVENTORY, limited to LIMIT. PROGRESS is told the
+    name of each task that runs on a host (not one every host skips); ECHO passes Ansible's whole output to stderr. Ctrl-C ends the play at once."""
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(ROOT / "playbooks" / playbook)]
     if limit:
         argv += ["--limit", limit]
@@ -130,13 +131,17 @@ def run(playbook: str, inventory: str, limit: str | None = None, extravars: dict
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                             start_new_session=True)
     out: list[str] = []
+    current = None
     try:
         for line in proc.stdout:
             out.append(line)
             if echo:
                 sys.stderr.write(line)
-            elif progress and (task := TASK.match(line.rstrip("\n"))):
-                progress(task.group(1))
+            elif task := TASK.match(line.rstrip("\n")):
+                current = task.group(1)
+            elif progress and current and DONE.match(line):  # a task said once it ran somewhere, not when skipped
+                progress(current)
+                current = None
         rc = proc.wait()
     except BaseException:
         os.killpg(proc.pid, signal.SIGTERM)
