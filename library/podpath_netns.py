@@ -405,7 +405,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.podpath_lab import KernelView, Registry, alive, check_lab_name, container_groups, \
-    create_marked_netns, describe_owner, holder_pidfile, holder_role, lab_dir, lab_process, link_alias, mark_netns, \
+    describe_owner, holder_pidfile, holder_role, lab_dir, lab_process, link_alias, mark_netns, \
     net_inode, netns_mark, netns_owner, netns_path, pid_namespace_init, process_marks, read_pidfile, set_link_alias, \
     spawn, stop_many, unmarked_process, write_pidfile
 from ansible.module_utils.podpath_netlink import HAS_PYROUTE2, NUD_PERMANENT, PYROUTE2_IMPORT_ERROR, RTPROT_BOOT, \
@@ -675,17 +675,11 @@ def create_namespaces(lab, registry, nsset, desired, changes, observed):
     if ROOT in desired:
         registry.add("root_links", list(desired[ROOT]["links"]))
     for ns in new:
-        create_marked(nsset, ns, lab)
+        # LAB's mark on its lo before it is bound at /run/netns/NS, so that no run, however it
+        # ends, leaves a namespace of the lab there without its mark; lo is set up with it
+        nsset.create_marked(ns, lab)
         observed[ns] = {"links": {}, "raw": {}, "routes": [], "sysctls": {}}
     return new
-
-
-def create_marked(nsset, ns, lab):
-    """Make namespace NS with LAB's mark on its lo before it is bound at /run/netns/NS, so
-    that no run, however it ends, leaves a namespace of the lab there without its mark."""
-    # /run/netns a shared mount first, as NamespaceSet.create makes it
-    nsset._make_dir_shared()  # pylint: disable=protected-access
-    create_marked_netns(netns_path(ns), lab)
 
 
 def names_index(links, name):
@@ -732,8 +726,10 @@ def apply(nsset, desired, changes, observed, new):
     # In a namespace made by this run only lo exists (index 1), so the links created in it
     # can be given their indices (2, 3, ...) and need no dump afterwards.
     fresh = {ns: {"lo": {"index": 1}} for ns in new}
-    received = set()  # namespaces where a peer appeared: their indices are read back
-    created = set()  # (ns, link) created up by this run (a veth's peer is set up later)
+    received = set()  # namespaces where a peer appeared unnumbered: their indices are read back
+    # (ns, link) up already: created up by this run (lo with its namespace's mark; a veth's
+    # peer is created down) or set up with its master
+    created = {(ns, "lo") for ns in new}
     for ns, c in changes.items():
         rtnl = nsset.rtnl(ns)
 
@@ -752,10 +748,17 @@ def apply(nsset, desired, changes, observed, new):
                 nsset.rtnl(peer_ns).delete_link(stale["index"], peer_name)
                 nsset.rtnl(peer_ns).commit()
                 touched.add(peer_ns)
-            rtnl.add_veth(name, peer_name, nsset.fd(peer_ns), index_for(name))
+            index = index_for(name)
+            peer_index = 0
+            if index and peer_ns in fresh and peer_ns not in received:
+                # the kernel gives the peer the index asked for when NAME's is asked for too
+                peer_index = fresh[peer_ns][peer_name] = {"index": len(fresh[peer_ns]) + 1}
+                peer_index = peer_index["index"]
+            else:
+                received.add(peer_ns)
+            rtnl.add_veth(name, peer_name, nsset.fd(peer_ns), index, peer_index)
             created.add((ns, name))
             touched.add(peer_ns)
-            received.add(peer_ns)
         rtnl.commit()
     links = {ns: (fresh[ns] if ns in fresh and ns not in received else nsset.rtnl(ns).links()) for ns in touched}
     create_vxlans(nsset, desired, changes, links, created)
@@ -766,7 +769,11 @@ def apply(nsset, desired, changes, observed, new):
             index = {name: v["index"] for name, v in links[ns].items()}
             if step == "ports":
                 for name, master in c["masters"]:
-                    rtnl.set_master(index[name], index[master] if master else 0, name)
+                    # a port that is to be set up is set up in the same request
+                    up = name in c["ups"] and (ns, name) not in created
+                    rtnl.set_master(index[name], index[master] if master else 0, name, up)
+                    if up:
+                        created.add((ns, name))
             else:
                 for name, on in c["hairpins"]:
                     rtnl.set_hairpin(index[name], on, name)
@@ -786,22 +793,19 @@ def apply(nsset, desired, changes, observed, new):
                     rtnl.delete_fdb(index[name], mac, dst, name)
                 for name, mac, dst in c["add_fdb"]:
                     rtnl.add_fdb(index[name], mac, dst, name)
+                if not (c["del_addrs"] or c["delete_links"]):
+                    # the routes in the same batch, after the addresses and links they need
+                    queue_routes(rtnl, desired[ns]["routes"], c, links[ns])
             rtnl.commit()
     for ns, c in changes.items():
+        if not (c["del_addrs"] or c["delete_links"]):
+            continue
+        # the kernel drops routes whose gateway left with an address or a link: compare again
         rtnl = nsset.rtnl(ns)
         names = {v["index"]: name for name, v in links[ns].items()}
-        if c["del_addrs"] or c["delete_links"]:
-            # the kernel drops routes whose gateway left with an address or a link: compare again
-            remove, c["add_routes"] = route_changes(desired[ns]["routes"], rtnl.routes(), names)
-            c["del_routes"] = remove if ns is not ROOT else []
-        for dst, gateway in c["del_routes"]:
-            rtnl.delete_route(dst, gateway)
-        wanted = {(r["dst"], r["gateway"]): r for r in desired[ns]["routes"]}
-        for entry in c["add_routes"]:
-            route = wanted[entry[0], entry[1]]
-            rtnl.add_route(route["dst"], route["gateway"], oif=names_index(links[ns], route.get("dev")),
-                           onlink=bool(route.get("onlink")),
-                           protocol=RTPROT_BOOT if route.get("protocol") == "boot" else RTPROT_STATIC)
+        remove, c["add_routes"] = route_changes(desired[ns]["routes"], rtnl.routes(), names)
+        c["del_routes"] = remove if ns is not ROOT else []
+        queue_routes(rtnl, desired[ns]["routes"], c, links[ns])
         rtnl.commit()
     # A pod address that comes back on a new veth (a pod made again) has a new MAC: the node
     # forgets the old one, where the CNI bridge plugin would send a gratuitous ARP.
@@ -816,10 +820,29 @@ def apply(nsset, desired, changes, observed, new):
             if bridge and peer_ns in links:
                 forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], cidr.split("/")[0], bridge))
     for peer_ns, entries in forget.items():
+        if peer_ns in new:
+            continue  # a namespace made by this run knows no neighbour yet
         rtnl = nsset.rtnl(peer_ns)
+        known = {}  # bridge index -> the addresses it has an entry for (one dump per bridge)
         for index, ip, bridge in entries:
-            rtnl.forget_neighbour(index, ip, bridge)
+            if index not in known:
+                known[index] = {n["dst"] for n in rtnl.neighbours(index)}
+            if ip in known[index]:
+                rtnl.forget_neighbour(index, ip, bridge)
         rtnl.commit()
+
+
+def queue_routes(rtnl, wanted_routes, c, links):
+    """Queue the route removals and additions of C (compare's changes of one namespace) on
+    RTNL; WANTED_ROUTES are the namespace's desired routes, LINKS its links' indices."""
+    for dst, gateway in c["del_routes"]:
+        rtnl.delete_route(dst, gateway)
+    wanted = {(r["dst"], r["gateway"]): r for r in wanted_routes}
+    for entry in c["add_routes"]:
+        route = wanted[entry[0], entry[1]]
+        rtnl.add_route(route["dst"], route["gateway"], oif=names_index(links, route.get("dev")),
+                       onlink=bool(route.get("onlink")),
+                       protocol=RTPROT_BOOT if route.get("protocol") == "boot" else RTPROT_STATIC)
 
 
 class HolderStarter:

@@ -209,6 +209,7 @@ def process_marks(lab: str, role: str) -> dict:
 RTM_NEWLINK, RTM_GETLINK, NLMSG_ERROR = 16, 18, 2
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 IFLA_IFALIAS = 20
+IFF_UP = 1
 LO_INDEX = 1  # lo is the first link of every network namespace
 CLONE_NEWNET = 0x40000000
 NS_GET_USERNS = 0xB701  # ioctl on a namespace: a descriptor of the user namespace that owns it
@@ -257,12 +258,13 @@ class in_netns(object):  # noqa: N801 - used as a statement: with in_netns(fd): 
             os.close(self.home)
 
 
-def _link_request(kind: int, flags: int, index: int, attrs: bytes = b"") -> bytes:
-    """One rtnetlink request about link INDEX of this thread's namespace; the answer."""
+def _link_request(kind: int, flags: int, index: int, attrs: bytes = b"", up: bool = False) -> bytes:
+    """One rtnetlink request about link INDEX of this thread's namespace (with UP, that sets
+    the link up too); the answer."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
     try:
         sock.bind((0, 0))
-        body = _IFINFO.pack(0, 0, index, 0, 0) + attrs
+        body = _IFINFO.pack(0, 0, index, IFF_UP if up else 0, IFF_UP if up else 0) + attrs
         sock.send(_NLMSGHDR.pack(16 + len(body), kind, flags, 1, 0) + body)
         data = sock.recv(65536)
     finally:
@@ -291,11 +293,12 @@ def link_alias(index: int = LO_INDEX) -> str:
     return ""
 
 
-def set_link_alias(alias: str, index: int = LO_INDEX) -> None:
-    """Set the alias of link INDEX in this thread's namespace."""
+def set_link_alias(alias: str, index: int = LO_INDEX, up: bool = False) -> None:
+    """Set the alias of link INDEX in this thread's namespace (with UP, and set the link up in
+    the same request)."""
     payload = alias.encode()
     attr = _NLA.pack(4 + len(payload), IFLA_IFALIAS) + payload + b"\0" * ((4 - len(payload) % 4) % 4)
-    _link_request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, index, attr)
+    _link_request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, index, attr, up)
 
 
 def mark_netns(fd: int, lab: str) -> None:
@@ -304,17 +307,22 @@ def mark_netns(fd: int, lab: str) -> None:
         set_link_alias(netns_mark(lab))
 
 
-def create_marked_netns(path: str, lab: str) -> None:
+def create_marked_netns(path: str, lab: str, lo_up: bool = False, inside=None) -> None:
     """Make a network namespace, put LAB's mark on its lo, then bind it at PATH (a new file) as
     `ip netns add` binds one; this thread ends in the namespace it started in. The mark comes
     before the name, so the namespace is never found at PATH without it, however the run ends.
-    (The folder PATH is in must be a shared mount first, as NamespaceSet makes it.)"""
+    (The folder PATH is in must be a shared mount first, as NamespaceSet makes it.)
+
+    With LO_UP, lo is set up in the request that marks it; INSIDE, if given, is called in the
+    new namespace before it is bound (to open its sockets there without entering it again)."""
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _call("unshare", "unshare a new network namespace", CLONE_NEWNET)
         try:
-            set_link_alias(netns_mark(lab))
+            set_link_alias(netns_mark(lab), up=lo_up)
+            if inside is not None:
+                inside()
             _call("mount", "bind %s" % path, b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None)
         finally:
             _setns(home, "return to the caller's network namespace")

@@ -25,7 +25,7 @@ import socket
 import struct
 import traceback
 
-from ansible.module_utils.podpath_lab import NETNS_DIR, netns_path
+from ansible.module_utils.podpath_lab import NETNS_DIR, create_marked_netns, netns_mark, netns_path
 
 # The module says what is missing (missing_required_lib) rather than failing to import.
 try:
@@ -158,6 +158,15 @@ class NamespaceSet:
             os.unlink(path)
             raise
 
+    def create_marked(self, name: str, lab: str) -> None:
+        """Create namespace NAME with LAB's mark on its lo, set up in the same request, and its
+        socket, opened while this thread is in the new namespace (see create_marked_netns)."""
+        self._make_dir_shared()
+
+        def open_socket():
+            self._rtnl[name] = Rtnl(name)
+        create_marked_netns(netns_path(name), lab, lo_up=True, inside=open_socket)
+
     def remove(self, name: str) -> None:
         sock = self._rtnl.pop(name, None)
         if sock is not None:
@@ -230,7 +239,13 @@ class NamespaceSet:
 
 
 class Rtnl:
-    """One rtnetlink socket; requests queue up and `commit()` sends them as a batch."""
+    """One rtnetlink socket; requests queue up and `commit()` sends them as a batch.
+
+    A batch goes to the kernel in one write (the kernel handles its messages in order, each
+    with its own acknowledgement, as if sent one by one), at most BATCH requests at a time
+    so that their acknowledgements fit in the socket's receive buffer."""
+
+    BATCH = 256
 
     def __init__(self, netns):
         self.netns = netns
@@ -240,6 +255,7 @@ class Rtnl:
         self.sock.bind((0, 0))
         self._seq = 0
         self._pending = {}
+        self._out = []
 
     def close(self) -> None:
         self.sock.close()
@@ -248,14 +264,25 @@ class Rtnl:
         """Queue a request whose body (fixed header and attributes) is already packed;
         IGNORE lists error codes that mean the request is already done."""
         self._seq += 1
-        self.sock.send(_NLMSGHDR.pack(16 + len(body), kind, flags, self._seq, 0) + body)
+        self._out.append(_NLMSGHDR.pack(16 + len(body), kind, flags, self._seq, 0) + body)
         self._pending[self._seq] = (what, ignore)
+        if len(self._out) >= self.BATCH:
+            self.commit()
+
+    def flush(self) -> None:
+        """Send the queued requests in one write (their acknowledgements are read by commit)."""
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self.sock.send(data)
 
     def commit(self) -> None:
-        """Wait for every queued request's acknowledgement; raise on the first error.
+        """Send what is queued and wait for every request's acknowledgement; raise on the
+        first error.
 
         Acknowledgements are read straight from the buffer: a netlink header, then the
         error code (0 for success)."""
+        self.flush()
         failure = None
         while self._pending:
             data = self.sock.recv(1 << 20)
@@ -406,11 +433,13 @@ class Rtnl:
                 + _rta(IFLA_LINKINFO, _rta(IFLA_INFO_KIND, b"bridge\0")))
         self._send_raw(RTM_NEWLINK, NEW, body, "create bridge %s" % name)
 
-    def add_veth(self, name: str, peer_name: str, peer_fd: int, index: int = 0) -> None:
+    def add_veth(self, name: str, peer_name: str, peer_fd: int, index: int = 0, peer_index: int = 0) -> None:
         """Create NAME here, up, and PEER_NAME directly in the namespace open at PEER_FD (down).
 
-        INDEX asks for NAME's ifindex (0: the kernel picks), which spares a dump to learn it."""
-        peer = _ifinfo(0) + _rta(IFLA_IFNAME, _asciiz(peer_name)) + _rta(IFLA_NET_NS_FD, _U32.pack(peer_fd))
+        INDEX asks for NAME's ifindex (0: the kernel picks), which spares a dump to learn it;
+        PEER_INDEX the peer's, which the kernel grants only along with INDEX."""
+        peer = (_ifinfo(peer_index) + _rta(IFLA_IFNAME, _asciiz(peer_name))
+                + _rta(IFLA_NET_NS_FD, _U32.pack(peer_fd)))
         info = _rta(IFLA_INFO_KIND, b"veth\0") + _rta(IFLA_INFO_DATA, _rta(VETH_INFO_PEER, peer))
         body = _ifinfo(index, IFF_UP, IFF_UP) + _rta(IFLA_IFNAME, _asciiz(name)) + _rta(IFLA_LINKINFO, info)
         self._send_raw(RTM_NEWLINK, NEW, body, "create veth %s with peer %s" % (name, peer_name))
@@ -444,9 +473,12 @@ class Rtnl:
         self._send_raw(RTM_NEWLINK, SET, _ifinfo(index, IFF_UP if up else 0, IFF_UP),
                        "set %s %s" % (name, "up" if up else "down"))
 
-    def set_master(self, index: int, master: int, name: str) -> None:
-        self._send_raw(RTM_NEWLINK, SET, _ifinfo(index) + _rta(IFLA_MASTER, struct.pack("=I", master)),
-                       "attach %s to its bridge" % name)
+    def set_master(self, index: int, master: int, name: str, up: bool = False) -> None:
+        """Make link INDEX a port of bridge MASTER (0: of none); with UP, set it up in the same
+        request (the kernel attaches it first)."""
+        flags = IFF_UP if up else 0
+        self._send_raw(RTM_NEWLINK, SET, _ifinfo(index, flags, flags) + _rta(IFLA_MASTER, struct.pack("=I", master)),
+                       "attach %s to its bridge%s" % (name, " and set it up" if up else ""))
 
     def set_hairpin(self, index: int, on: bool, name: str) -> None:
         mode = _rta(IFLA_BRPORT_MODE, bytes([1 if on else 0]))

@@ -289,21 +289,79 @@ def test_a_bridge_request_is_the_bytes_pyroute2_encodes(name):
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl.add_bridge(name, 7)
+    assert sock.sent == [], "a request waits in the batch until it is flushed"
+    rtnl.flush()
     attrs = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
     assert sock.sent == [pyroute2_link_request(7, attrs, 1)]
 
 
-@pytest.mark.parametrize("name, peer_name, fd, index", [("veth1", "eth0", 9, 0), ("vethabcdef12", "e", 1000, 12),
-                                                         ("v", "eth0-long-nm", 3, 65536)])
-def test_a_veth_request_is_the_bytes_pyroute2_encodes(name, peer_name, fd, index):
+@pytest.mark.parametrize("name, peer_name, fd, index, peer_index", [
+    ("veth1", "eth0", 9, 0, 0), ("vethabcdef12", "e", 1000, 12, 0), ("v", "eth0-long-nm", 3, 65536, 0),
+    ("eth0", "veth0a1b2c3d", 5, 2, 507)])
+def test_a_veth_request_is_the_bytes_pyroute2_encodes(name, peer_name, fd, index, peer_index):
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl._seq = 40
-    rtnl.add_veth(name, peer_name, fd, index)
-    peer = {"attrs": [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_FD", fd)]}
+    rtnl.add_veth(name, peer_name, fd, index, peer_index)
+    rtnl.flush()
+    peer = {"index": peer_index, "attrs": [("IFLA_IFNAME", peer_name), ("IFLA_NET_NS_FD", fd)]}
     info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
     assert sock.sent == [pyroute2_link_request(index, [("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)], 41)]
     assert rtnl._pending == {41: ("create veth %s with peer %s" % (name, peer_name), ())}
+
+
+def ack(seq: int, code: int = 0) -> bytes:
+    """The kernel's acknowledgement of request SEQ: NLMSG_ERROR with CODE (0: done)."""
+    return struct.pack("=IHHII", 36, NLMSG_ERROR, 0, seq, 0) + struct.pack("=i", -code) + bytes(16)
+
+
+def test_queued_requests_go_in_one_write_and_each_gets_its_acknowledgement():
+    sock = Playback([ack(1) + ack(2), ack(3, errno.EEXIST)])
+    rtnl = offline_rtnl(sock)
+    rtnl.set_up(5, "eth0")
+    rtnl.add_address(5, "10.1.0.2/24", "eth0")
+    rtnl.add_route("default", "10.1.0.1")
+    with pytest.raises(nl.NetlinkError) as caught:
+        rtnl.commit()
+    assert len(sock.sent) == 1, "the three requests should go in one write"
+    assert [struct.unpack_from("=IHHII", sock.sent[0], o)[3] for o in message_offsets(sock.sent[0])] == [1, 2, 3]
+    assert caught.value.code == errno.EEXIST and "add route default via 10.1.0.1" in str(caught.value)
+    assert rtnl._pending == {} and rtnl._out == []
+
+
+def message_offsets(data: bytes) -> list:
+    offsets, offset = [], 0
+    while offset < len(data):
+        offsets.append(offset)
+        offset += (struct.unpack_from("=I", data, offset)[0] + 3) & ~3
+    return offsets
+
+
+def test_a_long_batch_is_sent_and_acknowledged_in_parts_that_fit_the_receive_buffer():
+    count = nl.Rtnl.BATCH * 2 + 10
+    sock = Playback([b"".join(ack(seq) for seq in range(1, nl.Rtnl.BATCH + 1)),
+                     b"".join(ack(seq) for seq in range(nl.Rtnl.BATCH + 1, 2 * nl.Rtnl.BATCH + 1)),
+                     b"".join(ack(seq) for seq in range(2 * nl.Rtnl.BATCH + 1, count + 1))])
+    rtnl = offline_rtnl(sock)
+    for i in range(count):
+        rtnl.set_up(i + 2, "v%d" % i)
+    assert len(sock.sent) == 2 and len(rtnl._pending) == 10, "every BATCH requests are sent and acknowledged"
+    rtnl.commit()
+    assert len(sock.sent) == 3 and rtnl._pending == {}
+    assert sum(len(message_offsets(data)) for data in sock.sent) == count
+
+
+def test_a_port_attached_and_set_up_in_one_request():
+    sock = Playback()
+    rtnl = offline_rtnl(sock)
+    rtnl.set_master(9, 2, "veth9", up=True)
+    rtnl.set_master(10, 2, "veth10")
+    rtnl.flush()
+    first, second = (sock.sent[0][o:] for o in message_offsets(sock.sent[0]))
+    assert struct.unpack_from("=BxHiII", first, 16)[2:] == (9, IFF_UP, IFF_UP)
+    assert struct.unpack_from("=BxHiII", second, 16)[2:] == (10, 0, 0)
+    assert [what for what, _ in rtnl._pending.values()] == ["attach veth9 to its bridge and set it up",
+                                                             "attach veth10 to its bridge"]
 
 
 # -- real dumps of throwaway namespaces (root) -----------------------------------------------
@@ -396,7 +454,12 @@ def test_links_made_by_the_struct_requests_are_what_was_asked(two_namespaces):
         rtnl.add_bridge("cni0", 50)
         rtnl.add_veth("veth12345678", "eth0", nsset.fd(pod), 51)
         rtnl.commit()
+        # made from the pod's side, as the module makes a pod's: eth1 up, its peer down
+        nsset.rtnl(pod).add_veth("eth1", "vethpeer0001", nsset.fd(node), 70, 52)
+        nsset.rtnl(pod).commit()
+        peer_before = nsset.rtnl(node).links()["vethpeer0001"]
         rtnl.set_master(51, 50, "veth12345678")
+        rtnl.set_master(52, 50, "vethpeer0001", up=True)
         rtnl.commit()
         rtnl.set_hairpin(51, True, "veth12345678")
         rtnl.commit()
@@ -409,3 +472,8 @@ def test_links_made_by_the_struct_requests_are_what_was_asked(two_namespaces):
     assert links["veth12345678"]["master"] == 50
     assert pod_links["eth0"]["kind"] == "veth" and pod_links["eth0"]["up"] is False
     assert pod_links["eth0"]["link"] == 51 and links["veth12345678"]["link"] == pod_links["eth0"]["index"]
+    # a peer's index is granted with its veth's; attached and set up in one request
+    assert peer_before["index"] == 52 and peer_before["up"] is False and peer_before["master"] is None
+    assert pod_links["eth1"]["index"] == 70 and pod_links["eth1"]["up"] is True
+    assert links["vethpeer0001"]["link"] == 70
+    assert links["vethpeer0001"]["master"] == 50 and links["vethpeer0001"]["up"] is True
