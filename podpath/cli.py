@@ -789,9 +789,13 @@ def fleet_verify(args, inventory: str) -> int:
     from podpath.play import fleet
 
     folder = Path(args.report_dir)
-    if not folder.resolve().parent.is_dir() or folder.exists() and not folder.is_dir():
-        raise CliError(f"--report-dir {args.report_dir}: cannot write the class report there: name a folder "
-                       "whose parent exists")
+    try:  # before any host is asked
+        folder.mkdir(exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as exc:
+        raise CliError(f"--report-dir {args.report_dir}: cannot write the class report there ({exc.strerror}): "
+                       "name a folder you can write, whose parent exists")
     plan = build(topology(argparse.Namespace(topology=None)), "<lab>")
     argv = ["report", "--json", "-"] + (["--disruptive"] if args.disruptive else [])
     asked = fleet.ask(inventory, argv, args.limit, all_labs=True, lab=args.lab, marks=fleet_schema_marks(),
@@ -818,7 +822,6 @@ def fleet_verify(args, inventory: str) -> int:
         raise CliError(f"no host of {args.inventory}{' (--limit ' + args.limit + ')' if args.limit else ''} has a "
                        "lab: give the hosts podpath_labs (docs/classroom.md) and build them with podpath up "
                        "--inventory")
-    folder.mkdir(exist_ok=True)
     texts = {"text": classreport.render_text(results, plan), "junit": classreport.render_junit(results, plan),
              "json": json.dumps(classreport.results_document(results), indent=1) + "\n"}
     if shutil.which("dot"):

@@ -70,6 +70,8 @@ def test_an_inventory_that_does_not_exist_is_refused_with_its_name(tmp_path, cap
     (["drill", "start", "--inventory", "INV", "--user", "ada"], "--user does not go with --inventory"),
     (["verify", "--inventory", "INV", "-x"], "-x: pytest's options do not go with --inventory"),
     (["up", "--inventory", "INV", "--lab", "Bad_Name"], "Bad_Name"),
+    (["verify", "--inventory", "INV", "--report-dir", "/nonexistent/x"],
+     "--report-dir /nonexistent/x: cannot write the class report there"),
 ])
 def test_input_that_cannot_work_with_an_inventory_stops_before_any_play(argv, said, tmp_path, capsys,
                                                                          monkeypatch):
