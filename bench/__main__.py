@@ -1,4 +1,4 @@
-"""podpath's benchmarks in one run: lifecycle, where `up`'s time goes, scale, classroom, pod wiring.
+"""podpath's benchmarks in one run: lifecycle, where `up`'s time goes, scale, classroom, pod wiring, load, soak.
 
     python -m bench                 # everything (make bench), tables into docs/performance.md
     python -m bench --quick         # one run each at small sizes: a fast check, writes nothing
@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from . import classroom, fleet, idle, lifecycle, scale, wiring
+from . import classroom, fleet, idle, lifecycle, load, scale, soak, wiring
 from .labs import load_average, neigh_gc_thresh3
 from .stats import Spread, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
-PARTS = ("lifecycle", "scale", "classroom", "wiring")  # the time profile comes with lifecycle and scale
+PARTS = ("lifecycle", "scale", "classroom", "wiring", "load", "soak")  # the time profile comes with lifecycle and scale
 # Parts that run only when asked (--only): fleet needs an sshd of its own and builds 30 labs twice.
 EXTRA_PARTS = ("fleet",)
 
@@ -57,7 +57,8 @@ def describe(box: dict[str, str]) -> str:
 
 
 # -- docs/performance.md: each part owns one section -----------------------------------------------
-ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING, fleet.HEADING]
+ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING, load.HEADING,
+         soak.HEADING, fleet.HEADING]
 
 
 def split_sections(text: str) -> tuple[str, dict[str, str]]:
@@ -192,7 +193,7 @@ def run_section(box: dict[str, str], when: str, loads: dict[str, str], minutes: 
 ```sh
 make bench                                   # everything below (python -m bench)
 .venv/bin/python -m bench --quick            # one run each at small sizes, a quick check; writes nothing
-.venv/bin/python -m bench --only lifecycle   # one part: lifecycle (with the time profile and the lab at rest), scale, classroom, wiring
+.venv/bin/python -m bench --only lifecycle   # one part: lifecycle (with the time profile and the lab at rest), scale, classroom, wiring, load, soak
 .venv/bin/python -m bench.wiring --profile   # the wiring part alone, with a cProfile of the module
 ```
 
@@ -215,7 +216,8 @@ Load average (1, 5, 15 min) when each part started, and at the end:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="1 run each, small sizes (scale 10,50; classroom 1,3; wiring 10); implies --no-write")
+                   help="1 run each, small sizes (scale 10,50; classroom 1,3 and 3 at once; wiring 10; load 5 s a "
+                        "rate; soak 3 minutes); implies --no-write")
     p.add_argument("--only", default=",".join(PARTS), help=f"parts to run, comma-separated: {', '.join(PARTS)}")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (default 3)")
     p.add_argument("--no-write", action="store_true", help=f"do not update {DOCS.relative_to(ROOT)}")
@@ -317,23 +319,43 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
 
     if "classroom" in parts:
         begin("classroom")
-        points = classroom.run((1, 3) if args.quick else (1, 5, 10, 30))
+        points = classroom.run((1, 3) if args.quick else classroom.COUNTS)
         last = points[-1]
         downs = Spread.of(last.down)
         stopped = [f"- stopped at {p.labs}: {p.stopped}" for p in points if p.stopped]
         stopped += [f"- failed at {p.labs} labs: {f}" for p in points for f in p.failed]
+        rush = classroom.rush(3 if args.quick else 30)
         emit(H_CLASSROOM, f"""{H_CLASSROOM}
 
 Reference labs built one after another up to each count (the labs of one row stay for the
 next), then every lab verified one after another with all of them running. *idle CPU*: what
 all their processes use in 5 s while nobody uses the labs (the speakers' announcements, the
-ingress controllers' lease renewals, each node's probes of its own pods). One run.
+ingress controllers' lease renewals, each node's probes of its own pods). *MemAvailable
+drop*: the host's, since before the first lab, so the kernel's share (namespaces, sockets,
+conntrack) is in it, and other work's noise. *ARP table full*: how often the kernel found
+its neighbour table full since the first lab (the table and its limit,
+`net.ipv4.neigh.default.gc_thresh3` = {neigh_gc_thresh3()} here, are shared by every
+namespace of the host). One run.
 
 {classroom.table(points)}
 {chr(10).join(stopped)}
 Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.low:.1f}, max {downs.high:.1f}).
+
+### {rush.count} labs started at the same moment
+
+{rush.count} new labs, `podpath up --lab` of each started at one moment (a class typing it
+together), then the verifier of every lab, {rush.verifiers} at a time; *total*: from the first
+start to the last verifier's end. No two `up`s share a lab, so none waits on a lab's lock;
+an `up` that does wait says so and for which command (`podpath: waiting for lab ...`).
+
+{classroom.rush_table(rush)}
+
+Where the time of the `up`s went (median over the labs, from each run's events; *outside the
+play* is Python and Ansible starting and ending):
+
+{classroom.rush_profile(rush)}
 """)
-        goal_rows["classroom"] = [classroom.goal(points)]
+        goal_rows["classroom"] = [classroom.goal(points), classroom.goal(points, 100), classroom.rush_goal(rush)]
 
     if "wiring" in parts:
         begin("wiring")
@@ -346,6 +368,21 @@ Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.
         goal_rows["wiring"] = [(
             f"pod wiring ≥ {wiring.GOAL:g} × the CNI plugin ({top} pods, module in one ansible-playbook call)",
             f"{ratio:.1f} ×", "met" if ratio >= wiring.GOAL else "**not met**")]
+
+    if "load" in parts:
+        begin("load")
+        seconds = load.QUICK_SECONDS if args.quick else load.SECONDS
+        steps = load.run(load.QUICK_RATES if args.quick else load.RATES, seconds)
+        emit(load.HEADING, load.section(steps, seconds))
+        goal_rows["load"] = load.goals(steps)
+
+    if "soak" in parts:
+        begin("soak")
+        dims = soak.QUICK if args.quick else {"duration": soak.DURATION_S, "kill_every": soak.KILL_EVERY_S,
+                                              "sample": soak.SAMPLE_S}
+        ran = soak.run(soak.RATE, dims["duration"], dims["kill_every"], dims["sample"])
+        emit(soak.HEADING, soak.section(ran))
+        goal_rows["soak"] = soak.goals(ran)
 
     if "fleet" in parts:
         begin("fleet")

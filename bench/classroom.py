@@ -1,22 +1,31 @@
 """Classroom: many reference labs on one host, one per student.
 
-Labs are built one after another up to each checkpoint (1, 5, 10, 30 by default: the
+Labs are built one after another up to each checkpoint (1, 5, 10, 30, 100 by default: the
 labs of a checkpoint stay for the next one), then every lab on the host that this run
 made is verified, one after another. Per checkpoint: the time of the `up`s that reached
 it, the verify time per lab with all of them running, the memory of all their processes
 (PSS), and the CPU they use while nobody touches them (the speakers' announcements, the
 controllers' lease renewals and each node's probes of its own pods run all the time). A step that would run past the
 budget stops the benchmark there and the table says what was reached.
+
+`rush` is the other way a class starts: every student types `podpath up` at the same moment.
+It starts COUNT `up`s at once, then the verifier of every lab, all at once too, and says how
+long until all were up and verified, whether one failed, and whether one waited without
+saying so; `rush_profile` tells where the time went.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
-from .labs import BenchError, Labs, idle_cpu_percent, lab_pids, load_average, new_name, pss_kib, verify
+from .labs import (BenchError, Labs, arp_table_fulls, idle_cpu_percent, lab_pids, load_average, mem_available_kib,
+                   new_name, pss_kib, verify)
 from .stats import Spread
 
-STEP_BUDGET_S = 600  # about 10 minutes per checkpoint
+COUNTS = (1, 5, 10, 30, 100)
+STEP_BUDGET_S = 600  # about 10 minutes per checkpoint, and BUDGET_PER_LAB_S more for each lab it has
+BUDGET_PER_LAB_S = 12
 
 
 @dataclass
@@ -28,29 +37,33 @@ class Checkpoint:
     failed: list[str] = field(default_factory=list)  # "lab: test id" of failing checks
     pss_kib: int = 0
     idle_cpu: float = 0.0
+    mem_drop_kib: int = 0  # the host's MemAvailable since before the first lab
+    arp_fulls: int = 0  # the kernel found its ARP table full, since before the first lab
     load: str = ""
     down: list[float] = field(default_factory=list)
     stopped: str = ""  # why the checkpoint was not completed
 
 
-def run(counts=(1, 5, 10, 30), progress=print, budget_s: float = STEP_BUDGET_S) -> list[Checkpoint]:
+def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S) -> list[Checkpoint]:
     points = []
+    mem0, arp0 = mem_available_kib(), arp_table_fulls()
     with Labs() as labs:
         made: list[str] = []
         for count in counts:
             point = Checkpoint(count)
             points.append(point)
             started = time.monotonic()
+            budget = budget_s + BUDGET_PER_LAB_S * count
             try:
                 while len(made) < count:
-                    if time.monotonic() - started > budget_s:
-                        raise TimeoutError(f"budget of {budget_s:.0f} s spent after {len(made)} labs were built")
+                    if time.monotonic() - started > budget:
+                        raise TimeoutError(f"budget of {budget:.0f} s spent after {len(made)} labs were built")
                     lab = new_name("c")
                     made.append(lab)
                     point.up.append(labs.create(lab).seconds)
                 for lab in made:
-                    if time.monotonic() - started > budget_s:
-                        raise TimeoutError(f"budget of {budget_s:.0f} s spent after {point.verified} of "
+                    if time.monotonic() - started > budget:
+                        raise TimeoutError(f"budget of {budget:.0f} s spent after {point.verified} of "
                                            f"{len(made)} labs were verified")
                     checked = verify(lab)
                     point.verify.append(checked.seconds)
@@ -61,6 +74,8 @@ def run(counts=(1, 5, 10, 30), progress=print, budget_s: float = STEP_BUDGET_S) 
             pids = [pid for lab in made for pid in lab_pids(lab)]
             point.pss_kib = pss_kib(pids)
             point.idle_cpu = idle_cpu_percent(pids)
+            point.mem_drop_kib = mem0 - mem_available_kib()
+            point.arp_fulls = arp_table_fulls() - arp0
             point.load = load_average()
             progress(f"  classroom {len(made)} labs: up median {Spread.of(point.up).median:.1f} s, "
                      f"{point.verified} verified (median {Spread.of(point.verify).median:.1f} s), "
@@ -76,16 +91,17 @@ def run(counts=(1, 5, 10, 30), progress=print, budget_s: float = STEP_BUDGET_S) 
 
 def table(points: list[Checkpoint]) -> str:
     lines = ["| labs | new labs built | up s per lab (median, min, max) | verified | verify s per lab "
-             "(median, min, max) | PSS of all labs MiB | PSS per lab MiB | idle CPU of all labs (% of one core) "
-             "| load average after |",
-             "|---:|---:|---|---:|---|---:|---:|---:|---|"]
+             "(median, min, max) | PSS of all labs MiB | PSS per lab MiB | host's MemAvailable drop per lab MiB "
+             "| idle CPU of all labs (% of one core) | idle CPU per lab % | ARP table full | load average after |",
+             "|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for p in points:
         up, ver = Spread.of(p.up), Spread.of(p.verify)
         built = len(p.up)
         lines.append(f"| {p.labs} | {built} | {up.median:.1f} ({up.low:.1f}–{up.high:.1f}) "
                      f"| {p.verified}/{p.labs} | {ver.median:.1f} ({ver.low:.1f}–{ver.high:.1f}) "
-                     f"| {p.pss_kib / 1024:.0f} | {p.pss_kib / 1024 / max(p.labs, 1):.1f} | {p.idle_cpu:.0f} "
-                     f"| {p.load} |")
+                     f"| {p.pss_kib / 1024:.0f} | {p.pss_kib / 1024 / max(p.labs, 1):.1f} "
+                     f"| {p.mem_drop_kib / 1024 / max(p.labs, 1):.1f} | {p.idle_cpu:.0f} "
+                     f"| {p.idle_cpu / max(p.labs, 1):.2f} | {p.arp_fulls} | {p.load} |")
     return "\n".join(lines)
 
 
@@ -97,3 +113,190 @@ def goal(points: list[Checkpoint], target: int = 30) -> tuple[str, str, str]:
     if max(p.labs for p in points) < target:
         return (f"{target} labs on 2 cores, all verified", measured, "not measured at this size (--quick)")
     return (f"{target} labs on 2 cores, all verified", measured, "met" if reached >= target else "**not met**")
+
+
+# -- a class starting at the same moment ----------------------------------------------------------
+WAIT_WORDS = ("wait", "queued", "locked")  # how an `up` that waits says so
+
+
+@dataclass
+class Start:
+    lab: str
+    up_s: float = 0.0
+    up_rc: int | None = None
+    up_out: str = ""
+    verify_s: float = 0.0
+    failed: list[str] = field(default_factory=list)
+    verify_error: str = ""
+    play_s: float = 0.0  # ansible-playbook's own wall time (its events), inside up_s
+    tasks: list[dict] = field(default_factory=list)
+
+    @property
+    def said_wait(self) -> bool:
+        return any(word in self.up_out.lower() for word in WAIT_WORDS)
+
+
+@dataclass
+class Rush:
+    """COUNT `podpath up`s started at one moment, then every lab verified, all at once too."""
+    count: int
+    starts: list[Start] = field(default_factory=list)
+    up_wall: float = 0.0  # from the first start to the last up's exit
+    verify_wall: float = 0.0
+    load_before: str = ""
+    load_after: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the ups' process tree, by program
+    verifiers: int = 0  # verifiers run at a time
+
+    @property
+    def total(self) -> float:
+        return self.up_wall + self.verify_wall
+
+    @property
+    def verified(self) -> int:
+        return sum(1 for s in self.starts if s.up_rc == 0 and not s.failed and not s.verify_error)
+
+
+def _timed_all(argvs: dict[str, list[str]], timeout: float, cwd=None,
+               parallel: int | None = None) -> dict[str, tuple[float, int, str]]:
+    """Run every argv, PARALLEL at a time (all at once by default); {key: (its own seconds, exit
+    code, stdout+stderr)} once all have ended. One still running at TIMEOUT after the first
+    start is killed."""
+    import subprocess
+    import tempfile
+
+    first = time.perf_counter()
+    waiting = list(argvs)
+    procs: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    result: dict[str, tuple[float, int, str]] = {}
+    while waiting or procs:
+        while waiting and (parallel is None or len(procs) < parallel):
+            key = waiting.pop(0)
+            out = tempfile.TemporaryFile()
+            procs[key] = (subprocess.Popen(argvs[key], stdout=out, stderr=subprocess.STDOUT, cwd=cwd),
+                          time.perf_counter(), out)
+        late = time.perf_counter() - first > timeout
+        for key, (proc, began, out) in list(procs.items()):
+            if proc.poll() is None and late:
+                proc.kill()
+                proc.wait()
+            if proc.poll() is not None:
+                seconds = time.perf_counter() - began
+                out.seek(0)
+                result[key] = (seconds, proc.returncode, out.read().decode(errors="replace"))
+                out.close()
+                del procs[key]
+        time.sleep(0.02)
+    return result
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rush(count: int = 30, timeout: float = 600, progress=print, verifiers: int | None = None) -> Rush:
+    """COUNT new labs, `podpath up` of each started at the same moment, then `podpath verify`'s
+    pytest of each, VERIFIERS at a time (default: one per CPU; all at once thrashes a small
+    machine). The labs are taken down afterwards (not timed)."""
+    from podpath import cli
+    import argparse
+
+    from .labs import PODPATH, last_run_tasks
+
+    result = Rush(count, load_before=load_average())
+    with Labs() as labs:
+        names = [new_name("k") for _ in range(count)]
+        labs.up.extend(names)  # every one comes down, whatever happens
+        cpu0 = _children_cpu()
+        ups = _timed_all({lab: [str(PODPATH), "up", "--lab", lab] for lab in names}, timeout)
+        result.cpu["podpath up (CLI, ansible-playbook, its workers, the modules' commands)"] = _children_cpu() - cpu0
+        result.up_wall = max(s for s, _, _ in ups.values())
+        for lab in names:
+            seconds, rc, out = ups[lab]
+            start = Start(lab, seconds, rc, out)
+            run = last_run_tasks(lab)
+            start.play_s, start.tasks = run["play_s"], run["tasks"]
+            result.starts.append(start)
+        good = [s.lab for s in result.starts if s.up_rc == 0]
+        argv = {lab: cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["-rf"])
+                for lab in good}
+        result.verifiers = verifiers or len(os.sched_getaffinity(0))
+        cpu0 = _children_cpu()
+        began = time.perf_counter()
+        checks = _timed_all(argv, timeout, cwd=cli.ROOT, parallel=result.verifiers)
+        result.verify_wall = time.perf_counter() - began
+        result.cpu["the verifier (pytest)"] = _children_cpu() - cpu0
+        import re
+
+        for start in result.starts:
+            if start.lab not in checks:
+                continue
+            seconds, rc, out = checks[start.lab]
+            start.verify_s = seconds
+            start.failed = [f.split("::")[-1] for f in re.findall(r"^FAILED (\S+)", out, re.MULTILINE)]
+            if rc != 0 and not start.failed:
+                start.verify_error = out.strip().splitlines()[-1][:200] if out.strip() else f"exit {rc}"
+        result.load_after = load_average()
+        progress(f"  {count} ups at once: all ended after {result.up_wall:.1f} s "
+                 f"({sum(1 for s in result.starts if s.up_rc == 0)} up), verified after {result.verify_wall:.1f} s "
+                 f"more ({result.verified} verified); load {result.load_after}")
+    return result
+
+
+def rush_table(r: Rush) -> str:
+    ups = Spread.of([s.up_s for s in r.starts])
+    plays = Spread.of([s.play_s for s in r.starts if s.play_s])
+    vers = Spread.of([s.verify_s for s in r.starts if s.verify_s])
+    failed_up = [s for s in r.starts if s.up_rc != 0]
+    waited = sum(1 for s in r.starts if s.said_wait)
+    lines = ["| labs | all up after s | up s per lab (median, min–max) | its playbook s (median, min–max) "
+             f"| all verified after s ({r.verifiers} at a time) | verify s per lab (median, min–max) "
+             "| up and verified | total s | up failed | up said it waited | load average before → after |",
+             "|---:|---:|---|---|---:|---|---:|---:|---:|---:|---|"]
+    lines.append(f"| {r.count} | {r.up_wall:.1f} | {ups.median:.1f} ({ups.low:.1f}–{ups.high:.1f}) "
+                 f"| {plays.median:.1f} ({plays.low:.1f}–{plays.high:.1f}) | {r.verify_wall:.1f} "
+                 f"| {vers.median:.1f} ({vers.low:.1f}–{vers.high:.1f}) | {r.verified}/{r.count} | {r.total:.1f} "
+                 f"| {len(failed_up)} | {waited} | {r.load_before} → {r.load_after} |")
+    notes = [f"- up of {s.lab} failed (exit {s.up_rc}): {s.up_out.strip().splitlines()[-1][:200] if s.up_out.strip() else ''}"
+             for s in failed_up]
+    notes += [f"- verify of {s.lab}: {', '.join(s.failed) or s.verify_error}" for s in r.starts
+              if s.failed or s.verify_error]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def rush_profile(r: Rush, top: int = 8) -> str:
+    """Where the ups' time went: the CLI and Ansible's start outside the play, the play's tasks
+    (median over the labs), and the CPU the ups and the verifiers used."""
+    from collections import defaultdict
+
+    per_task: dict[str, list[float]] = defaultdict(list)
+    for s in r.starts:
+        for t in s.tasks:
+            per_task[f"{t['role']}: {t['task']}"].append(t["seconds"])
+    rows = sorted(per_task.items(), key=lambda kv: -Spread.of(kv[1]).median)[:top]
+    outside = Spread.of([s.up_s - s.play_s for s in r.starts if s.play_s])
+    tasks_sum = Spread.of([sum(t["seconds"] for t in s.tasks) for s in r.starts if s.tasks])
+    lines = ["| where | median s per lab | max s |", "|---|---:|---:|",
+             f"| outside the play (CLI start, ansible-runner, ansible-playbook's start and end) "
+             f"| {outside.median:.1f} | {outside.high:.1f} |",
+             f"| the play's tasks, summed | {tasks_sum.median:.1f} | {tasks_sum.high:.1f} |"]
+    lines += [f"| task {name} | {Spread.of(v).median:.2f} | {max(v):.2f} |" for name, v in rows]
+    cpu = "; ".join(f"{k}: {v:.0f} CPU s ({v / max(r.count, 1):.1f} per lab)" for k, v in r.cpu.items())
+    return "\n".join(lines) + f"\n\nCPU used: {cpu}; the 2 cores give {2 * r.total:.0f} CPU s in the {r.total:.0f} s."
+
+
+RUSH_GOAL_S = 60.0
+
+
+def rush_goal(r: Rush) -> tuple[str, str, str]:
+    failed = sum(1 for s in r.starts if s.up_rc != 0)
+    measured = (f"{r.verified}/{r.count} up and verified in {r.total:.0f} s (all up after {r.up_wall:.0f} s), "
+                f"{failed} up failed")
+    goal = f"{r.count} `podpath up` at once: all up and verified ≤ {RUSH_GOAL_S:g} s, none failed"
+    if r.count < 30:
+        return goal, measured, "not measured at this size (--quick)"
+    met = r.verified == r.count and failed == 0 and r.total <= RUSH_GOAL_S
+    return goal, measured, "met" if met else "**not met**"

@@ -87,7 +87,8 @@ def verify(lab: str, topology: Path | None = None, timeout: float = TIMEOUT_S) -
     """
     import argparse
 
-    extra = ["--topology", str(topology)] if topology else []
+    # -rf: a short line per failed check ("FAILED id"), which `podpath verify` leaves out (-rN)
+    extra = ["-rf"] + (["--topology", str(topology)] if topology else [])
     argv = cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), extra)
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cli.ROOT, capture_output=True, text=True, timeout=timeout)

@@ -400,3 +400,17 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+GOAL_RATE = 100.0  # the soak's rate: a lab must carry it without a failure, both ways
+
+
+def goals(steps: dict[bool, list[Step]]) -> list[tuple[str, str, str]]:
+    tops = {ka: best(rows) for ka, rows in steps.items()}
+    measured = "; ".join(
+        f"keep-alive {'on' if ka else 'off'}: " + (f"{t.outcome.rate:g}/s, p99 {percentile(t.outcome.latencies_ms, 99):.0f} ms"
+                                                  if t else "a failure at the first rate")
+        for ka, t in tops.items())
+    met = all(t is not None and t.outcome.rate >= GOAL_RATE for t in tops.values())
+    return [(f"load: ≥ {GOAL_RATE:g} requests/s with none failed, keep-alive off and on (highest rate with none "
+             "failed)", measured, "met" if met else "**not met**")]

@@ -432,3 +432,30 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# How much growth per 10 minutes (second half of the run) still counts as flat.
+FLAT = {"PSS MiB": 1.0, "open files": 2.0, "conntrack entries": None, "neighbour entries": 2.0}
+FLAT_CONNTRACK_SHARE = 0.05  # conntrack: 5 % of its mean, it follows the request rate
+
+
+def goals(soak: Soak) -> list[tuple[str, str, str]]:
+    """The Goals rows: no failure outside a kill's window; flat growth."""
+    o = soak.outcome
+    minutes = f"{soak.duration / 60:g} min at {soak.rate:g}/s, a controller killed every {soak.kill_every / 60:g} min"
+    outside = sum(1 for d in o.failed_at if not soak.in_window(d))
+    rows = [(f"soak: no request fails outside a controller's {WINDOW_S:g} s failover window ({minutes})",
+             f"{outside} of {o.sent} outside ({len(o.failed_at)} failed in all, {len(soak.kills)} kills)",
+             "met" if outside == 0 else "**not met**")]
+    half = [s for s in soak.samples if s.t >= soak.samples[-1].t / 2] or soak.samples
+    mean_ct = statistics.mean(s.conntrack for s in half) if half else 0
+    growth = {"PSS MiB": slope(soak, lambda s: s.total("pss") / 1024),
+              "open files": slope(soak, lambda s: s.total("fds")),
+              "conntrack entries": slope(soak, lambda s: s.conntrack),
+              "neighbour entries": slope(soak, lambda s: s.neighbours)}
+    limits = dict(FLAT, **{"conntrack entries": FLAT_CONNTRACK_SHARE * mean_ct})
+    flat = all(abs(growth[k]) <= limits[k] for k in growth)
+    rows.append(("soak: the lab's memory, open files, conntrack and neighbour entries flat (growth per 10 min, "
+                 "second half)", ", ".join(f"{k} {v:+.1f}" for k, v in growth.items()),
+                 "met" if flat else "**not met**"))
+    return rows
