@@ -71,7 +71,11 @@ def verifier_packages() -> list[tuple[str, Path]]:
 
     found = []
     for name in VERIFIER_DISTS:
-        dist = metadata.distribution(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"the control node's Python ({sys.executable}) has no {name}, which the hosts' verifier "
+                             "needs: make venv installs it (pip install -e .)") from None
         for entry in dist.files or []:
             path = Path(dist.locate_file(entry)).resolve()
             rel = entry.as_posix()
