@@ -131,3 +131,120 @@ def goals(sizes: list[Size]) -> list[tuple[str, str, str]]:
                      "up ms per added pod: " + " → ".join(f"{m:.1f}" for m in steps),
                      "met" if flat else "**not met**"))
     return rows
+
+
+# -- the verifier at scale: how long, at which load, and where its time goes ---------------------
+PROFILE_GROUPS = (  # (what, where the function's code is), the first that matches
+    ("waiting for the lab's probe processes and commands", ("subprocess.py", "selectors.py", "{method 'poll'",
+                                                           "{built-in method _posixsubprocess", "threading.py",
+                                                           "{method 'acquire'", "{built-in method posix.read}",
+                                                           "{built-in method posix.waitpid}")),
+    ("pytest and pluggy (collection, fixtures, reports, capture)", ("_pytest/", "pluggy/", "inspect.py", "py/")),
+    ("the checks and the adapter (tests/verify, podpath)", ("tests/verify/", "podpath/")),
+    ("testinfra", ("testinfra/",)),
+)
+
+
+@dataclass
+class VerifyRun:
+    seconds: float
+    checks: int
+    failed: list[str]
+    load: str  # the load average (1, 5, 15 min) when it started
+    probes_s: float  # the lab's probes alone: the lab's files and every node, in parallel, as the verifier starts them
+
+
+def time_probes(lab: str, topology: Path) -> float:
+    """The probe processes the verifier starts, alone: the lab's and one per node, in parallel."""
+    import time as _time
+
+    from podpath.evidence.probe import NetnsLab
+
+    netns = NetnsLab(lab, load(topology))
+    start = _time.perf_counter()
+    netns.prefetch()
+    for node in netns.plan.nodes:
+        netns.node_facts(node.name)
+    netns.lab_facts()
+    netns.forget_batches()
+    return _time.perf_counter() - start
+
+
+def verify_runs(lab: str, topology: Path, repeats: int) -> list[VerifyRun]:
+    from .labs import load_average
+
+    runs = []
+    for _ in range(repeats):
+        load_now = load_average()
+        probes = time_probes(lab, topology)
+        checked = verify(lab, topology)
+        runs.append(VerifyRun(checked.seconds, checks_passed(checked.stdout), checked.failed, load_now, probes))
+    return runs
+
+
+def verify_profile(lab: str, topology: Path, folder: Path) -> list[tuple[str, float]]:
+    """One verifier run under cProfile: (group, seconds of its functions' own time), largest
+    first. cProfile slows Python code down, so read the shares, not the seconds."""
+    import argparse
+    import pstats
+    import subprocess
+
+    out = folder / "verify.prof"
+    argv = cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["--topology", str(topology)])
+    argv = [argv[0], "-m", "cProfile", "-o", str(out)] + argv[1:]
+    subprocess.run(argv, cwd=cli.ROOT, capture_output=True, text=True, timeout=900)
+    stats = pstats.Stats(str(out)).stats
+    totals: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.items():
+        where = f"{filename}:{name}" if filename != "~" else name
+        group = next((g for g, marks in PROFILE_GROUPS if any(m in where for m in marks)), "the rest (Python, json, ...)")
+        totals[group] = totals.get(group, 0.0) + tottime
+    return sorted(totals.items(), key=lambda kv: -kv[1])
+
+
+def verify_table(rows: list[tuple[int, list[VerifyRun]]]) -> str:
+    lines = ["| pods | verify s (median, min, max) | checks passed | failed (all runs) | the lab's probes alone s "
+             "(median) | load average at each start |", "|---:|---|---:|---|---:|---|"]
+    for pods, runs in rows:
+        s = Spread.of([r.seconds for r in runs])
+        failed = [f for r in runs for f in r.failed]
+        lines.append(f"| {pods} | {s.median:.1f} ({s.low:.1f}–{s.high:.1f}) | {int(_median(r.checks for r in runs))} "
+                     f"| {_failures(failed)} | {_median(r.probes_s for r in runs):.2f} "
+                     f"| {'; '.join(r.load for r in runs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m bench.scale [--idle 0,331] [--repeats 3] [--profile]: the verifier at each
+    size, on one lab per size built once; prints the tables for docs/performance.md."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--idle", default="0,331", help="idle pods per node, comma-separated (0: the reference lab)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also one cProfile'd run of the largest size")
+    args = parser.parse_args(argv)
+    rows, profile = [], None
+    with tempfile.TemporaryDirectory(prefix="podpath-bench-verify-") as tmp, Labs() as labs:
+        for n in (int(x) for x in args.idle.split(",")):
+            topology = scale_topology(n, Path(tmp))
+            lab = new_name("v")
+            labs.create(lab, topology)
+            pods = len(build(load(topology), lab).pods)
+            rows.append((pods, verify_runs(lab, topology, args.repeats)))
+            print(f"  verify {pods} pods: " + ", ".join(f"{r.seconds:.1f} s (load {r.load})" for r in rows[-1][1]),
+                  flush=True)
+            if args.profile and n == max(int(x) for x in args.idle.split(",")):
+                profile = (pods, verify_profile(lab, topology, Path(tmp)))
+            labs.down(lab)
+    print(verify_table(rows))
+    if profile:
+        total = sum(s for _, s in profile[1])
+        print(f"\nWhere one verifier run of {profile[0]} pods spends its time (cProfile, own time of each "
+              "function, grouped):\n\n| part | s | % |\n|---|---:|---:|")
+        for group, seconds in profile[1]:
+            print(f"| {group} | {seconds:.1f} | {100 * seconds / total:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -100,6 +100,8 @@ class NetnsLab(PlanFacts):
         self.python = python or sys.executable
         self.where = where
         self._views: dict[str, LabPod] = {}
+        self._plan_pods = {p.name: p for p in self.plan.pods}  # a check per pod looks its pod up: not a scan
+        self._rules: dict[str, tuple[str, KubeProxyRules]] = {}
         self._batches: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._clock: float | None = None
@@ -152,6 +154,7 @@ class NetnsLab(PlanFacts):
     def forget_batches(self) -> None:
         """After a disruptive step: the next question looks again."""
         self._batches = {}
+        self._rules = {}
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -299,7 +302,9 @@ class NetnsLab(PlanFacts):
         return self._views[pod.name]
 
     def pod(self, ref: PodRef, refresh: bool = False) -> LabPod:
-        return self._view(self.plan.pod(ref.id))
+        if ref.id not in self._plan_pods:
+            raise ProbeError(f"lab {self.name} has no pod {ref.id} in its plan")
+        return self._view(self._plan_pods[ref.id])
 
     def pods_of(self, app: str) -> list[LabPod]:
         return [self._view(p) for p in self.plan.pods if p.app == app]
@@ -503,7 +508,13 @@ class NetnsLab(PlanFacts):
 
     def kube_proxy_rules(self, node: str) -> tuple[str, KubeProxyRules]:
         """(the command, what it showed) of kube-proxy's rules on NODE, in the lab's mode: the
-        whole iptables-save, or nft's JSON of the table ip kube-proxy."""
+        whole iptables-save, or nft's JSON of the table ip kube-proxy. Read once a node for the
+        checks of scenario 12 (a disruptive step reads them again)."""
+        if node not in self._rules:
+            self._rules[node] = self._read_kube_proxy_rules(node)
+        return self._rules[node]
+
+    def _read_kube_proxy_rules(self, node: str) -> tuple[str, KubeProxyRules]:
         argv = KUBE_PROXY_RULES[self.kube_proxy_mode()]
         shown = self.node_command(node, argv)
         out = self.exec_in(self.node_netns(node), argv)
