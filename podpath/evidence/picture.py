@@ -333,14 +333,18 @@ def trace_picture(result: Trace, plan: Plan | None = None) -> Picture:
                              "note", bad=True))
         pic.arrows.append(Arrow("nat", "stopped", [f"no {'endpoint' if nft else 'KUBE-SEP'} chain matched"], bad=True))
         return pic
+    # the edge's pod: an ingress controller, or a data-plane pod of the Gateway (gateway-api)
+    gw = plan.gateway
+    header, role = ("X-Gateway-Pod", "data-plane pod") if gw else ("X-Ingress-Controller", "controller")
     group(controller.node).boxes.append(Box("controller", _pod_lines(controller, plan, port.target_port) +
-                                            [f"served: X-Ingress-Controller {result.controller}"], "pod",
+                                            [f"served: {header} {result.controller}"], "pod",
                                             bad=not ok[2]))
     source = "5 source NAT: " if snat else "5 no source NAT: "
+    step = f"3 Gateway {gw.name}, HTTPRoute {gw.route}" if gw else "3 controller"
     pic.arrows.append(Arrow("nat", "controller", [
-        f"3 controller: {result.controller_saw or '?'} → {controller.ip}:{port.target_port}",
+        f"{step}: {result.controller_saw or '?'} → {controller.ip}:{port.target_port}",
         _via(plan, arp.name, controller),
-        source + f"the controller saw {result.controller_saw or '?'}", "evidence: X-Forwarded-For"],
+        source + f"the {role} saw {result.controller_saw or '?'}", "evidence: X-Forwarded-For"],
         bad=not (ok[2] and ok[4])))
     backend = next((p for p in plan.pods if p.name == result.backend), None)
     if backend is None:
@@ -352,7 +356,8 @@ def trace_picture(result: Trace, plan: Plan | None = None) -> Picture:
                                          [f"answered {answered}"], "pod", bad=not ok[3]))
     pic.arrows.append(Arrow("controller", "backend", [
         f"4 backend: proxy_pass to {result.backend_ip or '?'}:{echo.ports[0].target_port}",
-        f"(upstream {echo.namespace}-{echo.name}-{echo.ports[0].port})", _via(plan, controller.node, backend),
+        f"(upstream {echo.namespace}{'_' if gw else '-'}{echo.name}{'_' if gw else '-'}{echo.ports[0].port})",
+        _via(plan, controller.node, backend),
         f"5 a new connection: the backend saw {result.backend_saw or '?'}", "evidence: the echo's answer"],
         bad=not (ok[3] and ok[4])))
     return pic
