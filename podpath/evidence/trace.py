@@ -124,7 +124,8 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     svc = plan.ingress_service
     port = svc.ports[0]
     host = host or plan.ingress_host
-    url = f"http://{svc.load_balancer_ip}:{port.port}/"
+    path = plan.gateway.path_prefix if plan.gateway else "/"  # the HTTPRoute's prefix, with the gateway edge
+    url = f"http://{svc.load_balancer_ip}:{port.port}{path}"
     result = Trace(url=url, host=host, plan=plan, mode=plan.kube_proxy_mode)
     client = plan.client_netns
     # Forget the address's MAC first, so that this request's ARP exchange is the evidence.

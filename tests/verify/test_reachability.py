@@ -24,8 +24,13 @@ def neighbours_forgotten(lab, pod, node):
         lab.forget_traffic(pod)
 
 
-def _url(ip, port):
-    return f"http://{ip}:{port}/"
+def _url(ip, port, path="/"):
+    return f"http://{ip}:{port}{path}"
+
+
+def _edge_path(lab):
+    """The path the edge routes to the backend: /, or the HTTPRoute's prefix with the gateway edge."""
+    return lab.plan.gateway.path_prefix if lab.plan.gateway else "/"
 
 
 def _multi(lab):
@@ -151,7 +156,7 @@ def test_pod_reaches_itself_through_its_service(lab, echo_pod):
 def test_node_port_answers_on_every_node(lab, node):
     svc = lab.service("ingress")
     ip = lab.node_ip(node)
-    answer = lab.client_get(_url(ip, svc.node_port), host=lab.ingress_host())
+    answer = lab.client_get(_url(ip, svc.node_port, _edge_path(lab)), host=lab.ingress_host())
     assert answer.status == 200, (f"client -> NodePort {ip}:{svc.node_port} on {node}: "
                                   f"{answer.error or answer.status}")
 
@@ -168,7 +173,7 @@ def test_node_port_forwards_to_controllers_on_other_nodes(lab, node):
         pytest.skip(f"no controller runs on a node other than {node}")
     served = set()
     for _ in range(MAX_TRIES):
-        answer = lab.client_get(_url(lab.node_ip(node), svc.node_port), host=lab.ingress_host())
+        answer = lab.client_get(_url(lab.node_ip(node), svc.node_port, _edge_path(lab)), host=lab.ingress_host())
         served.add(answer.headers.get(header))
         if remote & served or answer.status is None:
             break
@@ -204,7 +209,7 @@ def test_source_ip_through_the_load_balancer_follows_the_traffic_policy(lab):
     svc = lab.service("ingress")
     address = svc.load_balancer_ip
     assert address, f"Service {svc.name} has no load balancer address: MetalLB has not assigned one"
-    answer = lab.client_get(_url(address, svc.port), host=lab.ingress_host())
+    answer = lab.client_get(_url(address, svc.port, _edge_path(lab)), host=lab.ingress_host())
     assert answer.status == 200, f"client -> {address}: {answer.error or answer.status}"
     seen = answer.field("forwarded_for")
     client_ip = lab.client_address(address)
