@@ -490,7 +490,8 @@ ansible-core {box['ansible-core']}, pyroute2 {box['pyroute2']}, containernetwork
 
 
 def write_docs(text: str, path: Path = DOCS) -> None:
-    """Put TEXT in place of the section under HEADING, keeping the rest of the file."""
+    """Put TEXT in place of the section under HEADING, keeping the rest of the file and the
+    section's hand-written part: its '### ' subsections, which follow the benchmark's text."""
     if not path.exists():
         path.write_text("# Performance\n\n" + text)
         return
@@ -501,6 +502,10 @@ def write_docs(text: str, path: Path = DOCS) -> None:
         return
     end = old.find("\n## ", start + len(HEADING))
     rest = old[end + 1:] if end >= 0 else ""
+    section = old[start:end + 1] if end >= 0 else old[start:]
+    kept = section.find("\n### ")
+    if kept >= 0:
+        text = text.rstrip("\n") + "\n" + section[kept:].rstrip("\n") + "\n"
     path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
 
 
