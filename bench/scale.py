@@ -189,6 +189,8 @@ def verify_profile(lab: str, topology: Path, folder: Path) -> list[tuple[str, fl
     import pstats
     import subprocess
 
+    from podpath import cli
+
     out = folder / "verify.prof"
     argv = cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["--topology", str(topology)])
     argv = [argv[0], "-m", "cProfile", "-o", str(out)] + argv[1:]

@@ -225,9 +225,46 @@ def make_lab(config, target: Target | None = None):
 
         target = target or netns_targets(config)[0]
         host = testinfra.get_host(target.spec, ansible_inventory=config.getoption("ansible_inventory", None))
+        _share_ssh_connection(host)
         _LAB[key] = NetnsLab(target.lab, topo, testinfra_runner(host), remote=target.remote, python=target.python,
                              where=target.where)
     return _LAB[key]
+
+
+_SSH: dict = {}
+
+
+def _share_ssh_connection(host) -> None:
+    """Over SSH, one connection per host for all the checks' commands (OpenSSH's
+    ControlMaster, in a folder of this run, closed at its end), unless the SSH options already
+    choose: a new connection per command costs a login each, and a busy sshd may refuse some."""
+    import tempfile
+
+    backend = host.backend
+    if getattr(backend, "NAME", "") == "ansible":  # its commands go through the host Ansible's variables give
+        backend = getattr(backend.ansible_runner.get_host(backend.host, ssh_config=backend.ssh_config,
+                                                          ssh_identity_file=backend.ssh_identity_file),
+                          "backend", None)
+    if getattr(backend, "NAME", "") not in ("ssh", "safe-ssh") or backend.controlpath or \
+            "control" in (backend.ssh_extra_args or "").lower():
+        return
+    if "dir" not in _SSH:
+        _SSH["dir"] = tempfile.mkdtemp(prefix="podpath-ssh-")
+    backend.controlpath = os.path.join(_SSH["dir"], "%%C")  # testinfra %-formats the command: ssh gets %C
+    backend.controlpersist = max(backend.controlpersist, 60)
+
+
+def pytest_unconfigure(config):
+    """Close the SSH connections this run opened, and their folder."""
+    folder = _SSH.pop("dir", None)
+    if folder:
+        import shutil
+        import subprocess
+
+        for name in os.listdir(folder):
+            subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(folder, name)}", "-O", "exit", "podpath"],
+                           capture_output=True, timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
