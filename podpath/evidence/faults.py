@@ -510,7 +510,8 @@ def _reconfigure_data_plane(lab: NetnsLab, expect: int, host: str, **overrides) 
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"data-plane pod {pod.name} still answers {host} with "
-                                   f"{answer.status or answer.error}, not {expect}, {RELOAD_WAIT_S:g} s after its reload")
+                                   f"{answer.status or answer.error}, not {expect}, "
+                                   f"{RELOAD_WAIT_S:g} s after its reload")
             time.sleep(0.1)
     return written
 

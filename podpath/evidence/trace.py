@@ -173,9 +173,10 @@ def trace(lab_name: str, topology: dict, host: str | None = None, lab: NetnsLab 
     on = controller_pod.node if controller_pod else "?"
     went = f"DNAT went to {controller_pod.name if controller_pod else '?'}"
     if gw:
-        result.hops.append(Hop("3 gateway", f"Gateway {gw.namespace}/{gw.name} listener {gw.listener_name} "
-                                            f"({gw.hostname}:{gw.listener_port}) -> HTTPRoute {gw.namespace}/{gw.route} "
-                                            f"(PathPrefix {gw.path_prefix}): data-plane pod {served_by} on {on}",
+        what = (f"Gateway {gw.namespace}/{gw.name} listener {gw.listener_name} ({gw.hostname}:{gw.listener_port}) "
+                f"-> HTTPRoute {gw.namespace}/{gw.route} (PathPrefix {gw.path_prefix}): data-plane pod {served_by} "
+                f"on {on}")
+        result.hops.append(Hop("3 gateway", what,
                                f"X-Gateway-Pod: {served_by}; {went}",
                                ok=bool(controller_pod and served_by == controller_pod.name)))
     else:

@@ -350,7 +350,8 @@ def validate(topo: Any) -> None:
                             f"use one of {', '.join(sorted(names))}")
     workers = [n for n in topo["nodes"] if n["role"] == "worker"] or topo["nodes"]
     echo = topo["workloads"]["echo"]
-    per_node = -(-echo["replicas"] // len(workers)) + edge_replicas(topo) + 1 + topo["workloads"].get("idle_pods_per_node", 0)
+    per_node = (-(-echo["replicas"] // len(workers)) + edge_replicas(topo) + 1
+                + topo["workloads"].get("idle_pods_per_node", 0))
     smallest = max(cidr.prefixlen for _, cidr in cidrs)
     if per_node > 2 ** (32 - smallest) - 3:
         raise TopologyError(f"echo replicas {echo['replicas']} do not fit in the smallest pod subnet (/{smallest}): "

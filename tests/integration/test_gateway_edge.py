@@ -78,7 +78,8 @@ def test_gateway_lab_runs_the_data_plane_and_no_controller(lab):
 
 def test_verifier_passes_on_the_gateway_lab(lab, tmp_path):
     result = verify(lab.name, tmp_path)
-    assert not failed(result), f"scenarios {sorted(failed(result))} fail on a healthy gateway lab:\n{result['_output'][-4000:]}"
+    assert not failed(result), (f"scenarios {sorted(failed(result))} fail on a healthy gateway lab:\n"
+                                f"{result['_output'][-4000:]}")
     for number in (15, 16, 17, 19):
         assert result[str(number)]["outcome"] == "PASS", f"scenario {number}: {result[str(number)]}"
     assert "data-plane pods serve" in result["_output"], "the report does not give scenario 15 the gateway's title"
