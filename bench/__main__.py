@@ -319,7 +319,9 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
 
     if "classroom" in parts:
         begin("classroom")
-        points = classroom.run((1, 3) if args.quick else classroom.COUNTS)
+        cpus = len(os.sched_getaffinity(0))
+        points = classroom.run((1, 3) if args.quick else classroom.COUNTS, parallel=classroom.BUILD_PARALLEL,
+                               verifiers=cpus)
         last = points[-1]
         downs = Spread.of(last.down)
         stopped = [f"- stopped at {p.labs}: {p.stopped}" for p in points if p.stopped]
@@ -327,8 +329,9 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
         rush = classroom.rush(3 if args.quick else 30)
         emit(H_CLASSROOM, f"""{H_CLASSROOM}
 
-Reference labs built one after another up to each count (the labs of one row stay for the
-next), then every lab verified one after another with all of them running. *idle CPU*: what
+Reference labs built up to each count, {classroom.BUILD_PARALLEL} `podpath up`s at a time (the labs
+of one row stay for the next), then every lab verified with all of them running, {cpus} verifiers
+at a time; *up s per lab* is each `up`'s own time among the others. *idle CPU*: what
 all their processes use in 5 s while nobody uses the labs (the speakers' announcements, the
 ingress controllers' lease renewals, each node's probes of its own pods). *MemAvailable
 drop*: the host's, since before the first lab, so the kernel's share (namespaces, sockets,

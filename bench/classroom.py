@@ -44,7 +44,20 @@ class Checkpoint:
     stopped: str = ""  # why the checkpoint was not completed
 
 
-def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S) -> list[Checkpoint]:
+BUILD_PARALLEL = 8  # `podpath up`s at a time when a checkpoint's labs are built
+DOWN_PARALLEL = 4
+
+
+def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel: int = 1,
+        verifiers: int = 1) -> list[Checkpoint]:
+    """Build labs up to each of COUNTS (PARALLEL `up`s at a time), verify every lab (VERIFIERS at
+    a time), read their memory and idle CPU; take them down at the end (DOWN_PARALLEL at a time)."""
+    from podpath import cli
+    import argparse
+    import re
+
+    from .labs import PODPATH
+
     points = []
     mem0, arp0 = mem_available_kib(), arp_table_fulls()
     with Labs() as labs:
@@ -58,17 +71,41 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S) -> list[
                 while len(made) < count:
                     if time.monotonic() - started > budget:
                         raise TimeoutError(f"budget of {budget:.0f} s spent after {len(made)} labs were built")
-                    lab = new_name("c")
-                    made.append(lab)
-                    point.up.append(labs.create(lab).seconds)
-                for lab in made:
-                    if time.monotonic() - started > budget:
-                        raise TimeoutError(f"budget of {budget:.0f} s spent after {point.verified} of "
-                                           f"{len(made)} labs were verified")
-                    checked = verify(lab)
-                    point.verify.append(checked.seconds)
-                    point.failed += [f"{lab}: {test}" for test in checked.failed]
-                    point.verified += not checked.failed
+                    if parallel <= 1:
+                        lab = new_name("c")
+                        made.append(lab)
+                        point.up.append(labs.create(lab).seconds)
+                        continue
+                    batch = [new_name("c") for _ in range(min(parallel, count - len(made)))]
+                    made += batch
+                    labs.up.extend(batch)  # every one comes down, whatever happens
+                    ups = _timed_all({lab: [str(PODPATH), "up", "--lab", lab, "-q"] for lab in batch}, budget)
+                    point.up += [ups[lab][0] for lab in batch]
+                    bad = [f"{lab}: exit {ups[lab][1]}: {ups[lab][2].strip()[-300:]}" for lab in batch if ups[lab][1]]
+                    if bad:
+                        raise BenchError("podpath up failed: " + "; ".join(bad))
+                if verifiers <= 1:
+                    for lab in made:
+                        if time.monotonic() - started > budget:
+                            raise TimeoutError(f"budget of {budget:.0f} s spent after {point.verified} of "
+                                               f"{len(made)} labs were verified")
+                        checked = verify(lab)
+                        point.verify.append(checked.seconds)
+                        point.failed += [f"{lab}: {test}" for test in checked.failed]
+                        point.verified += not checked.failed
+                else:
+                    argv = {lab: cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["-rf"])
+                            for lab in made}
+                    left = max(60.0, budget - (time.monotonic() - started))
+                    checks = _timed_all(argv, left, cwd=cli.ROOT, parallel=verifiers)
+                    for lab in made:
+                        seconds, rc, out = checks[lab]
+                        failed = re.findall(r"^FAILED \S+::(\S+)", out, re.MULTILINE)
+                        point.verify.append(seconds)
+                        point.failed += [f"{lab}: {test}" for test in failed]
+                        if rc != 0 and not failed:
+                            point.failed.append(f"{lab}: the verifier did not finish (exit {rc})")
+                        point.verified += rc == 0
             except (TimeoutError, BenchError) as why:
                 point.stopped = str(why).splitlines()[0]
             pids = [pid for lab in made for pid in lab_pids(lab)]
@@ -83,9 +120,16 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S) -> list[
                      + (f"; stopped: {point.stopped}" if point.stopped else ""))
             if point.stopped:
                 break
-        # take them down here, timed (Labs would do it untimed on an error)
-        for lab in list(made):
-            points[-1].down.append(labs.down(lab).seconds)
+        # take them down here, timed (Labs would do it untimed on an error, and check each again)
+        downs = _timed_all({lab: [str(PODPATH), "down", "--lab", lab, "-q"] for lab in made}, 1800,
+                           parallel=DOWN_PARALLEL)
+        points[-1].down = [downs[lab][0] for lab in made]
+        from podpath.evidence.status import owned_namespaces
+        from podpath.model import labdir
+
+        for lab in made:
+            if downs[lab][1] == 0 and not owned_namespaces(lab) and not os.path.exists(labdir.lab_dir(lab)):
+                labs.up.remove(lab)  # gone: Labs has nothing left to do for it
     return points
 
 
