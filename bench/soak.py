@@ -126,12 +126,23 @@ def namespace_counts(namespaces: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def host_neighbours() -> int:
+    """Entries of the host's ARP table: one table for every namespace (its limit too)."""
+    try:
+        lines = Path("/proc/net/stat/arp_cache").read_text().split("\n")
+        return int(lines[1].split()[0], 16)
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 @dataclass
 class Sample:
     t: float  # seconds since the load started
     procs: dict[tuple[int, int], dict]
     counts: dict[str, tuple[int, int]]
     load: str
+    host_neigh: int = 0  # the host's ARP entries, every namespace's
+    arp_fulls: int = 0  # the kernel found that table full, since the start
 
     def total(self, key: str) -> int:
         return sum(p[key] for p in self.procs.values())
@@ -201,7 +212,7 @@ def run(rate: float = RATE, duration: float = DURATION_S, kill_every: float = KI
     from podpath.evidence.status import owned_namespaces
     from podpath.model import topology
 
-    from .labs import BenchError, Labs, lab_pids, load_average, new_name, podpath
+    from .labs import BenchError, Labs, arp_table_fulls, lab_pids, load_average, new_name, podpath
 
     soak = Soak(rate, duration, kill_every)
     with Labs() as labs, tempfile.TemporaryDirectory(prefix="podpath-soak-") as tmp:
@@ -217,6 +228,7 @@ def run(rate: float = RATE, duration: float = DURATION_S, kill_every: float = KI
         with result_file.open("w") as sink:
             gen = subprocess.Popen(argv, cwd=loadgen.ROOT, stdout=sink, stderr=subprocess.PIPE, text=True)
         started = time.time()
+        fulls0 = arp_table_fulls()
         try:
             next_kill = kill_every
             next_sample = 10.0  # the first after a short warm-up
@@ -224,7 +236,8 @@ def run(rate: float = RATE, duration: float = DURATION_S, kill_every: float = KI
                 now = time.time() - started
                 if now >= next_sample:
                     pids = [p for p in lab_pids(lab) if p != gen.pid]
-                    sample = Sample(now, processes(pids), namespace_counts(namespaces), load_average())
+                    sample = Sample(now, processes(pids), namespace_counts(namespaces), load_average(),
+                                    host_neighbours(), arp_table_fulls() - fulls0)
                     soak.samples.append(sample)
                     progress(f"  soak {now / 60:.1f} min: {len(sample.procs)} processes, PSS "
                              f"{sample.total('pss') / 1024:.1f} MiB, {sample.total('fds')} open files, conntrack "
@@ -330,10 +343,12 @@ def series_table(soak: Soak) -> str:
         step = (len(picks) - 1) / 11
         picks = [soak.samples[round(i * step)] for i in range(12)]
     lines = ["| minute | processes | PSS MiB | RSS MiB | open files | conntrack entries | neighbour entries "
-             "| load average |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| host's ARP entries (all namespaces) | host's ARP table full since the start | load average |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for s in picks:
         lines.append(f"| {s.t / 60:.1f} | {len(s.procs)} | {s.total('pss') / 1024:.1f} | {s.total('rss') / 1024:.1f} "
-                     f"| {s.total('fds')} | {s.conntrack} | {s.neighbours} | {s.load} |")
+                     f"| {s.total('fds')} | {s.conntrack} | {s.neighbours} | {s.host_neigh} | {s.arp_fulls} "
+                     f"| {s.load} |")
     return "\n".join(lines)
 
 
