@@ -310,8 +310,8 @@ def table(result: Idle) -> str:
 
 def memory_table(result: Idle) -> str:
     """PSS of each kind of process of the lab (median of the runs), and how many there are."""
-    lines = ["| kind of process | processes | PSS MiB, all of them (median, min, max) | PSS MiB each (median) |",
-             "|---|---:|---:|---:|"]
+    lines = ["| kind of process | processes | PSS MiB of all of them, median | min | max | PSS MiB each (median) |",
+             "|---|---:|---:|---:|---:|---:|"]
     for kind in [k for k, _ in KINDS] + [OTHER, "all"]:
         runs = [r.memory[kind] for r in result.runs if kind in r.memory]
         if not runs:
