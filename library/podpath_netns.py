@@ -621,7 +621,7 @@ def mark_root_links(lab, nsset, desired):
 
 def lab_orphans(lab, view, desired):
     """Namespaces bound under /run/netns that carry LAB's mark and DESIRED does not list."""
-    return sorted(ns for ns in view.namespaces(lab)[0] if ns not in desired)
+    return sorted(ns for ns in view.bound_of(lab) if ns not in desired)
 
 
 def stop_lab_processes(lab, view, inodes=None, legacy_holders=()):

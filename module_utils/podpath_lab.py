@@ -620,10 +620,14 @@ class KernelView(object):
                 found.append(proc)
         return found
 
+    def bound_of(self, lab: str) -> dict:
+        """{name: inode} of LAB's namespaces bound under NETNS_DIR (no look at the processes)."""
+        return {name: inode for name, inode in self.bound.items() if self.mark(inode) == lab}
+
     def namespaces(self, lab: str):
         """LAB's namespaces: ({name: inode} of those bound under NETNS_DIR, {inode: pids} of
         those no longer bound that processes still hold)."""
-        bound = {name: inode for name, inode in self.bound.items() if self.mark(inode) == lab}
+        bound = self.bound_of(lab)
         unbound = {inode: pids for inode, pids in self.members.items()
                    if inode not in self.names and inode != self.home and self.mark(inode) == lab}
         return bound, unbound
