@@ -135,13 +135,13 @@ def goals(sizes: list[Size]) -> list[tuple[str, str, str]]:
 
 # -- the verifier at scale: how long, at which load, and where its time goes ---------------------
 PROFILE_GROUPS = (  # (what, where the function's code is), the first that matches
-    ("waiting for the lab's probe processes and commands", ("subprocess.py", "selectors.py", "{method 'poll'",
-                                                           "{built-in method _posixsubprocess", "threading.py",
-                                                           "{method 'acquire'", "{built-in method posix.read}",
-                                                           "{built-in method posix.waitpid}")),
-    ("pytest and pluggy (collection, fixtures, reports, capture)", ("_pytest/", "pluggy/", "inspect.py", "py/")),
+    ("waiting for the lab's probe processes and commands", ("subprocess.py", "selectors.py", "method 'poll'",
+                                                           "_posixsubprocess", "threading.py", "method 'acquire'",
+                                                           "posix.read", "posix.waitpid", "select.select")),
+    ("pytest and pluggy (collection, fixtures, reports, capture)", ("_pytest/", "pluggy/", "inspect.py", "/py/")),
     ("the checks and the adapter (tests/verify, podpath)", ("tests/verify/", "podpath/")),
     ("testinfra", ("testinfra/",)),
+    ("imports (reading and compiling modules)", ("importlib", "marshal", "builtins.exec", "posix.stat")),
 )
 
 
@@ -152,6 +152,7 @@ class VerifyRun:
     failed: list[str]
     load: str  # the load average (1, 5, 15 min) when it started
     probes_s: float  # the lab's probes alone: the lab's files and every node, in parallel, as the verifier starts them
+    cpu_s: float = 0.0  # user + system time of the verifier and every process it started
 
 
 def time_probes(lab: str, topology: Path) -> float:
@@ -173,12 +174,20 @@ def time_probes(lab: str, topology: Path) -> float:
 def verify_runs(lab: str, topology: Path, repeats: int) -> list[VerifyRun]:
     from .labs import load_average
 
+    import resource
+
+    def cpu() -> float:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return used.ru_utime + used.ru_stime
+
     runs = []
     for _ in range(repeats):
         load_now = load_average()
         probes = time_probes(lab, topology)
+        before = cpu()
         checked = verify(lab, topology)
-        runs.append(VerifyRun(checked.seconds, checks_passed(checked.stdout), checked.failed, load_now, probes))
+        runs.append(VerifyRun(checked.seconds, checks_passed(checked.stdout), checked.failed, load_now, probes,
+                              cpu() - before))
     return runs
 
 
@@ -205,12 +214,13 @@ def verify_profile(lab: str, topology: Path, folder: Path) -> list[tuple[str, fl
 
 
 def verify_table(rows: list[tuple[int, list[VerifyRun]]]) -> str:
-    lines = ["| pods | verify s (median, min, max) | checks passed | failed (all runs) | the lab's probes alone s "
-             "(median) | load average at each start |", "|---:|---|---:|---|---:|---|"]
+    lines = ["| pods | verify s (median, min, max) | CPU s (median) | checks passed | failed (all runs) "
+             "| the lab's probes alone s (median) | load average at each start |", "|---:|---|---:|---:|---|---:|---|"]
     for pods, runs in rows:
         s = Spread.of([r.seconds for r in runs])
         failed = [f for r in runs for f in r.failed]
-        lines.append(f"| {pods} | {s.median:.1f} ({s.low:.1f}–{s.high:.1f}) | {int(_median(r.checks for r in runs))} "
+        lines.append(f"| {pods} | {s.median:.1f} ({s.low:.1f}–{s.high:.1f}) | {_median(r.cpu_s for r in runs):.1f} "
+                     f"| {int(_median(r.checks for r in runs))} "
                      f"| {_failures(failed)} | {_median(r.probes_s for r in runs):.2f} "
                      f"| {'; '.join(r.load for r in runs)} |")
     return "\n".join(lines)
