@@ -1,9 +1,9 @@
 """The cluster lab's Gateway API edge (topology edge: gateway-api, roles/cluster_gateway), with
 no cluster and no network: the pins of the Gateway API CRDs and of NGINX Gateway Fabric (NGF),
 the role's refusal to download a manifest whose sha256 is not pinned (run for real by
-ansible-playbook), the lab's NginxProxy, Gateway and HTTPRoute as Ansible renders them (kinds,
-fields the APIs define, the topology's values, the core Kubernetes parts against the pinned
-minor's schemas), the playbook's choice of one edge, and the linters on the new role.
+ansible-playbook), the lab's NginxProxy, Gateway, SnippetsFilter and HTTPRoute as Ansible renders
+them (kinds, fields the APIs define, the topology's values, the core Kubernetes parts against the
+pinned minor's schemas), the playbook's choice of one edge, and the linters on the new role.
 
 What NGF does with these objects (the data plane it provisions, the labels of its pods, the
 Service's ports named port-<listener port>) is read from its provisioner's source; that the
@@ -33,8 +33,9 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NGF_POD_LABEL = "app.kubernetes.io/name"
 
 # The fields of the APIs the lab's objects use, in the project's words: NGF's NginxProxy
-# (gateway.nginx.org/v1alpha2, its apis/v1alpha2 types) and Gateway API v1's Gateway and
-# HTTPRoute. A mapping lists the keys allowed there and what each holds (None: any value);
+# (gateway.nginx.org/v1alpha2, its apis/v1alpha2 types), NGF's SnippetsFilter
+# (gateway.nginx.org/v1alpha1: snippets of a context and a value, one per context) and Gateway
+# API v1's Gateway and HTTPRoute. A mapping lists the keys allowed there and what each holds (None: any value);
 # a one-element list describes every item of a list; a set is the values an enum allows.
 PATCH = [{"type": {"StrategicMerge", "Merge", "JSONPatch"}, "value": None}]
 NGINX_PROXY_SPEC: dict[str, Any] = {
@@ -86,8 +87,14 @@ HTTP_ROUTE_SPEC: dict[str, Any] = {
                          "weight": None, "filters": None}],
     }],
 }
+# The NGINX contexts a SnippetsFilter's snippet may target.
+SNIPPET_CONTEXTS = {"main", "http", "http.server", "http.server.location"}
+SNIPPETS_FILTER_SPEC: dict[str, Any] = {"snippets": [{"context": SNIPPET_CONTEXTS, "value": None}]}
+# The response header the netns lab's gateway sends, naming the data-plane pod that answered.
+POD_HEADER = "X-Gateway-Pod"
 SPECS = {
     ("gateway.nginx.org/v1alpha2", "NginxProxy"): NGINX_PROXY_SPEC,
+    ("gateway.nginx.org/v1alpha1", "SnippetsFilter"): SNIPPETS_FILTER_SPEC,
     ("gateway.networking.k8s.io/v1", "Gateway"): GATEWAY_SPEC,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTP_ROUTE_SPEC,
 }
@@ -119,8 +126,9 @@ def gateway_objects(texts: Rendered) -> dict[str, dict[str, Any]]:
     assert len(set(texts.values())) == 1, "a cluster-wide object must not depend on the node"
     docs = objects(texts["cp1"])
     kinds = [doc["kind"] for doc in docs]
-    assert kinds == ["NginxProxy", "Gateway", "HTTPRoute"], \
-        f"the NginxProxy first (the Gateway's parametersRef resolves from the start), got {kinds}"
+    assert kinds == ["NginxProxy", "Gateway", "SnippetsFilter", "HTTPRoute"], (
+        "the NginxProxy first (the Gateway's parametersRef resolves from the start), the SnippetsFilter "
+        f"before the HTTPRoute that references it, got {kinds}")
     return {doc["kind"]: doc for doc in docs}
 
 
@@ -129,11 +137,12 @@ def pool_first(topology: dict[str, Any]) -> str:
 
 
 def check_gateway(texts: Rendered, topology: dict[str, Any], versions: dict[str, Any]) -> None:
-    """The lab's NginxProxy, Gateway and HTTPRoute carry the topology's gateway section (the
+    """The lab's NginxProxy, Gateway, SnippetsFilter and HTTPRoute carry the topology's gateway section (the
     check test_cluster_templates.py runs for this template)."""
     gw, echo = topology["gateway"], topology["workloads"]["echo"]
     found = gateway_objects(texts)
     proxy, gateway, route = found["NginxProxy"], found["Gateway"], found["HTTPRoute"]
+    snippets = found["SnippetsFilter"]
 
     # The NginxProxy shapes the data plane NGF provisions in the Gateway's namespace.
     assert proxy["metadata"]["namespace"] == gw["namespace"]
@@ -182,9 +191,20 @@ def check_gateway(texts: Rendered, topology: dict[str, Any], versions: dict[str,
     [rule] = route["spec"]["rules"]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": gw["route"]["path_prefix"]}}]
     header = gw["route"]["add_header"]
-    assert rule["filters"] == [{"type": "RequestHeaderModifier",
-                                "requestHeaderModifier": {"add": [{"name": header["name"],
-                                                                   "value": header["value"]}]}}]
+    assert rule["filters"] == [
+        {"type": "RequestHeaderModifier",
+         "requestHeaderModifier": {"add": [{"name": header["name"], "value": header["value"]}]}},
+        {"type": "ExtensionRef", "extensionRef": {"group": "gateway.nginx.org", "kind": "SnippetsFilter",
+                                                  "name": snippets["metadata"]["name"]}}]
+    # No ResponseHeaderModifier: it would put an add_header in the route's location, and nginx
+    # then drops the http-level one there.
+    assert all(f["type"] != "ResponseHeaderModifier" for f in rule["filters"])
+
+    # The SnippetsFilter: in the route's namespace (NGF resolves it there), one http snippet that
+    # names the answering pod in every response, the 404s included.
+    assert snippets["metadata"]["namespace"] == route["metadata"]["namespace"]
+    assert snippets["spec"]["snippets"] == [{"context": "http",
+                                             "value": f"add_header {POD_HEADER} $hostname always;"}]
     assert rule["backendRefs"] == [{"name": echo["name"], "port": echo["port"]}]
 
 
@@ -205,7 +225,8 @@ def test_nginx_gateway_fabric_is_pinned_with_the_gateway_api_it_supports(version
         "the Gateway API CRDs must be the release NGF supports"
     base = f"https://raw.githubusercontent.com/nginx/nginx-gateway-fabric/{ngf['version']}/deploy/"
     assert ngf["crds"]["url"] == base + "crds.yaml"
-    assert ngf["deploy"]["url"] == base + "default/deploy.yaml"
+    # The install with snippets enabled: NGF applies no SnippetsFilter without it.
+    assert ngf["deploy"]["url"] == base + "snippets/deploy.yaml"
     for name in ("crds", "deploy"):
         assert set(ngf[name]) == {"url", "sha256"}, f"nginx_gateway_fabric.{name}: url and sha256"
         # Empty until a digest is confirmed: the role refuses to download it then (test below).
@@ -278,6 +299,18 @@ def test_the_field_check_can_fail() -> None:
     route = {"rules": [{"filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"append": []}}]}]}
     assert unknown_fields(route, HTTP_ROUTE_SPEC, "spec") == \
         ["spec.rules[0].filters[0].requestHeaderModifier.append: not a field of the API"]
+    snippets = {"snippets": [{"context": "http.location", "value": "add_header A b;", "name": "x"}]}
+    assert unknown_fields(snippets, SNIPPETS_FILTER_SPEC, "spec") == [
+        "spec.snippets[0].name: not a field of the API",
+        "spec.snippets[0].context: 'http.location' is not one of "
+        "['http', 'http.server', 'http.server.location', 'main']"]
+
+
+def test_pod_header_is_the_one_the_netns_lab_and_the_verifier_read() -> None:
+    from podpath.model.gateway import GATEWAY_HEADER
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    # HTTP header names are case-insensitive; the netns lab keeps them lower-case.
+    assert defaults["cluster_gateway_pod_header"].lower() == POD_HEADER.lower() == GATEWAY_HEADER.lower()
 
 
 def test_data_plane_pod_and_service_match_the_pinned_kubernetes_schemas(
