@@ -135,6 +135,9 @@ def goals(sizes: list[Size]) -> list[tuple[str, str, str]]:
 
 # -- the verifier at scale: how long, at which load, and where its time goes ---------------------
 PROFILE_GROUPS = (  # (what, where the function's code is), the first that matches
+    ("writing pytest's progress, a character per check, to its output (time in write, blocked too)",
+     ("method 'write' of '_io.TextIOWrapper'",)),
+    ("Python's garbage collection", ("gc.collect",)),
     ("waiting for the lab's probe processes and commands", ("subprocess.py", "selectors.py", "method 'poll'",
                                                            "_posixsubprocess", "threading.py", "method 'acquire'",
                                                            "posix.read", "posix.waitpid", "select.select")),
