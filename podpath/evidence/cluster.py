@@ -44,6 +44,7 @@ from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
 from podpath.model.election import order
+from podpath.model.gateway import GATEWAY_HEADER
 from podpath.model.plan import Plan
 
 # -- what the lab runs (names from the cluster roles' defaults) ---------------------------
@@ -177,7 +178,8 @@ for i in range(count):
 
 
 class ClusterTrace(Trace):
-    """The traced path in the cluster: four hops (ARP, DNAT, controller, backend)."""
+    """The traced path in the cluster: four hops (ARP, DNAT, the edge pod that served: an
+    ingress-nginx controller or a Gateway's data-plane pod, backend)."""
 
     def __init__(self, url: str, host: str):
         super().__init__(url=url, host=host, expected_hops=4)
@@ -823,8 +825,8 @@ class ClusterLab(PlanFacts):
     def _trace_nftables(self, tries: int) -> ClusterTrace:
         """trace() in nftables mode: the DNAT hop from conntrack and the node's table ip kube-proxy."""
         svc = self.service("ingress")
-        address, port, host = self.load_balancer_ip(), svc.port or 80, self.ingress_host()
-        result = ClusterTrace(url=f"http://{address}:{port}/", host=host)
+        address, port, host = self.load_balancer_ip(), svc.port or 80, self._trace_host()
+        result = ClusterTrace(url=self._trace_url(address, port), host=host)
         arp = self.arp_answers(address, count=2)
         owners = {mac: n for n, mac in self.node_macs().items()}
         node = owners.get(arp.macs[0]) if arp.macs else None
@@ -855,21 +857,57 @@ class ClusterLab(PlanFacts):
             ok=chosen is not None and chain is not None))
         return self._served_hops(result, answer, chosen)
 
+    def _gateway(self):
+        """The Gateway and HTTPRoute of the lab's edge, or None when the edge is ingress-nginx."""
+        return self.plan.gateway if self.plan.edge == "gateway-api" else None
+
+    def _trace_host(self) -> str:
+        """The Host of the traced request: the Gateway listener's hostname, or the Ingress rule's."""
+        gw = self._gateway()
+        return gw.hostname if gw is not None else self.ingress_host()
+
+    def _trace_url(self, address: str, port: int) -> str:
+        """The traced request's URL: with the gateway edge the HTTPRoute's path prefix (/ may
+        be no rule's, and get the listener's 404), else /."""
+        gw = self._gateway()
+        return f"http://{address}:{port}{gw.path_prefix if gw is not None else '/'}"
+
     def _served_hops(self, result: ClusterTrace, answer, chosen) -> ClusterTrace:
-        """The trace's last two hops, the same in both kube-proxy modes: the controller that
-        served (it must be the one the DNAT CHOSE) and the backend that answered it."""
-        result.controller = answer.headers.get(CONTROLLER_HEADER)
+        """The trace's last two hops, the same in both kube-proxy modes: the edge pod that
+        served (it must be the one the DNAT CHOSE) and the backend that answered it. With the
+        gateway edge the served hop names the Gateway, its listener and the HTTPRoute, the
+        data-plane pod comes from X-Gateway-Pod, and the backend must have seen the header the
+        route adds; with ingress-nginx the controller comes from X-Ingress-Controller."""
+        gw = self._gateway()
+        header = GATEWAY_HEADER if gw is not None else CONTROLLER_HEADER
+        shown = "X-Gateway-Pod" if gw is not None else "X-Ingress-Controller"
+        served = answer.headers.get(header)
+        result.controller = served
+        on = chosen.node if chosen is not None else "?"
+        status = f"HTTP {answer.status or answer.error}"
+        if gw is not None:
+            what = (f"Gateway {gw.namespace}/{gw.name} listener {gw.listener_name} ({gw.hostname}:{gw.listener_port})"
+                    f" -> HTTPRoute {gw.namespace}/{gw.route} (PathPrefix {gw.path_prefix}): data-plane pod "
+                    f"{served or 'none'} on {on} served ({status})")
+            step, role = "gateway", "data-plane pod"
+        else:
+            what = f"{served or 'none'} served ({status})"
+            step, role = "controller", "controller"
         result.hops.append(TraceHop(
-            "controller", f"{result.controller or 'none'} served (HTTP {answer.status or answer.error})",
-            f"{CONTROLLER_HEADER}: {result.controller}; DNAT chose {chosen.name if chosen else '?'}",
-            ok=answer.status == 200 and chosen is not None and chosen.name == result.controller))
+            step, what, f"{shown}: {served}; DNAT chose {chosen.name if chosen else '?'}",
+            ok=answer.status == 200 and chosen is not None and chosen.name == served))
         result.backend = answer.field("pod")
         echo = {p.name for p in self.pods_of("echo")}
         seen = answer.field("client")
+        ok = result.backend in echo and chosen is not None and seen == chosen.ip
+        evidence = f"echo pods {sorted(echo)}; {role} IP {chosen.ip if chosen else '?'}"
+        if gw is not None and gw.add_header:  # the HTTPRoute's RequestHeaderModifier, as the backend got it
+            name, value = gw.add_header
+            got = answer.field(name.lower())
+            ok = ok and got == value
+            evidence += f"; HTTPRoute {gw.route} added {name}: {value}, the backend saw {got or 'nothing'}"
         result.hops.append(TraceHop(
-            "backend", f"{result.backend or 'none'} answered, saw source {seen}",
-            f"echo pods {sorted(echo)}; controller IP {chosen.ip if chosen else '?'}",
-            ok=result.backend in echo and chosen is not None and seen == chosen.ip))
+            "backend", f"{result.backend or 'none'} answered, saw source {seen}", evidence, ok=ok))
         return result
 
     def trace(self, tries: int = 3) -> ClusterTrace:
@@ -887,8 +925,8 @@ class ClusterLab(PlanFacts):
             return self._trace_nftables(tries)
         address = self.load_balancer_ip()
         port = self.service("ingress").port or 80
-        host = self.ingress_host()
-        result = ClusterTrace(url=f"http://{address}:{port}/", host=host)
+        host = self._trace_host()
+        result = ClusterTrace(url=self._trace_url(address, port), host=host)
         arp = self.arp_answers(address, count=2)
         owners = {mac: n for n, mac in self.node_macs().items()}
         node = owners.get(arp.macs[0]) if arp.macs else None

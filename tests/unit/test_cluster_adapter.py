@@ -281,3 +281,86 @@ def test_in_nftables_mode_the_trace_finds_the_dnat_in_conntrack_and_names_the_no
                                           "10.244.2.2/80 -> 10.244.2.2:80"), dnat
     assert dnat.what.startswith("external-") and "1 new connections" in dnat.evidence
     assert result.hops[2].ok, result.hops[2]
+
+
+# -- the trace with the gateway edge (scenario 19): the Gateway, the HTTPRoute, the data-plane pod --
+
+GATEWAY_TOPOLOGY = Path(__file__).resolve().parents[2] / "inventory" / "gateway-api.yml"
+
+
+def _gateway_trace(monkeypatch, headers: dict[str, str], body: str, path_prefix: str = "/echo"):
+    """A trace of a gateway-api lab in nftables mode whose request the DNAT sends to the
+    data-plane pod on worker2 (10.244.2.2); the client's answer carries HEADERS and BODY.
+    Returns the trace and the (url, host) the client was asked for."""
+    topo = topology.load(GATEWAY_TOPOLOGY)
+    topo["kube_proxy"] = {"mode": "nftables"}
+    topo["gateway"]["route"]["path_prefix"] = path_prefix
+    nft = (RECORDED_KUBE_PROXY / "nft-worker1.json").read_text()
+    before = "tcp 6 100 TIME_WAIT src=192.168.56.1 dst=192.168.56.200 sport=40000 dport=80 src=10.244.0.2 " \
+             "dst=192.168.56.11 sport=80 dport=40000 [ASSURED] mark=0 use=1\n"
+    answers = iter([before, before + before.replace("40000", "40001").replace("10.244.0.2", "10.244.2.2")])
+
+    class Conntrack(FakeHost):
+        def run(self, line):
+            if line.startswith("conntrack -L"):
+                self.lines.append(line)
+                return _Out(0, next(answers))
+            return super().run(line)
+
+    lab = cl.ClusterLab(build(topo, "cluster"), "ansible://all", None)
+    lab._selected = ["cp1", "worker1", "worker2"]
+    lab._hosts = {"cp1": FakeHost({}), "worker2": FakeHost({}),
+                  "worker1": Conntrack({"id -u": (0, "0\n"), "nft -j list table ip kube-proxy": (0, nft)})}
+    gw = lab.plan.gateway
+    data_plane = [LabPod(f"{gw.service}-{i}", gw.namespace, n, ip, lab.plan.edge_app, 80, ["nginx"])
+                  for i, (n, ip) in enumerate([("cp1", "10.244.0.2"), ("worker1", "10.244.1.2"),
+                                               ("worker2", "10.244.2.2")], 1)]
+    echo = [LabPod("echo-1", "default", "worker1", "10.244.1.5", "echo", 8080, ["echo"])]
+    monkeypatch.setattr(lab, "pods_of", lambda app, refresh=False:
+                        data_plane if app == lab.plan.edge_app else echo if app == "echo" else [])
+    monkeypatch.setattr(lab, "load_balancer_ip", lambda: "192.168.56.200")
+    monkeypatch.setattr(lab, "service", lambda role: cl.ServiceView(
+        gw.service, gw.namespace, "10.96.0.110", 80, 80, 30081, "192.168.56.200", "Cluster",
+        {p.name: f"{p.ip}:80" for p in data_plane}))
+    monkeypatch.setattr(lab, "node_macs", lambda: {"worker1": "02:00:00:00:00:11"})
+    monkeypatch.setattr(lab, "arp_answers", lambda address, count=3: cl.ArpAnswer(["02:00:00:00:00:11"], "arping"))
+    asked: list[tuple[str, str | None]] = []
+
+    def client_get(url, host=None):
+        asked.append((url, host))
+        return cl.Http(0, 200, headers, body)
+
+    monkeypatch.setattr(lab, "client_get", client_get)
+    return lab.trace(), asked
+
+
+def test_gateway_trace_names_the_gateway_the_route_and_the_data_plane_pod_that_served(monkeypatch):
+    result, asked = _gateway_trace(monkeypatch, {"x-gateway-pod": "demo-gateway-nginx-3"},
+                                   "pod=echo-1 client=10.244.2.2 x-podpath-route=echo")
+    assert {(url, host) for url, host in asked} == {("http://192.168.56.200:80/echo", "demo.lab.local")}, \
+        "the request asks the route's path prefix of the listener's host name"
+    assert result.url == "http://192.168.56.200:80/echo" and result.host == "demo.lab.local"
+    served, backend = result.hops[2], result.hops[3]
+    assert served.step == "gateway" and served.ok, served
+    assert served.what.startswith("Gateway default/demo-gateway listener http (demo.lab.local:80) -> "
+                                  "HTTPRoute default/echo (PathPrefix /echo): data-plane pod demo-gateway-nginx-3 "
+                                  "on worker2"), served.what
+    assert "X-Gateway-Pod: demo-gateway-nginx-3" in served.evidence
+    assert result.controller == "demo-gateway-nginx-3"
+    assert backend.ok and "the backend saw echo" in backend.evidence, backend
+    assert result.complete, result.hops
+
+
+def test_gateway_trace_fails_the_hop_whose_evidence_disagrees(monkeypatch):
+    # Served by another pod than the one the DNAT chose, and the route's header never reached
+    # the backend: both hops fail, and say what they saw.
+    result, _ = _gateway_trace(monkeypatch, {"x-gateway-pod": "demo-gateway-nginx-1"},
+                               "pod=echo-1 client=10.244.2.2", path_prefix="/")
+    served, backend = result.hops[2], result.hops[3]
+    assert not served.ok and "DNAT chose demo-gateway-nginx-3" in served.evidence, served
+    assert not backend.ok and "X-Podpath-Route: echo, the backend saw nothing" in backend.evidence, backend
+    assert result.url == "http://192.168.56.200:80/" and not result.complete
+    # No X-Gateway-Pod at all (an NGF without the lab's SnippetsFilter): no pod is named.
+    result, _ = _gateway_trace(monkeypatch, {"x-ingress-controller": "demo-gateway-nginx-3"},
+                               "pod=echo-1 client=10.244.2.2 x-podpath-route=echo")
+    assert result.controller is None and not result.hops[2].ok and "data-plane pod none" in result.hops[2].what
