@@ -8,9 +8,10 @@ host), and gets every answer of that node's pods back as one JSON document:
 
     python -m podpath.evidence.nodeprobe REQUEST      (REQUEST: base64 of zlib'd JSON)
 
-- `{"op": "lab", "lab": L, "topology": {...}|null}`: whether the lab exists, the topology
+- `{"op": "lab", "lab": L, "topology": {...}|null, "brief": bool}`: whether the lab exists, the topology
   `podpath up` kept for it, the files of /var/run/netns, the nsfs mounts, `lsns -t net`'s
-  process counts, the containers, the speakers' status, the leader lease and the host's clock;
+  process counts, the containers, the speakers' status, the leader lease and the host's clock
+  (BRIEF: the last four only);
 - `{"op": "node", "lab": L, "topology": {...}, "node": N, "ping": true, "forget": bool}`: for
   every pod of node N, eth0's link and IPv4 addresses (rtnetlink in the pod's namespace), the
   host-side veth (in the node's), the holder, its name and namespace, the namespace file's,
@@ -84,6 +85,8 @@ def lab_facts(request: dict) -> dict[str, Any]:
     lab = request["lab"]
     out: dict[str, Any] = {"exists": status.lab_exists(lab), "time": time.time()}
     kept = os.path.join(labdir.lab_dir(lab), "topology.yml")
+    if request.get("brief"):  # only the files of the lab's processes (containers, speakers, lease)
+        return dict(out, **_process_files(request, lab, status)) if out["exists"] else out
     try:
         with open(kept) as handle:
             out["kept_topology"] = handle.read()
@@ -102,16 +105,22 @@ def lab_facts(request: dict) -> dict[str, Any]:
         out["lsns"] = {str(inode): ns.nprocs for inode, ns in parse_lsns(done.stdout).items()}
     else:
         out["lsns_error"] = f"lsns -t net -J failed: {done.stderr.strip()[:200]}"
-    topology = request.get("topology")
-    if topology is not None and out["exists"]:
-        plan = _plan(topology, lab)
-        from podpath.model.workloads import lease_path
-        from podpath.runtime.lease import read as read_lease
-
-        out["containers"] = status.containers(lab)
-        out["speakers"] = status.speakers(lab, [n.name for n in plan.nodes])
-        out["lease"] = read_lease(lease_path(plan))
+    if out["exists"]:
+        out.update(_process_files(request, lab, status))
     return out
+
+
+def _process_files(request: dict, lab: str, status) -> dict[str, Any]:
+    """The containers, the speakers' status and the leader lease, as status reads them."""
+    topology = request.get("topology")
+    if topology is None:
+        return {}
+    from podpath.model.workloads import lease_path
+    from podpath.runtime.lease import read as read_lease
+
+    plan = _plan(topology, lab)
+    return {"containers": status.containers(lab), "speakers": status.speakers(lab, [n.name for n in plan.nodes]),
+            "lease": read_lease(lease_path(plan))}
 
 
 def _gc_thresh3() -> int | None:

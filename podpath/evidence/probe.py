@@ -243,7 +243,8 @@ class NetnsLab(PlanFacts):
 
     def containers(self) -> dict[str, dict]:
         if self.remote:  # read there, by the probe: a fresh look each time
-            return self.probe({"op": "lab", "lab": self.name, "topology": self.topology}).get("containers", {})
+            return self.probe({"op": "lab", "lab": self.name, "topology": self.topology, "brief": True}
+                              ).get("containers", {})
         return lab_status.containers(self.name)
 
     def container_pid(self, pod: str, container: str) -> int | None:
@@ -262,7 +263,7 @@ class NetnsLab(PlanFacts):
         return lab_status.holders(self.name, [netns])[netns]
 
     def _remote_lab(self) -> dict:
-        facts = self.probe({"op": "lab", "lab": self.name, "topology": self.topology})
+        facts = self.probe({"op": "lab", "lab": self.name, "topology": self.topology, "brief": True})
         self._clock = facts.get("time")
         return facts
 
