@@ -99,12 +99,16 @@ def lab_facts(request: dict) -> dict[str, Any]:
     with open("/proc/self/mountinfo") as handle:
         out["nsfs_mounts"] = sorted(parse_mountinfo_nsfs(handle.read()))
     # lsns walks every process of the host once: only the two columns used, so that no other
-    # process's command line is read
-    done = subprocess.run(["lsns", "-t", "net", "-J", "-o", "NS,NPROCS"], capture_output=True, text=True)
+    # process's command line is read, and the namespaces' inodes are all it needs besides the
+    # process count, which a busy host's processes can end during (lsns then exits 1): up to 3 tries
+    for _ in range(3):
+        done = subprocess.run(["lsns", "-t", "net", "-J", "-o", "NS,NPROCS"], capture_output=True, text=True)
+        if done.returncode == 0:
+            break
     if done.returncode == 0:
         out["lsns"] = {str(inode): ns.nprocs for inode, ns in parse_lsns(done.stdout).items()}
     else:
-        out["lsns_error"] = f"lsns -t net -J failed: {done.stderr.strip()[:200]}"
+        out["lsns_error"] = f"lsns -t net -J failed 3 times (exit {done.returncode}): {done.stderr.strip()[:200]}"
     if out["exists"]:
         out.update(_process_files(request, lab, status))
     return out
