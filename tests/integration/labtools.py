@@ -30,6 +30,24 @@ def podpath(*args: str, env=None, timeout=300) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
+def verify(lab: str, tmp_path: Path, *extra: str) -> dict[str, dict]:
+    """Run the verifier's suite against LAB as a user would (pytest --hosts=local://) and return
+    its scenario report (--scenario-json): scenario number -> result, with the output as '_output'."""
+    out = tmp_path / "scenarios.json"
+    done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
+                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out), *extra,
+                           str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+    result = json.loads(out.read_text())
+    result["_output"] = done.stdout
+    return result
+
+
+def failed(result: dict) -> list[int]:
+    """The scenarios that failed in a report of verify(), in order."""
+    return sorted(int(n) for n, r in result.items() if not n.startswith("_") and r["outcome"] == "FAIL")
+
+
 def new_lab_name(prefix: str) -> str:
     return prefix + os.urandom(3).hex()
 

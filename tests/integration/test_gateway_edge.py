@@ -8,10 +8,7 @@ repairs it; switching the lab to the ingress-nginx edge and back replaces the ed
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from podpath.evidence import faults
 from podpath.evidence.probe import NetnsLab
 from podpath.evidence.status import containers as lab_containers
 from podpath.model import topology
-from labtools import force_remove, lab_namespaces, lab_processes, new_lab_name, podpath
+from labtools import failed, force_remove, lab_namespaces, lab_processes, new_lab_name, podpath, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_TOPOLOGY = ROOT / "inventory" / "gateway-api.yml"
@@ -28,19 +25,6 @@ INGRESS_TOPOLOGY = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
-def verify(lab: str, tmp_path: Path) -> dict[str, dict]:
-    out = tmp_path / "scenarios.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
-                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out),
-                           str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    result = json.loads(out.read_text())
-    result["_output"] = done.stdout
-    return result
-
-
-def failed(result: dict) -> set[int]:
-    return {int(n) for n, r in result.items() if not n.startswith("_") and r["outcome"] == "FAIL"}
 
 
 def up(name: str, topology_file: Path) -> None:
@@ -78,7 +62,7 @@ def test_gateway_lab_runs_the_data_plane_and_no_controller(lab):
 
 def test_verifier_passes_on_the_gateway_lab(lab, tmp_path):
     result = verify(lab.name, tmp_path)
-    assert not failed(result), (f"scenarios {sorted(failed(result))} fail on a healthy gateway lab:\n"
+    assert not failed(result), (f"scenarios {failed(result)} fail on a healthy gateway lab:\n"
                                 f"{result['_output'][-4000:]}")
     for number in (15, 16, 17, 19):
         assert result[str(number)]["outcome"] == "PASS", f"scenario {number}: {result[str(number)]}"
@@ -92,11 +76,11 @@ def test_gateway_fault_fails_its_scenario_and_up_repairs_it(lab, tmp_path, name)
     try:
         result = verify(lab.name, tmp_path)
         assert fault.scenario in failed(result), (
-            f"fault {name} ({broken.what}) did not fail scenario {fault.scenario}; failed: {sorted(failed(result))}")
+            f"fault {name} ({broken.what}) did not fail scenario {fault.scenario}; failed: {failed(result)}")
     finally:
         up(lab.name, GATEWAY_TOPOLOGY)
     result = verify(lab.name, tmp_path)
-    assert not failed(result), (f"after fault {name} and podpath up, scenarios {sorted(failed(result))} still fail:\n"
+    assert not failed(result), (f"after fault {name} and podpath up, scenarios {failed(result)} still fail:\n"
                                 f"{result['_output'][-3000:]}")
 
 
@@ -108,7 +92,7 @@ def test_switching_the_edge_replaces_the_edges_pods(lab, tmp_path):
         assert not {n for n in running if n.startswith("demo-gateway-nginx-")}, f"gateway pods still run: {running}"
         assert {n for n in running if n.endswith("/controller")}, f"no ingress controller runs: {sorted(running)}"
         result = verify(lab.name, tmp_path)
-        assert not failed(result), f"after switching to ingress-nginx: {sorted(failed(result))} fail"
+        assert not failed(result), f"after switching to ingress-nginx: {failed(result)} fail"
     finally:
         up(lab.name, GATEWAY_TOPOLOGY)
     running = {n for n, r in lab_containers(lab.name).items() if r["running"]}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labtools import ROOT, force_remove, host_snapshot, lab_namespaces, new_lab_name, podpath, snapshot_diff
+from labtools import (ROOT, failed, force_remove, host_snapshot, lab_namespaces, new_lab_name, podpath,
+                      snapshot_diff, verify)
 
 from podpath.evidence import faults
 from podpath.evidence.probe import NetnsLab
@@ -57,19 +58,6 @@ def kube_proxy_iptables_rules(netns: str) -> list[str]:
     return [line for line in in_netns(netns, "iptables-save").stdout.splitlines() if line.startswith("-A KUBE-")]
 
 
-def verify(lab: str, tmp_path: Path) -> dict[str, dict]:
-    out = tmp_path / "scenarios.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
-                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out),
-                           str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    result = json.loads(out.read_text())
-    result["_output"] = done.stdout
-    return result
-
-
-def failed(result: dict) -> list[int]:
-    return sorted(int(n) for n, r in result.items() if not n.startswith("_") and r["outcome"] == "FAIL")
 
 
 @pytest.fixture(scope="module")

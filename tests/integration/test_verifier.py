@@ -7,7 +7,6 @@ again. The healthy lab is also verified many times in a row, to catch flaky chec
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from podpath.evidence import faults
 from podpath.model import topology
 from podpath.evidence.probe import NetnsLab
 
+from labtools import failed, verify
+
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHY_RUNS = int(os.environ.get("PODPATH_HEALTHY_RUNS", "20"))
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -30,19 +31,6 @@ def podpath(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def verify(lab: str, tmp_path: Path, *extra: str) -> dict[str, dict]:
-    out = tmp_path / "scenarios.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local://", "--lab", lab, "-q", "-p",
-                           "no:cacheprovider", "-o", "addopts=", "--scenario-json", str(out), *extra,
-                           str(ROOT / "tests" / "verify")], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.exists(), f"the verifier wrote no scenario report:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    result = json.loads(out.read_text())
-    result["_output"] = done.stdout
-    return result
-
-
-def failed(result: dict) -> set[int]:
-    return {int(n) for n, r in result.items() if not n.startswith("_") and r["outcome"] == "FAIL"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +68,7 @@ def test_healthy_lab_passes_every_scenario_many_times(lab, tmp_path):
     for run in range(HEALTHY_RUNS):
         result = verify(lab.name, tmp_path)
         if failed(result):
-            flaky.append((run, sorted(failed(result)), result["_output"][-1500:]))
+            flaky.append((run, failed(result), result["_output"][-1500:]))
     assert not flaky, f"{len(flaky)} of {HEALTHY_RUNS} runs of a healthy lab failed: {flaky[:2]}"
 
 
@@ -89,11 +77,11 @@ def test_the_disruptive_checks_pass_and_leave_the_lab_whole(lab, tmp_path):
     """Scenario 14 (failover) and the killed container of scenario 1 break the lab and repair
     it: they pass on a healthy lab, and every scenario passes after them."""
     result = verify(lab.name, tmp_path, "--disruptive")
-    assert not failed(result), (f"with --disruptive, scenarios {sorted(failed(result))} fail\n"
+    assert not failed(result), (f"with --disruptive, scenarios {failed(result)} fail\n"
                                 f"{result['_output'][-2500:]}")
     assert result["14"]["outcome"] == "PASS", f"scenario 14 did not run: {result['14']}"
     after = verify(lab.name, tmp_path)
-    assert not failed(after), (f"after the disruptive checks, scenarios {sorted(failed(after))} fail\n"
+    assert not failed(after), (f"after the disruptive checks, scenarios {failed(after)} fail\n"
                                f"{after['_output'][-2500:]}")
 
 
@@ -104,10 +92,10 @@ def test_verifier_catches_the_fault_and_up_repairs_it(lab, fault, tmp_path):
     what = spec.apply(lab)
     broken = verify(lab.name, tmp_path)
     assert spec.scenario in failed(broken), (
-        f"after '{what}', scenario {spec.scenario} should fail; failed: {sorted(failed(broken))}\n"
+        f"after '{what}', scenario {spec.scenario} should fail; failed: {failed(broken)}\n"
         f"{broken['_output'][-2500:]}")
     up = podpath("up", "--lab", lab.name, "-q")
     assert up.returncode == 0, f"podpath up could not repair '{what}':\n{up.stdout}\n{up.stderr}"
     repaired = verify(lab.name, tmp_path)
-    assert not failed(repaired), (f"after '{what}' and podpath up, scenarios {sorted(failed(repaired))} still fail\n"
+    assert not failed(repaired), (f"after '{what}' and podpath up, scenarios {failed(repaired)} still fail\n"
                                   f"{repaired['_output'][-2500:]}")
