@@ -37,6 +37,8 @@ H_IDLE = "## Reference lab at rest: idle CPU, the LAN, a killed backend"
 H_PROFILE = "## Where the time of `podpath up` goes"
 H_SCALE = "## Scale: idle pods per node"
 H_CLASSROOM = "## Classroom: many labs on one host"
+# Hand-written from `python -m bench.scale` runs (the verifier alone, with its profile): kept in place.
+H_VERIFIER = "## The verifier at scale"
 
 
 def machine() -> dict[str, str]:
@@ -57,7 +59,7 @@ def describe(box: dict[str, str]) -> str:
 
 
 # -- docs/performance.md: each part owns one section -----------------------------------------------
-ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_CLASSROOM, wiring.HEADING, load.HEADING,
+ORDER = [H_RUN, H_GOALS, H_LIFECYCLE, H_IDLE, H_PROFILE, H_SCALE, H_VERIFIER, H_CLASSROOM, wiring.HEADING, load.HEADING,
          soak.HEADING, fleet.HEADING]
 
 
