@@ -25,7 +25,7 @@ import socket
 import struct
 import traceback
 
-from ansible.module_utils.podpath_lab import NETNS_DIR, create_marked_netns, netns_mark, netns_path
+from ansible.module_utils.podpath_lab import NETNS_DIR, create_marked_netns, netns_path
 
 # The module says what is missing (missing_required_lib) rather than failing to import.
 try:

@@ -70,6 +70,7 @@ def test_a_vxlan_request_is_the_bytes_pyroute2_encodes(vxlan, mac, mtu, index):
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl.add_vxlan("flannel.1", vxlan, mac, mtu, index)
+    rtnl.flush()  # requests queue up; flush writes them
     data = [("IFLA_VXLAN_ID", vxlan["id"])]
     if vxlan["link"]:
         data.append(("IFLA_VXLAN_LINK", vxlan["link"]))
@@ -101,6 +102,7 @@ def test_a_permanent_neighbour_is_the_bytes_pyroute2_encodes_with_flannels_flags
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl.add_neighbour(9, "10.244.2.0", OTHER_MAC, "flannel.1")
+    rtnl.flush()
     expected = neigh_msg(socket.AF_INET, 9, 0x80, 0, 1, [("NDA_DST", "10.244.2.0"), ("NDA_LLADDR", OTHER_MAC)])
     # NLM_F_CREATE | NLM_F_REPLACE, as flannel's netlink library's NeighSet
     assert sock.sent == [encoded(expected, RTM_NEWNEIGH, 0x1 | 0x4 | 0x400 | 0x100, 1)]
@@ -110,7 +112,9 @@ def test_a_permanent_fdb_entry_and_its_removal_are_the_bytes_pyroute2_encodes():
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl.add_fdb(9, OTHER_MAC, "192.168.56.12", "flannel.1")
+    rtnl.flush()
     rtnl.delete_fdb(9, OTHER_MAC, "192.168.56.12", "flannel.1")
+    rtnl.flush()
     attrs = [("NDA_LLADDR", OTHER_MAC), ("NDA_DST", "192.168.56.12")]
     add = neigh_msg(AF_BRIDGE, 9, 0x80, 0x02, 0, attrs)  # NUD_PERMANENT, NTF_SELF
     remove = neigh_msg(AF_BRIDGE, 9, 0, 0x02, 0, attrs)
@@ -129,6 +133,7 @@ def test_a_route_is_the_bytes_pyroute2_encodes(dst, gateway, oif, onlink, protoc
     sock = Playback()
     rtnl = offline_rtnl(sock)
     rtnl.add_route(dst, gateway, oif=oif, onlink=onlink, protocol=protocol)
+    rtnl.flush()
     msg = rtmsg()
     prefixlen = 0 if dst == "default" else int(dst.split("/")[1])
     msg["family"], msg["dst_len"], msg["table"], msg["proto"], msg["scope"], msg["type"] = (
@@ -144,7 +149,9 @@ def test_a_route_is_the_bytes_pyroute2_encodes(dst, gateway, oif, onlink, protoc
 
 def test_a_route_is_removed_whoever_made_it():
     sock = Playback()
-    offline_rtnl(sock).delete_route("10.244.2.0/24", "10.244.2.0")
+    rtnl = offline_rtnl(sock)
+    rtnl.delete_route("10.244.2.0/24", "10.244.2.0")
+    rtnl.flush()
     protocol = struct.unpack_from("=BBBBBBBBI", sock.sent[0], 16)[5]
     assert protocol == 0, "a removal naming a protocol misses a route another protocol made"
 
