@@ -142,6 +142,23 @@ def _host_in(ip: ipaddress.IPv4Address, net: ipaddress.IPv4Network, what: str) -
         raise TopologyError(f"{what} {ip} is the network or broadcast address of {net}: pick a host address")
 
 
+def _service_ip(value, what: str, svc_net, band, service_ips: dict):
+    """The ClusterIP VALUE of Service WHAT, checked: in the service network, in its static band
+    (BAND: first and last address, or None), not the kubernetes Service's, not SERVICE_IPS' (ip -> whose)."""
+    ip = _ip(value, f"cluster_ip of {what}")
+    _host_in(ip, svc_net, f"cluster_ip of {what}")
+    if band and not band[0] <= ip <= band[1]:
+        raise TopologyError(f"cluster_ip {ip} of {what} is in the dynamic band of {svc_net}, where another "
+                            f"Service may take it first: pick one in the static band {band[0]}-{band[1]}")
+    if band and ip == band[0]:
+        raise TopologyError(f"cluster_ip {ip} of {what} is the kubernetes Service's address: pick another in "
+                            f"the static band {band[0] + 1}-{band[1]}")
+    if ip in service_ips:
+        raise TopologyError(f"cluster_ip {ip} of {what} is already used by {service_ips[ip]}: "
+                            "give each Service its own address")
+    return ip
+
+
 def pool_range(pool: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
     first, _, last = pool.partition("-")
     return _ip(first.strip(), "MetalLB pool start"), _ip(last.strip(), "MetalLB pool end")
@@ -201,17 +218,7 @@ def _gateway(topo: dict[str, Any], svc_net: ipaddress.IPv4Network, band: Any, se
         raise TopologyError(f"gateway service {gw['service']!r} is not the name NGINX Gateway Fabric gives the "
                             f"data plane of Gateway {gw['name']} of class {gw['class']}: write {expected!r} "
                             "(<gateway>-<class>)")
-    ip = _ip(gw["cluster_ip"], "cluster_ip of gateway")
-    _host_in(ip, svc_net, "cluster_ip of gateway")
-    if band and not band[0] <= ip <= band[1]:
-        raise TopologyError(f"cluster_ip {ip} of gateway is in the dynamic band of {svc_net}, where another "
-                            f"Service may take it first: pick one in the static band {band[0]}-{band[1]}")
-    if band and ip == band[0]:
-        raise TopologyError(f"cluster_ip {ip} of gateway is the kubernetes Service's address: pick another in "
-                            f"the static band {band[0] + 1}-{band[1]}")
-    if ip in service_ips:
-        raise TopologyError(f"cluster_ip {ip} of gateway is already used by {service_ips[ip]}: "
-                            "give each Service its own address")
+    ip = _service_ip(gw["cluster_ip"], "gateway", svc_net, band, service_ips)
     low, high = port_range
     port = gw["http_node_port"]
     if not low <= port <= high:
@@ -321,18 +328,7 @@ def validate(topo: Any) -> None:
               ("echo", topo["workloads"]["echo"]["cluster_ip"]),
               ("empty_service", topo["workloads"]["empty_service"]["cluster_ip"])]
     for what, value in checks:
-        ip = _ip(value, f"cluster_ip of {what}")
-        _host_in(ip, svc_net, f"cluster_ip of {what}")
-        if band and not band[0] <= ip <= band[1]:
-            raise TopologyError(f"cluster_ip {ip} of {what} is in the dynamic band of {svc_net}, where another "
-                                f"Service may take it first: pick one in the static band {band[0]}-{band[1]}")
-        if band and ip == band[0]:
-            raise TopologyError(f"cluster_ip {ip} of {what} is the kubernetes Service's address: pick another in "
-                                f"the static band {band[0] + 1}-{band[1]}")
-        if ip in service_ips:
-            raise TopologyError(f"cluster_ip {ip} of {what} is already used by {service_ips[ip]}: "
-                                "give each Service its own address")
-        service_ips[ip] = what
+        service_ips[_service_ip(value, what, svc_net, band, service_ips)] = what
     ports = {}
     for key in ("http_node_port", "https_node_port"):
         port = ingress[key]
