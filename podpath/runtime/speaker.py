@@ -12,10 +12,15 @@ intervals before it declares it dead; the lab's window is shorter so that a fail
 seen within the verifier's 5 s). For every address of the pool in use, the alive nodes are
 ordered as MetalLB orders them (podpath.model.election) and the first one announces it:
 it answers ARP requests for the address with its own MAC, without putting the address on
-any interface, and sends gratuitous ARP when it takes the address over.
+any interface, and sends gratuitous ARP when it takes the address over, again every 1.1 s
+for 5 s as MetalLB's announcer does (a neighbour table that ignored the first one, because
+its entry changed less than a second before, takes a later one). A frame the kernel refuses
+to send (a full queue, or a filter on the way out) is logged and the speaker goes on, as
+MetalLB's does: it never exits over a lost answer.
 
-Nothing runs on a timer but the heartbeat: the speaker sleeps until its next heartbeat, a
-message, an ARP request, or the moment a silent node's time runs out, and elects again
+Nothing runs on a timer but the heartbeat (and the gratuitous ARP in the 5 s after a
+takeover): the speaker sleeps until its next heartbeat, a message, an ARP request, or the
+moment a silent node's time runs out, and elects again
 only when the set of alive nodes (or its own link) changed. A speaker answers the first
 heartbeat of a node it did not count alive with one of its own at once, so that a speaker
 that starts (or gets its link back) learns the others within moments, as memberlist's join
@@ -45,6 +50,10 @@ from podpath.runtime.daemon import log, start
 # node after DEAD_AFTER of silence.
 INTERVAL = 1.0
 DEAD_AFTER = 3.0
+# MetalLB's layer 2 announcer repeats its gratuitous ARP every 1.1 s for 5 s after it takes an
+# address over.
+GARP_EVERY = 1.1
+GARP_FOR = 5.0
 ETH_P_ARP = 0x0806
 BROADCAST_MAC = b"\xff" * 6
 
@@ -89,6 +98,11 @@ class Speaker:
         self.answered = 0
         self.message = json.dumps({"node": self.node, "ip": self.ip}).encode()
         self.join_until = 0.0
+        self.garp_every = float(config.get("garp_every", GARP_EVERY))
+        self.garp_for = float(config.get("garp_for", GARP_FOR))
+        self.garp_until: dict[str, float] = {}  # address -> when its gratuitous ARP stops
+        self.next_garp = float("inf")
+        self.send_failures = 0
 
     def alive(self, now: float) -> list[str]:
         nodes = [n for n, t in self.last_seen.items() if now - t < self.dead_after]
@@ -132,13 +146,26 @@ class Speaker:
         does not announce an address (with gratuitous ARP) that another node holds."""
         return now < self.join_until and not set(self.members) <= set(self.alive(now))
 
+    def send(self, frame: bytes, what: str) -> None:
+        try:
+            self.arp.send(frame)
+        except OSError as err:
+            self.send_failures += 1
+            log(f"{self.node}: could not send {what}: {err.strerror} (failure {self.send_failures}); going on")
+
     def gratuitous(self, address: str) -> None:
         for op in (1, 2):
             frame = arp_frame(op, self.mac, address, BROADCAST_MAC if op == 2 else b"\0" * 6, address, BROADCAST_MAC)
-            try:
-                self.arp.send(frame)
-            except OSError:
-                pass
+            self.send(frame, f"gratuitous ARP for {address}")
+
+    def repeat_gratuitous(self, now: float) -> None:
+        """The gratuitous ARP due at NOW for the addresses taken over in the last garp_for seconds."""
+        if now < self.next_garp:
+            return
+        self.garp_until = {a: t for a, t in self.garp_until.items() if a in self.announcing and now < t}
+        for address in sorted(self.garp_until):
+            self.gratuitous(address)
+        self.next_garp = now + self.garp_every if self.garp_until else float("inf")
 
     def receive_arp(self) -> None:
         frame = self.arp.recv(2048)
@@ -147,18 +174,22 @@ class Speaker:
             return
         op, sha, spa, tpa = parsed
         if op == 1 and tpa in self.announcing and sha != self.mac:
-            self.arp.send(arp_frame(2, self.mac, tpa, sha, spa, sha))
+            self.send(arp_frame(2, self.mac, tpa, sha, spa, sha), f"the ARP answer for {tpa} to {spa}")
             self.answered += 1
 
-    def elect_all(self, alive: list[str]) -> bool:
+    def elect_all(self, alive: list[str], now: float) -> bool:
         """Elect among ALIVE (the nodes heard from lately, and this one while its link is up);
         True if what this node announces changed."""
         mine = {a for a in self.addresses if announcer(alive, a) == self.node}
         changed = mine != self.announcing
         for address in sorted(mine - self.announcing):
             self.gratuitous(address)
-            log(f"{self.node}: announcing {address} (alive: {', '.join(alive)}); gratuitous ARP sent")
+            self.garp_until[address] = now + self.garp_for
+            self.next_garp = min(self.next_garp, now + self.garp_every)
+            log(f"{self.node}: announcing {address} (alive: {', '.join(alive)}); gratuitous ARP sent, "
+                f"again every {self.garp_every:g} s for {self.garp_for:g} s")
         for address in sorted(self.announcing - mine):
+            self.garp_until.pop(address, None)
             log(f"{self.node}: no longer announcing {address} (alive: {', '.join(alive)})")
         self.announcing = mine
         return changed
@@ -196,12 +227,14 @@ class Speaker:
             alive = self.alive(now)
             joining = self.joining(now)
             if not joining and ((alive, self.link_ok) != state or (beat and not self.touch_status())):
-                self.elect_all(alive)
+                self.elect_all(alive, now)
                 self.write_status(alive)
                 state = (alive, self.link_ok)
+            self.repeat_gratuitous(now)
             # sleep until the next heartbeat, a message, an ARP request, a node's time running
-            # out, or the end of the join
-            wake = min(next_beat, self.next_expiry(now), self.join_until if joining else next_beat)
+            # out, the next gratuitous ARP, or the end of the join
+            wake = min(next_beat, self.next_expiry(now), self.next_garp,
+                       self.join_until if joining else next_beat)
             readable, _, _ = select.select([self.udp, self.arp], [], [], max(0.0, wake - now))
             now = time.monotonic()
             if self.udp in readable and self.receive_heartbeat(now) and self.link_ok:

@@ -108,6 +108,60 @@ print(json.dumps({"heard": heard, "status before the peer": before, "first statu
 '''
 
 
+# A speaker alone on one end of a veth pair (its own member list has only cp1, so it takes the
+# address at once); the other end listens with a packet socket. First it counts the gratuitous
+# ARP replies for the address over a window much longer than garp_for; then an nftables rule
+# drops every ARP frame leaving the speaker's end, and ARP requests for the address are sent:
+# the kernel refuses the answers (ENOBUFS), and the speaker must go on running.
+GARP = r"""
+import json, os, socket, struct, subprocess, sys, time
+folder, wait = sys.argv[1], float(sys.argv[2])
+def sh(*argv):
+    subprocess.run(argv, check=True)
+sh("ip", "link", "add", "spk", "type", "veth", "peer", "name", "cli")
+sh("ip", "addr", "add", "192.168.56.10/24", "dev", "spk")
+sh("ip", "link", "set", "spk", "up")
+sh("ip", "link", "set", "cli", "up")
+listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+listener.bind(("cli", 0x0806))
+conf = {"node": "cp1", "ip": "192.168.56.10", "interface": "spk", "addresses": ["192.168.56.200"],
+        "members": [{"node": "cp1", "ip": "192.168.56.10"}], "broadcast": "192.168.56.255", "port": 17946,
+        "interval": 0.5, "dead_after": 1.5, "garp_every": 0.25, "garp_for": 2.0,
+        "status": os.path.join(folder, "cp1.json")}
+with open(os.path.join(folder, "conf.json"), "w") as handle:
+    json.dump(conf, handle)
+log = open(os.path.join(folder, "speaker.log"), "w")
+speaker = subprocess.Popen([sys.executable, "-m", "podpath.runtime.speaker", handle.name], stdout=log, stderr=log)
+target = socket.inet_aton("192.168.56.200")
+replies = 0
+listener.settimeout(0.2)
+deadline = time.monotonic() + conf["garp_for"] + 4.0
+while time.monotonic() < deadline:
+    try:
+        frame = listener.recv(2048)
+    except socket.timeout:
+        continue
+    op, spa, tha, tpa = struct.unpack("!H6x4s6s4s", frame[20:42])
+    if op == 2 and spa == target and tpa == target and tha == b"\xff" * 6:
+        replies += 1
+sh("nft", "add", "table", "netdev", "t")
+sh("nft", "add", "chain", "netdev", "t", "out", '{ type filter hook egress device "spk" priority 0 ; }')
+sh("nft", "add", "rule", "netdev", "t", "out", "ether", "type", "arp", "drop")
+mac = listener.getsockname()[4]
+ask = (b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac,
+       socket.inet_aton("192.168.56.100"), b"\0" * 6, target))
+for _ in range(3):
+    listener.send(ask)
+    time.sleep(0.3)
+time.sleep(1.0)
+running = speaker.poll() is None
+speaker.terminate()
+speaker.wait(timeout=wait)
+log.close()
+print(json.dumps({"gratuitous replies": replies, "running after refused answers": running,
+                  "log": open(os.path.join(folder, "speaker.log")).read()}))
+"""
+
 def _in_netns(folder, script: str) -> str:
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("the speaker's raw ARP socket and its own network namespace need root, unshare and ip")
@@ -155,3 +209,21 @@ def test_status_believes_a_speaker_by_the_files_modification_time():
     assert status._live_speaker("lab", said, now, touched=now - 1)
     assert not status._live_speaker("lab", said, now, touched=now - status.SPEAKER_FRESH_S - 1), (
         "a status file nobody touched lately was believed because of the time written in it")
+
+
+@pytest.fixture(scope="module")
+def takeover(tmp_path_factory):
+    return json.loads(_in_netns(tmp_path_factory.mktemp("garp"), GARP).splitlines()[-1])
+
+
+def test_the_speaker_repeats_its_gratuitous_arp_after_a_takeover_and_then_stops(takeover):
+    seen = takeover
+    # garp_for 2 s, every 0.25 s: the first one and at most 8 repeats; 6 s of listening would
+    # hear about 24 if it never stopped, and 1 if it never repeated
+    assert 2 <= seen["gratuitous replies"] <= 9, seen
+
+
+def test_a_speaker_whose_answers_the_kernel_refuses_goes_on_running(takeover):
+    seen = takeover
+    assert seen["running after refused answers"], f"the speaker exited when its ARP answer was dropped:\n{seen['log']}"
+    assert "could not send the ARP answer for 192.168.56.200" in seen["log"], seen["log"]
