@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from podpath.evidence import picture
 from podpath.evidence.report import ScenarioReport
-from podpath.evidence.scenarios import SCENARIOS, look
+from podpath.evidence.scenarios import SCENARIOS, look_at, titles
 from podpath.model.plan import Plan
 
 FORMAT = "podpath-lab-results/1"
@@ -102,9 +102,19 @@ def _mode(plan: Plan | None) -> str:
     return getattr(plan, "kube_proxy_mode", None) or "iptables"
 
 
+def _edge(plan: Plan | None) -> str:
+    """The edge of PLAN's labs (ingress-nginx or gateway-api), which names scenarios 15-17 and 19."""
+    return getattr(plan, "edge", None) or "ingress-nginx"
+
+
 def hop(number: int, plan: Plan | None = None) -> str:
-    """Where scenario NUMBER looks, in the words of PLAN's kube-proxy mode."""
-    return look(number, _mode(plan))[0]
+    """Where scenario NUMBER looks, in the words of PLAN's kube-proxy mode and edge."""
+    return look_at(number, _mode(plan), _edge(plan))[0]
+
+
+def title(number: int, plan: Plan | None = None) -> str:
+    """Scenario NUMBER's title, as PLAN's edge has it."""
+    return titles(_edge(plan))[number]
 
 
 # --- input -------------------------------------------------------------------------------
@@ -266,7 +276,7 @@ def render_text(results: list[LabResult], plan: Plan | None = None) -> str:
     for r in failing:
         number = r.first_failing
         also = [n for n in r.failing if n != number]
-        lines.append(f"  {clean(r.student)}  scenario {number}  {SCENARIOS[number]}"
+        lines.append(f"  {clean(r.student)}  scenario {number}  {title(number, plan)}"
                      + (f"  (also failing: {', '.join(map(str, also))})" if also else ""))
         lines.append(f"      hop:      {hop(number, plan)}")
         for message in r.outcome(number).failures[:1]:
@@ -281,13 +291,13 @@ def next_command(result: LabResult, number: int, plan: Plan | None) -> str:
     if plan is not None:
         fill.update({"{nodes}": " ".join(n.name for n in plan.nodes), "<ingress host>": plan.ingress_host,
                      "<MetalLB address>": plan.ingress_service.load_balancer_ip or "<MetalLB address>"})
-    return clean(ScenarioReport("netns", fill, _mode(plan)).next_command(number))
+    return clean(ScenarioReport("netns", fill, _mode(plan), _edge(plan)).next_command(number))
 
 
 # --- JUnit XML ---------------------------------------------------------------------------
 
-def _junit_name(number: int) -> str:
-    return f"scenario {number:02d}: {SCENARIOS[number]}"
+def _junit_name(number: int, plan: Plan | None = None) -> str:
+    return f"scenario {number:02d}: {title(number, plan)}"
 
 
 def render_junit(results: list[LabResult], plan: Plan | None = None) -> str:
@@ -311,7 +321,7 @@ def render_junit(results: list[LabResult], plan: Plan | None = None) -> str:
         else:
             for number in SCENARIOS:
                 outcome = r.outcome(number)
-                case = ET.SubElement(suite, "testcase", classname=classname, name=clean(_junit_name(number)))
+                case = ET.SubElement(suite, "testcase", classname=classname, name=clean(_junit_name(number, plan)))
                 counts["tests"] += 1
                 if outcome.outcome == "FAIL":
                     counts["failures"] += 1
@@ -365,8 +375,8 @@ def places(plan: Plan, drawn: set[str], number: int, messages: list[str]) -> tup
         1: pod_boxes(pods) + node_boxes("idle"), 2: pod_boxes(pods) + node_boxes("idle"),
         3: pod_boxes(p for p in pods if len(p.containers) > 1) or pod_boxes(pods),
         4: node_boxes("cni0"), 5: tunnels, 6: tunnels, 9: node_boxes("cni0"),
-        13: ["metallb"], 14: ["metallb"], 15: pod_boxes(plan.ingress_pods), 16: pod_boxes(plan.ingress_pods),
-        17: pod_boxes(plan.ingress_pods), 19: ["client"],
+        13: ["metallb"], 14: ["metallb"], 15: pod_boxes(plan.edge_pods), 16: pod_boxes(plan.edge_pods),
+        17: pod_boxes(plan.edge_pods), 19: ["client"],
     }.get(number, ["services"])  # 7, 8, 10, 11, 12, 18: kube-proxy's rules
     candidates = [c for c in candidates if c in drawn]
 
@@ -566,7 +576,7 @@ def _details(r: LabResult, plan: Plan) -> str:
     n = r.first_failing
     lines = [f"hop: {hop(n, plan)}"] + [f"evidence: {m}" for m in r.outcome(n).failures[:3]]
     lines.append(f"next: {next_command(r, n, plan)}")
-    return (f'<details><summary>{_h(r.student)}: scenario {n}, {_h(SCENARIOS[n])}</summary>'
+    return (f'<details><summary>{_h(r.student)}: scenario {n}, {_h(title(n, plan))}</summary>'
             f'<pre>{_h(chr(10).join(lines))}</pre></details>')
 
 

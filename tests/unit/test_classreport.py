@@ -13,7 +13,7 @@ import pytest
 
 from podpath import cli
 from podpath.evidence import classreport as cr
-from podpath.evidence.scenarios import LOOK, SCENARIOS, look
+from podpath.evidence.scenarios import LOOK, SCENARIOS, look, look_at, titles
 from podpath.model import plan as plan_mod
 from podpath.model import topology as topology_mod
 
@@ -95,6 +95,22 @@ def test_the_hop_and_its_command_follow_kube_proxys_mode():
     assert "nft list map ip kube-proxy no-endpoint-services" in text and "iptables-save" not in text
     failure = ET.fromstring(cr.render_junit([result], nft)).find(".//failure")
     assert failure.get("message") == f"hop: {look(11, 'nftables')[0]}"
+
+
+
+def test_the_titles_hops_and_marks_of_15_to_17_follow_the_gateway_edge():
+    gateway = plan_mod.build(topology_mod.load(topology_mod.ROOT / "inventory" / "gateway-api.yml"), "<lab>")
+    assert gateway.edge == "gateway-api" and gateway.gateway_pods
+    result = failing("stu1", {17: ["the HTTPRoute did not add its header"]})
+    text = cr.render_text([result], gateway)
+    hop17 = look_at(17, "iptables", "gateway-api")[0]
+    assert text_rows(text)["pc1/stu1"][3] == f"scenario 17: {hop17}" != f"scenario 17: {LOOK[17][0]}"
+    assert f"scenario 17  {titles('gateway-api')[17]}" in text and SCENARIOS[17] not in text
+    assert "/nginx.conf" in text  # the command that shows the gateway's hop, not the Ingress's
+    case = ET.fromstring(cr.render_junit([result], gateway)).find(".//failure/..")
+    assert case.get("name") == f"scenario 17: {titles('gateway-api')[17]}"
+    drawn = {b.id for b in cr.picture.lab_picture(gateway).all_boxes()}
+    assert set(cr.places(gateway, drawn, 17, ["no answer"])) == {f"pod/{p.name}" for p in gateway.gateway_pods}
 
 
 def test_a_lab_without_results_is_a_row_that_says_why():
