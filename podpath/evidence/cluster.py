@@ -822,10 +822,12 @@ class ClusterLab(PlanFacts):
         return {(e.get("orig_src", ""), e.get("orig_sport", "")): e.get("reply_src", "")
                 for e in parse_conntrack(out.stdout if out.ok else "")}
 
-    def _trace_nftables(self, tries: int) -> ClusterTrace:
-        """trace() in nftables mode: the DNAT hop from conntrack and the node's table ip kube-proxy."""
-        svc = self.service("ingress")
-        address, port, host = self.load_balancer_ip(), svc.port or 80, self._trace_host()
+    def _trace_arp(self) -> tuple[ClusterTrace, str, int, str, str | None]:
+        """The start of a trace: (the trace with its ARP hop, the MetalLB address, the edge
+        Service's port, the Host header, the node whose MAC answered ARP, or None)."""
+        address = self.load_balancer_ip()
+        port = self.service("ingress").port or 80
+        host = self._trace_host()
         result = ClusterTrace(url=self._trace_url(address, port), host=host)
         arp = self.arp_answers(address, count=2)
         owners = {mac: n for n, mac in self.node_macs().items()}
@@ -834,6 +836,11 @@ class ClusterLab(PlanFacts):
         result.hops.append(TraceHop("ARP", f"{node or 'no node'} answered for {address}",
                                     f"MAC {arp.macs[0] if arp.macs else 'none'} ({arp.asked_from})",
                                     ok=node is not None and len(set(arp.macs)) == 1))
+        return result, address, port, host, node
+
+    def _trace_nftables(self, tries: int) -> ClusterTrace:
+        """trace() in nftables mode: the DNAT hop from conntrack and the node's table ip kube-proxy."""
+        result, address, port, host, node = self._trace_arp()
         if node is None:
             return result
         controllers = {p.ip: p for p in self.edge_pods()}
@@ -848,7 +855,8 @@ class ClusterLab(PlanFacts):
         chosen = controllers.get(new[0]) if len(new) == 1 else None
         shown, rules = self.kube_proxy_rules(node)
         path = rules.service_path(address, port)
-        dest = f"{new[0]}:{svc.target_port}" if len(new) == 1 else ""
+        target_port = self.service("ingress").target_port
+        dest = f"{new[0]}:{target_port}" if len(new) == 1 else ""
         chain = next((s.chain for s in path.seps if dest in s.destinations), None) if path and dest else None
         result.hops.append(TraceHop(
             "DNAT", f"{' -> '.join([path.entry_chain, path.svc_chain]) if path else 'no path'} -> "
@@ -923,17 +931,7 @@ class ClusterLab(PlanFacts):
         """
         if self.kube_proxy_mode() == "nftables":
             return self._trace_nftables(tries)
-        address = self.load_balancer_ip()
-        port = self.service("ingress").port or 80
-        host = self._trace_host()
-        result = ClusterTrace(url=self._trace_url(address, port), host=host)
-        arp = self.arp_answers(address, count=2)
-        owners = {mac: n for n, mac in self.node_macs().items()}
-        node = owners.get(arp.macs[0]) if arp.macs else None
-        result.node = node
-        result.hops.append(TraceHop("ARP", f"{node or 'no node'} answered for {address}",
-                                    f"MAC {arp.macs[0] if arp.macs else 'none'} ({arp.asked_from})",
-                                    ok=node is not None and len(set(arp.macs)) == 1))
+        result, address, port, host, node = self._trace_arp()
         if node is None:
             return result
         controllers = {p.ip: p for p in self.edge_pods()}
