@@ -9,6 +9,26 @@ MAX_TRIES = 60
 # either way, and a broken hop should not cost MAX_TRIES timeouts.
 FAILURES_ENOUGH = 3
 
+
+def spread(ask, header: str, expected: set[str]) -> tuple[dict[str, int], list[str]]:
+    """Send requests with ASK (a function that returns an answer with status, error and
+    headers) until every name of EXPECTED has answered (named in its HEADER), MAX_TRIES were
+    sent, or FAILURES_ENOUGH failed: ({name: answers}, [what each failed request got])."""
+    served: dict[str, int] = {}
+    failures: list[str] = []
+    for _ in range(MAX_TRIES):
+        answer = ask()
+        if answer.status != 200:
+            failures.append(answer.error or f"HTTP {answer.status}")
+            if len(failures) >= FAILURES_ENOUGH:
+                break
+            continue
+        name = answer.headers.get(header)
+        served[name] = served.get(name, 0) + 1
+        if expected <= set(served):
+            break
+    return served, failures
+
 SCENARIOS: dict[int, str] = {
     1: "pod namespaces are under /var/run/netns (cni-*), have eth0 with the pod IP, and outlive their containers",
     2: "a pause process holds each pod's network namespace",

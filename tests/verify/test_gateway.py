@@ -8,7 +8,7 @@ data plane elects no leader: scenario 16 asks every data-plane pod directly.
 """
 import pytest
 
-from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence.scenarios import MAX_TRIES, spread
 from podpath.evidence.trace import render_text
 from podpath.model.election import announcer
 from podpath.model.gateway import GATEWAY_HEADER
@@ -39,18 +39,8 @@ def test_client_reaches_every_data_plane_pod_through_the_metallb_ip(lab):
     assert expected and len(expected) == planned, (
         f"{len(expected)} data-plane pods of Gateway {route.name} run ({sorted(expected)}), the topology asks for "
         f"{planned}")
-    served, failures = {}, []
-    for _ in range(MAX_TRIES):
-        answer = lab.client_get(f"http://{address}{route.path_prefix}", host=route.hostname)
-        if answer.status != 200:
-            failures.append(answer.error or f"HTTP {answer.status}")
-            if len(failures) >= FAILURES_ENOUGH:
-                break
-            continue
-        name = answer.headers.get(GATEWAY_HEADER)
-        served[name] = served.get(name, 0) + 1
-        if expected <= set(served):
-            break
+    served, failures = spread(lambda: lab.client_get(f"http://{address}{route.path_prefix}", host=route.hostname),
+                              GATEWAY_HEADER, expected)
     assert not failures, f"client -> {address} (Host {route.hostname}): {len(failures)} failed requests: {failures[:3]}"
     missing = sorted(expected - set(served))
     assert not missing, (f"data-plane pods {missing} never served in {MAX_TRIES} requests to {address}; "

@@ -11,7 +11,7 @@ the client (curl) say which controller (its X-Ingress-Controller header) and whi
 import pytest
 
 from podpath.evidence.lab import CONTROLLER_HEADER, owners
-from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence.scenarios import MAX_TRIES, spread
 from podpath.evidence.trace import render_text
 from podpath.model.election import announcer
 
@@ -58,18 +58,8 @@ def test_client_reaches_every_controller_through_the_metallb_ip(lab):
     expected = _controllers(lab)
     assert len(expected) == lab.ingress_replicas(), (
         f"{len(expected)} controllers run ({sorted(expected)}), the topology asks for {lab.ingress_replicas()}")
-    served, failures = {}, []
-    for _ in range(MAX_TRIES):
-        answer = lab.client_get(f"http://{address}/", host=lab.ingress_host())
-        if answer.status != 200:
-            failures.append(answer.error or f"HTTP {answer.status}")
-            if len(failures) >= FAILURES_ENOUGH:
-                break
-            continue
-        name = answer.headers.get(CONTROLLER_HEADER)
-        served[name] = served.get(name, 0) + 1
-        if expected <= set(served):
-            break
+    served, failures = spread(lambda: lab.client_get(f"http://{address}/", host=lab.ingress_host()),
+                              CONTROLLER_HEADER, expected)
     assert not failures, f"client -> {address}: {len(failures)} failed requests: {failures[:3]}"
     missing = sorted(expected - set(served))
     assert not missing, f"controllers {missing} never served in {MAX_TRIES} requests to {address}; served: {served}"
