@@ -787,7 +787,10 @@ def spawn(argv: list, log_path: str, env=None) -> int:
     ]
     environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     environment.update(env or {})
-    return os.posix_spawnp(argv[0], argv, environment, file_actions=actions, setsid=True)
+    # every signal's default action: Python ignores SIGPIPE, and a job started with & ignores
+    # SIGINT and SIGQUIT; an ignored signal stays ignored across exec
+    default = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    return os.posix_spawnp(argv[0], argv, environment, file_actions=actions, setsid=True, setsigdef=default)
 
 
 def reap_children() -> None:

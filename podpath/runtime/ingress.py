@@ -79,9 +79,15 @@ def reap(child: int) -> int | None:
             found = status
 
 
+# every signal that can be caught: its default action in nginx, whatever this process was given
+DEFAULT_SIGNALS = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+
+
 def start_nginx(argv: list[str]) -> int:
-    """NGINX ARGV as a child in a process group of its own, with no signal blocked."""
-    return os.posix_spawnp(argv[0], argv, os.environ, setpgroup=0, setsigmask=())
+    """NGINX ARGV as a child in a process group of its own, with no signal blocked and every
+    signal's default action (Python ignores SIGPIPE, and a job started with & ignores SIGINT
+    and SIGQUIT: an ignored signal stays ignored across exec)."""
+    return os.posix_spawnp(argv[0], argv, os.environ, setpgroup=0, setsigmask=(), setsigdef=DEFAULT_SIGNALS)
 
 
 USAGE = ("usage: python -m podpath.runtime.ingress --lease PATH --identity POD [--duration SECONDS] "

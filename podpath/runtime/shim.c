@@ -425,8 +425,12 @@ static int run_once(void) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
+        /* every signal's default action, as a container runtime gives a container: a signal
+         * the shim's own starter ignored (a job started with & ignores SIGINT and SIGQUIT)
+         * stays ignored across exec otherwise, and a shell cannot trap it */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                signal(sig, SIG_DFL);
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* the container never outlives its shim */
         if (getppid() != me)
             _exit(1);

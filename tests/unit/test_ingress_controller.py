@@ -25,16 +25,27 @@ WAIT = 15.0  # seconds before a test gives up waiting for something that should 
 
 def fake_nginx(mark: Path) -> list[str]:
     """A child that lives until killed and writes 'quit' to MARK when it gets SIGQUIT (nginx's
-    graceful stop), then exits 0."""
-    return ["sh", "-c", f"trap 'echo quit > {mark}; exit 0' QUIT; while :; do sleep 0.05; done"]
+    graceful stop), then exits 0. Once its trap is set it writes MARK.ready (ready())."""
+    return ["sh", "-c", f"trap 'echo quit > {mark}; exit 0' QUIT; : > {mark}.ready; while :; do sleep 0.05; done"]
+
+
+def ready(mark: Path) -> bool:
+    """The fake nginx of MARK has its QUIT trap set: a QUIT sent before would find none."""
+    return Path(f"{mark}.ready").exists()
 
 
 class Controller:
-    def __init__(self, lease: Path, identity: str, child: list[str], duration: float = 3.0, retry: float = 0.2):
+    def __init__(self, lease: Path, identity: str, child: list[str], duration: float = 3.0, retry: float = 0.2,
+                 ignore=()):
         self.lease, self.identity = lease, identity
+
+        def ignoring():  # what a starter that ignores IGNORE hands down (a job started with & ignores INT, QUIT)
+            for signum in ignore:
+                signal.signal(signum, signal.SIG_IGN)
         self.proc = subprocess.Popen([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(lease),
                                       "--identity", identity, "--duration", str(duration), "--retry", str(retry),
-                                      "--", *child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                      "--", *child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=ignoring if ignore else None)
         self.child = until(self._child, f"{identity} started no child")
 
     def _child(self) -> int | None:
@@ -124,12 +135,28 @@ def test_sigterm_tells_the_child_to_quit_and_releases_the_lease_at_once(tmp_path
     retry = 60.0  # a wait between two tries that the SIGTERM must cut short
     a = controllers(lease, "pod-a", fake_nginx(quit_mark), duration=120.0, retry=retry)
     until(a.holds, "pod-a did not take the free lease")
+    until(lambda: ready(quit_mark), "the fake nginx did not set its QUIT trap")
     assert os.getpgid(a.child) == a.child != os.getpgid(a.proc.pid), "the child is not in a process group of its own"
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(timeout=retry / 2) == 0, "the controller did not exit 0 on SIGTERM before its retry period"
     assert quit_mark.read_text().strip() == "quit", "the child was not sent QUIT"
     assert not os.path.exists(f"/proc/{a.child}"), "the child outlived its controller"
     assert (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "", "the lease was not released on SIGTERM"
+
+
+def test_nginx_gets_every_signals_default_action_even_when_the_controller_was_started_ignoring_some(
+        tmp_path, controllers):
+    quit_mark = tmp_path / "quit"
+    a = controllers(tmp_path / "ingress.json", "pod-a", fake_nginx(quit_mark),
+                    ignore=(signal.SIGQUIT, signal.SIGINT, signal.SIGTERM))
+    until(lambda: ready(quit_mark), "the fake nginx did not set its QUIT trap")
+    ignored = int(next(line.split()[1] for line in Path(f"/proc/{a.child}/status").read_text().splitlines()
+                       if line.startswith("SigIgn:")), 16)
+    for signum in (signal.SIGQUIT, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        assert not ignored & (1 << (signum - 1)), f"nginx was started with {signum.name} ignored"
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.wait() == 0
+    assert quit_mark.read_text().strip() == "quit", "nginx never got the QUIT (it was started ignoring it)"
 
 
 def test_a_second_controller_takes_the_lease_once_the_first_died_and_the_duration_ran_out(tmp_path, controllers):
@@ -187,6 +214,7 @@ def test_as_the_first_process_of_its_pid_namespace_it_still_stops_gracefully_on_
     try:
         until(lambda: (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "pod-a",
               "the controller did not take the free lease")
+        until(lambda: ready(quit_mark), "the fake nginx did not set its QUIT trap")
         first = int(Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split()[0])
         status = dict(line.split(":", 1) for line in Path(f"/proc/{first}/status").read_text().splitlines())
         assert status["NSpid"].split()[-1] == "1", f"the controller is not pid 1 of its namespace: {status['NSpid']}"

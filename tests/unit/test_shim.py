@@ -165,6 +165,31 @@ def test_the_pid_is_the_containers_first_process_below_the_runtime_and_signals_a
     assert after["pid"] != init and comm(after["pid"]) == "sleep"
 
 
+
+def test_the_container_gets_every_signals_default_action_even_when_the_shims_starter_ignored_some(
+        shim_program, tmp_path):
+    # what a job started with & hands down (SIGINT and SIGQUIT ignored), and Python's SIGPIPE
+    ignore = (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGTERM)
+
+    def ignoring():
+        for signum in ignore:
+            signal.signal(signum, signal.SIG_IGN)
+    log = open(tmp_path / "shim.log", "ab")
+    status_path = tmp_path / "status" / "group" / "pod_box.json"
+    proc = subprocess.Popen([str(shim_program), "--status", str(status_path), "--name", "pod/box", "--", "sleep", "600"],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=ignoring)
+    try:
+        found = wait_until(lambda: (podpath_lab.read_container_status(str(status_path))[0] or {}).get("pid"))
+        assert found, f"the container never ran: {(tmp_path / 'shim.log').read_text()}"
+        ignored = int(next(line.split()[1] for line in Path(f"/proc/{found}/status").read_text().splitlines()
+                           if line.startswith("SigIgn:")), 16)
+        assert ignored == 0, [s.name for s in signal.Signals if ignored & (1 << (s - 1))]
+    finally:
+        proc.kill()
+        proc.wait(timeout=WAIT_S)
+        log.close()
+
 def test_an_exit_code_is_told_with_no_signal(shims):
     shim = shims(["sh", "-c", "exit 3"], backoff="3600")
     status = shim.wait_status(lambda s: s["state"] == "waiting" and s["restarts"] == 1, "a second exit")
