@@ -10,6 +10,8 @@ the C library allows it: a few hundred KiB each, and one runs per pod or per con
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -37,7 +39,7 @@ def compile_program(source: Path, target: Path) -> Path:
     if cc is None:
         raise SystemExit(f"podpath: no C compiler to build {target.name}; install it with: apt-get install gcc")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # this process's own
     cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", str(tmp), str(source)]
     static = cmd[:2] + ["-static"] + cmd[2:]
     # A static binary keeps each process at a few hundred KiB; fall back to a dynamic one.
@@ -55,12 +57,31 @@ def _stale(target: Path, source: Path) -> bool:
     return not target.exists() or target.stat().st_mtime < source.stat().st_mtime
 
 
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """One build at a time in FOLDER: a class's `podpath up`s started together after an update
+    find the programs stale at the same moment; the first builds them and the others wait, then
+    find them fresh. Without a lock file that can be made there (a folder this user may not
+    write), no lock: the build itself would fail there all the same, saying why."""
+    try:
+        handle = open(folder / ".podpath-build.lock", "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def build(force: bool = False) -> Path:
-    """Build podpath-pause and podpath-shim where either is missing or older than its source;
-    returns the pause program's path."""
-    for source, target in ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path())):
-        if force or _stale(target, source):
-            compile_program(source, target)
+    """Build podpath-pause and podpath-shim where either is missing or older than its source
+    (every one with FORCE), one builder at a time; returns the pause program's path."""
+    programs = ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()))
+    if force or any(_stale(target, source) for source, target in programs):
+        with _build_lock(pause_path().parent):
+            for source, target in programs:
+                if force or _stale(target, source):  # again: another builder may have just built it
+                    compile_program(source, target)
     return pause_path()
 
 

@@ -1,0 +1,43 @@
+"""Building podpath's C programs (podpath/runtime/pause_build.py) when several `podpath up`s
+find them stale at the same moment, as a class does after an update: every builder succeeds,
+both programs are there and whole, and no temporary file is left behind."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILDERS = 6
+# one builder: pause_build with its two programs in FOLDER instead of the environment's bin/
+BUILDER = r"""
+import sys
+from pathlib import Path
+from podpath.runtime import pause_build
+folder = Path(sys.argv[1])
+pause_build.pause_path = lambda: folder / "podpath-pause"
+pause_build.shim_path = lambda: folder / "podpath-shim"
+pause_build.build()
+"""
+
+
+def test_builders_started_together_all_succeed_and_leave_whole_programs(tmp_path):
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler (apt-get install gcc)")
+    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(BUILDERS)]
+    outs = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+    failed = [out for code, out in outs if code != 0]
+    assert not failed, f"{len(failed)} of {BUILDERS} builders failed; the first said:\n{failed[0]}"
+    for name in ("podpath-pause", "podpath-shim"):
+        program = tmp_path / name
+        assert program.exists() and os.access(program, os.X_OK), f"{name} was not built"
+        assert program.read_bytes()[:4] == b"\x7fELF", f"{name} is not a whole executable"
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert not left, f"temporary files left behind: {left}"
