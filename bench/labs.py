@@ -28,6 +28,7 @@ import yaml
 from podpath import cli
 
 from podpath.model import labdir
+from podpath.evidence import probe
 from podpath.evidence.probe import neighbour_table_limit
 from podpath.model.labdir import RUNS
 from podpath.evidence.status import owned_namespaces
@@ -191,14 +192,10 @@ def mem_available_kib() -> int:
 
 
 def arp_table_fulls() -> int:
-    """How often the kernel found its ARP table full (all CPUs). The table and its limit
-    (net.ipv4.neigh.default.gc_thresh3) are shared by every network namespace of the host."""
-    try:
-        lines = Path("/proc/net/stat/arp_cache").read_text().split("\n")
-    except OSError:
-        return 0
-    column = lines[0].split().index("table_fulls")
-    return sum(int(line.split()[column], 16) for line in lines[1:] if line.strip())
+    """How often the kernel found its ARP table full (all CPUs; 0 where it cannot be read).
+    The table and its limit (net.ipv4.neigh.default.gc_thresh3) are shared by every network
+    namespace of the host."""
+    return probe.arp_table_fulls() or 0
 
 
 def neigh_gc_thresh3() -> str:

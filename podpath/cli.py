@@ -345,9 +345,16 @@ def verify_argv(args, extra: list[str]) -> list[str]:
 
 
 def cmd_verify(args, extra=()) -> int:
+    from podpath.evidence import probe
+
     require_root()
     require_lab(args.lab)
-    return subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
+    before = probe.arp_table_fulls()
+    code = subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
+    after = probe.arp_table_fulls()
+    if code != EXIT_OK and before is not None and after is not None and after > before:
+        print(probe.arp_table_warning(after - before, probe.neighbour_table_limit()), file=sys.stderr)
+    return code
 
 
 def topology(args) -> dict:

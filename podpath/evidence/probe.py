@@ -70,6 +70,28 @@ def neighbour_table_limit() -> int | None:
         return None
 
 
+def arp_table_fulls(text: str | None = None) -> int | None:
+    """How often the kernel found the host's ARP table full (summed over the CPUs of
+    /proc/net/stat/arp_cache, or of TEXT), or None where it cannot be read. The table and its
+    limit (gc_thresh3) are shared by every network namespace of the host."""
+    try:
+        lines = (Path("/proc/net/stat/arp_cache").read_text() if text is None else text).splitlines()
+        column = lines[0].split().index("table_fulls")
+        return sum(int(line.split()[column], 16) for line in lines[1:] if line.strip())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def arp_table_warning(fulls: int, limit: int | None) -> str:
+    """What to tell someone whose verifier ran while the host's ARP table was full FULLS times."""
+    return (f"podpath: the host's neighbour (ARP) table was full {fulls} times while the verifier ran: the kernel "
+            "dropped neighbour entries, so a check that sends a packet may have failed for that reason, not because "
+            f"of the lab. The table is shared by every network namespace of the host (labs of every user); its "
+            f"limit net.ipv4.neigh.default.gc_thresh3 is {limit or 'unknown'}, and a verified reference lab holds "
+            "about 50 entries. Fewer labs at once, or a larger table (as root, for the whole host): sysctl -w "
+            "net.ipv4.neigh.default.gc_thresh2=4096 net.ipv4.neigh.default.gc_thresh3=8192")
+
+
 def pod_refs(plan: Plan, *apps: str) -> list[PodRef]:
     """The plan's pods (of APPS, or all), as the checks name them: by the pod's own name."""
     pods = [p for p in plan.pods if not apps or p.app in apps]

@@ -1,0 +1,55 @@
+"""`podpath verify` says so when the host's ARP table was full while it ran (the table and its
+limit are shared by every namespace of the host, so many labs at once can fill it and make
+checks fail that have nothing wrong in their lab); the counter is read from the kernel's
+/proc/net/stat/arp_cache, here from a recorded copy."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from podpath import cli
+from podpath.evidence import probe
+
+# /proc/net/stat/arp_cache of a 2-CPU host, one line per CPU, hexadecimal
+RECORDED = """\
+entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls
+00000033 00029f35 0002a5ab 00000004   00608b2d 0001ae53 00000087   00000000         00000000         00000000         0000417e       000000cf            00002465
+00000033 00010000 00010000 00000000   00100000 00010000 00000001   00000000         00000000         00000000         00000010       00000001            0000000a
+"""
+
+
+def test_the_table_fulls_of_every_cpu_are_summed():
+    assert probe.arp_table_fulls(RECORDED) == 0x2465 + 0xA
+
+
+def test_a_file_without_that_column_reads_as_unknown():
+    assert probe.arp_table_fulls("entries allocs\n00000001 00000002\n") is None
+
+
+@pytest.fixture
+def verify_run(monkeypatch):
+    """cmd_verify with the verifier replaced (exit CODE) and the counter read as READINGS."""
+    def run(code: int, readings: list[int | None], capsys):
+        left = list(readings)
+        monkeypatch.setattr(cli, "require_root", lambda: None)
+        monkeypatch.setattr(cli, "require_lab", lambda lab: None)
+        monkeypatch.setattr(cli.subprocess, "call", lambda *a, **k: code)
+        monkeypatch.setattr(probe, "arp_table_fulls", lambda text=None: left.pop(0))
+        monkeypatch.setattr(probe, "neighbour_table_limit", lambda: 1024)
+        got = cli.cmd_verify(argparse.Namespace(lab="stu1", junitxml=None, disruptive=False))
+        return got, capsys.readouterr().err
+    return run
+
+
+def test_a_failed_verify_during_which_the_table_was_full_says_so_with_the_fix(verify_run, capsys):
+    code, said = verify_run(1, [100, 137], capsys)
+    assert code == 1
+    assert "full 37 times while the verifier ran" in said and "gc_thresh3 is 1024" in said
+    assert "sysctl -w net.ipv4.neigh.default.gc_thresh2=4096 net.ipv4.neigh.default.gc_thresh3=8192" in said
+
+
+@pytest.mark.parametrize("code, readings", [(1, [100, 100]), (0, [100, 137]), (1, [None, None])])
+def test_no_word_of_it_when_the_table_was_not_full_or_nothing_failed_or_it_cannot_be_read(verify_run, capsys,
+                                                                                          code, readings):
+    assert verify_run(code, readings, capsys) == (code, "")
