@@ -40,7 +40,7 @@ from podpath.evidence.parsers import (K8sNode, K8sPod, KubeProxyRules, NetNamesp
                                       parse_ip_neigh, parse_iptables_save, parse_json, parse_lease, parse_lsns,
                                       parse_nodes, parse_ns_link, parse_pods, parse_processes, parse_service,
                                       service_path, BATCH_SCRIPT, PROCESSES_SCRIPT)
-from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence.scenarios import spread
 from podpath.evidence.trace import Hop as TraceHop
 from podpath.evidence.trace import Trace
 from podpath.model.election import order
@@ -551,21 +551,9 @@ class ClusterLab(PlanFacts):
 
     def answered_by(self, pod: LabPod, url: str, expect: set[str], host: str | None = None,
                     field_name: str = "pod") -> tuple[dict[str, int], list[str]]:
-        """Ask URL from POD, 10 at a time, until every name of EXPECT answered or MAX_TRIES were
-        sent (or FAILURES_ENOUGH failed): kube-proxy picks an endpoint at random."""
-        seen: dict[str, int] = {}
-        errors: list[str] = []
-        sent = 0
-        while sent < MAX_TRIES and not expect <= set(seen) and len(errors) < FAILURES_ENOUGH:
-            batch = min(10, MAX_TRIES - sent)
-            for answer in self.pod_curl_batch(pod, url, batch, host):
-                if answer.status != 200:
-                    errors.append(answer.error or f"HTTP {answer.status}")
-                    continue
-                name = answer.field(field_name) or "?"
-                seen[name] = seen.get(name, 0) + 1
-            sent += batch
-        return seen, errors
+        """Ask URL from POD, 10 requests an exec, until every name of EXPECT answered
+        (scenarios.spread): kube-proxy picks an endpoint at random."""
+        return spread(lambda: self.pod_curl_batch(pod, url, 10, host), lambda a: a.field(field_name), expect)
 
     def node_get(self, node: str, ip: str, port: int, host: str | None = None) -> Http:
         return parse_http(self.run(node, ["python3", "-c", NODE_HTTP_SCRIPT, ip, str(port), host or "", "2.0"]))

@@ -10,23 +10,29 @@ MAX_TRIES = 60
 FAILURES_ENOUGH = 3
 
 
-def spread(ask, header: str, expected: set[str]) -> tuple[dict[str, int], list[str]]:
-    """Send requests with ASK (a function that returns an answer with status, error and
-    headers) until every name of EXPECTED has answered (named in its HEADER), MAX_TRIES were
-    sent, or FAILURES_ENOUGH failed: ({name: answers}, [what each failed request got])."""
+def spread(ask, name_of, expected: set[str]) -> tuple[dict[str, int], list[str]]:
+    """Send requests with ASK (a function that sends one or more and returns their answers,
+    each with status, error and headers) until every name of EXPECTED has answered (NAME_OF
+    an answer is who served it), MAX_TRIES were sent, or FAILURES_ENOUGH failed:
+    ({name: answers}, [what each failed request got])."""
     served: dict[str, int] = {}
     failures: list[str] = []
-    for _ in range(MAX_TRIES):
-        answer = ask()
-        if answer.status != 200:
-            failures.append(answer.error or f"HTTP {answer.status}")
-            if len(failures) >= FAILURES_ENOUGH:
-                break
-            continue
-        name = answer.headers.get(header)
-        served[name] = served.get(name, 0) + 1
-        if expected <= set(served):
+    sent = 0
+    while sent < MAX_TRIES:
+        answers = ask()
+        if not answers:
             break
+        for answer in answers:
+            sent += 1
+            if answer.status != 200:
+                failures.append(answer.error or f"HTTP {answer.status}")
+                if len(failures) >= FAILURES_ENOUGH:
+                    return served, failures
+                continue
+            name = name_of(answer) or "?"
+            served[name] = served.get(name, 0) + 1
+            if expected <= set(served):
+                return served, failures
     return served, failures
 
 SCENARIOS: dict[int, str] = {

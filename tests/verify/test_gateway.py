@@ -39,8 +39,8 @@ def test_client_reaches_every_data_plane_pod_through_the_metallb_ip(lab):
     assert expected and len(expected) == planned, (
         f"{len(expected)} data-plane pods of Gateway {route.name} run ({sorted(expected)}), the topology asks for "
         f"{planned}")
-    served, failures = spread(lambda: lab.client_get(f"http://{address}{route.path_prefix}", host=route.hostname),
-                              GATEWAY_HEADER, expected)
+    served, failures = spread(lambda: [lab.client_get(f"http://{address}{route.path_prefix}", host=route.hostname)],
+                              lambda a: a.headers.get(GATEWAY_HEADER), expected)
     assert not failures, f"client -> {address} (Host {route.hostname}): {len(failures)} failed requests: {failures[:3]}"
     missing = sorted(expected - set(served))
     assert not missing, (f"data-plane pods {missing} never served in {MAX_TRIES} requests to {address}; "

@@ -58,8 +58,8 @@ def test_client_reaches_every_controller_through_the_metallb_ip(lab):
     expected = _controllers(lab)
     assert len(expected) == lab.ingress_replicas(), (
         f"{len(expected)} controllers run ({sorted(expected)}), the topology asks for {lab.ingress_replicas()}")
-    served, failures = spread(lambda: lab.client_get(f"http://{address}/", host=lab.ingress_host()),
-                              CONTROLLER_HEADER, expected)
+    served, failures = spread(lambda: [lab.client_get(f"http://{address}/", host=lab.ingress_host())],
+                              lambda a: a.headers.get(CONTROLLER_HEADER), expected)
     assert not failures, f"client -> {address}: {len(failures)} failed requests: {failures[:3]}"
     missing = sorted(expected - set(served))
     assert not missing, f"controllers {missing} never served in {MAX_TRIES} requests to {address}; served: {served}"
