@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import functools
 import json
 import os
 import select
@@ -127,12 +128,21 @@ def _process_files(request: dict, lab: str, status) -> dict[str, Any]:
             "lease": read_lease(lease_path(plan))}
 
 
-def _gc_thresh3() -> int | None:
+@functools.lru_cache(maxsize=None)
+def neighbour_table_limit() -> int | None:
+    """The host's cap on neighbour entries, shared by every namespace (gc_thresh3), or None
+    where it cannot be read."""
     try:
         with open("/proc/sys/net/ipv4/neigh/default/gc_thresh3") as handle:
             return int(handle.read())
     except (OSError, ValueError):
         return None
+
+
+def fills_neighbour_table(pods: int) -> bool:
+    """Whether the two entries per pod that a check of PODS pods makes could fill half of the
+    host's neighbour table (the kernel's default cap, 1024, where it cannot be read)."""
+    return 4 * pods >= (neighbour_table_limit() or 1024)
 
 
 def _plan(topology: dict, lab: str):
@@ -397,7 +407,7 @@ def node_facts(request: dict) -> dict[str, Any]:
     pods = [p for p in plan.pods if p.node == node.name]
     targets = [n.ip for n in plan.nodes] if request.get("ping") else []
     if request.get("forget") is None:  # this host's own neighbour table decides
-        request["forget"] = 4 * len(plan.pods) >= (_gc_thresh3() or 1024)
+        request["forget"] = fills_neighbour_table(len(plan.pods))
     out: dict[str, Any] = {"node": node.name, "pods": {}, "procs": {}}
     entered = Entered()
     node_nl = None

@@ -14,7 +14,6 @@ directly on this one. Nothing here sends traffic from, or changes, the host's ow
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, L
 from podpath.evidence.parsers import (CURL_ERRORS, PROCESSES_SCRIPT, KubeProxyRules, kube_proxy_rules, parse_http,
                                       parse_processes)
 from podpath.evidence import nodeprobe
-from podpath.evidence.scenarios import FAILURES_ENOUGH, MAX_TRIES
+from podpath.evidence.scenarios import spread
 from podpath.model.plan import Plan, Pod, build
 
 # Names other modules import from here (trace, faults, bench): the types and curl's parser.
@@ -60,14 +59,7 @@ def testinfra_runner(host) -> Runner:
     return run
 
 
-@functools.lru_cache(maxsize=None)
-def neighbour_table_limit() -> int | None:
-    """The host's cap on neighbour entries, shared by every namespace (gc_thresh3), or None
-    where it cannot be read."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text())
-    except (OSError, ValueError):
-        return None
+neighbour_table_limit = nodeprobe.neighbour_table_limit
 
 
 def arp_table_fulls(text: str | None = None) -> int | None:
@@ -82,9 +74,13 @@ def arp_table_fulls(text: str | None = None) -> int | None:
         return None
 
 
+# How arp_table_warning starts: `podpath verify --inventory` finds it in each host's answer.
+ARP_TABLE_FULL = "podpath: the host's neighbour (ARP) table was full "
+
+
 def arp_table_warning(fulls: int, limit: int | None) -> str:
     """What to tell someone whose verifier ran while the host's ARP table was full FULLS times."""
-    return (f"podpath: the host's neighbour (ARP) table was full {fulls} times while the verifier ran: the kernel "
+    return (f"{ARP_TABLE_FULL}{fulls} times while the verifier ran: the kernel "
             "dropped neighbour entries, so a check that sends a packet may have failed for that reason, not because "
             f"of the lab. The table is shared by every network namespace of the host (labs of every user); its "
             f"limit net.ipv4.neigh.default.gc_thresh3 is {limit or 'unknown'}, and a verified reference lab holds "
@@ -243,9 +239,8 @@ class NetnsLab(PlanFacts):
                 if n.get("lladdr")}
 
     def fills_neighbour_table(self) -> bool:
-        """Whether the two entries per pod that a check of every pod makes could fill half of
-        the host's neighbour table (the kernel's default cap, 1024, where it cannot be read)."""
-        return 4 * len(self.plan.pods) >= (neighbour_table_limit() or 1024)
+        """Whether a check of every pod could fill half of the host's neighbour table."""
+        return nodeprobe.fills_neighbour_table(len(self.plan.pods))
 
     def forget_neighbours(self, pod: Pod | LabPod) -> None:
         """Delete the neighbour entries that traffic between POD and its node made: the pod's
@@ -466,22 +461,9 @@ class NetnsLab(PlanFacts):
 
     def answered_by(self, pod: LabPod, url: str, expect: set[str], host: str | None = None,
                     field_name: str = "pod") -> tuple[dict[str, int], list[str]]:
-        """Ask URL from POD until every name of EXPECT answered (or MAX_TRIES were sent, or
-        FAILURES_ENOUGH failed): kube-proxy picks an endpoint at random."""
-        seen: dict[str, int] = {}
-        errors: list[str] = []
-        for _ in range(MAX_TRIES):
-            answer = self.pod_get(pod, url, host=host)
-            if answer.status != 200:
-                errors.append(answer.error or f"HTTP {answer.status}")
-                if len(errors) >= FAILURES_ENOUGH:
-                    break
-                continue
-            name = answer.field(field_name) or "?"
-            seen[name] = seen.get(name, 0) + 1
-            if expect <= set(seen):
-                break
-        return seen, errors
+        """Ask URL from POD until every name of EXPECT answered (scenarios.spread): kube-proxy
+        picks an endpoint at random."""
+        return spread(lambda: [self.pod_get(pod, url, host=host)], lambda a: a.field(field_name), expect)
 
     def forget_traffic(self, pod: LabPod) -> None:
         """Nothing left to do: the node's batch sends the pods' echoes a group at a time and,
