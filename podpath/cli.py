@@ -344,6 +344,16 @@ def verify_argv(args, extra: list[str]) -> list[str]:
     return argv + extra
 
 
+def say_if_arp_table_was_full(before: int | None, failed: bool) -> None:
+    """After a verifier run that FAILED, say so on stderr when the host's ARP table was full
+    since the count BEFORE it (probe.arp_table_fulls): a check may have failed for that."""
+    from podpath.evidence import probe
+
+    after = probe.arp_table_fulls()
+    if failed and before is not None and after is not None and after > before:
+        print(probe.arp_table_warning(after - before, probe.neighbour_table_limit()), file=sys.stderr)
+
+
 def cmd_verify(args, extra=()) -> int:
     from podpath.evidence import probe
 
@@ -351,9 +361,7 @@ def cmd_verify(args, extra=()) -> int:
     require_lab(args.lab)
     before = probe.arp_table_fulls()
     code = subprocess.call(verify_argv(args, list(extra)), cwd=ROOT)
-    after = probe.arp_table_fulls()
-    if code != EXIT_OK and before is not None and after is not None and after > before:
-        print(probe.arp_table_warning(after - before, probe.neighbour_table_limit()), file=sys.stderr)
+    say_if_arp_table_was_full(before, code != EXIT_OK)
     return code
 
 
@@ -667,7 +675,10 @@ def cmd_report(args) -> int:
         if not labs:
             raise CliError("there is no lab on this host: build one with podpath up --lab NAME, or give --results FILE")
     if labs:
+        from podpath.evidence import probe
+
         require_root()
+        before = probe.arp_table_fulls()
         host = socket.gethostname()
         given = {r.student for r in results}
         clash = [lab for lab in labs if f"{host}/{lab}" in given]
@@ -677,6 +688,7 @@ def cmd_report(args) -> int:
         for i, lab in enumerate(labs, 1):
             print(f"podpath: verifying lab {lab} ({i}/{len(labs)})", file=sys.stderr)
             results.append(report_result(lab, host, args))
+        say_if_arp_table_was_full(before, any(r.status != "pass" for r in results))
     texts = {"json": lambda: json.dumps(classreport.results_document(results), indent=1) + "\n",
              "junit": lambda: classreport.render_junit(results, plan),
              "html": lambda: classreport.render_html(results, plan, datetime.datetime.now(datetime.timezone.utc)
@@ -822,6 +834,12 @@ def fleet_verify(args, inventory: str) -> int:
                 r.error = (f"lab {r.lab} does not exist on {a.host}: podpath up --inventory {args.inventory} "
                            f"--limit {a.host} builds it")
         results += got
+    from podpath.evidence import probe
+
+    for a in asked.answers:  # a host's own `podpath report` says when its ARP table was full
+        for line in a.stderr.splitlines():
+            if line.startswith(probe.ARP_TABLE_FULL):
+                print(f"podpath: on host {a.host}: {line.removeprefix('podpath: ')}", file=sys.stderr)
     for host, outcome in sorted(asked.run.bad_hosts.items()):
         why = f"host {host} {outcome.state}: {outcome.message or 'see podpath verify --inventory ... -v'}"
         results += [classreport.LabResult(host, lab, error=why) for lab in asked.labs.get(host) or ["-"]]

@@ -5,6 +5,7 @@ checks fail that have nothing wrong in their lab); the counter is read from the 
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -53,3 +54,40 @@ def test_a_failed_verify_during_which_the_table_was_full_says_so_with_the_fix(ve
 def test_no_word_of_it_when_the_table_was_not_full_or_nothing_failed_or_it_cannot_be_read(verify_run, capsys,
                                                                                           code, readings):
     assert verify_run(code, readings, capsys) == (code, "")
+
+
+def failed_result(lab: str, host: str, args):
+    from podpath.evidence import classreport
+
+    return classreport.LabResult(host, lab, error="pytest stopped")
+
+
+def test_podpath_report_that_verified_labs_on_a_full_table_says_so(monkeypatch, capsys, tmp_path):
+    left = [500, 512]
+    monkeypatch.setattr(cli, "require_root", lambda: None)
+    monkeypatch.setattr(cli, "report_result", failed_result)
+    monkeypatch.setattr(probe, "arp_table_fulls", lambda text=None: left.pop(0))
+    monkeypatch.setattr(probe, "neighbour_table_limit", lambda: 1024)
+    assert cli.main(["report", "--labs", "stu1,stu2", "--json", "-"]) == cli.EXIT_FAILED
+    said = capsys.readouterr().err
+    assert f"{probe.ARP_TABLE_FULL}12 times while the verifier ran" in said
+    assert left == []  # read once before the first lab and once after the last
+
+
+def test_verify_inventory_names_the_host_whose_table_was_full(monkeypatch, capsys, tmp_path):
+    from podpath.evidence import classreport
+    from podpath.play import fleet
+
+    document = json.dumps(classreport.results_document([classreport.LabResult("pc1", "stu1", error="x")]))
+    warning = probe.arp_table_warning(7, 1024)
+    asked = fleet.Asked(fleet.FleetRun(rc=2), {"pc1": ["stu1"], "pc2": ["stu2"]},
+                        [fleet.Answer("pc1", ["stu1"], 1, document, f"podpath: verifying lab stu1 (1/1)\n{warning}\n"),
+                         fleet.Answer("pc2", ["stu2"], 1, document.replace("pc1", "pc2").replace("stu1", "stu2"),
+                                      "podpath: verifying lab stu2 (1/1)\n")])
+    monkeypatch.setattr(fleet, "ask", lambda *a, **k: asked)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    pc1:\n    pc2:\n")
+    assert cli.main(["verify", "--inventory", str(inventory), "--report-dir", str(tmp_path / "report")]) \
+        == cli.EXIT_FAILED
+    said = [line for line in capsys.readouterr().err.splitlines() if "neighbour (ARP) table" in line]
+    assert said == [f"podpath: on host pc1: {warning.removeprefix('podpath: ')}"]
