@@ -20,12 +20,12 @@ MetalLB's does: it never exits over a lost answer.
 
 Nothing runs on a timer but the heartbeat (and the gratuitous ARP in the 5 s after a
 takeover): the speaker sleeps until its next heartbeat, a message, an ARP request, or the
-moment a silent node's time runs out, and elects again
-only when the set of alive nodes (or its own link) changed. A speaker answers the first
-heartbeat of a node it did not count alive with one of its own at once, so that a speaker
-that starts (or gets its link back) learns the others within moments, as memberlist's join
-exchanges the member list; until it has heard every member, one interval at most, it does
-not elect, so that it never announces an address that another node holds.
+moment a silent node's time runs out, and elects again only when the set of alive nodes (or
+its own link) changed. A speaker answers the first heartbeat of a node it did not count
+alive with one of its own at once, so that a speaker that starts (or gets its link back)
+learns the others within moments, as memberlist's join exchanges the member list; until it
+has heard every member, one interval at most, it does not elect, so that it never announces
+an address that another node holds.
 Its status (who is alive, what it announces) is written to a JSON file for the verifier
 and for `podpath status` when it changes; with every heartbeat the speaker renews the
 file's modification time (one utime call), which is how a reader tells a running speaker's
