@@ -38,7 +38,7 @@ from podpath.evidence.parsers import (K8sNode, K8sPod, KubeProxyRules, NetNamesp
                                       parse_arp_an, parse_arping, parse_conntrack, parse_crictl_inspectp,
                                       parse_crictl_pods, parse_endpoint_slices, parse_http, parse_http_batch,
                                       parse_ip_neigh, parse_iptables_save, parse_json, parse_lease, parse_lsns,
-                                      parse_nodes, parse_ns_link, parse_pods, parse_processes, parse_service,
+                                      parse_nodes, parse_ns_link, parse_pods, processes_seen, parse_service,
                                       service_path, BATCH_SCRIPT, PROCESSES_SCRIPT)
 from podpath.evidence.scenarios import spread
 from podpath.evidence.trace import Hop as TraceHop
@@ -485,10 +485,8 @@ class ClusterLab(PlanFacts):
         """PID -> comm of every process the container sees, listed from /proc by its sh (busybox's
         and the nginx image's)."""
         out = self.exec_in_pod(pod, container, ["sh", "-c", PROCESSES_SCRIPT])
-        what = f"pod {pod}, container {container}: {self.exec_command(pod, container, ['ps', '-e'])}"
-        if not out.ok:
-            raise ProbeError(f"{what} failed (exit {out.rc}): {out.stderr.strip()[:200]}")
-        return parse_processes(out.stdout, what)
+        shown = self.exec_command(pod, container, ["ps", "-e"])
+        return processes_seen(out, f"pod {pod}, container {container}: {shown}")
 
     def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None:
         """The addresses on eth0 as the container sees them, or None if its image has no `ip`

@@ -282,6 +282,15 @@ def parse_processes(text: str, what: str) -> dict[int, str]:
     return found
 
 
+
+def processes_seen(out: Result, what: str) -> dict[int, str]:
+    """PID -> comm from a run OUT of PROCESSES_SCRIPT in a container (WHAT says where and how:
+    the command a student would type); a run that failed is a ProbeError naming WHAT."""
+    if not out.ok:
+        raise ProbeError(f"{what} failed (exit {out.rc}): {out.stderr.strip()[:200]}")
+    return parse_processes(out.stdout, what)
+
+
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s+")
 
 

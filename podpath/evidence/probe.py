@@ -30,7 +30,7 @@ from podpath.evidence import status as lab_status
 from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, LabPod, Lease, PlanFacts, PodRef,
                                   ProbeError, Result, ServiceView)
 from podpath.evidence.parsers import (CURL_ERRORS, PROCESSES_SCRIPT, KubeProxyRules, kube_proxy_rules, parse_http,
-                                      parse_processes)
+                                      processes_seen)
 from podpath.evidence import nodeprobe
 from podpath.evidence.scenarios import spread
 from podpath.model.plan import Plan, Pod, build
@@ -421,10 +421,8 @@ class NetnsLab(PlanFacts):
 
     def container_processes(self, pod: LabPod, container: str) -> dict[int, str]:
         out = self.container_exec(pod, container, ["sh", "-c", PROCESSES_SCRIPT])
-        what = f"pod {pod}, container {container}: the processes it sees"
-        if not out.ok:
-            raise ProbeError(f"{what}: exit {out.rc}: {out.stderr.strip()[:200]}")
-        return parse_processes(out.stdout, what)
+        shown = self.exec_command(pod, container, ["ps", "-e"])
+        return processes_seen(out, f"pod {pod}, container {container}: {shown}")
 
     def container_ipv4(self, pod: LabPod, container: str) -> list[str] | None:
         pid = self.container_pid(pod.name, container)

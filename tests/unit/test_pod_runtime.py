@@ -251,3 +251,13 @@ def test_a_process_that_exited_while_listed_is_left_out():
     from podpath.evidence.parsers import parse_processes
 
     assert parse_processes("self 5\n1 podpath-pause\n3 \n5 sh\n7 nginx\n", "x") == {1: "podpath-pause", 7: "nginx"}
+
+
+def test_a_listing_that_failed_to_run_names_where_and_why():
+    from podpath.evidence.lab import ProbeError, Result
+    from podpath.evidence.parsers import processes_seen
+
+    failed = Result(rc=126, stdout="", stderr="nsenter: cannot open /proc/42/ns/mnt: No such file or directory\n")
+    with pytest.raises(ProbeError, match=r"pod p, container c: ps -e failed \(exit 126\): nsenter: cannot open"):
+        processes_seen(failed, "pod p, container c: ps -e")
+    assert processes_seen(Result(rc=0, stdout="self 5\n1 podpath-pause\n5 sh\n", stderr=""), "x") == {1: "podpath-pause"}
