@@ -20,18 +20,28 @@ from podpath.evidence import status
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 20.0  # the longest a step may take on a busy host; no timing is asserted
 
-# Runs inside the namespace: starts the speaker on lo, plays a peer (worker1) for a while,
-# and prints what the status file said at each step, as JSON lines.
-HARNESS = r'''
+
+def speaker_setup(interval: float, dead_after: float) -> str:
+    """The start of a script run inside the test's namespace (argv: FOLDER WAIT): lo up, and the
+    configuration of speaker cp1 (on 127.0.0.1, its peer worker1 on 127.0.0.2) written to
+    FOLDER/conf.json, whose path is `handle.name`; the speaker's status goes to `status`."""
+    return r'''
 import json, os, socket, subprocess, sys, time
 folder, wait = sys.argv[1], float(sys.argv[2])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 status = os.path.join(folder, "cp1.json")
 conf = {"node": "cp1", "ip": "127.0.0.1", "interface": "lo", "addresses": ["192.168.56.200"],
         "members": [{"node": "cp1", "ip": "127.0.0.1"}, {"node": "worker1", "ip": "127.0.0.2"}],
-        "broadcast": "127.255.255.255", "port": 17946, "interval": 0.2, "dead_after": 1.0, "status": status}
+        "broadcast": "127.255.255.255", "port": 17946, "status": status}
+''' + f"conf.update(interval={interval!r}, dead_after={dead_after!r})\n" + r'''
 with open(os.path.join(folder, "conf.json"), "w") as handle:
     json.dump(conf, handle)
+'''
+
+
+# Runs inside the namespace: starts the speaker on lo, plays a peer (worker1) for a while,
+# and prints what the status file said at each step, as JSON lines.
+HARNESS = speaker_setup(0.2, 1.0) + r'''
 speaker = subprocess.Popen([sys.executable, "-m", "podpath.runtime.speaker", handle.name], stdout=subprocess.DEVNULL)
 peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 peer.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -70,16 +80,7 @@ print(json.dumps({"step": "stopped", "exists": os.path.exists(status)}), flush=T
 
 # A speaker whose next periodic heartbeat is far away (1000 s): what it sends after its first
 # heartbeat can only be an answer. A peer starts after it, listening on the speakers' port.
-JOIN = r'''
-import json, os, socket, subprocess, sys, time
-folder, wait = sys.argv[1], float(sys.argv[2])
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-status = os.path.join(folder, "cp1.json")
-conf = {"node": "cp1", "ip": "127.0.0.1", "interface": "lo", "addresses": ["192.168.56.200"],
-        "members": [{"node": "cp1", "ip": "127.0.0.1"}, {"node": "worker1", "ip": "127.0.0.2"}],
-        "broadcast": "127.255.255.255", "port": 17946, "interval": 1000, "dead_after": 2000, "status": status}
-with open(os.path.join(folder, "conf.json"), "w") as handle:
-    json.dump(conf, handle)
+JOIN = speaker_setup(1000, 2000) + r'''
 peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 peer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 peer.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
