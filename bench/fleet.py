@@ -111,6 +111,16 @@ def inventories(folder: Path, server, labs: list[str], hosts: int) -> tuple[Path
     return paths[0], paths[1]
 
 
+def build_again_down(timed: Run, inventory: Path, names: list[str]) -> None:
+    """Time the first build of NAMES with INVENTORY, a second run (what it changed) and the
+    removal, checking after each that the labs are there, or gone."""
+    timed.step("first build", inventory, "netns-lab.yml")
+    check_labs(names, True)
+    timed.changed_again = changed_labs_tasks(timed.step("again", inventory, "netns-lab.yml"))
+    timed.step("down", inventory, "netns-lab-down.yml")
+    check_labs(names, False)
+
+
 def run(labs: int = LABS, hosts: int = HOSTS, progress=print) -> list[Run]:
     names = [new_name("f") for _ in range(labs)]
     folder = Path(tempfile.mkdtemp(prefix="podpath-bench-fleet-"))
@@ -120,11 +130,7 @@ def run(labs: int = LABS, hosts: int = HOSTS, progress=print) -> list[Run]:
             ssh, local = inventories(folder, server, names, hosts)
             over_ssh = Run("SSH (modules shipped, runtime's Python)", hosts, labs)
             progress(f"  fleet: {labs} labs over {hosts} hosts through SSH (load {load_average()})")
-            over_ssh.step("first build", ssh, "netns-lab.yml")
-            check_labs(names, True)
-            over_ssh.changed_again = changed_labs_tasks(over_ssh.step("again", ssh, "netns-lab.yml"))
-            over_ssh.step("down", ssh, "netns-lab-down.yml")
-            check_labs(names, False)
+            build_again_down(over_ssh, ssh, names)
             over_ssh.step("build, hosts prepared", ssh, "netns-lab.yml")
             check_labs(names, True)
             play(ssh, "netns-lab-down.yml", "-e", "podpath_remove_runtime=true")
@@ -133,11 +139,7 @@ def run(labs: int = LABS, hosts: int = HOSTS, progress=print) -> list[Run]:
             progress("  fleet over SSH: " + ", ".join(f"{k} {v:.1f} s" for k, v in over_ssh.times.items()))
             here = Run("local connection (modules in-process)", hosts, labs)
             progress(f"  fleet: the same labs with the local connection (load {load_average()})")
-            here.step("first build", local, "netns-lab.yml")
-            check_labs(names, True)
-            here.changed_again = changed_labs_tasks(here.step("again", local, "netns-lab.yml"))
-            here.step("down", local, "netns-lab-down.yml")
-            check_labs(names, False)
+            build_again_down(here, local, names)
             results.append(here)
             progress("  fleet locally: " + ", ".join(f"{k} {v:.1f} s" for k, v in here.times.items()))
     finally:

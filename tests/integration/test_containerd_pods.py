@@ -138,6 +138,22 @@ def in_container(pid: int, *argv: str) -> str:
     return done.stdout
 
 
+def kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def killed_and_reaped(pid: int) -> bool:
+    """SIGKILL to PID, then whether it is gone within 10 s: reaped by its parent, not left a zombie."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not os.path.exists(f"/proc/{pid}")
+
+
 # -- every pod -------------------------------------------------------------------------------
 def test_hostname_in_every_container_of_every_pod_is_the_pod_name(built):
     plan, _ = built
@@ -240,16 +256,9 @@ def test_orphans_go_to_the_pause_and_are_reaped_only_when_the_pod_shares_its_pid
                 f"the orphan's parent is {parent}, not container-1's own pid 1 ({sleeper})")
             return
         assert parent == holder, f"the orphan's parent is {parent}, not the pause {holder}"
-        os.kill(orphan, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not os.path.exists(f"/proc/{orphan}"), "the killed orphan stayed a zombie: the pause did not reap it"
+        assert killed_and_reaped(orphan), "the killed orphan stayed a zombie: the pause did not reap it"
     finally:
-        try:
-            os.kill(orphan, signal.SIGKILL)  # without sharing it stays a zombie of `sleep` until the container stops
-        except ProcessLookupError:
-            pass
+        kill(orphan)  # without sharing it stays a zombie of `sleep` until the container stops
 
 
 def test_each_flip_replaced_the_pause_and_restarted_the_containers_in_its_namespaces(built):
@@ -330,16 +339,9 @@ def test_a_holder_with_share_pid_reaps_the_orphans_of_its_pid_namespace(holder_l
                   and namespaces_or_none(int(e), "pid") == namespaces(holder)["pid"] and nspid(int(e))[-1] == inner)
     try:
         assert int(Path(f"/proc/{orphan}/stat").read_text().rsplit(")", 1)[1].split()[1]) == holder
-        os.kill(orphan, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not os.path.exists(f"/proc/{orphan}"), "the holder left its killed orphan a zombie"
+        assert killed_and_reaped(orphan), "the holder left its killed orphan a zombie"
     finally:
-        try:
-            os.kill(orphan, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill(orphan)
 
 
 @pytest.mark.parametrize("pause", HOLDERS)

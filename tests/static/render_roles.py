@@ -65,3 +65,23 @@ def render_all(ansible_playbook: str, out: Path) -> dict[str, Rendered]:
         for template, text in zip(TEMPLATES, json.loads((out / f"{host}.json").read_text()), strict=True):
             texts[template_id(template)][host] = text
     return texts
+
+
+def render_one(ansible_playbook: str, host: str, var_files: list[Path], template: Path, topology: dict,
+               out: Path) -> str:
+    """Render one TEMPLATE for HOST as Ansible does, with VAR_FILES loaded (the role's defaults,
+    the versions) and TOPOLOGY as podpath_topology: the text."""
+    (out / "vars.json").write_text(json.dumps({"podpath_topology": topology}))
+    play = [{"name": f"Render {template.name}", "hosts": host, "gather_facts": False, "tasks": [
+        {"name": "Load the variables", "ansible.builtin.include_vars": {"file": "{{ item }}"},
+         "loop": [str(path) for path in var_files]},
+        {"name": "Render the template", "ansible.builtin.copy": {
+            "content": "{{ lookup('ansible.builtin.template', '%s') }}" % template,
+            "dest": str(out / "rendered"), "mode": "0644"}}]}]
+    (out / "play.yml").write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    argv = [ansible_playbook, "-i", f"{host},", "-c", "local", str(out / "play.yml"), "-e", f"@{out / 'vars.json'}",
+            "-e", f"ansible_python_interpreter={sys.executable}"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return (out / "rendered").read_text()

@@ -7,10 +7,6 @@ KubeProxyConfiguration must carry that mode and nothing that contradicts it.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,33 +14,19 @@ import yaml
 
 from podpath.model import plan as plan_mod
 from podpath.model import topology
+from render_roles import ROOT, render_one
 
 pytestmark = pytest.mark.static
 
-ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "cluster_control_plane"
 VERSIONS = ROOT / "inventory" / "group_vars" / "all" / "versions.yml"
 
 
 def rendered_kubeadm_config(ansible_playbook: str, topo: dict, out: Path) -> dict[str, dict]:
     """Kind -> document of the kubeadm configuration cp1 would get."""
-    (out / "vars.json").write_text(json.dumps({"podpath_topology": topo}))
-    template = ROLE / "templates" / "kubeadm-config.yaml.j2"
-    play = [{"name": "Render cluster_control_plane's kubeadm configuration", "hosts": "cp1", "gather_facts": False,
-             "tasks": [
-                 {"name": "Load the versions and the role's defaults",
-                  "ansible.builtin.include_vars": {"file": "{{ item }}"},
-                  "loop": [str(VERSIONS), str(ROLE / "defaults" / "main.yml")]},
-                 {"name": "Render the configuration", "ansible.builtin.copy": {
-                     "content": "{{ lookup('ansible.builtin.template', '%s') }}" % template,
-                     "dest": str(out / "kubeadm.yaml"), "mode": "0644"}}]}]
-    (out / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    argv = [ansible_playbook, "-i", "cp1,", "-c", "local", str(out / "play.yml"), "-e", f"@{out / 'vars.json'}",
-            "-e", f"ansible_python_interpreter={sys.executable}"]
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return {doc["kind"]: doc for doc in yaml.safe_load_all((out / "kubeadm.yaml").read_text()) if doc}
+    text = render_one(ansible_playbook, "cp1", [VERSIONS, ROLE / "defaults" / "main.yml"],
+                      ROLE / "templates" / "kubeadm-config.yaml.j2", topo, out)
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(text) if doc}
 
 
 @pytest.mark.parametrize("mode", ["iptables", "nftables", None])
