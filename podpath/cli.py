@@ -274,7 +274,7 @@ def cmd_up(args) -> int:
         if not Path(labdir.lab_dir(args.lab), "netns.json").exists() and lab_exists(args.lab):
             print(f"podpath: lab {args.lab} has lost its folder {labdir.lab_dir(args.lab)}: up adopts what carries "
                   "the lab's mark and repairs the rest", file=sys.stderr)
-        result = run_playbook("netns-lab.yml", extravars, verbose=args.verbose, quiet=args.quiet)
+        result = run_playbook("netns-lab-here.yml", extravars, verbose=args.verbose, quiet=args.quiet)
     if result.interrupted:
         return report_interrupted(args.lab, result)
     if result.rc != 0:
@@ -298,7 +298,7 @@ def cmd_down(args) -> int:
 
     require_root()
     with LabLock(args.lab, args.wait):
-        result = run_playbook("netns-lab-down.yml", {"podpath_lab": args.lab}, verbose=args.verbose,
+        result = run_playbook("netns-lab-down-here.yml", {"podpath_lab": args.lab}, verbose=args.verbose,
                               quiet=args.quiet)
     if result.interrupted:
         return report_interrupted(args.lab, result)
