@@ -54,6 +54,8 @@ class PlaybookResult:
 
 ROLE_ACTIONS = {"import_role": False, "ansible.builtin.import_role": False,
                 "include_role": True, "ansible.builtin.include_role": True}
+TASKS_ACTIONS = {"import_tasks": False, "ansible.builtin.import_tasks": False,
+                 "include_tasks": True, "ansible.builtin.include_tasks": True}
 META_ACTIONS = ("meta", "ansible.builtin.meta")
 
 
@@ -65,22 +67,30 @@ def _role_tasks(name: str, tasks_from: str = "main") -> int:
     folder = ROOT / "roles" / name
     stem = tasks_from[:-4] if tasks_from.endswith(".yml") else tasks_from
     tasks = folder / "tasks" / f"{stem}.yml"
-    total = _tasks(yaml.safe_load(tasks.read_text()) or []) if tasks.exists() else 0
+    total = _tasks(yaml.safe_load(tasks.read_text()) or [], tasks.parent) if tasks.exists() else 0
     specs = folder / "meta" / "argument_specs.yml"
     if specs.exists() and stem in ((yaml.safe_load(specs.read_text()) or {}).get("argument_specs") or {}):
         total += 1
     return total
 
 
-def _tasks(tasks: list) -> int:
-    """Tasks a local run on one lab shows of TASKS: blocks are opened, a role imported or
-    included brings its tasks (an include_role is a task too), an include_role with a
-    condition counts as itself only (a step the control node skips, such as a fleet host's
-    preparation), a loop counts once (one lab), meta tasks not at all (Ansible shows none)."""
+def _tasks(tasks: list, folder: Path | None = None) -> int:
+    """Tasks a local run on one lab shows of TASKS (of a role's tasks FOLDER, where a tasks
+    file is found): blocks are opened, a role or a tasks file imported or included brings its
+    tasks (an include is a task too), an include_role with a condition counts as itself only
+    (a step the control node skips, such as a fleet host's preparation), a loop counts once
+    (one lab), meta tasks not at all (Ansible shows none)."""
+    import yaml
+
     total = 0
     for task in tasks:
         if "block" in task:
-            total += _tasks(task["block"]) + _tasks(task.get("always") or [])
+            total += _tasks(task["block"], folder) + _tasks(task.get("always") or [], folder)
+            continue
+        included = next((key for key in task if key in TASKS_ACTIONS), None)
+        if included and folder is not None:
+            path = folder / (task[included] if isinstance(task[included], str) else task[included]["file"])
+            total += int(TASKS_ACTIONS[included]) + _tasks(yaml.safe_load(path.read_text()) or [], folder)
             continue
         action = next((key for key in task if key in ROLE_ACTIONS or key in META_ACTIONS), None)
         if action in META_ACTIONS:
