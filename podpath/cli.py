@@ -803,7 +803,7 @@ def fleet_up_down(args, inventory: str) -> int:
 def fleet_verify(args, inventory: str) -> int:
     import datetime
 
-    from podpath.evidence import classreport
+    from podpath.evidence import classreport, probe
     from podpath.model.plan import build
     from podpath.play import fleet
 
@@ -821,6 +821,9 @@ def fleet_verify(args, inventory: str) -> int:
                       progress=fleet_progress(args), echo=args.verbose)
     results = []
     for a in asked.answers:
+        for line in a.stderr.splitlines():  # a host's own `podpath report` says when its ARP table was full
+            if line.startswith(probe.ARP_TABLE_FULL):
+                print(f"podpath: on host {a.host}: {line.removeprefix('podpath: ')}", file=sys.stderr)
         try:
             got = classreport.parse_results(json.loads(a.stdout), f"the answer of host {a.host}")
         except (ValueError, classreport.ResultsError):
@@ -834,12 +837,6 @@ def fleet_verify(args, inventory: str) -> int:
                 r.error = (f"lab {r.lab} does not exist on {a.host}: podpath up --inventory {args.inventory} "
                            f"--limit {a.host} builds it")
         results += got
-    from podpath.evidence import probe
-
-    for a in asked.answers:  # a host's own `podpath report` says when its ARP table was full
-        for line in a.stderr.splitlines():
-            if line.startswith(probe.ARP_TABLE_FULL):
-                print(f"podpath: on host {a.host}: {line.removeprefix('podpath: ')}", file=sys.stderr)
     for host, outcome in sorted(asked.run.bad_hosts.items()):
         why = f"host {host} {outcome.state}: {outcome.message or 'see podpath verify --inventory ... -v'}"
         results += [classreport.LabResult(host, lab, error=why) for lab in asked.labs.get(host) or ["-"]]

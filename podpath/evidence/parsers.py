@@ -282,7 +282,6 @@ def parse_processes(text: str, what: str) -> dict[int, str]:
     return found
 
 
-
 def processes_seen(out: Result, what: str) -> dict[int, str]:
     """PID -> comm from a run OUT of PROCESSES_SCRIPT in a container (WHAT says where and how:
     the command a student would type); a run that failed is a ProbeError naming WHAT."""
