@@ -31,6 +31,8 @@ from podpath.model import labdir
 from podpath.evidence import probe
 from podpath.evidence.probe import neighbour_table_limit
 from podpath.model.labdir import RUNS
+from podpath.play.playbook import task_title
+from podpath.play.together import host_name
 from podpath.evidence.status import owned_namespaces
 from podpath.model.topology import TOPOLOGY_FILE
 
@@ -210,8 +212,9 @@ def load_average() -> str:
 def last_run_tasks(lab: str) -> dict[str, Any]:
     """LAB's latest playbook run, from its events: {'play_s': the play's wall time (its start to
     the stats), 'tasks': [{'role', 'task', 'seconds', 'changed'}]}, task names with the lab's
-    name replaced by <lab>, from ansible-runner's job_events of the run."""
-    runs = sorted(RUNS.joinpath(lab).glob("netns-lab-*/artifacts/*/job_events"), key=lambda p: p.stat().st_mtime)
+    name replaced by <lab>, from ansible-runner's job_events of the run (of its host, when the
+    lab was built in one play with others: podpath.play.together)."""
+    runs = sorted(RUNS.joinpath(lab).glob("netns-lab*/artifacts/*/job_events"), key=lambda p: p.stat().st_mtime)
     if not runs:
         return {"play_s": 0.0, "tasks": []}
     events = []
@@ -223,9 +226,9 @@ def last_run_tasks(lab: str) -> dict[str, Any]:
     events.sort(key=lambda e: e.get("counter", 0))
     tasks = []
     for event in events:
-        if event.get("event") in ("runner_on_ok", "runner_on_failed"):
-            data = event.get("event_data", {})
-            name = data.get("task", "?").replace(lab, "<lab>")
+        data = event.get("event_data", {})
+        if event.get("event") in ("runner_on_ok", "runner_on_failed") and data.get("host") in ("localhost", host_name(lab)):
+            name = task_title(data.get("task", "?"), lab).replace(lab, "<lab>")
             if name.startswith("Validating arguments against arg spec"):
                 name = "(argument check)"
             tasks.append({"role": data.get("role") or "-", "task": name,

@@ -20,6 +20,7 @@ the same lab (docs/cli.md, "How a play runs"):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -50,6 +51,7 @@ class PlaybookResult:
     seconds: float = 0.0
     task_times: list[tuple[str, float]] = field(default_factory=list)
     interrupted: int | None = None  # the CLI's exit code when a signal stopped the play
+    together: list[str] = field(default_factory=list)  # the labs built in the same play (podpath.play.together)
 
 
 ROLE_ACTIONS = {"import_role": False, "ansible.builtin.import_role": False,
@@ -159,27 +161,50 @@ class Progress:
 
 class Events:
     """What the CLI takes from a play's events, whichever way the play ran: the progress
-    line, the failures and the counts from the stats."""
+    line, the failures and the counts from the stats (summed, and per host in `stats`).
+    With BY_RESULT, the progress moves on each host's result of a task, as a play of many
+    hosts with the free strategy has no one current task."""
 
-    def __init__(self, progress: Progress | None):
+    def __init__(self, progress: Progress | None, by_result: bool = False):
         self.progress = progress
+        self.by_result = by_result
         self.failures: list[dict[str, str]] = []
         self.changed = 0
         self.ok = 0
+        self.stats: dict[str, dict[str, int]] = {}
 
     def __call__(self, event: dict) -> bool:
         data = event.get("event_data", {})
         kind = event.get("event")
-        if kind == "playbook_on_task_start" and self.progress and not data.get("is_conditional"):
+        if kind == "playbook_on_task_start" and self.progress and not self.by_result \
+                and not data.get("is_conditional"):
             self.progress.task(data.get("task", "?"))
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+        elif kind in RESULTS and self.progress and self.by_result:
+            lab = str(data.get("host", "?")).removeprefix("lab-")
+            self.progress.task(f"lab {lab}: {task_title(data.get('task', '?'), lab)}")
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res", {})
             self.failures.append({"task": data.get("task", "?"), "host": data.get("host", "?"),
                                   "msg": str(res.get("msg") or res.get("stderr") or res)})
         elif kind == "playbook_on_stats":  # counts per host
-            self.changed = sum((data.get("changed") or {}).values())
-            self.ok = sum((data.get("ok") or {}).values())
+            self.stats = {key: dict(data.get(key) or {}) for key in ("ok", "changed", "failures", "dark")}
+            self.changed = sum(self.stats["changed"].values())
+            self.ok = sum(self.stats["ok"].values())
         return True
+
+
+# "lab NAME" in a task's name (lab names: module_utils/podpath_lab.py)
+LAB_IN_NAME = re.compile(r"\blab [a-z][a-z0-9]{0,9}\b")
+
+
+def task_title(name: str, lab: str) -> str:
+    """A task's NAME as LAB's: in a play of many labs Ansible names a task once, with the
+    first lab's name in it."""
+    return LAB_IN_NAME.sub(f"lab {lab}", name)
+
+
+# The events of a host's result of a task
+RESULTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 
 
 def playbook_env() -> dict[str, str]:
@@ -199,9 +224,10 @@ def _proc_read(pid: int, name: str) -> bytes:
 
 def play_processes(lab: str) -> list[int]:
     """The live processes of a play the CLI started on LAB: ansible-playbook and its workers
-    (they carry PLAY_MARK in their environment and ansible-playbook in their command line;
-    what the play starts in the lab runs other programs with an environment of its own)."""
-    mark = f"{PLAY_MARK}={lab}".encode()
+    (they carry PLAY_MARK in their environment, with LAB among its comma-separated labs, and
+    ansible-playbook in their command line; what the play starts in the lab runs other
+    programs with an environment of its own)."""
+    key = f"{PLAY_MARK}=".encode()
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -209,7 +235,8 @@ def play_processes(lab: str) -> list[int]:
         pid = int(entry.name)
         if b"ansible-playbook" not in _proc_read(pid, "cmdline"):
             continue
-        if mark not in _proc_read(pid, "environ").split(b"\0"):
+        marks = [v[len(key):] for v in _proc_read(pid, "environ").split(b"\0") if v.startswith(key)]
+        if not marks or lab.encode() not in marks[0].split(b","):
             continue
         stat = _proc_read(pid, "stat")
         if stat and stat[stat.rindex(b")") + 2:][:1] != b"Z":  # a zombie runs nothing
@@ -241,8 +268,8 @@ class Interrupts:
     """SIGINT and SIGTERM to the CLI while a play runs end the play (end_play). The CLI itself
     goes on until the play's processes are gone, so the lab's lock is held until then."""
 
-    def __init__(self, lab: str):
-        self.lab = lab
+    def __init__(self, labs: list[str]):
+        self.labs = labs
         self.received: list[int] = []
         self._old: dict[int, Any] = {}
 
@@ -265,7 +292,8 @@ class Interrupts:
         callback, between reads of the play's output. It never asks ansible-runner to cancel:
         that kills ansible-playbook's process group, which its workers have left (setsid)."""
         if self.received:
-            end_play(self.lab)
+            for lab in self.labs:
+                end_play(lab)
         return False
 
     @property
@@ -278,30 +306,42 @@ def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False
                  quiet: bool = False) -> PlaybookResult:
     """Run playbooks/PLAYBOOK through ansible-runner, with the lab's lock held by the caller.
     Returns the outcome; never raises for a failed or interrupted play."""
+    lab = str(extravars.get("podpath_lab", "default"))
+    progress = None if quiet else Progress(count_tasks(ROOT / "playbooks" / playbook), verbose=verbose)
+    events = Events(progress)
+    result = run_play(playbook, [lab], extravars, [], events, verbose)
+    result.task_times = progress.task_times if progress else []
+    return result
+
+
+def run_play(playbook: str, labs: list[str], extravars: dict[str, Any], inventories: list[str],
+             events: Events, verbose: bool = False, folder: Path | None = None) -> PlaybookResult:
+    """Run playbooks/PLAYBOOK on LABS (their locks held by the caller) through ansible-runner,
+    with the project's inventory and INVENTORIES, in a new folder in FOLDER (default: the
+    first lab's). Returns the whole play's outcome; never raises for a failed or interrupted play."""
     import ansible_runner
 
-    lab = str(extravars.get("podpath_lab", "default"))
-    end_play(lab)  # what is left of a play whose CLI was killed
+    for lab in labs:
+        end_play(lab)  # what is left of a play whose CLI was killed
     path = ROOT / "playbooks" / playbook
-    folder = RUNS / lab
+    folder = folder or RUNS / labs[0]
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = tempfile.mkdtemp(prefix=playbook.split(".")[0] + "-", dir=folder)
-    progress = None if quiet else Progress(count_tasks(path), verbose=verbose)
-    events = Events(progress)
-    env = dict(playbook_env(), PODPATH_TETHER=str(os.getpid()), **{PLAY_MARK: lab},
+    env = dict(playbook_env(), PODPATH_TETHER=str(os.getpid()), **{PLAY_MARK: ",".join(labs)},
                ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "plugins" / "callback"), ANSIBLE_CALLBACKS_ENABLED="podpath_tether")
+    inventory = [str(ROOT / "inventory" / "localhost.yml")] + inventories
     started = time.monotonic()
-    with Interrupts(lab) as interrupts:
+    with Interrupts(labs) as interrupts:
         runner = ansible_runner.run(
             private_data_dir=private, project_dir=str(ROOT), playbook=str(path),
-            inventory=str(ROOT / "inventory" / "localhost.yml"), extravars=extravars, envvars=env,
+            inventory=inventory[0] if len(inventory) == 1 else inventory, extravars=extravars, envvars=env,
             event_handler=events, cancel_callback=interrupts.forward, quiet=not verbose,
             # pexpect_timeout: how often ansible-runner calls the cancel callback while the play is quiet
             settings={"suppress_ansible_output": not verbose, "pexpect_timeout": 0.2}, rotate_artifacts=20,
         )
-    if progress:
-        progress.close()
+    if events.progress:
+        events.progress.close()
     return PlaybookResult(rc=runner.rc, status="interrupted" if interrupts.received else runner.status,
                           failures=events.failures, log=str(Path(runner.config.artifact_dir) / "stdout"),
                           changed=events.changed, ok=events.ok, seconds=time.monotonic() - started,
-                          task_times=progress.task_times if progress else [], interrupted=interrupts.exit_code)
+                          interrupted=interrupts.exit_code)
