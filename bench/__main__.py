@@ -349,9 +349,11 @@ Taking the {len(last.down)} labs down: {downs.median:.1f} s per lab (min {downs.
 ### {rush.count} labs started at the same moment
 
 {rush.count} new labs, `podpath up --lab` of each started at one moment (a class typing it
-together), then the verifier of every lab, {rush.verifiers} at a time; *total*: from the first
-start to the last verifier's end. No two `up`s share a lab, so none waits on a lab's lock;
-an `up` that does wait says so and for which command (`podpath: waiting for lab ...`).
+together), then the instructor's `podpath report --labs` of them all (the labs shared out
+over {rush.verifiers} runs of the verifier at a time); *total*: from the first start to the
+report's end. The `up`s that start while another `up`'s play runs are built together in the
+next play (docs/cli.md, "Labs started together"); each says that it waits and for which
+command (`podpath: lab L waits its turn: ...`).
 
 {classroom.rush_table(rush)}
 

@@ -16,8 +16,10 @@ saying so; `rush_profile` tells where the time went.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .labs import (BenchError, Labs, arp_table_fulls, idle_cpu_percent, lab_pids, load_average, mem_available_kib,
                    new_name, pss_kib, verify)
@@ -241,10 +243,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def rush(count: int = 30, timeout: float = 600, progress=print, verifiers: int | None = None) -> Rush:
-    """COUNT new labs, `podpath up` of each started at the same moment, then `podpath verify`'s
-    pytest of each, VERIFIERS at a time (default: one per CPU; all at once thrashes a small
-    machine). The labs are taken down afterwards (not timed)."""
+def rush(count: int = 30, timeout: float = 600, progress=print) -> Rush:
+    """COUNT new labs, `podpath up` of each started at the same moment, then the instructor's
+    `podpath report` of them all (it verifies the labs in shared runs of the verifier, one per
+    CPU at a time). The labs are taken down afterwards (not timed)."""
     from podpath import cli
     import argparse
 
@@ -265,24 +267,30 @@ def rush(count: int = 30, timeout: float = 600, progress=print, verifiers: int |
             start.play_s, start.tasks = run["play_s"], run["tasks"]
             result.starts.append(start)
         good = [s.lab for s in result.starts if s.up_rc == 0]
-        argv = {lab: cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["-rf"])
-                for lab in good}
-        result.verifiers = verifiers or len(os.sched_getaffinity(0))
-        cpu0 = _children_cpu()
-        began = time.perf_counter()
-        checks = _timed_all(argv, timeout, cwd=cli.ROOT, parallel=result.verifiers)
-        result.verify_wall = time.perf_counter() - began
-        result.cpu["the verifier (pytest)"] = _children_cpu() - cpu0
-        import re
+        # then the instructor verifies the class: podpath report, the labs in shared runs of the
+        # verifier, one per CPU at a time
+        from podpath.evidence import classreport
 
+        result.verifiers = len(os.sched_getaffinity(0))
+        cpu0 = _children_cpu()
+        with tempfile.TemporaryDirectory(prefix="podpath-rush-") as tmp:
+            results = Path(tmp, "class.json")
+            began = time.perf_counter()
+            done = _timed_all({"report": [str(PODPATH), "report", "--labs", ",".join(good), "--json", str(results)]},
+                              timeout)["report"] if good else (0.0, 0, "")
+            result.verify_wall = time.perf_counter() - began
+            by_lab = {r.lab: r for r in classreport.read_results([results])} if results.exists() else {}
+        result.cpu["the verifier (podpath report, its pytest runs)"] = _children_cpu() - cpu0
         for start in result.starts:
-            if start.lab not in checks:
+            if start.lab not in good:
                 continue
-            seconds, rc, out = checks[start.lab]
-            start.verify_s = seconds
-            start.failed = [f.split("::")[-1] for f in re.findall(r"^FAILED (\S+)", out, re.MULTILINE)]
-            if rc != 0 and not start.failed:
-                start.verify_error = out.strip().splitlines()[-1][:200] if out.strip() else f"exit {rc}"
+            start.verify_s = result.verify_wall
+            lab_result = by_lab.get(start.lab)
+            if lab_result is None:
+                start.verify_error = f"podpath report gave no result (exit {done[1]}): {done[2].strip()[-200:]}"
+            else:
+                start.failed = [f"scenario {n}" for n in lab_result.failing]
+                start.verify_error = lab_result.error or ""
         result.load_after = load_average()
         progress(f"  {count} ups at once: all ended after {result.up_wall:.1f} s "
                  f"({sum(1 for s in result.starts if s.up_rc == 0)} up), verified after {result.verify_wall:.1f} s "
@@ -293,16 +301,15 @@ def rush(count: int = 30, timeout: float = 600, progress=print, verifiers: int |
 def rush_table(r: Rush) -> str:
     ups = Spread.of([s.up_s for s in r.starts])
     plays = Spread.of([s.play_s for s in r.starts if s.play_s])
-    vers = Spread.of([s.verify_s for s in r.starts if s.verify_s])
     failed_up = [s for s in r.starts if s.up_rc != 0]
     waited = sum(1 for s in r.starts if s.said_wait)
     lines = ["| labs | all up after s | up s per lab (median, min–max) | its playbook s (median, min–max) "
-             f"| all verified after s ({r.verifiers} at a time) | verify s per lab (median, min–max) "
+             f"| all verified after s (podpath report, {r.verifiers} verifier runs at a time) "
              "| up and verified | total s | up failed | up said it waited | load average before → after |",
-             "|---:|---:|---|---|---:|---|---:|---:|---:|---:|---|"]
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
     lines.append(f"| {r.count} | {r.up_wall:.1f} | {ups.median:.1f} ({ups.low:.1f}–{ups.high:.1f}) "
                  f"| {plays.median:.1f} ({plays.low:.1f}–{plays.high:.1f}) | {r.verify_wall:.1f} "
-                 f"| {vers.median:.1f} ({vers.low:.1f}–{vers.high:.1f}) | {r.verified}/{r.count} | {r.total:.1f} "
+                 f"| {r.verified}/{r.count} | {r.total:.1f} "
                  f"| {len(failed_up)} | {waited} | {r.load_before} → {r.load_after} |")
     notes = [f"- up of {s.lab} failed (exit {s.up_rc}): {s.up_out.strip().splitlines()[-1][:200] if s.up_out.strip() else ''}"
              for s in failed_up]

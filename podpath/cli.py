@@ -288,6 +288,7 @@ def cmd_up(args) -> int:
         report_failure(result)
         return EXIT_FAILED
     keep_topology(args)
+    wait_until_ready(args.lab, topology(args), quiet=args.quiet)  # its pods ready, as after kubectl rollout status
     if not args.quiet:
         print(f"lab {args.lab} is up in {result.seconds:.1f} s ({result.changed} tasks changed). "
               f"Next: podpath verify --lab {args.lab}")
@@ -513,10 +514,12 @@ def print_hint(drill: dict) -> None:
         print(f"  the hop:    {drill['hop']}")
 
 
-def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0) -> None:
-    """Wait (at most LIMIT_S) until every node publishes all its pods ready. A pod that becomes
-    ready, or stops being so, makes every node's kube-proxy render its rules again, which would
-    repair a kube-proxy fault as soon as it is made: a drill breaks a settled lab."""
+def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0, quiet: bool = False) -> None:
+    """Wait (at most LIMIT_S) until every node publishes all its pods ready. `up` ends there, as
+    `kubectl rollout status` does after an apply: until then kube-proxy's rules leave the pods
+    that are not ready out, and a check of every endpoint would fail. A pod that becomes ready,
+    or stops being so, makes every node's kube-proxy render its rules again, which would repair
+    a kube-proxy fault as soon as it is made: a drill breaks a settled lab."""
     import time
 
     from podpath.evidence.status import unready_pods
@@ -529,9 +532,9 @@ def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise CliError(f"lab {lab} has pods that are still not ready after {limit_s:.0f} s ({'; '.join(waiting)}): "
                            f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}", EXIT_FAILED)
-        if not said:
+        if not said and not quiet:
             print(f"waiting for lab {lab} to settle: not ready yet: {'; '.join(waiting)}")
-            said = True
+        said = True
         time.sleep(0.5)
 
 
@@ -624,28 +627,60 @@ def report_labs(text: str) -> list[str]:
     return [check_lab(name) for name in labs]
 
 
-def report_result(lab: str, host: str, args):
-    """LAB verified as `podpath verify --scenario-json` does it, as one lab's results (or why
-    there are none). A lab built from its own topology is verified with the copy it keeps."""
+def report_results(labs: list[str], host: str, args) -> list:
+    """LABS verified as `podpath verify --scenario-json` verifies one, each lab's results (or
+    why there are none), in the order of LABS. The labs that are verified with the same
+    topology (the project's, --topology, or none kept by `up`) share runs of the verifier:
+    one pytest for several labs (--lab a,b,c), as many runs at once as this machine has CPUs,
+    since a pytest's start costs about half a CPU second; a lab built from its own topology
+    is verified with the copy it keeps, in a run of its own."""
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
 
     from podpath.evidence import classreport
 
-    if not lab_exists(lab):
-        return classreport.LabResult(host, lab, error=f"lab {lab} does not exist on this host: build it with "
-                                                       f"podpath up --lab {lab}")
-    kept = topology_file(lab)
-    topo = args.report_topology or (str(kept) if kept.is_file() else None)
+    results = {}
+    groups: dict[str | None, list[str]] = {}
+    for lab in labs:
+        if not lab_exists(lab):
+            results[lab] = classreport.LabResult(host, lab, error=f"lab {lab} does not exist on this host: build it "
+                                                                  f"with podpath up --lab {lab}")
+            continue
+        kept = topology_file(lab)
+        if not args.report_topology and kept.is_file():
+            groups[f"{kept}"] = [lab]  # its own topology: a run of its own
+        else:
+            groups.setdefault(args.report_topology, []).append(lab)
+    workers = max(1, len(os.sched_getaffinity(0)))
+    runs = []
+    for topo, members in groups.items():
+        size = 1 if args.disruptive else -(-len(members) // workers)  # a disruptive check repairs one lab a run
+        runs += [(topo, members[i:i + size]) for i in range(0, len(members), size)]
+    numbered = {lab: i for i, lab in enumerate(labs, 1)}
+
     with tempfile.TemporaryDirectory(prefix="podpath-report-") as tmp:
-        out = Path(tmp) / "scenarios.json"
-        done = subprocess.run(verify_argv(argparse.Namespace(lab=lab, topology=topo, junitxml=None,
-                                                             disruptive=args.disruptive, verbose=False),
-                                          ["--scenario-json", str(out)]), cwd=ROOT, capture_output=True, text=True)
-        if not out.exists():
-            said = " / ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
-            return classreport.LabResult(host, lab, error=f"the verifier stopped (exit {done.returncode}) without "
-                                                           f"results: {said}")
-        return classreport.lab_result(host, lab, json.loads(out.read_text()), str(out))
+        def verify(run):
+            topo, members = run
+            for lab in members:
+                print(f"podpath: verifying lab {lab} ({numbered[lab]}/{len(labs)})", file=sys.stderr, flush=True)
+            folder = Path(tmp, members[0])
+            folder.mkdir()
+            done = subprocess.run(verify_argv(argparse.Namespace(lab=",".join(members), topology=topo, junitxml=None,
+                                                                 disruptive=args.disruptive, verbose=False),
+                                              ["--scenario-json-each", str(folder)]),
+                                  cwd=ROOT, capture_output=True, text=True)
+            for lab in members:
+                out = folder / f"{lab}.json"
+                if out.exists():
+                    results[lab] = classreport.lab_result(host, lab, json.loads(out.read_text()), str(out))
+                else:
+                    said = " / ".join((done.stdout + done.stderr).strip().splitlines()[-2:])
+                    results[lab] = classreport.LabResult(host, lab, error=f"the verifier stopped (exit "
+                                                                          f"{done.returncode}) without results: {said}")
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(verify, runs))
+    return [results[lab] for lab in labs]
 
 
 def cmd_report(args) -> int:
@@ -690,9 +725,7 @@ def cmd_report(args) -> int:
         if clash:
             raise CliError(f"--results already holds {', '.join(host + '/' + lab for lab in clash)} of this host: "
                            "leave it out of --labs or of the files")
-        for i, lab in enumerate(labs, 1):
-            print(f"podpath: verifying lab {lab} ({i}/{len(labs)})", file=sys.stderr)
-            results.append(report_result(lab, host, args))
+        results += report_results(labs, host, args)
         say_if_arp_table_was_full(before, any(r.status != "pass" for r in results))
     texts = {"json": lambda: json.dumps(classreport.results_document(results), indent=1) + "\n",
              "junit": lambda: classreport.render_junit(results, plan),

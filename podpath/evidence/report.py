@@ -7,6 +7,7 @@ under a plain `pytest --hosts=local:// tests/verify`. Tests carry
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 
 from podpath.evidence.scenarios import SCENARIOS, look_at, titles
@@ -28,6 +29,9 @@ class ScenarioReport:
         self.edge = edge  # the lab's edge: scenarios 15-17 and 19 have its titles and hops
         self.scenario_of: dict[str, int] = {}
         self.outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+        # a run of several labs (the `lab` fixture parametrized): each check's lab, and each lab's outcomes
+        self.target_of: dict[str, str] = {}
+        self.by_target: dict[str, dict[int, list[tuple[str, str, str]]]] = defaultdict(lambda: defaultdict(list))
         self.deselected: set[int] = set()
 
     def pytest_collection_modifyitems(self, session, config, items):
@@ -35,6 +39,9 @@ class ScenarioReport:
             marker = item.get_closest_marker("scenario")
             if marker:
                 self.scenario_of[item.nodeid] = marker.args[0]
+                target = getattr(getattr(item, "callspec", None), "params", {}).get("lab")
+                if target is not None:
+                    self.target_of[item.nodeid] = getattr(target, "id", str(target))
 
     def pytest_deselected(self, items):
         # the disruptive checks left out of the default run (the other lab's are not listed)
@@ -54,23 +61,38 @@ class ScenarioReport:
                               else report.longrepr).splitlines()[0].removeprefix("AssertionError: ")
             elif report.skipped:
                 message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
-            self.outcomes[number].append((report.nodeid.split("::")[-1], report.outcome, message))
+            entry = (report.nodeid.split("::")[-1], report.outcome, message)
+            self.outcomes[number].append(entry)
+            if report.nodeid in self.target_of:
+                self.by_target[self.target_of[report.nodeid]][number].append(entry)
 
-    def outcome(self, number: int) -> str:
-        results = self.outcomes.get(number, [])
+    def outcome(self, number: int, outcomes: dict | None = None) -> str:
+        results = (self.outcomes if outcomes is None else outcomes).get(number, [])
         if any(r[1] == "failed" for r in results):
             return "FAIL"
         if any(r[1] == "passed" for r in results):
             return "PASS"
         return "SKIP" if results else "NOT RUN"
 
+    def document(self, outcomes: dict) -> dict:
+        """OUTCOMES as the file of --scenario-json: scenario number -> outcome and failures."""
+        return {str(n): {"outcome": self.outcome(n, outcomes),
+                         "failures": [m for _, o, m in outcomes.get(n, []) if o == "failed"]} for n in SCENARIOS}
+
     def pytest_sessionfinish(self, session, exitstatus):
+        files = {}
         path = session.config.getoption("scenario_json", default=None)
         if path:
-            data = {str(n): {"outcome": self.outcome(n), "failures": [m for _, o, m in self.outcomes.get(n, [])
-                                                                       if o == "failed"]} for n in SCENARIOS}
-            with open(path, "w") as handle:
-                json.dump(data, handle, indent=1)
+            files[path] = self.outcomes
+        folder = session.config.getoption("scenario_json_each", default=None)
+        if folder:  # each lab's; a run of one lab has no parameter: its name is the one filled in
+            lab = self.fill.get("{lab}", "<lab>")
+            each = self.by_target or ({} if lab.startswith("<") else {lab: self.outcomes})
+            for target, outcomes in each.items():
+                files[os.path.join(folder, target.replace("/", "__") + ".json")] = outcomes
+        for name, outcomes in files.items():
+            with open(name, "w") as handle:
+                json.dump(self.document(outcomes), handle, indent=1)
 
     def lines(self) -> list[str]:
         out = []

@@ -56,16 +56,16 @@ def test_no_word_of_it_when_the_table_was_not_full_or_nothing_failed_or_it_canno
     assert verify_run(code, readings, capsys) == (code, "")
 
 
-def failed_result(lab: str, host: str, args):
+def failed_results(labs: list[str], host: str, args):
     from podpath.evidence import classreport
 
-    return classreport.LabResult(host, lab, error="pytest stopped")
+    return [classreport.LabResult(host, lab, error="pytest stopped") for lab in labs]
 
 
 def test_podpath_report_that_verified_labs_on_a_full_table_says_so(monkeypatch, capsys, tmp_path):
     left = [500, 512]
     monkeypatch.setattr(cli, "require_root", lambda: None)
-    monkeypatch.setattr(cli, "report_result", failed_result)
+    monkeypatch.setattr(cli, "report_results", failed_results)
     monkeypatch.setattr(probe, "arp_table_fulls", lambda text=None: left.pop(0))
     monkeypatch.setattr(probe, "neighbour_table_limit", lambda: 1024)
     assert cli.main(["report", "--labs", "stu1,stu2", "--json", "-"]) == cli.EXIT_FAILED

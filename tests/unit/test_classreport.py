@@ -330,7 +330,7 @@ def test_report_of_results_files_passes_when_every_lab_passes_and_needs_no_root(
     (["--results", "/nonexistent-folder/r.json"], ["/nonexistent-folder/r.json: cannot read it"]),
 ])
 def test_bad_input_stops_the_report_before_any_lab_is_verified(argv, words, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "report_result", lambda *a: pytest.fail("a lab was verified despite bad input"))
+    monkeypatch.setattr(cli, "report_results", lambda *a: pytest.fail("a lab was verified despite bad input"))
     assert cli.main(["report", *argv]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     for word in words:

@@ -66,3 +66,61 @@ def test_in_nftables_mode_kube_proxys_hops_are_shown_with_nft(number):
     assert ScenarioReport("netns", FILL).next_command(number) == ScenarioReport("netns", FILL, "iptables").next_command(
         number), "iptables, the default mode, keeps the iptables commands"
     assert "iptables" in ScenarioReport("netns", FILL).next_command(number)
+
+
+class _Marker:
+    def __init__(self, *args):
+        self.args = args
+
+
+class _Item:
+    """A collected check of scenario NUMBER on lab TARGET (the parametrized `lab` fixture)."""
+
+    def __init__(self, nodeid: str, number: int, target: str | None):
+        self.nodeid = nodeid
+        self._number = number
+        if target is not None:
+            self.callspec = type("CallSpec", (), {"params": {"lab": type("Target", (), {"id": target})()}})()
+
+    def get_closest_marker(self, name):
+        return _Marker(self._number) if name == "scenario" else None
+
+
+class _Report:
+    def __init__(self, nodeid: str, outcome: str, message: str = ""):
+        self.nodeid, self.when, self.outcome = nodeid, "call", outcome
+        self.passed, self.failed, self.skipped = outcome == "passed", outcome == "failed", outcome == "skipped"
+        self.longrepr = type("Longrepr", (), {"reprcrash": type("Crash", (), {"message": message})()})()
+
+
+def _finish(report: ScenarioReport, **options) -> None:
+    config = type("Config", (), {"getoption": lambda self, name, default=None: options.get(name, default)})()
+    report.pytest_sessionfinish(type("Session", (), {"config": config})(), 0)
+
+
+def test_a_run_of_several_labs_writes_each_labs_own_scenarios(tmp_path):
+    import json
+
+    report = ScenarioReport("netns", dict(FILL, **{"{lab}": "<lab>"}))
+    items = [_Item(f"t.py::test_x[{lab}]", 11, lab) for lab in ("stu1", "stu2")]
+    items += [_Item(f"t.py::test_y[{lab}]", 3, lab) for lab in ("stu1", "stu2")]
+    report.pytest_collection_modifyitems(None, None, items)
+    for nodeid, outcome in (("t.py::test_x[stu1]", "passed"), ("t.py::test_x[stu2]", "failed"),
+                            ("t.py::test_y[stu1]", "passed"), ("t.py::test_y[stu2]", "passed")):
+        report.pytest_runtest_logreport(_Report(nodeid, outcome, "AssertionError: no REJECT rule"))
+    _finish(report, scenario_json_each=str(tmp_path))
+    stu1, stu2 = (json.loads((tmp_path / f"{lab}.json").read_text()) for lab in ("stu1", "stu2"))
+    assert stu1["11"] == {"outcome": "PASS", "failures": []} and stu1["3"]["outcome"] == "PASS"
+    assert stu2["11"] == {"outcome": "FAIL", "failures": ["no REJECT rule"]} and stu2["3"]["outcome"] == "PASS"
+    assert stu1["1"]["outcome"] == "NOT RUN"
+
+
+def test_a_run_of_one_lab_writes_its_file_under_the_labs_name(tmp_path):
+    import json
+
+    report = ScenarioReport("netns", FILL)
+    report.pytest_collection_modifyitems(None, None, [_Item("t.py::test_x", 11, None)])
+    report.pytest_runtest_logreport(_Report("t.py::test_x", "passed"))
+    _finish(report, scenario_json_each=str(tmp_path), scenario_json=str(tmp_path / "all.json"))
+    assert json.loads((tmp_path / "stu1.json").read_text()) == json.loads((tmp_path / "all.json").read_text())
+    assert json.loads((tmp_path / "stu1.json").read_text())["11"]["outcome"] == "PASS"

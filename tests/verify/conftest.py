@@ -32,11 +32,14 @@ from podpath.model import topology as topology_mod
 def pytest_addoption(parser):
     group = parser.getgroup("podpath")
     group.addoption("--lab", default=os.environ.get("PODPATH_LAB", "podpath"),
-                    help="netns lab to verify (default: $PODPATH_LAB or podpath)")
+                    help="netns lab to verify, or labs, comma-separated (default: $PODPATH_LAB or podpath)")
     group.addoption("--topology", default=None, help="topology file (default: the project's)")
     group.addoption("--disruptive", action="store_true", default=False,
                     help="also run the checks that break the lab on purpose and repair it")
     group.addoption("--scenario-json", default=None, help="also write each scenario's outcome to this JSON file")
+    group.addoption("--scenario-json-each", default=None, metavar="FOLDER",
+                    help="also write each lab's scenarios, as --scenario-json does, to FOLDER/<lab>.json "
+                         "(<host>__<lab>.json for another host's)")
     group.addoption("--runtime-dir", default=None,
                     help="netns labs on other hosts: where podpath's runtime is there (default: the host's "
                          "podpath_runtime_dir, else /opt/podpath)")
@@ -143,8 +146,8 @@ def netns_targets(config) -> list[Target]:
     given = _given_labs(config)
     runtime = config.getoption("runtime_dir")
     for spec in _specs(config):
-        if spec.startswith("local://"):
-            targets.append(Target(None, spec, config.getoption("lab"), sys.executable, False))
+        if spec.startswith("local://"):  # this host's labs: --lab names one or more (podpath report)
+            targets += [Target(None, spec, lab, sys.executable, False) for lab in (given or [config.getoption("lab")])]
         elif spec.startswith("ansible://"):
             runner = _ansible_runner(config)
             names = runner.get_hosts(spec[len("ansible://"):].split("?")[0] or "all")
@@ -306,7 +309,8 @@ def runtime_model(config):
 
 def pytest_generate_tests(metafunc):
     config = metafunc.config
-    if "lab" in metafunc.fixturenames and lab_kind(config) == "netns" and remote(config):
+    if "lab" in metafunc.fixturenames and lab_kind(config) == "netns" and \
+            (remote(config) or len(netns_targets(config)) > 1):
         # every check once per host and lab, named after them
         targets = netns_targets(config)
         metafunc.parametrize("lab", targets, ids=[t.id for t in targets], indirect=True, scope="session")
