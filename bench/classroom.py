@@ -193,6 +193,7 @@ class Rush:
     load_after: str = ""
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the ups' process tree, by program
     verifiers: int = 0  # verifiers run at a time
+    arp_fulls: int = 0  # how often the kernel found the host's neighbour table full during the run
 
     @property
     def total(self) -> float:
@@ -245,7 +246,7 @@ def _children_cpu() -> float:
 
 def rush(count: int = 30, timeout: float = 600, progress=print) -> Rush:
     """COUNT new labs, `podpath up` of each started at the same moment, then the instructor's
-    `podpath report` of them all (it verifies the labs in shared runs of the verifier, one per
+    `podpath report` of them all (it verifies the labs in shared runs of the verifier, two per
     CPU at a time). The labs are taken down afterwards (not timed)."""
     from podpath import cli
     import argparse
@@ -253,6 +254,7 @@ def rush(count: int = 30, timeout: float = 600, progress=print) -> Rush:
     from .labs import PODPATH, last_run_tasks
 
     result = Rush(count, load_before=load_average())
+    arp0 = arp_table_fulls()
     with Labs() as labs:
         names = [new_name("k") for _ in range(count)]
         labs.up.extend(names)  # every one comes down, whatever happens
@@ -268,10 +270,10 @@ def rush(count: int = 30, timeout: float = 600, progress=print) -> Rush:
             result.starts.append(start)
         good = [s.lab for s in result.starts if s.up_rc == 0]
         # then the instructor verifies the class: podpath report, the labs in shared runs of the
-        # verifier, one per CPU at a time
+        # verifier, two per CPU at a time
         from podpath.evidence import classreport
 
-        result.verifiers = len(os.sched_getaffinity(0))
+        result.verifiers = 2 * len(os.sched_getaffinity(0))  # as podpath report runs them
         cpu0 = _children_cpu()
         with tempfile.TemporaryDirectory(prefix="podpath-rush-") as tmp:
             results = Path(tmp, "class.json")
@@ -289,9 +291,11 @@ def rush(count: int = 30, timeout: float = 600, progress=print) -> Rush:
             if lab_result is None:
                 start.verify_error = f"podpath report gave no result (exit {done[1]}): {done[2].strip()[-200:]}"
             else:
-                start.failed = [f"scenario {n}" for n in lab_result.failing]
+                start.failed = [f"scenario {n} ({lab_result.outcome(n).failures[0][:160] if lab_result.outcome(n).failures else ''})"
+                                for n in lab_result.failing]
                 start.verify_error = lab_result.error or ""
         result.load_after = load_average()
+        result.arp_fulls = arp_table_fulls() - arp0
         progress(f"  {count} ups at once: all ended after {result.up_wall:.1f} s "
                  f"({sum(1 for s in result.starts if s.up_rc == 0)} up), verified after {result.verify_wall:.1f} s "
                  f"more ({result.verified} verified); load {result.load_after}")
@@ -305,12 +309,12 @@ def rush_table(r: Rush) -> str:
     waited = sum(1 for s in r.starts if s.said_wait)
     lines = ["| labs | all up after s | up s per lab (median, min–max) | its playbook s (median, min–max) "
              f"| all verified after s (podpath report, {r.verifiers} verifier runs at a time) "
-             "| up and verified | total s | up failed | up said it waited | load average before → after |",
-             "|---:|---:|---|---|---:|---:|---:|---:|---:|---|"]
+             "| up and verified | total s | up failed | up said it waited | ARP table full | load average before → after |",
+             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
     lines.append(f"| {r.count} | {r.up_wall:.1f} | {ups.median:.1f} ({ups.low:.1f}–{ups.high:.1f}) "
                  f"| {plays.median:.1f} ({plays.low:.1f}–{plays.high:.1f}) | {r.verify_wall:.1f} "
                  f"| {r.verified}/{r.count} | {r.total:.1f} "
-                 f"| {len(failed_up)} | {waited} | {r.load_before} → {r.load_after} |")
+                 f"| {len(failed_up)} | {waited} | {r.arp_fulls} | {r.load_before} → {r.load_after} |")
     notes = [f"- up of {s.lab} failed (exit {s.up_rc}): {s.up_out.strip().splitlines()[-1][:200] if s.up_out.strip() else ''}"
              for s in failed_up]
     notes += [f"- verify of {s.lab}: {', '.join(s.failed) or s.verify_error}" for s in r.starts

