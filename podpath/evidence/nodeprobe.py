@@ -139,6 +139,25 @@ def neighbour_table_limit() -> int | None:
         return None
 
 
+def neighbour_entries() -> int | None:
+    """How many neighbour (ARP) entries the host holds now, in every namespace together (the
+    first column of /proc/net/stat/arp_cache), or None where it cannot be read."""
+    try:
+        with open("/proc/net/stat/arp_cache") as handle:
+            handle.readline()
+            return int(handle.readline().split()[0], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def neighbour_table_crowded() -> bool:
+    """Whether the host's neighbour table holds half its limit or more: the entries that one
+    lab's checks leave REACHABLE, which the kernel cannot reclaim for 15 to 45 s, could then
+    fill it while other labs are checked."""
+    entries = neighbour_entries()
+    return entries is not None and 2 * entries >= (neighbour_table_limit() or 1024)
+
+
 def fills_neighbour_table(pods: int) -> bool:
     """Whether the two entries per pod that a check of PODS pods makes could fill half of the
     host's neighbour table (the kernel's default cap, 1024, where it cannot be read)."""

@@ -249,6 +249,20 @@ class NetnsLab(PlanFacts):
         self.run(["ip", "-n", netns, "neigh", "flush", "dev", "eth0"])
         self.run(["ip", "-n", self.node_netns(pod.node), "neigh", "del", pod.ip, "dev", "cni0"])
 
+    def release_neighbours(self) -> bool:
+        """Once this lab's checks are done, on a host whose neighbour table is crowded (half its
+        limit or more, nodeprobe.neighbour_table_crowded): delete the lab's neighbour entries, all
+        but the permanent ones (`ip neigh flush all` in each of its namespaces). Its checks' traffic
+        left them REACHABLE, and the table, shared by every namespace of the host, would fill up
+        while other labs are checked (a class verified at once). The lab's next packet to a
+        neighbour asks ARP again, as after the kernel's own garbage collection. Whether it
+        deleted them; a lab on another host has a table of its own and is left as it is."""
+        if self.remote or not nodeprobe.neighbour_table_crowded():
+            return False
+        script = 'for ns; do ip -n "$ns" neigh flush all >/dev/null 2>&1; done'
+        self.run(["sh", "-c", script, "sh"] + [ns for ns in self.plan.netns_names if ns != self.plan.lan_netns])
+        return True
+
     def node_macs(self) -> dict[str, str]:
         """Node name -> MAC of its eth1, read from the node's namespace."""
         macs = {}

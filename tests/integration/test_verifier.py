@@ -63,6 +63,34 @@ def test_forget_neighbours_removes_the_entries_a_ping_between_pod_and_node_made(
     assert pod.ip not in lab.neighbours(node.netns, "cni0")
 
 
+def test_released_neighbours_are_gone_but_flannel_s_permanent_ones_and_the_lab_still_passes(lab, tmp_path,
+                                                                                          monkeypatch):
+    """What the verifier does once a lab's checks are done on a host whose neighbour table is
+    crowded (NetnsLab.release_neighbours): every entry its traffic made goes, the permanent
+    ones flannel's VXLAN needs stay, and the lab answers as before (it asks ARP again)."""
+    from podpath.evidence import nodeprobe
+
+    def entries(permanent: bool) -> dict[str, list]:
+        return {ns: [n for n in lab.ip_json(ns, "neigh", "show") if ("PERMANENT" in n.get("state", [])) == permanent]
+                for ns in lab.plan.netns_names}
+
+    before = verify(lab.name, tmp_path)
+    assert not failed(before), failed(before)
+    assert lab.neighbours(lab.plan.client_netns, "eth0"), "the verify left no entry in the client"
+    made, permanent = entries(False), entries(True)
+    assert any(permanent.values()), "flannel's VXLAN entries are permanent ones: none found"
+    monkeypatch.setattr(nodeprobe, "neighbour_table_crowded", lambda: True)
+    assert lab.release_neighbours()
+    left = entries(False)
+    # the client talks only when asked; in the other namespaces the kubelet's probes may ask ARP
+    # again at once, so fewer entries, not none
+    assert left[lab.plan.client_netns] == [], left[lab.plan.client_netns]
+    assert sum(map(len, left.values())) < sum(map(len, made.values())) // 2, (made, left)
+    assert entries(True) == permanent
+    after = verify(lab.name, tmp_path)
+    assert not failed(after), failed(after)
+
+
 def test_healthy_lab_passes_every_scenario_many_times(lab, tmp_path):
     flaky = []
     for run in range(HEALTHY_RUNS):

@@ -91,3 +91,51 @@ def test_verify_inventory_names_the_host_whose_table_was_full(monkeypatch, capsy
         == cli.EXIT_FAILED
     said = [line for line in capsys.readouterr().err.splitlines() if "neighbour (ARP) table" in line]
     assert said == [f"podpath: on host pc1: {warning.removeprefix('podpath: ')}"]
+
+
+# -- a class verified at once: each lab's entries go once its checks are done, when the table is crowded
+
+@pytest.mark.parametrize("entries, limit, crowded", [(511, 1024, False), (512, 1024, True), (900, 8192, False),
+                                                      (None, 1024, False)])
+def test_the_table_is_crowded_from_half_its_limit(monkeypatch, entries, limit, crowded):
+    from podpath.evidence import nodeprobe
+
+    monkeypatch.setattr(nodeprobe, "neighbour_entries", lambda: entries)
+    monkeypatch.setattr(nodeprobe, "neighbour_table_limit", lambda: limit)
+    assert nodeprobe.neighbour_table_crowded() is crowded
+
+
+def test_the_host_s_entries_are_read_from_the_kernel():
+    from podpath.evidence import nodeprobe
+
+    first = int(open("/proc/net/stat/arp_cache").read().splitlines()[1].split()[0], 16)
+    assert abs(nodeprobe.neighbour_entries() - first) < 64  # the same counter (other namespaces may move it)
+
+
+def release(monkeypatch, crowded: bool, remote: bool = False):
+    """What NetnsLab.release_neighbours ran, on a table CROWDED or not; whether it said it deleted."""
+    from podpath.evidence import nodeprobe
+    from podpath.evidence.lab import Result
+    from podpath.evidence.probe import NetnsLab
+    from podpath.model import topology as topology_mod
+
+    ran = []
+    monkeypatch.setattr(nodeprobe, "neighbour_table_crowded", lambda: crowded)
+    lab = NetnsLab("stu1", topology_mod.load(), run=lambda argv: ran.append(argv) or Result(0, "", ""), remote=remote)
+    return lab, lab.release_neighbours(), ran
+
+
+def test_on_a_crowded_table_every_namespace_of_the_lab_but_the_bridge_s_is_flushed(monkeypatch):
+    lab, deleted, ran = release(monkeypatch, crowded=True)
+    assert deleted and len(ran) == 1  # one process for the whole lab
+    argv = ran[0]
+    assert argv[:2] == ["sh", "-c"] and 'ip -n "$ns" neigh flush all' in argv[2]
+    flushed = argv[4:]
+    assert sorted(flushed) == sorted(n for n in lab.plan.netns_names if n != lab.plan.lan_netns)
+    assert lab.plan.client_netns in flushed and all(p.netns in flushed for p in lab.plan.pods)
+
+
+@pytest.mark.parametrize("crowded, remote", [(False, False), (True, True)])
+def test_a_table_with_room_or_a_lab_on_another_host_is_left_as_it_is(monkeypatch, crowded, remote):
+    _lab, deleted, ran = release(monkeypatch, crowded, remote)
+    assert not deleted and ran == []
