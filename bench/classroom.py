@@ -83,7 +83,8 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel
                     labs.up.extend(batch)  # every one comes down, whatever happens
                     ups = _timed_all({lab: [str(PODPATH), "up", "--lab", lab, "-q"] for lab in batch}, budget)
                     point.up += [ups[lab][0] for lab in batch]
-                    bad = [f"{lab}: exit {ups[lab][1]}: {ups[lab][2].strip()[-300:]}" for lab in batch if ups[lab][1]]
+                    bad = [f"{lab}: exit {ups[lab][1]}: {' / '.join(ups[lab][2].strip().splitlines()[-4:])[-600:]}"
+                           for lab in batch if ups[lab][1]]
                     if bad:
                         raise BenchError("podpath up failed: " + "; ".join(bad))
                 if verifiers <= 1:

@@ -90,6 +90,40 @@ class Event:
         return f"Event(wd={self.wd}, mask={self.mask:#x}, name={self.name!r})"
 
 
+# The kernel's cap on the inotify instances of one user (all their processes together)
+MAX_USER_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+RAISE_INOTIFY = "as root, for the whole host: sysctl -w fs.inotify.max_user_instances=1024"
+
+
+def inotify_limit() -> int | None:
+    try:
+        with open(MAX_USER_INSTANCES) as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+def inotify_in_use(euid: int) -> int:
+    """How many inotify instances the processes of user EUID hold open (each file descriptor
+    that is one, as /proc shows it: a descriptor a forked child shares counts twice)."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != euid:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+            except OSError:
+                pass
+    return count
+
+
 class Inotify:
     """An inotify instance: the kernel tells it when a file of a watched folder changes.
 
@@ -103,7 +137,12 @@ class Inotify:
         fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             code = ctypes.get_errno()
-            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
+            why = f"inotify_init1: {os.strerror(code)}"
+            limit, held = inotify_limit(), inotify_in_use(os.geteuid())
+            if code == errno.EMFILE and limit is not None and held >= limit:  # the user's, not this process's
+                why += (f": user {os.geteuid()}'s processes hold {held} inotify instances, the host's limit "
+                        f"(fs.inotify.max_user_instances is {limit}); {RAISE_INOTIFY}")
+            raise OSError(code, why)
         self.fd = fd
 
     def fileno(self) -> int:
