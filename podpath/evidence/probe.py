@@ -31,7 +31,7 @@ from podpath.evidence.lab import (NAMESPACE_KINDS, NETNS_LAB, ArpAnswer, Http, L
                                   ProbeError, Result, ServiceView)
 from podpath.evidence.parsers import (CURL_ERRORS, PROCESSES_SCRIPT, KubeProxyRules, kube_proxy_rules, parse_http,
                                       processes_seen)
-from podpath.evidence import nodeprobe
+from podpath.evidence import inhttp, nodeprobe
 from podpath.evidence.scenarios import spread
 from podpath.model.plan import Plan, Pod, build
 
@@ -193,12 +193,22 @@ class NetnsLab(PlanFacts):
 
     # -- traffic ---------------------------------------------------------------------
     def curl(self, netns: str, url: str, host: str | None = None, timeout: float = 2.0) -> Http:
+        """What `curl` in NETNS shows of URL: on this host, the same request sent by the verifier
+        itself from a socket of that namespace (podpath/evidence/inhttp.py), no process started."""
+        if not self.remote:
+            answer = inhttp.get(f"/run/netns/{netns}", url, host=host, timeout=timeout)
+            if answer is not None:
+                return answer
         argv = ["curl", "-sS", "-m", str(timeout), "-D", "-", "-o", "-"]
         if host:
             argv += ["-H", f"Host: {host}"]
         return parse_http(self.exec_in(netns, argv + [url]))
 
     def curl_pid(self, pid: int, url: str, timeout: float = 2.0) -> Http:
+        if not self.remote:
+            answer = inhttp.get(f"/proc/{pid}/ns/net", url, timeout=timeout)
+            if answer is not None:
+                return answer
         return parse_http(self.exec_in_pid(pid, ["curl", "-sS", "-m", str(timeout), "-D", "-", "-o", "-", url]))
 
     def ping(self, netns: str, ip: str) -> Result:
