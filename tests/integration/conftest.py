@@ -289,3 +289,19 @@ def other_lab(root_required, tmp_path) -> Iterator[NetnsLab]:
 def module_lab(root_required, tmp_path_factory) -> Iterator[NetnsLab]:
     """A lab shared by the read-only tests of one module, removed after the last of them."""
     yield from _lab(tmp_path_factory.mktemp("netns"))
+
+
+@pytest.fixture
+def lab_names():
+    """Names of labs a test builds with `podpath up` (it appends them): each is taken down
+    afterwards, and removed by force if `down` failed or left anything."""
+    from labtools import force_remove, lab_namespaces, podpath
+
+    if os.geteuid() != 0:
+        pytest.skip("the netns lab needs root")
+    names: list[str] = []
+    yield names
+    for name in names:
+        down = podpath("down", "--lab", name, "-q")
+        if down.returncode != 0 or lab_namespaces(name):
+            force_remove(name)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import yaml
-from labtools import ROOT, force_remove, lab_namespaces, new_lab_name, podpath
+from labtools import ROOT, lab_namespaces, new_lab_name, podpath
 
 from podpath.model.labdir import RUNS
 from podpath.model.topology import TOPOLOGY_FILE
@@ -21,18 +21,6 @@ from podpath.play.playbook import play_processes
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 TASK_LINE = re.compile(r"\] \d+/\d+ (.+)$", re.MULTILINE)
-
-
-@pytest.fixture
-def lab_names():
-    if os.geteuid() != 0:
-        pytest.skip("the netns lab needs root")
-    names: list[str] = []
-    yield names
-    for name in names:
-        down = podpath("down", "--lab", name, "-q")
-        if down.returncode != 0 or lab_namespaces(name):
-            force_remove(name)
 
 
 def wait_for(predicate, timeout: float = 15.0) -> bool:

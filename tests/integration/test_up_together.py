@@ -12,25 +12,13 @@ import time
 
 import pytest
 import yaml
-from labtools import ROOT, force_remove, lab_namespaces, lab_processes, new_lab_name, podpath
+from labtools import ROOT, lab_namespaces, lab_processes, new_lab_name, podpath
 
 from podpath.model import labdir, topology
 from podpath.model.labdir import RUNS
 from podpath.play.together import Together
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
-
-
-@pytest.fixture
-def lab_names():
-    if os.geteuid() != 0:
-        pytest.skip("the netns lab needs root")
-    names: list[str] = []
-    yield names
-    for name in names:
-        down = podpath("down", "--lab", name, "-q")
-        if down.returncode != 0 or lab_namespaces(name):
-            force_remove(name)
 
 
 def queued() -> set[str]:
