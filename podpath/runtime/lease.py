@@ -14,22 +14,45 @@ The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
 leaseTransitions, as a Lease's spec does. A controller rewrites it in place under an
 exclusive lock, so whoever reads it takes a shared lock (`read`): a read without one can
 find the file empty, between the truncate and the write.
+
+Nobody waits for that lock for long (LOCK_WAIT_S): a controller frozen (SIGSTOP, as a drill
+does) while it holds it would otherwise hang every reader, `podpath status` and the
+verifier among them, for as long as it stays frozen, where the API server it stands for would
+go on answering. A reader that cannot get the lock in time reads the file as it is (None if
+it is torn); a controller that cannot skips its try and keeps the lease it last saw.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import time
+
+LOCK_WAIT_S = 0.5  # the longest anyone waits for the lease's lock
+
+
+def _lock(fd: int, kind: int, wait_s: float = LOCK_WAIT_S) -> bool:
+    """Take the flock KIND on FD within WAIT_S; whether it was taken."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def read(path: str) -> dict | None:
-    """The lease at PATH as the controllers last wrote it, or None if there is none yet."""
+    """The lease at PATH as the controllers last wrote it, or None if there is none yet (or
+    it is being written by a controller that holds its lock for longer than LOCK_WAIT_S)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # none yet, or not readable: no lease to show, as for any state file of the lab
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        _lock(fd, fcntl.LOCK_SH)  # without it after the wait: the file as it is
         return _load(fd) or None
     except OSError:  # not a file (a folder in its place): no lease either
         return None
@@ -70,7 +93,8 @@ def step(path: str, identity: str, duration: float, now: float) -> dict:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _lock(fd, fcntl.LOCK_EX):  # its holder is frozen: this try is skipped
+            return _load(fd)
         lease = _load(fd)
         holder = lease.get("holderIdentity")
         if holder == identity or not holder or now - _number(lease, "renewTime", 0) > _number(
@@ -89,7 +113,8 @@ def release(path: str, identity: str) -> None:
     """Give the lease up on a clean stop, so that another controller takes it at once."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _lock(fd, fcntl.LOCK_EX):
+            return  # its holder is frozen: the lease runs out instead
         lease = _load(fd)
         if lease.get("holderIdentity") == identity:
             lease["holderIdentity"] = ""

@@ -85,17 +85,20 @@ def verify_failed(lab: str, tmp_path: Path) -> set[int]:
 
 
 def request_loop(lab: NetnsLab, seconds: float, event=None) -> list[tuple[float, bool]]:
-    """Requests from the client to the MetalLB address for SECONDS (bounded), after EVENT()
-    runs at t=0: (time since the event, answered) for each."""
+    """Requests from the client to the MetalLB address for SECONDS, after EVENT() runs at t=0,
+    paced evenly over them (500 at most): (time since the event, answered) for each. Paced, so
+    the loop lasts SECONDS however fast each answer comes."""
     svc = lab.plan.ingress_service
     host = lab.topology["ingress"]["host"]
     results = []
     start = time.monotonic()
     if event:
         event()
+    every = seconds / 500
     while time.monotonic() - start < seconds and len(results) < 500:
         answer = lab.curl(lab.plan.client_netns, f"http://{svc.load_balancer_ip}/", host=host, timeout=0.5)
         results.append((time.monotonic() - start, answer.status == 200))
+        time.sleep(max(0.0, start + len(results) * every - time.monotonic()))
     return results
 
 

@@ -47,3 +47,28 @@ def test_a_folder_in_place_of_the_lease_reads_as_no_lease(tmp_path):
     path = tmp_path / "ingress.json"
     path.mkdir()
     assert lease_mod.read(str(path)) is None
+
+
+def test_a_controller_frozen_while_it_holds_the_lock_hangs_nobody(tmp_path):
+    """A drill freezes (SIGSTOP) the controllers; one frozen inside its renewal keeps the
+    lease's lock. Readers (status, the verifier) and the other controllers wait at most
+    LOCK_WAIT_S, then go on: the reader with the lease as the file holds it, the controller
+    without writing."""
+    import fcntl
+    import os
+
+    path = str(tmp_path / "lease.json")
+    lease_mod.step(path, "pod-a", 3.0, 100.0)
+    frozen = os.open(path, os.O_RDWR)  # another open file: its lock stands against ours
+    fcntl.flock(frozen, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        assert lease_holder(path) == "pod-a"
+        after = lease_mod.step(path, "pod-b", 3.0, 200.0)  # expired, but the lock is held
+        lease_mod.release(path, "pod-a")
+        waited = time.monotonic() - started
+        assert after["holderIdentity"] == "pod-a"
+        assert waited < 3 * lease_mod.LOCK_WAIT_S + 1.0, f"waited {waited:.1f} s"
+    finally:
+        os.close(frozen)
+    assert lease_mod.step(path, "pod-b", 3.0, 200.0)["holderIdentity"] == "pod-b"  # the lock free again
