@@ -260,19 +260,14 @@ def require_inotify_room(lab: str, topo: dict | None) -> None:
     from podpath.model.topology import load
     from podpath.runtime import daemon
 
-    limit = daemon.inotify_limit()
-    if limit is None:
-        return
     try:
         needed = len(build(topo or load(), lab).nodes)
     except Exception:  # a topology the play's plan step will refuse, in its own words
         return
-    held = daemon.inotify_in_use(os.geteuid())
-    if held + needed > limit:
-        raise CliError(f"lab {lab} needs {needed} inotify instances, one for each node's process, and user "
-                       f"{os.geteuid()}'s processes hold {held} of the {limit} the host allows one user "
-                       f"(fs.inotify.max_user_instances): take a lab down (podpath labs lists them), or "
-                       f"{daemon.RAISE_INOTIFY}", EXIT_MISSING)
+    short = daemon.inotify_shortage(needed)
+    if short:
+        raise CliError(f"lab {lab} needs {needed} inotify instances, one for each node's process, and {short}",
+                       EXIT_MISSING)
 
 
 def cmd_up(args) -> int:

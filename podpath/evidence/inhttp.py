@@ -11,7 +11,6 @@ sends about 90 requests; `nsenter` and `curl` cost about 13 ms of CPU each, this
 `get` returns None and the caller runs curl."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
@@ -19,9 +18,8 @@ import time
 from urllib.parse import urlsplit
 
 from podpath.evidence.lab import Http
+from podpath.evidence.nodeprobe import CLONE_NEWNET, _setns
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 USER_AGENT = "curl (podpath verifier)"
 
 
@@ -38,16 +36,15 @@ def socket_in(path: str) -> socket.socket | None:
         except OSError:
             return None
         try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                return None
+            _setns(fd, CLONE_NEWNET, f"enter {path}")
+        except OSError:
+            return None
         finally:
             os.close(fd)
         try:
             return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:  # never go on in the lab's namespace
-                code = ctypes.get_errno()
-                raise OSError(code, f"cannot return to the verifier's own network namespace: {os.strerror(code)}")
+        finally:  # never go on in the lab's namespace: an error here is raised
+            _setns(home, CLONE_NEWNET, "return to the verifier's own network namespace")
     finally:
         os.close(home)
 

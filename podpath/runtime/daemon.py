@@ -124,6 +124,19 @@ def inotify_in_use(euid: int) -> int:
     return count
 
 
+def inotify_shortage(needed: int) -> str | None:
+    """Why NEEDED more inotify instances would not fit in this user's share, or None when
+    they would (or the limit cannot be read)."""
+    limit = inotify_limit()
+    if limit is None:
+        return None
+    held = inotify_in_use(os.geteuid())
+    if held + needed <= limit:
+        return None
+    return (f"user {os.geteuid()}'s processes hold {held} of the {limit} inotify instances the host allows one "
+            f"user (fs.inotify.max_user_instances): take a lab down (podpath labs lists them), or {RAISE_INOTIFY}")
+
+
 class Inotify:
     """An inotify instance: the kernel tells it when a file of a watched folder changes.
 
