@@ -217,9 +217,9 @@ import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.podpath_lab import SHIM, KernelView, Registry, alive, container_groups, container_role, \
-    container_status_dir, container_status_path, holder_pidfile, holder_role, lab_dir, lab_process, net_inode, \
-    netns_owner, netns_path, pid_namespace_init, process_marks, process_netns_lab, read_container_status, \
+from ansible.module_utils.podpath_lab import SHIM, KernelView, Registry, alive, bells_dir, container_groups, \
+    container_role, container_status_dir, container_status_path, holder_pidfile, holder_role, lab_dir, lab_process, \
+    net_inode, netns_owner, netns_path, pid_namespace_init, process_marks, process_netns_lab, read_container_status, \
     read_pidfile, require_lab_and_root, reap_children, spawn, start_time, status_pid, stop_many, unmarked_process, \
     write_file
 
@@ -333,7 +333,8 @@ def find_shim(module, given):
 def shim_argv(lab, group, container, shim):
     """The shim's command line for CONTAINER: the shim, then the runtime's (launch_argv)."""
     return [shim, "--netns", netns_path(container["netns"]), "--status",
-            container_status_path(lab, group, container["name"]), "--name", container["name"], "--grace",
+            container_status_path(lab, group, container["name"]), "--name", container["name"], "--bells",
+            bells_dir(lab), "--grace",
             str(SHIM_GRACE), "--"] + launch_argv(lab, container)
 
 

@@ -251,25 +251,6 @@ def keep_topology(args) -> None:
         kept.unlink(missing_ok=True)
 
 
-def require_inotify_room(lab: str, topo: dict | None) -> None:
-    """Refuse a new lab whose node processes could not start: each node's process (the
-    kubelet's and kube-proxy's parts) holds one inotify instance, and the kernel caps the
-    instances of one user, all their processes together (fs.inotify.max_user_instances, 128
-    on Debian), about 40 reference labs of root's."""
-    from podpath.model.plan import build
-    from podpath.model.topology import load
-    from podpath.runtime import daemon
-
-    try:
-        needed = len(build(topo or load(), lab).nodes)
-    except Exception:  # a topology the play's plan step will refuse, in its own words
-        return
-    short = daemon.inotify_shortage(needed)
-    if short:
-        raise CliError(f"lab {lab} needs {needed} inotify instances, one for each node's process, and {short}",
-                       EXIT_MISSING)
-
-
 def cmd_up(args) -> int:
     from podpath.play import together
 
@@ -289,8 +270,6 @@ def cmd_up(args) -> int:
 
     if not sandbox.inside():  # in a sandbox the programs are root's, built by make (checked when it was made)
         build_pause()
-    if not lab_exists(args.lab):
-        require_inotify_room(args.lab, extravars.get("podpath_topology"))
     with LabLock(args.lab, args.wait):
         if not Path(labdir.lab_dir(args.lab), "netns.json").exists() and lab_exists(args.lab):
             print(f"podpath: lab {args.lab} has lost its folder {labdir.lab_dir(args.lab)}: up adopts what carries "
@@ -551,16 +530,8 @@ def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0, quiet: bool = 
     said = False
     while waiting := unready_pods(lab, nodes):
         if time.monotonic() > deadline:
-            from podpath.runtime import daemon
-
-            why = ""
-            limit = daemon.inotify_limit()
-            if limit is not None and daemon.inotify_in_use(os.geteuid()) >= limit:
-                why = (f"; its node processes cannot start while user {os.geteuid()}'s processes hold all {limit} "
-                       f"inotify instances the host allows one user (fs.inotify.max_user_instances): take a lab "
-                       f"down, or {daemon.RAISE_INOTIFY}")
             raise CliError(f"lab {lab} has pods that are still not ready after {limit_s:.0f} s ({'; '.join(waiting)}): "
-                           f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}{why}",
+                           f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}",
                            EXIT_FAILED)
         if not said and not quiet:
             print(f"waiting for lab {lab} to settle: not ready yet: {'; '.join(waiting)}")

@@ -56,6 +56,12 @@ def endpoints_path(lab: str, node: str) -> str:
     return f"{endpoints_dir(lab)}/{node}.json"
 
 
+def bells_dir(lab: str) -> str:
+    """The node processes' doorbells (podpath.runtime.daemon.Bell), rung by whoever writes a
+    container's status or a node's published readiness."""
+    return labdir.lab.bells_dir(lab)
+
+
 def container_status_path(lab: str, group: str, name: str) -> str:
     """The file where the shim of container NAME (of GROUP), the process that started it, writes
     its state when it starts and when it exits."""

@@ -1,16 +1,16 @@
 """What the lab's small daemons (MetalLB speaker, the node processes) share: their log line,
 how they read their configuration files, how they write a state file that others read, and
-how they hear of a file that changed (inotify) without looking again and again.
+how a node process sleeps until a file it follows changed (its doorbell) without looking
+again and again.
 
-It imports little (no dataclasses, ctypes only when an inotify instance is made): each of
+It imports little (no dataclasses, no ctypes): each of
 these modules is memory in every daemon of every lab (docs/performance.md)."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
-import struct
+import stat
 import sys
 import time
 
@@ -60,135 +60,49 @@ def read_json(path: str):
         return None
 
 
-# -- inotify, through libc (no dependency) ---------------------------------------------------
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_FROM = 0x00000040
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_ONLYDIR = 0x01000000
-IN_ISDIR = 0x40000000
-# a file of a watched folder was written, replaced (renamed over) or removed
-FILE_CHANGES = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
-_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+# -- the node processes' doorbell -------------------------------------------------------------
+class Bell:
+    """A node process's doorbell: the FIFO NAME in FOLDER (the lab's bells folder), which it
+    holds open and sleeps on. Whoever writes a file the node processes follow (a shim, a
+    container's status; a node process, its published readiness) rings every bell of the
+    lab (podpath_lab.ring_bells); the ring says only "look again", so a ring is never lost by
+    being merged with others, and a process that starts reads everything anyway.
 
+    Unlike inotify it takes nothing from a per-user kernel quota (fs.inotify.max_user_instances,
+    128 on Debian, which allowed about 40 labs of one user): a FIFO is a file of the lab's
+    folder. Its file descriptor is readable while rings wait (for select or a selector)."""
 
-class Event:
-    """One inotify event: WD, the watch (a folder) it came from (-1 for IN_Q_OVERFLOW); MASK;
-    NAME, the file in the folder ('' for the folder itself)."""
-    __slots__ = ("wd", "mask", "name")
-
-    def __init__(self, wd: int, mask: int, name: str):
-        self.wd, self.mask, self.name = wd, mask, name
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Event) and (self.wd, self.mask, self.name) == (other.wd, other.mask, other.name)
-
-    def __repr__(self) -> str:
-        return f"Event(wd={self.wd}, mask={self.mask:#x}, name={self.name!r})"
-
-
-# The kernel's cap on the inotify instances of one user (all their processes together)
-MAX_USER_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
-RAISE_INOTIFY = "as root, for the whole host: sysctl -w fs.inotify.max_user_instances=1024"
-
-
-def inotify_limit() -> int | None:
-    try:
-        with open(MAX_USER_INSTANCES) as handle:
-            return int(handle.read())
-    except (OSError, ValueError):
-        return None
-
-
-def inotify_in_use(euid: int) -> int:
-    """How many inotify instances the processes of user EUID hold open (each file descriptor
-    that is one, as /proc shows it: a descriptor a forked child shares counts twice)."""
-    count = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    def __init__(self, folder: str, name: str):
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, name)
         try:
-            if os.stat(f"/proc/{pid}").st_uid != euid:
-                continue
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
-            except OSError:
-                pass
-    return count
-
-
-def inotify_shortage(needed: int) -> str | None:
-    """Why NEEDED more inotify instances would not fit in this user's share, or None when
-    they would (or the limit cannot be read)."""
-    limit = inotify_limit()
-    if limit is None:
-        return None
-    held = inotify_in_use(os.geteuid())
-    if held + needed <= limit:
-        return None
-    return (f"user {os.geteuid()}'s processes hold {held} of the {limit} inotify instances the host allows one "
-            f"user (fs.inotify.max_user_instances): take a lab down (podpath labs lists them), or {RAISE_INOTIFY}")
-
-
-class Inotify:
-    """An inotify instance: the kernel tells it when a file of a watched folder changes.
-
-    Its file descriptor becomes readable when events wait (for select or a selector);
-    `read` returns them. Nothing runs while nothing changes."""
-
-    def __init__(self):
-        import ctypes  # here, not at the top: the speakers never watch a folder
-        self._ctypes = ctypes
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            why = f"inotify_init1: {os.strerror(code)}"
-            limit, held = inotify_limit(), inotify_in_use(os.geteuid())
-            if code == errno.EMFILE and limit is not None and held >= limit:  # the user's, not this process's
-                why += (f": user {os.geteuid()}'s processes hold {held} inotify instances, the host's limit "
-                        f"(fs.inotify.max_user_instances is {limit}); {RAISE_INOTIFY}")
-            raise OSError(code, why)
-        self.fd = fd
+            if not stat.S_ISFIFO(os.lstat(self.path).st_mode):
+                os.unlink(self.path)  # not a bell: a bell takes its place
+        except FileNotFoundError:
+            pass
+        try:
+            os.mkfifo(self.path, 0o600)
+        except FileExistsError:
+            pass  # the bell of this node's earlier process
+        # read and write: the FIFO never reads as closed (EOF) while no one rings
+        self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
 
     def fileno(self) -> int:
         return self.fd
 
-    def watch(self, folder: str, mask: int = FILE_CHANGES) -> int:
-        """Watch FOLDER for MASK's events; the watch descriptor its events carry."""
-        ctypes = self._ctypes
-        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), ctypes.c_uint32(mask | IN_ONLYDIR))
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"inotify_add_watch {folder}: {os.strerror(code)}", folder)
-        return wd
-
-    def read(self) -> list[Event]:
-        """The events that wait (none when none does)."""
-        events = []
+    def drain(self) -> int:
+        """Take every ring that waits; how many there were."""
+        rings = 0
         while True:
             try:
-                data = os.read(self.fd, 64 * 1024)
+                data = os.read(self.fd, 4096)
             except BlockingIOError:
-                return events
-            except OSError as err:
-                if err.errno == errno.EINTR:
-                    continue
-                raise
-            offset = 0
-            while offset + _EVENT.size <= len(data):
-                wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
-                offset += _EVENT.size
-                name = data[offset:offset + size].split(b"\0", 1)[0].decode(errors="replace")
-                offset += size
-                events.append(Event(wd, mask, name))
+                return rings
+            except InterruptedError:
+                continue
+            rings += len(data)
+            if not data:
+                return rings
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -13,8 +13,11 @@ per node), and the lab's folder stands where the API server would:
   ready endpoints changes, renders the node's rules again (`kubeproxy.rules`, the renderer
   the playbook uses) and applies them (`kubeproxy.restore_argv` of the node's mode).
 
-Both hear of changes through inotify; the process sleeps until a file changes or one of its
-pods' probes is due, and sends nothing across the LAN.
+Both hear of changes through the node's doorbell (podpath.runtime.daemon.Bell, a FIFO in the
+lab's folder), which the shims ring when they write a container's status and the node
+processes ring when they publish, as the API server's watches tell the kubelet and
+kube-proxy of a change: the process sleeps until a bell rings or one of its pods' probes is
+due, and sends nothing across the LAN.
 
     python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf   (in the node's network namespace)
 
@@ -32,10 +35,9 @@ import sys
 import time
 from typing import Any, Callable
 
-from podpath.model import kubeproxy, workloads
+from podpath.model import kubeproxy, labdir, workloads
 from podpath.runtime import kubelet as kubelet_mod
-from podpath.runtime.daemon import (FILE_CHANGES, IN_CREATE, IN_IGNORED, IN_ISDIR, IN_MOVED_TO, IN_Q_OVERFLOW,
-                                    Inotify, log, read_json, start_many)
+from podpath.runtime.daemon import Bell, log, read_json, start_many
 
 
 def apply(rules: str, mode: str, run: Callable = subprocess.run) -> bool:
@@ -110,30 +112,25 @@ class KubeProxy:
 
 
 class Node:
-    """The node process: one loop, woken by inotify, by its probes' sockets and by the next
-    probe that is due; nothing else wakes it."""
+    """The node process: one loop, woken by its doorbell, by its probes' sockets and by the
+    next probe that is due; nothing else wakes it."""
 
     def __init__(self, inputs: kubeproxy.NodeInputs, kubelet_config: dict[str, Any],
-                 apply_rules: Callable[[str, str], Any] = apply, endpoints_dir: str | None = None):
+                 apply_rules: Callable[[str, str], Any] = apply, endpoints_dir: str | None = None,
+                 bells_dir: str | None = None):
         self.kubelet = kubelet_mod.Kubelet(kubelet_config)
         self.proxy = KubeProxy(inputs, apply_rules)
         self.endpoints_dir = endpoints_dir or workloads.endpoints_dir(inputs.lab)
-        self.notify = Inotify()
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.notify, selectors.EVENT_READ, None)
-        self.runs: set[kubelet_mod.ProbeRun] = set()
-        # watches: the endpoints folder, the status folders of the node's containers and
-        # their parent (a status folder made again is watched again)
+        self.bells_dir = bells_dir or workloads.bells_dir(inputs.lab)
         os.makedirs(self.endpoints_dir, exist_ok=True)
-        self.endpoints_wd = self.notify.watch(self.endpoints_dir)
-        self.status_wds: dict[int, str] = {}
-        self.status_roots: dict[int, str] = {}
         for folder in self.kubelet.folders():
             os.makedirs(folder, exist_ok=True)
-            self.status_wds[self.notify.watch(folder)] = folder
-            root = os.path.dirname(folder)
-            if root not in self.status_roots.values():
-                self.status_roots[self.notify.watch(root, IN_CREATE | IN_MOVED_TO)] = root
+        # the bell is open before the first read of the status files (Kubelet.begin): a
+        # change after that read rings it
+        self.bell = Bell(self.bells_dir, inputs.node)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.bell, selectors.EVENT_READ, None)
+        self.runs: set[kubelet_mod.ProbeRun] = set()
         self.link = kubelet_mod.NodeLink(self.kubelet.link) if self.kubelet.link else None
         if self.link:
             self.selector.register(self.link, selectors.EVENT_READ, "link")
@@ -145,7 +142,7 @@ class Node:
         for run in list(self.runs):
             self._finish(run, False, time.monotonic())
         self.selector.close()
-        self.notify.close()
+        self.bell.close()
         if self.link:
             self.link.close()
 
@@ -165,25 +162,13 @@ class Node:
         run.close()
         self.kubelet.result(run.container, run.generation, ok, now)
 
-    def _on_notify(self, now: float, wall: float) -> None:
-        for event in self.notify.read():
-            if event.mask & IN_Q_OVERFLOW:  # events were lost: read everything again
-                for path in list(self.kubelet.by_status):
-                    self.kubelet.status_changed(path, now, wall)
-                self.endpoints_changed = True
-            elif event.mask & IN_IGNORED:  # a watched folder went away
-                self.status_wds.pop(event.wd, None)
-            elif event.wd == self.endpoints_wd:
-                if event.name.endswith(".json") and not event.name.startswith("."):
-                    self.endpoints_changed = True
-            elif event.wd in self.status_wds:
-                self.kubelet.status_changed(os.path.join(self.status_wds[event.wd], event.name), now, wall)
-            elif event.wd in self.status_roots and event.mask & IN_ISDIR:
-                folder = os.path.join(self.status_roots[event.wd], event.name)
-                if folder in self.kubelet.folders():
-                    self.status_wds[self.notify.watch(folder, FILE_CHANGES)] = folder
-                    for path in [p for p in self.kubelet.by_status if os.path.dirname(p) == folder]:
-                        self.kubelet.status_changed(path, now, wall)
+    def _on_bell(self, now: float, wall: float) -> None:
+        """A bell rang: read again every status file of the node's containers (the kubelet's
+        part keeps what did not change) and, later in the round, every node's publication."""
+        self.bell.drain()
+        for path in list(self.kubelet.by_status):
+            self.kubelet.status_changed(path, now, wall)
+        self.endpoints_changed = True
 
     def step(self, limit: float | None = None) -> None:
         """One round: start the probes that are due, wait (at most LIMIT seconds) for a file's
@@ -197,7 +182,7 @@ class Node:
         now, wall = time.monotonic(), time.time()
         for key, _mask in events:
             if key.data is None:
-                self._on_notify(now, wall)
+                self._on_bell(now, wall)
             elif key.data == "link":
                 self.link.drain()
                 self.kubelet.link_changed(self.link.up())
@@ -210,11 +195,12 @@ class Node:
         for run in [r for r in self.runs if now >= r.deadline]:
             self._finish(run, False, now)
         try:
-            self.kubelet.publish()
+            if self.kubelet.publish():
+                labdir.lab.ring_bells(self.bells_dir)  # every node's, this one's too
         except OSError as err:  # the lab's folder is being removed: nothing to publish to, and nothing made again
             log(f"{self.kubelet.node}: cannot publish the node's readiness: {err}")
-        # the kubelet's own write comes back through inotify; any other node's too
-        if self.endpoints_changed and not self.notify_pending():
+        # the kubelet's own publication comes back as a ring of this node's bell; any other node's too
+        if self.endpoints_changed and not self.bell_pending():
             self.endpoints_changed = False
             self.proxy.sync(read_documents(self.endpoints_dir))
 
@@ -224,8 +210,8 @@ class Node:
         wake = [t for t in [self.kubelet.next_due(), *(r.deadline for r in self.runs)] if t is not None]
         return max(0.0, min(wake) - now) if wake else None
 
-    def notify_pending(self) -> bool:
-        """Whether inotify has events waiting (a burst of changes is read whole before the rules
+    def bell_pending(self) -> bool:
+        """Whether the bell has rings waiting (a burst of changes is read whole before the rules
         are rendered)."""
         return any(key.data is None for key, _ in self.selector.select(0))
 

@@ -2,14 +2,16 @@
  * podpath-shim: one per container, in the role of containerd's shim and of the kubelet's
  * restart policy Always.
  *
- *   podpath-shim [--netns PATH] --status FILE --name NAME [--grace SECONDS]
+ *   podpath-shim [--netns PATH] --status FILE --name NAME [--bells DIR] [--grace SECONDS]
  *                [--backoff SECONDS] [--backoff-max SECONDS] -- COMMAND [ARG...]
  *
  * It joins the network namespace bound at PATH, starts COMMAND (the container runtime's
  * command line: nsenter ... unshare --fork ... the container's own command) as its child,
  * holds its stdio (the shim's own stdout and stderr, the container's log), reaps it and
  * writes the container's status to FILE, atomically (a temporary file in the same folder,
- * then rename), when the container starts and when it exits, never in between:
+ * then rename), when the container starts and when it exits, never in between, and after
+ * each write rings every doorbell (FIFO) in DIR, one byte each and never waiting: the node
+ * processes sleep on those bells and read the status files again when one rings.
  *
  *   {"name": NAME, "state": "running" | "waiting" | "terminated", "restarts": N,
  *    "pid": the container's first process or null, "started": epoch seconds or null,
@@ -75,10 +77,10 @@
 static const char *launchers[] = {"nsenter", "unshare", NULL};
 
 static struct {
-    const char *netns, *status, *name;
+    const char *netns, *status, *name, *bells;
     double grace, initial, max;
     char **argv;
-} opt = {NULL, NULL, NULL, 30.0, 10.0, 300.0, NULL};
+} opt = {NULL, NULL, NULL, NULL, 30.0, 10.0, 300.0, NULL};
 
 /* what the status file says */
 static struct {
@@ -152,6 +154,31 @@ static void mkdirs(const char *dir) {
     mkdir(path, 0755);
 }
 
+/* One byte to every FIFO in --bells DIR, without waiting: a bell with no reader (ENXIO) or
+ * a full one (EAGAIN, rings already wait) is passed by; what is not a FIFO is left alone. */
+static void ring_bells(void) {
+    if (!opt.bells)
+        return;
+    DIR *dir = opendir(opt.bells);
+    if (!dir)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        struct stat sb;
+        if (entry->d_name[0] == '.' || fstatat(dirfd(dir), entry->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISFIFO(sb.st_mode))
+            continue;
+        int fd = openat(dirfd(dir), entry->d_name, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (write(fd, "!", 1) < 0) {
+            /* nobody to tell, or already told */
+        }
+        close(fd);
+    }
+    closedir(dir);
+}
+
 /* The status file, whole or not at all: a temporary file in the same folder, renamed over it. */
 static void write_status(void) {
     char dir[PATH_MAX], tmp[PATH_MAX + 64];
@@ -216,7 +243,9 @@ static void write_status(void) {
     if (rename(tmp, opt.status) != 0) {
         say("cannot rename %s to %s: %s", tmp, opt.status, strerror(errno));
         unlink(tmp);
+        return;
     }
+    ring_bells();
 }
 
 static int read_file(const char *path, char *buf, size_t size) {
@@ -556,7 +585,7 @@ static double seconds(const char *what, const char *text) {
 }
 
 static void usage(void) {
-    fputs("usage: podpath-shim [--netns PATH] --status FILE --name NAME [--grace SECONDS]\n"
+    fputs("usage: podpath-shim [--netns PATH] --status FILE --name NAME [--bells DIR] [--grace SECONDS]\n"
           "                    [--backoff SECONDS] [--backoff-max SECONDS] -- COMMAND [ARG...]\n",
           stderr);
     exit(2);
@@ -579,6 +608,8 @@ int main(int argc, char **argv) {
             opt.status = v;
         else if (strcmp(a, "--name") == 0)
             opt.name = v;
+        else if (strcmp(a, "--bells") == 0)
+            opt.bells = v;
         else if (strcmp(a, "--grace") == 0)
             opt.grace = seconds("grace period", v);
         else if (strcmp(a, "--backoff") == 0)

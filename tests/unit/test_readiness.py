@@ -1,6 +1,6 @@
 """Readiness in the netns lab's node process: the kubelet's part (probes, status files,
 what it publishes) and kube-proxy's part (rules that follow what is published), and the
-inotify watcher that tells both of a change.
+doorbell that tells both of a change.
 
 Nothing here opens a socket: probes' results are fed to the state machine, and the node
 loop runs on containers without probes, whose status files alone decide. The probes'
@@ -11,65 +11,73 @@ from __future__ import annotations
 import json
 import os
 import select
+import stat
 import threading
 from pathlib import Path
 
 import pytest
 
-from podpath.model import kubeproxy, plan as plan_mod, topology, workloads
+from podpath.model import kubeproxy, labdir, plan as plan_mod, topology, workloads
 from podpath.runtime import daemon, kubelet, proxier
+
+lab_utils = labdir.lab
 
 NOW = 1000.0  # monotonic time in the state machine's tests
 WALL = 1_700_000_000.0
 
 
-# -- inotify ------------------------------------------------------------------------------------
+# -- the doorbell ---------------------------------------------------------------------------------
 @pytest.fixture
-def notify():
-    watcher = daemon.Inotify()
-    yield watcher
-    watcher.close()
+def bell(tmp_path):
+    made = daemon.Bell(str(tmp_path / "bells"), "worker1")
+    yield made
+    made.close()
 
 
 def readable(fd, timeout: float = 0.0) -> bool:
     return bool(select.select([fd], [], [], timeout)[0])
 
 
-def test_inotify_says_nothing_while_nothing_changes(notify, tmp_path):
-    (tmp_path / "a.json").write_text("{}")
-    notify.watch(str(tmp_path))
-    assert not readable(notify)
-    assert notify.read() == []
+def test_a_bell_says_nothing_until_it_is_rung_and_nothing_again_once_drained(bell, tmp_path):
+    assert not readable(bell), "a bell nobody rang wakes its reader"
+    assert bell.drain() == 0
+    assert ring(tmp_path / "bells") == 1
+    assert ring(tmp_path / "bells") == 1
+    assert readable(bell, 5), "a rung bell does not wake its reader"
+    assert bell.drain() == 2
+    assert not readable(bell), "a drained bell still wakes its reader"
 
 
-def test_inotify_names_a_file_replaced_by_a_rename(notify, tmp_path):
-    wd = notify.watch(str(tmp_path))
-    daemon.write_json(str(tmp_path / "worker1.json"), {"pods": {}})
-    assert readable(notify, 5), "no event after a file was replaced"
-    events = notify.read()
-    moved = [e for e in events if e.mask & daemon.IN_MOVED_TO]
-    assert [(e.wd, e.name) for e in moved] == [(wd, "worker1.json")]
-    # the temporary file's events name it with its leading dot, which readers skip
-    assert all(e.name in ("worker1.json", ".worker1.json.tmp") for e in events)
+def test_ringing_passes_by_a_bell_nobody_listens_to_and_leaves_what_is_not_a_bell_alone(tmp_path):
+    folder = tmp_path / "bells"
+    folder.mkdir()
+    os.mkfifo(folder / "cp1")  # its node process is not running: nobody holds it open
+    (folder / "notes").write_text("keep\n")
+    (folder / ".hidden").write_text("")
+    assert ring(folder) == 0
+    assert (folder / "notes").read_text() == "keep\n"
+    assert ring(tmp_path / "none") == 0, "a lab with no bells folder yet"
 
 
-def test_inotify_names_a_file_written_in_place_and_one_removed(notify, tmp_path):
-    path = tmp_path / "status.json"
-    path.write_text("{}")
-    notify.watch(str(tmp_path))
-    path.write_text('{"state": "running"}')
-    path.unlink()
-    masks = {}
-    for event in notify.read():
-        masks[event.name] = masks.get(event.name, 0) | event.mask
-    assert masks["status.json"] & daemon.IN_CLOSE_WRITE
-    assert masks["status.json"] & daemon.IN_DELETE
+def test_a_full_bell_does_not_hold_up_whoever_rings_it(bell, tmp_path):
+    rings = 70_000  # more than a pipe holds (64 KiB)
+    for _ in range(rings // 1000):
+        for _ in range(1000):
+            ring(tmp_path / "bells")
+    assert 0 < bell.drain() < rings
+    assert not readable(bell)
 
 
-def test_inotify_refuses_a_folder_that_does_not_exist(notify, tmp_path):
-    with pytest.raises(OSError) as err:
-        notify.watch(str(tmp_path / "missing"))
-    assert "missing" in str(err.value)
+def test_a_bell_takes_the_place_of_a_file_that_is_not_one(tmp_path):
+    folder = tmp_path / "bells"
+    folder.mkdir()
+    (folder / "worker1").write_text("not a fifo")
+    made = daemon.Bell(str(folder), "worker1")
+    try:
+        assert stat.S_ISFIFO(os.lstat(folder / "worker1").st_mode)
+        assert ring(folder) == 1 and made.drain() == 1
+    finally:
+        made.close()
 
 
 def test_write_json_leaves_a_whole_file_and_no_temporary_one(tmp_path):
@@ -124,13 +132,19 @@ def test_an_http_probe_passes_on_200_to_399_as_the_kubelets(answer, passed):
 
 
 # -- the kubelet's state machine ----------------------------------------------------------------
+def ring(folder: Path) -> int:
+    return lab_utils.ring_bells(str(folder))
+
+
 def status(tmp: Path, name: str, state: str, started: float | None = WALL - 100, restarts: int = 0) -> None:
-    """Write a container's status file as the process that started it writes it (whole, by rename)."""
+    """Write a container's status file as the process that started it writes it (whole, by
+    rename), and ring the lab's bells as it does."""
     daemon.write_json(str(tmp / "status" / name), {
         "name": name, "state": state, "restarts": restarts, "pid": 42 if state == "running" else None,
         "started": started if state == "running" else None,
         "last": None if state == "running" else {"exitCode": 137, "signal": 9, "finished": WALL},
         "backoffUntil": None})
+    ring(tmp / "bells")
 
 
 def config(tmp: Path, pods: dict[str, dict[str, dict | None]], node: str = "worker1") -> dict:
@@ -372,13 +386,18 @@ def test_read_documents_skips_temporary_and_broken_files(tmp_path):
     assert proxier.read_documents(str(tmp_path / "none")) == {}
 
 
-# -- the node process: status file -> publication -> rules, through inotify ---------------------
+# -- the node process: status file -> publication -> rules, woken by its bell ---------------------
 def node_inputs(tmp: Path) -> kubeproxy.NodeInputs:
     """A node whose Service has two endpoints: a (on this node) and b (on another)."""
     eps = [kubeproxy.Endpoint("a", "10.244.1.2", 8080, "worker1"), kubeproxy.Endpoint("b", "10.244.2.2", 8080, "worker2")]
     port = kubeproxy.ServicePortInfo(name="default/echo:http", cluster_ip="10.96.0.20", port=80, node_port=None,
                                      load_balancer_ip=None, external=False, local=False, endpoints=eps)
     return kubeproxy.NodeInputs(lab="t", node="worker1", pod_network="10.244.0.0/16", ports=[port])
+
+
+def folders(tmp: Path) -> dict[str, str]:
+    """Where a node of these tests publishes, and its bell."""
+    return {"endpoints_dir": str(tmp / "endpoints"), "bells_dir": str(tmp / "bells")}
 
 
 def run_step(node: proxier.Node) -> None:
@@ -394,13 +413,14 @@ def test_the_node_follows_a_status_file_to_its_published_readiness_and_its_rules
     applied = []
     inputs = node_inputs(tmp_path)
     node = proxier.Node(inputs, config(tmp_path, {"a": {"echo": None}}),
-                        apply_rules=lambda rules, mode: applied.append(rules), endpoints_dir=str(tmp_path / "endpoints"))
+                        apply_rules=lambda rules, mode: applied.append(rules),
+                        **folders(tmp_path))
     try:
         node.step(limit=0)  # the first publication: a runs (no status file yet) and has no probe
         published = json.loads((tmp_path / "endpoints" / "worker1.json").read_text())
         assert published["pods"]["a"]["conditions"]["ready"] is True
         assert node.kubelet.next_due() is None, "a node without probes has something due"
-        while node.notify_pending():
+        while node.bell_pending():
             node.step(limit=0)
         assert applied == []
         status(tmp_path, "a_echo", "terminated")
@@ -411,6 +431,7 @@ def test_the_node_follows_a_status_file_to_its_published_readiness_and_its_rules
         assert applied == [kubeproxy.rules(inputs.with_ready({"10.244.2.2:8080"}))]
         # another node's file: b not ready either
         daemon.write_json(str(tmp_path / "endpoints" / "worker2.json"), doc("worker2", {"b": ("10.244.2.2", False)}))
+        ring(tmp_path / "bells")  # as worker2's node process does once it has published
         while len(applied) < 2:
             run_step(node)
         assert applied[-1] == kubeproxy.rules(inputs.with_ready(set()))
@@ -425,7 +446,8 @@ def test_the_node_follows_a_status_file_to_its_published_readiness_and_its_rules
 def test_the_node_watches_a_status_folder_made_again(tmp_path):
     applied = []
     node = proxier.Node(node_inputs(tmp_path), config(tmp_path, {"a": {"echo": None}}),
-                        apply_rules=lambda rules, mode: applied.append(rules), endpoints_dir=str(tmp_path / "endpoints"))
+                        apply_rules=lambda rules, mode: applied.append(rules),
+                        **folders(tmp_path))
     try:
         node.step(limit=0)
         os.rmdir(tmp_path / "status")
@@ -494,7 +516,8 @@ def test_the_node_link_reads_a_link_that_is_not_there_as_down():
 
 def test_the_node_sleeps_until_an_event_when_no_probe_is_due_and_until_the_next_probe_otherwise(tmp_path):
     quiet = proxier.Node(node_inputs(tmp_path), config(tmp_path, {"a": {"echo": None}}),
-                         apply_rules=lambda *a: None, endpoints_dir=str(tmp_path / "endpoints"))
+                         apply_rules=lambda *a: None,
+                        **folders(tmp_path))
     try:
         quiet.step(limit=0)
         assert quiet.wait_time(NOW) is None, "a node with nothing to probe wakes on a timer"
@@ -508,7 +531,8 @@ def test_the_node_sleeps_until_an_event_when_no_probe_is_due_and_until_the_next_
 
 def test_a_node_whose_folder_is_gone_does_not_make_it_again_and_publishes_at_the_next_change(tmp_path):
     node = proxier.Node(node_inputs(tmp_path), config(tmp_path, {"a": {"echo": None}}),
-                        apply_rules=lambda *a: None, endpoints_dir=str(tmp_path / "endpoints"))
+                        apply_rules=lambda *a: None,
+                        **folders(tmp_path))
     try:
         node.step(limit=0)
         (tmp_path / "endpoints" / "worker1.json").unlink()

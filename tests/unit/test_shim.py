@@ -193,6 +193,31 @@ def test_the_container_gets_every_signals_default_action_even_when_the_shims_sta
         proc.wait(timeout=WAIT_S)
         log.close()
 
+def test_each_status_write_rings_every_bell_after_the_file_is_in_place(shims, tmp_path):
+    import select
+
+    from podpath.runtime.daemon import Bell
+
+    bells = tmp_path / "bells"
+    listening = [Bell(str(bells), node) for node in ("cp1", "worker1")]
+    os.mkfifo(bells / "worker2")  # a node process that is not running: passed by
+    (bells / "notes").write_text("")  # not a bell: left alone
+    try:
+        shim = shims(["sleep", "600"], bells=str(bells))
+        for bell in listening:
+            assert select.select([bell], [], [], WAIT_S)[0], f"no ring; log:\n{shim.log_text()}"
+        # a ring comes once the file is in place: whoever it wakes reads the new status
+        assert (shim.status() or {}).get("state") == "running"
+        assert [bell.drain() for bell in listening] == [1, 1], "one write, one ring for each bell"
+        shim.stop()
+        assert shim.status()["state"] == "terminated"
+        assert [bell.drain() for bell in listening] == [1, 1], "the last status (terminated) rang no bell"
+        assert (bells / "notes").read_text() == ""
+    finally:
+        for bell in listening:
+            bell.close()
+
+
 def test_an_exit_code_is_told_with_no_signal(shims):
     shim = shims(["sh", "-c", "exit 3"], backoff="3600")
     status = shim.wait_status(lambda s: s["state"] == "waiting" and s["restarts"] == 1, "a second exit")
