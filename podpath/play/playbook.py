@@ -314,6 +314,27 @@ def run_playbook(playbook: str, extravars: dict[str, Any], verbose: bool = False
     return result
 
 
+def no_close_delay() -> None:
+    """ansible-runner runs the play under a pty (pexpect), and once the play has exited and its
+    output is read it closes the pty; ptyprocess then sleeps 0.1 s "to give the kernel time to
+    update the process status" before it looks whether the child still lives (and ends it if
+    so). The play was already reaped by then, so that sleep is 0.1 s of every `podpath up`
+    and `down` for nothing: the pty of a play ansible-runner starts from this process closes
+    without it. A child that still lives is ended as before."""
+    import pexpect
+
+    spawnpty = pexpect.spawn._spawnpty
+    if getattr(spawnpty, "podpath_no_close_delay", False):
+        return
+
+    def without_delay(self, args, **kwargs):
+        process = spawnpty(self, args, **kwargs)
+        process.delayafterclose = 0.0
+        return process
+    without_delay.podpath_no_close_delay = True
+    pexpect.spawn._spawnpty = without_delay
+
+
 def run_play(playbook: str, labs: list[str], extravars: dict[str, Any], inventories: list[str],
              events: Events, verbose: bool = False, folder: Path | None = None) -> PlaybookResult:
     """Run playbooks/PLAYBOOK on LABS (their locks held by the caller) through ansible-runner,
@@ -321,6 +342,7 @@ def run_play(playbook: str, labs: list[str], extravars: dict[str, Any], inventor
     first lab's). Returns the whole play's outcome; never raises for a failed or interrupted play."""
     import ansible_runner
 
+    no_close_delay()
     for lab in labs:
         end_play(lab)  # what is left of a play whose CLI was killed
     path = ROOT / "playbooks" / playbook
