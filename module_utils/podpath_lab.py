@@ -22,7 +22,6 @@ import re
 import select
 import signal
 import socket
-import stat
 import struct
 import time
 
@@ -678,35 +677,9 @@ def container_status_path(lab: str, group: str, name: str) -> str:
 def bells_dir(lab: str) -> str:
     """The lab's doorbells: one FIFO per node process, which sleeps until one is rung (the
     lab's stand-in for the API server's watch: whoever writes a container's status or a
-    node's published readiness rings every bell, and each node reads again what it follows)."""
+    node's published readiness rings every bell, and each node reads again what it follows;
+    podpath.runtime.daemon.Bell and ring_bells, and the shim)."""
     return os.path.join(lab_dir(lab), "bells")
-
-
-def ring_bells(folder: str) -> int:
-    """Ring every doorbell (FIFO) in FOLDER: one byte each, never blocking; how many were rung.
-    A bell nobody listens to (its node process is not running: ENXIO) is skipped, and one
-    whose pipe is full already has rings waiting (EAGAIN): a reader reads everything again
-    whatever the number of rings. Anything in FOLDER that is not a FIFO is left alone."""
-    rung = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        try:
-            if entry.name.startswith(".") or not stat.S_ISFIFO(entry.stat(follow_symlinks=False).st_mode):
-                continue
-            fd = os.open(entry.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            os.write(fd, b"!")
-            rung += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return rung
 
 
 def _number(value, none_ok=True) -> bool:

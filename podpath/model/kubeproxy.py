@@ -34,9 +34,10 @@ import base64
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from podpath.model.plan import Plan, Service, ServicePort
+if TYPE_CHECKING:  # the node processes import this module: the plan, and what it imports, only where it is built
+    from podpath.model.plan import Plan, Service, ServicePort
 
 MASQ_MARK = "0x4000"
 MODES = ("iptables", "nftables")

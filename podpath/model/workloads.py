@@ -84,7 +84,8 @@ def readiness_probe(pod: Pod, container: str) -> dict[str, Any] | None:
 def kubelet_inputs(plan: Plan, node: str, pods: dict[str, Pod], containers: list[tuple[str, dict]]) -> dict[str, Any]:
     """What the kubelet's part of NODE's process reads: the node's pods with their containers
     (CONTAINERS: (group, podpath_containers entry) of the lab), each container's status file
-    and readinessProbe, and the file it publishes the pods' readiness to."""
+    and readinessProbe, the file it publishes the pods' readiness to (beside every node's), and
+    the folder of the lab's doorbells."""
     mine: dict[str, dict[str, Any]] = {}
     for group, c in containers:
         pod_name, name = c["name"].split("/", 1)
@@ -96,8 +97,8 @@ def kubelet_inputs(plan: Plan, node: str, pods: dict[str, Pod], containers: list
         entry["containers"].append({"name": name, "group": group,
                                     "status": container_status_path(plan.lab, group, c["name"]),
                                     "readinessProbe": readiness_probe(pod, name)})
-    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "link": NODE_LINK,
-            "pods": list(mine.values())}
+    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "bells": bells_dir(plan.lab),
+            "link": NODE_LINK, "pods": list(mine.values())}
 
 
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:

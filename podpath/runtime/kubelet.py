@@ -170,6 +170,7 @@ class Kubelet:
     def __init__(self, config: dict[str, Any]):
         self.node = config["node"]
         self.publish_path = config["endpoints"]
+        self.bells = config.get("bells")  # the lab's doorbells, rung after each publication
         self.link = config.get("link")  # the node's link to the LAN; None: not watched
         self.node_ready = True
         self.node_reason = ""

@@ -35,9 +35,9 @@ import sys
 import time
 from typing import Any, Callable
 
-from podpath.model import kubeproxy, labdir, workloads
+from podpath.model import kubeproxy
 from podpath.runtime import kubelet as kubelet_mod
-from podpath.runtime.daemon import Bell, log, read_json, start_many
+from podpath.runtime.daemon import Bell, log, read_json, ring_bells, start_many
 
 
 def apply(rules: str, mode: str, run: Callable = subprocess.run) -> bool:
@@ -120,8 +120,12 @@ class Node:
                  bells_dir: str | None = None):
         self.kubelet = kubelet_mod.Kubelet(kubelet_config)
         self.proxy = KubeProxy(inputs, apply_rules)
-        self.endpoints_dir = endpoints_dir or workloads.endpoints_dir(inputs.lab)
-        self.bells_dir = bells_dir or workloads.bells_dir(inputs.lab)
+        # every node publishes beside this one
+        self.endpoints_dir = endpoints_dir or os.path.dirname(self.kubelet.publish_path)
+        self.bells_dir = bells_dir or self.kubelet.bells
+        if not self.bells_dir:
+            raise ValueError(f"the kubelet's inputs of node {inputs.node} name no folder of doorbells (bells): "
+                             "run podpath up again to render them")
         os.makedirs(self.endpoints_dir, exist_ok=True)
         for folder in self.kubelet.folders():
             os.makedirs(folder, exist_ok=True)
@@ -196,7 +200,7 @@ class Node:
             self._finish(run, False, now)
         try:
             if self.kubelet.publish():
-                labdir.lab.ring_bells(self.bells_dir)  # every node's, this one's too
+                ring_bells(self.bells_dir)  # every node's, this one's too
         except OSError as err:  # the lab's folder is being removed: nothing to publish to, and nothing made again
             log(f"{self.kubelet.node}: cannot publish the node's readiness: {err}")
         # the kubelet's own publication comes back as a ring of this node's bell; any other node's too

@@ -4,11 +4,15 @@ inside functions."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "podpath"
+PACKAGE = ROOT / "podpath"
 # layer -> the podpath layers it may import (itself always)
 ALLOWED = {
     "model": set(),
@@ -64,3 +68,23 @@ def test_no_import_runs_back_up(path):
     wrong = [f"line {line}: {module}" for line, module in podpath_imports(path)
              if layer_of(module) not in ALLOWED[layer] | {layer}]
     assert not wrong, f"podpath/{path.relative_to(PACKAGE)} ({layer}) imports above or beside its layer: {wrong}"
+
+
+# The lab's daemons run in every lab, so each module they import is memory in each of them
+# (docs/performance.md, the lab at rest). What each one must not load:
+DAEMON_MUST_NOT_IMPORT = {
+    # the topology model, the renderers of up's files, the module's helpers (ctypes)
+    "podpath.runtime.proxier": ("podpath.model.plan", "podpath.model.topology", "podpath.model.workloads",
+                                "podpath.model.labdir", "ctypes", "jinja2"),
+    "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
+    "podpath.runtime.ingress": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
+}
+
+
+@pytest.mark.parametrize("daemon", sorted(DAEMON_MUST_NOT_IMPORT))
+def test_a_daemon_of_the_lab_loads_only_what_it_runs(daemon):
+    probe = (f"import sys, {daemon}; "
+             f"print(' '.join(m for m in {DAEMON_MUST_NOT_IMPORT[daemon]!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], f"{daemon} imports {done.stdout.strip()}"

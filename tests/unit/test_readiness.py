@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from podpath.model import kubeproxy, labdir, plan as plan_mod, topology, workloads
+from podpath.model import kubeproxy, plan as plan_mod, topology, workloads
 from podpath.runtime import daemon, kubelet, proxier
-
-lab_utils = labdir.lab
 
 NOW = 1000.0  # monotonic time in the state machine's tests
 WALL = 1_700_000_000.0
@@ -133,7 +131,7 @@ def test_an_http_probe_passes_on_200_to_399_as_the_kubelets(answer, passed):
 
 # -- the kubelet's state machine ----------------------------------------------------------------
 def ring(folder: Path) -> int:
-    return lab_utils.ring_bells(str(folder))
+    return daemon.ring_bells(str(folder))
 
 
 def status(tmp: Path, name: str, state: str, started: float | None = WALL - 100, restarts: int = 0) -> None:
