@@ -522,16 +522,22 @@ def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0, quiet: bool = 
     a kube-proxy fault as soon as it is made: a drill breaks a settled lab."""
     import time
 
+    from podpath.evidence import probe
     from podpath.evidence.status import unready_pods
     from podpath.model.plan import build
 
     nodes = [n.name for n in build(topo, lab).nodes]
     deadline = time.monotonic() + limit_s
     said = False
+    fulls = probe.arp_table_fulls()
     while waiting := unready_pods(lab, nodes):
         if time.monotonic() > deadline:
+            after = probe.arp_table_fulls()
+            why = ""
+            if fulls is not None and after is not None and after > fulls:
+                why = "; " + probe.arp_table_full_while_waiting(after - fulls, probe.neighbour_table_limit())
             raise CliError(f"lab {lab} has pods that are still not ready after {limit_s:.0f} s ({'; '.join(waiting)}): "
-                           f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}",
+                           f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}{why}",
                            EXIT_FAILED)
         if not said and not quiet:
             print(f"waiting for lab {lab} to settle: not ready yet: {'; '.join(waiting)}")

@@ -78,14 +78,27 @@ def arp_table_fulls(text: str | None = None) -> int | None:
 ARP_TABLE_FULL = "podpath: the host's neighbour (ARP) table was full "
 
 
+# The fix, for the whole host: podpath never changes it
+LARGER_ARP_TABLE = ("Fewer labs at once, or a larger table (as root, for the whole host): sysctl -w "
+                    "net.ipv4.neigh.default.gc_thresh2=4096 net.ipv4.neigh.default.gc_thresh3=8192")
+
+
 def arp_table_warning(fulls: int, limit: int | None) -> str:
     """What to tell someone whose verifier ran while the host's ARP table was full FULLS times."""
     return (f"{ARP_TABLE_FULL}{fulls} times while the verifier ran: the kernel "
             "dropped neighbour entries, so a check that sends a packet may have failed for that reason, not because "
             f"of the lab. The table is shared by every network namespace of the host (labs of every user); its "
             f"limit net.ipv4.neigh.default.gc_thresh3 is {limit or 'unknown'}, and a verified reference lab holds "
-            "about 50 entries. Fewer labs at once, or a larger table (as root, for the whole host): sysctl -w "
-            "net.ipv4.neigh.default.gc_thresh2=4096 net.ipv4.neigh.default.gc_thresh3=8192")
+            f"about 50 entries. {LARGER_ARP_TABLE}")
+
+
+def arp_table_full_while_waiting(fulls: int, limit: int | None) -> str:
+    """Why the pods of a lab that `up` waited for may not have become ready: the host's ARP
+    table was full FULLS times meanwhile, so its nodes' probes could not reach them."""
+    return (f"the host's neighbour (ARP) table was full {fulls} times meanwhile, so the nodes' readiness probes "
+            "may not have reached the pods: the table is shared by every network namespace of the host, its limit "
+            f"net.ipv4.neigh.default.gc_thresh3 is {limit or 'unknown'}, and every reference lab that is up holds "
+            f"about 12 entries its probes keep in use. {LARGER_ARP_TABLE}")
 
 
 def pod_refs(plan: Plan, *apps: str) -> list[PodRef]:

@@ -139,3 +139,23 @@ def test_on_a_crowded_table_every_namespace_of_the_lab_but_the_bridge_s_is_flush
 def test_a_table_with_room_or_a_lab_on_another_host_is_left_as_it_is(monkeypatch, crowded, remote):
     _lab, deleted, ran = release(monkeypatch, crowded, remote)
     assert not deleted and ran == []
+
+
+def test_an_up_whose_pods_never_became_ready_names_a_full_table_meanwhile(monkeypatch):
+    from podpath.evidence import status
+    from podpath.model import topology
+
+    monkeypatch.setattr(status, "unready_pods", lambda lab, nodes: ["echo-1 on worker1"])
+    monkeypatch.setattr(probe, "neighbour_table_limit", lambda: 1024)
+    counts = iter([40, 45])
+    monkeypatch.setattr(probe, "arp_table_fulls", lambda: next(counts))
+    with pytest.raises(cli.CliError) as caught:
+        cli.wait_until_ready("stu1", topology.load(), limit_s=0, quiet=True)
+    said = str(caught.value)
+    assert "echo-1 on worker1" in said
+    assert "full 5 times meanwhile" in said and "gc_thresh3 is 1024" in said and "sysctl -w" in said
+    for before, after in ((40, 40), (None, 45), (40, None)):
+        counts = iter([before, after])
+        with pytest.raises(cli.CliError) as caught:
+            cli.wait_until_ready("stu1", topology.load(), limit_s=0, quiet=True)
+        assert "neighbour" not in str(caught.value), (before, after)
