@@ -44,6 +44,7 @@ class Checkpoint:
     load: str = ""
     down: list[float] = field(default_factory=list)
     stopped: str = ""  # why the checkpoint was not completed
+    present: int = 0  # labs up (or half built) when memory and CPU were read: LABS, or fewer when stopped
 
 
 BUILD_PARALLEL = 8  # `podpath up`s at a time when a checkpoint's labs are built
@@ -111,6 +112,7 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel
                         point.verified += rc == 0
             except (TimeoutError, BenchError) as why:
                 point.stopped = str(why).splitlines()[0]
+            point.present = len(made)
             pids = [pid for lab in made for pid in lab_pids(lab)]
             point.pss_kib = pss_kib(pids)
             point.idle_cpu = idle_cpu_percent(pids)
@@ -143,12 +145,12 @@ def table(points: list[Checkpoint]) -> str:
              "|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for p in points:
         up, ver = Spread.of(p.up), Spread.of(p.verify)
-        built = len(p.up)
-        lines.append(f"| {p.labs} | {built} | {up.median:.1f} ({up.low:.1f}–{up.high:.1f}) "
+        present = max(p.present or p.labs, 1)  # per lab: of the labs there were, not of the count aimed at
+        lines.append(f"| {p.labs} | {len(p.up)} | {up.median:.1f} ({up.low:.1f}–{up.high:.1f}) "
                      f"| {p.verified}/{p.labs} | {ver.median:.1f} ({ver.low:.1f}–{ver.high:.1f}) "
-                     f"| {p.pss_kib / 1024:.0f} | {p.pss_kib / 1024 / max(p.labs, 1):.1f} "
-                     f"| {p.mem_drop_kib / 1024 / max(p.labs, 1):.1f} | {p.idle_cpu:.0f} "
-                     f"| {p.idle_cpu / max(p.labs, 1):.2f} | {p.arp_fulls} | {p.load} |")
+                     f"| {p.pss_kib / 1024:.0f} | {p.pss_kib / 1024 / present:.1f} "
+                     f"| {p.mem_drop_kib / 1024 / present:.1f} | {p.idle_cpu:.0f} "
+                     f"| {p.idle_cpu / present:.2f} | {p.arp_fulls} | {p.load} |")
     return "\n".join(lines)
 
 
