@@ -330,12 +330,16 @@ def find_shim(module, given):
                          "make pause (python -m podpath.runtime.pause_build)" % sys.executable)
 
 
+def shim_options(lab, group, container):
+    """What the shim of CONTAINER is told: its namespace, status file, name, the lab's bells
+    and its grace period."""
+    return ["--netns", netns_path(container["netns"]), "--status", container_status_path(lab, group, container["name"]),
+            "--name", container["name"], "--bells", bells_dir(lab), "--grace", str(SHIM_GRACE)]
+
+
 def shim_argv(lab, group, container, shim):
-    """The shim's command line for CONTAINER: the shim, then the runtime's (launch_argv)."""
-    return [shim, "--netns", netns_path(container["netns"]), "--status",
-            container_status_path(lab, group, container["name"]), "--name", container["name"], "--bells",
-            bells_dir(lab), "--grace",
-            str(SHIM_GRACE), "--"] + launch_argv(lab, container)
+    """The shim's command line for CONTAINER: the shim, its options, then the runtime's (launch_argv)."""
+    return [shim] + shim_options(lab, group, container) + ["--"] + launch_argv(lab, container)
 
 
 def exit_words(status):
@@ -403,8 +407,12 @@ def listening_ports(pid):
     return ports
 
 
-def spec_hash(container, contents):
+def spec_hash(lab, group, container, contents):
+    """What a running container was started from: its own spec, its files' contents and what
+    its shim was told (a container whose shim would be told otherwise, by a newer podpath,
+    is started again)."""
     data = {k: container.get(k) for k in ("argv", "netns", "isolate")}
+    data["shim"] = shim_options(lab, group, container)
     data["files"] = {path: hashlib.sha256(contents.get(path, b"")).hexdigest() for path in container["files"]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -622,7 +630,7 @@ def run_module(module):
     for name, c in wanted.items():
         record = state.get(name, {})
         # a file rewritten here may have been read as it was by a container that started since
-        if not running(record, lab, group, name) or record.get("spec") != spec_hash(c, contents) or \
+        if not running(record, lab, group, name) or record.get("spec") != spec_hash(lab, group, c, contents) or \
                 set(c["files"]) & set(files_changed):
             to_start.append(name)
     changed = bool(to_start or stale or files_changed or extra or broken)
@@ -649,7 +657,7 @@ def run_module(module):
         c = wanted[name]
         pid = spawn(shim_argv(lab, group, c, shim), os.path.join(logs, name.replace("/", "_") + ".log"),
                     process_marks(lab, container_role(group, name)))
-        state[name] = {"pid": pid, "start": start_time(pid), "spec": spec_hash(c, contents), "netns": c["netns"],
+        state[name] = {"pid": pid, "start": start_time(pid), "spec": spec_hash(lab, group, c, contents), "netns": c["netns"],
                        "written": sorted(f["path"] for f in p["files"])}
     write_file(state_path(lab, group), json.dumps(state, indent=1, sort_keys=True) + "\n")
 

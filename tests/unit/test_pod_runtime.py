@@ -102,6 +102,18 @@ def test_a_host_network_container_only_joins_the_network_namespace(holder):
     assert argv == ["nsenter", "--net=/run/netns/cni-1234", "--", "sleep", "1d"]
 
 
+def test_the_shim_rings_the_lab_s_bells_and_a_container_started_by_a_shim_told_otherwise_starts_again(monkeypatch):
+    container = dict(CONTAINER, files=[])
+    options = CONTAINERS.shim_options("lab", "workloads", container)
+    assert options[options.index("--bells") + 1] == "/run/podpath/lab/bells"
+    assert CONTAINERS.shim_argv("lab", "workloads", container, "/x/podpath-shim")[:len(options) + 1] == \
+        ["/x/podpath-shim"] + options
+    before = CONTAINERS.spec_hash("lab", "workloads", container, {})
+    assert CONTAINERS.spec_hash("lab", "workloads", container, {}) == before, "the same container, another hash"
+    monkeypatch.setattr(CONTAINERS, "SHIM_GRACE", 2.0)  # what a newer podpath might tell its shims
+    assert CONTAINERS.spec_hash("lab", "workloads", container, {}) != before
+
+
 # -- the topology's option ------------------------------------------------------------------
 def test_no_pod_shares_its_pid_namespace_unless_the_topology_says_so():
     plan = plan_mod.build(TOPOLOGY, "podpath")
