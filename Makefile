@@ -34,7 +34,10 @@ $(VENV)/.installed: pyproject.toml $(VENV_FROM_OTHER)
 	@test -x $(SYSTEM_PYTHON) || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
 	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cluster]'
+	@# compat: the editable install is a path in a .pth file, not setuptools' import hook,
+	@# which imports pathlib, re, enum, urllib and more at the start of every Python of the
+	@# venv: 2 MiB of memory in each of a lab's daemons (docs/performance.md)
+	$(PY) -m pip install -q -e '.[dev,cluster]' --config-settings editable_mode=compat
 	@touch $@
 
 venv: $(VENV)/.installed ## create .venv (from $(SYSTEM_PYTHON)) and install podpath with its Python dependencies

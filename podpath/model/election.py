@@ -18,13 +18,14 @@ caller says which nodes those are in its lab.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
+
+from podpath.model.digest import sha256
 
 
 def order(candidates: Iterable[str], address: str) -> list[str]:
     """CANDIDATES in the order MetalLB ranks them for ADDRESS (the first one announces)."""
-    return sorted(set(candidates), key=lambda node: hashlib.sha256(f"{node}#{address}".encode()).digest())
+    return sorted(set(candidates), key=lambda node: sha256(f"{node}#{address}".encode()))
 
 
 def announcer(candidates: Iterable[str], address: str) -> str | None:

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from podpath.model.digest import sha256
 
 if TYPE_CHECKING:  # the node processes import this module: the plan, and what it imports, only where it is built
     from podpath.model.plan import Plan, Service, ServicePort
@@ -48,7 +49,7 @@ NFT_MASQ_MARK = "0x004000"
 
 
 def _hash(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    return base64.b32encode(sha256(text.encode())).decode()[:16]
 
 
 def port_name(svc: Service, port: ServicePort) -> str:
@@ -86,7 +87,7 @@ def _nft_name(name: str, endpoint: str = "") -> str:
     if endpoint:
         ip, _, target = endpoint.rpartition(":")
         text += f"__{ip}/{target}"
-    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+    digest = base64.b32encode(sha256(text.encode())).decode()
     return f"{digest[:8]}-{text}"
 
 

@@ -75,8 +75,9 @@ def test_no_import_runs_back_up(path):
 DAEMON_MUST_NOT_IMPORT = {
     # the topology model, the renderers of up's files, the module's helpers (ctypes)
     "podpath.runtime.proxier": ("podpath.model.plan", "podpath.model.topology", "podpath.model.workloads",
-                                "podpath.model.labdir", "ctypes", "jinja2"),
-    "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
+                                "podpath.model.labdir", "ctypes", "jinja2", "hashlib"),
+    "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
+                                "hashlib"),
     "podpath.runtime.ingress": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
 }
 
@@ -88,3 +89,12 @@ def test_a_daemon_of_the_lab_loads_only_what_it_runs(daemon):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [], f"{daemon} imports {done.stdout.strip()}"
+
+
+def test_the_daemons_sha256_is_sha256():
+    import hashlib
+
+    from podpath.model.digest import sha256
+
+    for data in (b"", b"worker1#192.168.56.200", bytes(range(256)) * 9):
+        assert sha256(data) == hashlib.sha256(data).digest()
