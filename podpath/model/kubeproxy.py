@@ -33,11 +33,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from podpath.model.digest import sha256
 
+# typing's TYPE_CHECKING without importing typing, memory in each node process
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the node processes import this module: the plan, and what it imports, only where it is built
+    from typing import Any
+
     from podpath.model.plan import Plan, Service, ServicePort
 
 MASQ_MARK = "0x4000"

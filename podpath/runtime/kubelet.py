@@ -37,9 +37,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 from podpath.runtime.daemon import log, read_json, write_json
+
+# typing's TYPE_CHECKING without importing typing, memory in each node process
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 TCP_SOCKET, HTTP_GET = "tcpSocket", "httpGet"
 RUNNING = "running"

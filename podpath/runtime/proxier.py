@@ -33,11 +33,15 @@ import selectors
 import subprocess
 import sys
 import time
-from typing import Any, Callable
 
 from podpath.model import kubeproxy
 from podpath.runtime import kubelet as kubelet_mod
 from podpath.runtime.daemon import Bell, log, read_json, ring_bells, start_many
+
+# typing's TYPE_CHECKING without importing typing, memory in each node process
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 def apply(rules: str, mode: str, run: Callable = subprocess.run) -> bool:
