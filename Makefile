@@ -36,8 +36,10 @@ $(VENV)/.installed: pyproject.toml $(VENV_FROM_OTHER)
 	$(PY) -m pip install -q --upgrade pip
 	@# compat: the editable install is a path in a .pth file, not setuptools' import hook,
 	@# which imports pathlib, re, enum, urllib and more at the start of every Python of the
-	@# venv: 2 MiB of memory in each of a lab's daemons (docs/performance.md)
-	$(PY) -m pip install -q -e '.[dev,cluster]' --config-settings editable_mode=compat
+	@# venv: 2 MiB of memory in each of a lab's daemons (docs/performance.md). setuptools
+	@# calls that mode transitional: where it is gone, the default editable install
+	$(PY) -m pip install -q -e '.[dev,cluster]' --config-settings editable_mode=compat 2>/dev/null || \
+	  $(PY) -m pip install -q -e '.[dev,cluster]'
 	@touch $@
 
 venv: $(VENV)/.installed ## create .venv (from $(SYSTEM_PYTHON)) and install podpath with its Python dependencies
