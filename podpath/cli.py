@@ -355,9 +355,9 @@ def say_if_arp_table_was_full(before: int | None, failed: bool) -> None:
     since the count BEFORE it (probe.arp_table_fulls): a check may have failed for that."""
     from podpath.evidence import probe
 
-    after = probe.arp_table_fulls()
-    if failed and before is not None and after is not None and after > before:
-        print(probe.arp_table_warning(after - before, probe.neighbour_table_limit()), file=sys.stderr)
+    fulls = probe.arp_table_fulls_since(before)
+    if failed and fulls:
+        print(probe.arp_table_warning(fulls, probe.neighbour_table_limit()), file=sys.stderr)
 
 
 def cmd_verify(args, extra=()) -> int:
@@ -532,10 +532,8 @@ def wait_until_ready(lab: str, topo: dict, limit_s: float = 30.0, quiet: bool = 
     fulls = probe.arp_table_fulls()
     while waiting := unready_pods(lab, nodes):
         if time.monotonic() > deadline:
-            after = probe.arp_table_fulls()
-            why = ""
-            if fulls is not None and after is not None and after > fulls:
-                why = "; " + probe.arp_table_full_while_waiting(after - fulls, probe.neighbour_table_limit())
+            full = probe.arp_table_fulls_since(fulls)
+            why = "; " + probe.arp_table_full_while_waiting(full, probe.neighbour_table_limit()) if full else ""
             raise CliError(f"lab {lab} has pods that are still not ready after {limit_s:.0f} s ({'; '.join(waiting)}): "
                            f"see podpath status --lab {lab}, and repair it with podpath up --lab {lab}{why}",
                            EXIT_FAILED)

@@ -74,6 +74,13 @@ def arp_table_fulls(text: str | None = None) -> int | None:
         return None
 
 
+def arp_table_fulls_since(before: int | None) -> int:
+    """How often the kernel found the host's ARP table full since the count BEFORE
+    (arp_table_fulls); 0 when either count cannot be read."""
+    after = arp_table_fulls()
+    return after - before if before is not None and after is not None and after > before else 0
+
+
 # How arp_table_warning starts: `podpath verify --inventory` finds it in each host's answer.
 ARP_TABLE_FULL = "podpath: the host's neighbour (ARP) table was full "
 
