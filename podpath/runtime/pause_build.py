@@ -1,11 +1,11 @@
-"""Build podpath's two C programs next to the interpreter: `python -m podpath.runtime.pause_build`.
+"""Build podpath's C programs next to the interpreter: `python -m podpath.runtime.pause_build`.
 
 - podpath-pause (pause.c) holds each pod's namespaces, as the pause container holds a
   Kubernetes pod's;
 - podpath-shim (shim.c) runs each container: it starts it, reaps it, writes its status and
   restarts it after the kubelet's back-off, as containerd's shim and the kubelet do.
 
-Both are built once per virtual environment with the system's C compiler, statically where
+Each is built once per virtual environment with the system's C compiler, statically where
 the C library allows it: a few hundred KiB each, and one runs per pod or per container.
 """
 from __future__ import annotations
@@ -73,13 +73,18 @@ def _build_lock(folder: Path):
         yield
 
 
+def programs() -> tuple:
+    """(source, target) of every C program podpath builds."""
+    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()))
+
+
 def build(force: bool = False) -> Path:
-    """Build podpath-pause and podpath-shim where either is missing or older than its source
-    (every one with FORCE), one builder at a time; returns the pause program's path."""
-    programs = ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()))
-    if force or any(_stale(target, source) for source, target in programs):
+    """Build every program of programs() that is missing or older than its source (every one
+    with FORCE), one builder at a time; returns the pause program's path."""
+    wanted = programs()
+    if force or any(_stale(target, source) for source, target in wanted):
         with _build_lock(pause_path().parent):
-            for source, target in programs:
+            for source, target in wanted:
                 if force or _stale(target, source):  # again: another builder may have just built it
                     compile_program(source, target)
     return pause_path()
@@ -87,5 +92,5 @@ def build(force: bool = False) -> Path:
 
 if __name__ == "__main__":
     build(force="--force" in sys.argv)
-    print(pause_path())
-    print(shim_path())
+    for _, built in programs():
+        print(built)
