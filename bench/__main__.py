@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from . import classroom, fleet, idle, lifecycle, load, scale, soak, wiring
-from .labs import load_average, neigh_gc_thresh3
+from .labs import classroom_topology, load_average, neigh_gc_thresh3
 from .stats import Spread, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,8 +322,11 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
     if "classroom" in parts:
         begin("classroom")
         cpus = len(os.sched_getaffinity(0))
-        points = classroom.run((1, 3) if args.quick else classroom.COUNTS, parallel=classroom.BUILD_PARALLEL,
-                               verifiers=cpus)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="podpath-classroom-") as folder:
+            points = classroom.run((1, 3) if args.quick else classroom.COUNTS, parallel=classroom.BUILD_PARALLEL,
+                                   verifiers=cpus, topology=classroom_topology(Path(folder)))
         last = points[-1]
         downs = Spread.of(last.down)
         stopped = [f"- stopped at {p.labs}: {p.stopped}" for p in points if p.stopped]
@@ -331,9 +334,10 @@ module run as every module is run) {ansible_floor['task'].median:.2f} s.
         rush = classroom.rush(3 if args.quick else 30)
         emit(H_CLASSROOM, f"""{H_CLASSROOM}
 
-Reference labs built up to each count, {classroom.BUILD_PARALLEL} `podpath up`s at a time (the labs
-of one row stay for the next), then every lab verified with all of them running, {cpus} verifiers
-at a time; *up s per lab* is each `up`'s own time among the others. *idle CPU*: what
+Reference labs with `pod_neighbours: static` (what a host of many labs is given:
+[netns-lab.md](netns-lab.md#limits-of-one-host)) built up to each count, {classroom.BUILD_PARALLEL}
+`podpath up`s at a time (the labs of one row stay for the next), then every lab verified with all
+of them running, {cpus} verifiers at a time; *up s per lab* is each `up`'s own time among the others. *idle CPU*: what
 all their processes use in 5 s while nobody uses the labs (the speakers' announcements, the
 ingress controllers' lease renewals, each node's probes of its own pods). *MemAvailable
 drop*: the host's, since before the first lab, so the kernel's share (namespaces, sockets,

@@ -52,9 +52,10 @@ DOWN_PARALLEL = 4
 
 
 def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel: int = 1,
-        verifiers: int = 1) -> list[Checkpoint]:
-    """Build labs up to each of COUNTS (PARALLEL `up`s at a time), verify every lab (VERIFIERS at
-    a time), read their memory and idle CPU; take them down at the end (DOWN_PARALLEL at a time)."""
+        verifiers: int = 1, topology: Path | None = None) -> list[Checkpoint]:
+    """Build labs up to each of COUNTS (PARALLEL `up`s at a time) from TOPOLOGY (the reference
+    one by default), verify every lab (VERIFIERS at a time), read their memory and idle CPU;
+    take them down at the end (DOWN_PARALLEL at a time)."""
     from podpath import cli
     import argparse
     import re
@@ -77,12 +78,13 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel
                     if parallel <= 1:
                         lab = new_name("c")
                         made.append(lab)
-                        point.up.append(labs.create(lab).seconds)
+                        point.up.append(labs.create(lab, topology).seconds)
                         continue
                     batch = [new_name("c") for _ in range(min(parallel, count - len(made)))]
                     made += batch
                     labs.up.extend(batch)  # every one comes down, whatever happens
-                    ups = _timed_all({lab: [str(PODPATH), "up", "--lab", lab, "-q"] for lab in batch}, budget)
+                    given = ["--topology", str(topology)] if topology else []
+                    ups = _timed_all({lab: [str(PODPATH), "up", "--lab", lab, "-q", *given] for lab in batch}, budget)
                     point.up += [ups[lab][0] for lab in batch]
                     bad = [f"{lab}: exit {ups[lab][1]}: {' / '.join(ups[lab][2].strip().splitlines()[-4:])[-600:]}"
                            for lab in batch if ups[lab][1]]
@@ -93,12 +95,13 @@ def run(counts=COUNTS, progress=print, budget_s: float = STEP_BUDGET_S, parallel
                         if time.monotonic() - started > budget:
                             raise TimeoutError(f"budget of {budget:.0f} s spent after {point.verified} of "
                                                f"{len(made)} labs were verified")
-                        checked = verify(lab)
+                        checked = verify(lab, topology)
                         point.verify.append(checked.seconds)
                         point.failed += [f"{lab}: {test}" for test in checked.failed]
                         point.verified += not checked.failed
                 else:
-                    argv = {lab: cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), ["-rf"])
+                    extra = ["-rf"] + (["--topology", str(topology)] if topology else [])
+                    argv = {lab: cli.verify_argv(argparse.Namespace(lab=lab, junitxml=None, disruptive=False), extra)
                             for lab in made}
                     left = max(60.0, budget - (time.monotonic() - started))
                     checks = _timed_all(argv, left, cwd=cli.ROOT, parallel=verifiers)

@@ -122,6 +122,17 @@ def scale_topology(idle_per_node: int, folder: Path) -> Path:
     return path
 
 
+def classroom_topology(folder: Path) -> Path:
+    """A copy of the reference topology with pod_neighbours: static, what a host of many labs
+    is given (docs/netns-lab.md): the entries between each node and its pods are permanent, and
+    the kernel does not count them against the host's neighbour table limit."""
+    data = yaml.safe_load(TOPOLOGY_FILE.read_text())
+    data["podpath_topology"]["pod_neighbours"] = "static"
+    path = folder / "topology-static-neighbours.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 # -- the lab's processes --------------------------------------------------------------------------
 def _netns_inodes(lab: str) -> set[int]:
     inodes = set()

@@ -127,9 +127,9 @@ options:
             type: int
           mac:
             description:
-              - MAC address of a vxlan link, such as C(0a:58:0a:f4:01:01) (unicast). The kernel picks one
-                when omitted.
-              - A vxlan link whose MAC differs is made again.
+              - MAC address of the link, such as C(0a:58:0a:f4:01:01) (unicast). The kernel picks one
+                when omitted, and a bridge then takes the lowest of its ports' MACs.
+              - A vxlan link whose MAC differs is made again; a bridge or a veth gets the MAC in place.
             type: str
           vxlan:
             description:
@@ -163,10 +163,10 @@ options:
             description:
               - Permanent neighbour (ARP) entries of the link, as C(ip neigh replace DST lladdr LLADDR nud
                 permanent) writes them; flannel writes one per other node on C(flannel.1).
-              - Where a link lists any, or is a vxlan link, its other permanent entries are removed.
+              - Where a link has this option (an empty list too), or is a vxlan link, its other permanent
+                entries are removed; where it has not, the link's permanent entries are left as they are.
             type: list
             elements: dict
-            default: []
             suboptions:
               dst:
                 description: The IPv4 address.
@@ -777,6 +777,8 @@ def apply(nsset, desired, changes, observed, new):
             else:
                 for name, on in c["hairpins"]:
                     rtnl.set_hairpin(index[name], on, name)
+                for name, mac in c["macs"]:
+                    rtnl.set_mac(index[name], mac, name)
                 for name, cidr in c["del_addrs"]:
                     rtnl.delete_address(index[name], cidr, name)
                 for name, cidr in c["add_addrs"]:
@@ -817,6 +819,8 @@ def apply(nsset, desired, changes, observed, new):
                 continue
             peer_ns, peer_name = link["peer"]
             bridge = desired[peer_ns]["links"][peer_name]["master"]
+            if bridge and cidr.split("/")[0] in dict(desired[peer_ns]["links"][bridge]["neighbours"]):
+                continue  # a permanent entry the bridge is given: written above, with the MAC the pod is given
             if bridge and peer_ns in links:
                 forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], cidr.split("/")[0], bridge))
     for peer_ns, entries in forget.items():
@@ -948,12 +952,15 @@ def wait_for_holders(lab, started, timeout=HOLDER_READY):
             time.sleep(0.005)
 
 
-def link_for_diff(state, name, link):
+def link_for_diff(state, name, link, macs=()):
     """Link NAME of STATE (desired, or read) as the diff shows it: a VXLAN with its settings,
-    and a link's permanent neighbour and FDB entries where it has any."""
+    the MAC of a link named in MACS (those given one), and a link's permanent neighbour and
+    FDB entries where it has any."""
     view = {k: v for k, v in link.items() if k in ("kind", "addresses", "master", "hairpin", "up")}
     if link.get("kind") == "vxlan":
         view.update({k: link[k] for k in ("mtu", "mac", "vxlan") if link.get(k) is not None})
+    elif name in macs and link.get("mac") is not None:
+        view["mac"] = link["mac"]
     for key in ("neighbours", "fdb"):
         entries = link[key] if key in link else state.get(key, {}).get(name)
         if entries:
@@ -961,14 +968,15 @@ def link_for_diff(state, name, link):
     return view
 
 
-def view_for_diff(state, links_of=None):
+def view_for_diff(state, links_of=None, macs=()):
     """The parts of a namespace the module manages, in one shape for before and after.
 
     LINKS_OF limits the view to those links and leaves out routes and sysctls: in the
-    namespace the module runs in, only the lab's own links are the module's business."""
+    namespace the module runs in, only the lab's own links are the module's business. MACS
+    names the links whose MAC is shown (those the desired state gives one)."""
     if state is None:
         return "absent\n"
-    links = {name: link_for_diff(state, name, link) for name, link in sorted(state["links"].items())
+    links = {name: link_for_diff(state, name, link, macs) for name, link in sorted(state["links"].items())
              if name != "lo" and (links_of is None or name in links_of)}
     routes = sorted([r["dst"], r["gateway"]] for r in state.get("routes", [])) if links_of is None else []
     sysctls = state.get("sysctls", {}) if links_of is None else {}
@@ -1083,7 +1091,7 @@ LINK_OPTIONS = dict(
         port=dict(type="int", default=8472),
         learning=dict(type="bool", default=False),
     )),
-    neighbours=dict(type="list", elements="dict", default=[], options=dict(
+    neighbours=dict(type="list", elements="dict", options=dict(
         dst=dict(type="str", required=True),
         lladdr=dict(type="str", required=True),
     )),
@@ -1188,9 +1196,10 @@ def run_module(module):
         if module._diff:
             names = sorted(changes, key=str)
             root_links = list(desired[ROOT]["links"]) if ROOT in desired else None
-            diff = diff_of([(ns or "root", view_for_diff(observed.get(ns), root_links if ns is ROOT else None))
-                            for ns in names],
-                           [(ns or "root", view_for_diff(desired[ns], root_links if ns is ROOT else None))
+            macs = {ns: [name for name, link in desired[ns]["links"].items() if link["mac"]] for ns in names}
+            diff = diff_of([(ns or "root", view_for_diff(observed.get(ns), root_links if ns is ROOT else None,
+                                                         macs[ns])) for ns in names],
+                           [(ns or "root", view_for_diff(desired[ns], root_links if ns is ROOT else None, macs[ns]))
                             for ns in names])
             if gone:
                 pruned = removal_diff(nsset, gone)

@@ -473,6 +473,12 @@ class Rtnl:
         self._send_raw(RTM_NEWLINK, SET, _ifinfo(index, IFF_UP if up else 0, IFF_UP),
                        "set %s %s" % (name, "up" if up else "down"))
 
+    def set_mac(self, index: int, mac: str, name: str) -> None:
+        """Give link INDEX the MAC address MAC (`ip link set NAME address MAC`); a veth and a
+        bridge take it while up."""
+        self._send_raw(RTM_NEWLINK, SET, _ifinfo(index) + _rta(IFLA_ADDRESS, _mac(mac)),
+                       "set the MAC of %s to %s" % (name, mac))
+
     def set_master(self, index: int, master: int, name: str, up: bool = False) -> None:
         """Make link INDEX a port of bridge MASTER (0: of none); with UP, set it up in the same
         request (the kernel attaches it first)."""

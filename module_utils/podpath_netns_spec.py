@@ -116,7 +116,7 @@ def _link(raw, ns, creator=True) -> tuple:
         raise SpecError("link %s in %s has kind %r: use one of %s (a link with a peer is a veth)"
                         % (name, _where(ns), kind, ", ".join(KINDS)))
     if kind != "vxlan":
-        given = [key for key in ("vxlan", "mtu", "mac", "fdb") if raw.get(key)]
+        given = [key for key in ("vxlan", "mtu", "fdb") if raw.get(key)]
         if given:
             raise SpecError("link %s in %s is a %s and sets %s, which the module sets only on a vxlan link: "
                             "drop %s, or make the link kind: vxlan"
@@ -152,6 +152,8 @@ def _link(raw, ns, creator=True) -> tuple:
         "vxlan": _vxlan(raw.get("vxlan"), name, ns) if kind == "vxlan" else None,
         "neighbours": sorted([dst, mac] for dst, mac in neighbours.items()),
         "fdb": sorted([mac, dst] for mac, dst in fdb),
+        # given, even empty: the module owns the link's permanent entries (manages_entries)
+        "entries_given": raw.get("neighbours") is not None or bool(raw.get("fdb")),
     }
     if link["hairpin"] is not None and not link["master"]:
         raise SpecError("link %s in %s sets hairpin but has no master bridge: add master or drop hairpin"
@@ -324,10 +326,11 @@ def link_view(observed_links: dict, addresses: dict) -> dict:
             "up": link["up"],
             "index": link["index"],
             "link": link["link"],
+            "mac": link.get("mac"),
         }
         vxlan = link.get("vxlan")
         if vxlan is not None:
-            view[name].update(mac=link.get("mac"), mtu=vxlan["mtu"], vxlan={
+            view[name].update(mtu=vxlan["mtu"], vxlan={
                 "id": vxlan["id"], "local": vxlan["local"], "dev": by_index.get(vxlan["link"]),
                 "port": vxlan["port"], "learning": vxlan["learning"]})
     return view
@@ -335,8 +338,8 @@ def link_view(observed_links: dict, addresses: dict) -> dict:
 
 def manages_entries(link) -> bool:
     """Whether the module owns the permanent neighbour and FDB entries of LINK (a desired
-    link): those of a VXLAN it makes, and of any link given entries."""
-    return bool(link["kind"] == "vxlan" or link["neighbours"] or link["fdb"])
+    link): those of a VXLAN it makes, and of any link given entries (an empty list too)."""
+    return bool(link["kind"] == "vxlan" or link.get("entries_given") or link["neighbours"] or link["fdb"])
 
 
 def vxlan_differs(want, have) -> bool:
@@ -392,7 +395,7 @@ def compare(desired: dict, observed: dict) -> dict:
     neighbours and fdb: {link: [[dst, lladdr]] and [[lladdr, dst]], the permanent entries of
     the links whose entries the module manages}}; a namespace that does not exist yet is
     absent. Returns {ns: {create, sysctls, delete_links, bridges, veths, vxlans, masters,
-    hairpins, del_addrs, add_addrs, ups, del_neighbours, add_neighbours, del_fdb, add_fdb,
+    hairpins, macs, del_addrs, add_addrs, ups, del_neighbours, add_neighbours, del_fdb, add_fdb,
     del_routes, add_routes}} for namespaces with changes.
     """
     changes = {}
@@ -407,7 +410,7 @@ def compare(desired: dict, observed: dict) -> dict:
         have = seen["links"] if seen else {}
         c = {"create": seen is None and ns is not ROOT, "sysctls": {}, "delete_links": [], "bridges": [],
              "veths": [], "vxlans": [], "masters": [], "hairpins": [], "del_addrs": [], "add_addrs": [], "ups": [],
-             "del_neighbours": [], "add_neighbours": [], "del_fdb": [], "add_fdb": [],
+             "macs": [], "del_neighbours": [], "add_neighbours": [], "del_fdb": [], "add_fdb": [],
              "del_routes": [], "add_routes": []}
         current_sysctls = (seen or {}).get("sysctls", {})
         for key, value in sorted(spec["sysctls"].items()):
@@ -447,6 +450,8 @@ def compare(desired: dict, observed: dict) -> dict:
                 c["add_addrs"].append([name, cidr])
             if link["up"] and not cur.get("up"):
                 c["ups"].append(name)
+            if link["mac"] is not None and link["kind"] != "vxlan" and cur.get("mac") != link["mac"]:
+                c["macs"].append([name, link["mac"]])  # in place (a vxlan's is made again: vxlan_differs)
             if manages_entries(link):
                 neighbours = {} if fresh else dict((seen or {}).get("neighbours", {}).get(name, []))
                 wanted_neighbours = dict(link["neighbours"])
@@ -490,6 +495,8 @@ def describe(changes: dict) -> list:
             lines.append("%s: %s" % (where, "attach %s to %s" % (name, master) if master else "detach %s" % name))
         for name, on in c["hairpins"]:
             lines.append("%s: set hairpin %s on %s" % (where, "on" if on else "off", name))
+        for name, mac in c.get("macs", []):
+            lines.append("%s: set the MAC of %s to %s" % (where, name, mac))
         for name, cidr in c["del_addrs"]:
             lines.append("%s: remove %s from %s" % (where, cidr, name))
         for name, cidr in c["add_addrs"]:

@@ -141,7 +141,8 @@ def neighbour_table_limit() -> int | None:
 
 def neighbour_entries() -> int | None:
     """How many neighbour (ARP) entries the host holds now, in every namespace together (the
-    first column of /proc/net/stat/arp_cache), or None where it cannot be read."""
+    first column of /proc/net/stat/arp_cache), or None where it cannot be read. The permanent
+    ones are among them, which the limit does not count: this errs on the side of a crowded table."""
     try:
         with open("/proc/net/stat/arp_cache") as handle:
             handle.readline()
@@ -426,7 +427,8 @@ def node_facts(request: dict) -> dict[str, Any]:
     pods = [p for p in plan.pods if p.node == node.name]
     targets = [n.ip for n in plan.nodes] if request.get("ping") else []
     if request.get("forget") is None:  # this host's own neighbour table decides
-        request["forget"] = fills_neighbour_table(len(plan.pods))
+        # with pod_neighbours: static the entries between pods and nodes are permanent: none to forget
+        request["forget"] = plan.pod_neighbours != "static" and fills_neighbour_table(len(plan.pods))
     out: dict[str, Any] = {"node": node.name, "pods": {}, "procs": {}}
     entered = Entered()
     node_nl = None

@@ -85,9 +85,12 @@ def arp_table_fulls_since(before: int | None) -> int:
 ARP_TABLE_FULL = "podpath: the host's neighbour (ARP) table was full "
 
 
-# The fix, for the whole host: podpath never changes it
-LARGER_ARP_TABLE = ("Fewer labs at once, or a larger table (as root, for the whole host): sysctl -w "
-                    "net.ipv4.neigh.default.gc_thresh2=4096 net.ipv4.neigh.default.gc_thresh3=8192")
+# The fixes: the labs' own entries made permanent, which the limit does not count; or the
+# host's limit, which podpath never changes
+LARGER_ARP_TABLE = ("Fewer labs at once; or `pod_neighbours: static` in the labs' topology (their nodes' and pods' "
+                    "entries then permanent, which the limit does not count; docs/netns-lab.md); or a larger table "
+                    "(as root, for the whole host): sysctl -w net.ipv4.neigh.default.gc_thresh2=4096 "
+                    "net.ipv4.neigh.default.gc_thresh3=8192")
 
 
 def arp_table_warning(fulls: int, limit: int | None) -> str:
@@ -276,8 +279,9 @@ class NetnsLab(PlanFacts):
         """Delete the neighbour entries that traffic between POD and its node made: the pod's
         (for its gateway) and its node's on cni0 (for the pod)."""
         netns = self.plan.pod(pod.name).netns
+        # flush leaves the permanent entries of pod_neighbours: static alone
         self.run(["ip", "-n", netns, "neigh", "flush", "dev", "eth0"])
-        self.run(["ip", "-n", self.node_netns(pod.node), "neigh", "del", pod.ip, "dev", "cni0"])
+        self.run(["ip", "-n", self.node_netns(pod.node), "neigh", "flush", "to", pod.ip, "dev", "cni0"])
 
     def release_neighbours(self) -> bool:
         """Once this lab's checks are done, on a host whose neighbour table is crowded (half its

@@ -163,6 +163,7 @@ class Plan:
     flannel_backend: str = FLANNEL_BACKEND
     kube_proxy_mode: str = topology_mod.KUBE_PROXY_MODE  # iptables | nftables, on every node
     edge: str = topology_mod.EDGE  # ingress-nginx | gateway-api: what stands behind the MetalLB address
+    pod_neighbours: str = topology_mod.POD_NEIGHBOUR  # learned | static (topology.POD_NEIGHBOURS)
     gateway: GatewayRoute | None = None  # the Gateway, its listener and its HTTPRoute, with edge gateway-api
 
     def node(self, name: str) -> Node:
@@ -267,6 +268,13 @@ def vtep_mac(lab: str, node: str) -> str:
     return raw.hex(":")
 
 
+def pod_mac(ip: str) -> str:
+    """The MAC of the pod link (or cni0) with address IP, with pod_neighbours: static: 0a:58
+    and the address's four bytes, as the CNI plugins once gave each pod (and ovn-kubernetes
+    does): locally administered, unicast, and unique on a node's bridge as the addresses are."""
+    return "0a:58:" + ipaddress.IPv4Address(ip).packed.hex(":")
+
+
 def build(topo: dict[str, Any], lab: str) -> Plan:
     """The plan of lab LAB for the (already validated) topology TOPO."""
     node_net = ipaddress.IPv4Network(topo["node_network"])
@@ -361,7 +369,8 @@ def build(topo: dict[str, Any], lab: str) -> Plan:
                 service_network=topo["service_network"],
                 ingress_host=route.hostname if route else ingress["host"],
                 election_id=ingress["election_id"], nodes=nodes, pods=pods, services=services,
-                flannel_backend=backend, kube_proxy_mode=topology_mod.kube_proxy_mode(topo), edge=edge, gateway=route)
+                flannel_backend=backend, kube_proxy_mode=topology_mod.kube_proxy_mode(topo), edge=edge, gateway=route,
+                pod_neighbours=topology_mod.pod_neighbours(topo))
 
 
 LAN_BRIDGE = "lan0"
@@ -414,9 +423,18 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
         "name": "eth0", "kind": "veth", "addresses": [f"{plan.client_ip}/{plan.node_prefixlen}"],
         "peer": {"name": plan.client_name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}}]}
     spec = [lan, client]
+    static = plan.pod_neighbours == "static"
     for node in plan.nodes:
+        # the node's permanent entries for its pods with static, none with learned (where an
+        # entry that static left is removed)
+        entries = [{"dst": p.ip, "lladdr": pod_mac(p.ip)} for p in plan.pods_on(node.name)] if static else []
+        cni0 = {"name": "cni0", "kind": "bridge",
+                "addresses": [f"{node.gateway}/{ipaddress.IPv4Network(node.pod_cidr).prefixlen}"],
+                "neighbours": entries}
+        if static:
+            cni0["mac"] = pod_mac(node.gateway)
         links = [
-            {"name": "cni0", "kind": "bridge", "addresses": [f"{node.gateway}/{ipaddress.IPv4Network(node.pod_cidr).prefixlen}"]},
+            cni0,
             {"name": NODE_LINK, "kind": "veth", "addresses": [f"{node.ip}/{node.prefixlen}"],
              "peer": {"name": node.name, "namespace": plan.lan_netns, "master": LAN_BRIDGE}},
         ]
@@ -438,7 +456,10 @@ def netns_spec(plan: Plan) -> list[dict[str, Any]]:
             "name": pod.netns, "holder": True, "hostname": pod.name, "share_pid": pod.share_process_namespace,
             "sysctls": dict(IPV4_ONLY),
             "links": [{"name": "eth0", "kind": "veth", "addresses": [f"{pod.ip}/{pod.prefixlen}"],
-                       "peer": {"name": pod.host_veth, "namespace": node.netns, "master": "cni0", "hairpin": True}}],
+                       "peer": {"name": pod.host_veth, "namespace": node.netns, "master": "cni0", "hairpin": True},
+                       # its permanent entry for its gateway with static, none with learned
+                       "neighbours": [{"dst": pod.gateway, "lladdr": pod_mac(pod.gateway)}] if static else [],
+                       **({"mac": pod_mac(pod.ip)} if static else {})}],
             "routes": [{"dst": "default", "gateway": pod.gateway}],
         })
     return spec

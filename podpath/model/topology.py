@@ -34,6 +34,13 @@ SHARE_PROCESS_NAMESPACE_WORKLOADS = ("multi_container_pod", "echo")
 # The lab's edges (edge): ingress-nginx, the article's and the default, or gateway-api, NGINX
 # Gateway Fabric's nginx data plane configured from a Gateway and an HTTPRoute. Only one
 # exists at a time, and its Service takes the first MetalLB address.
+# How a node and its pods learn each other's MAC in the netns lab (pod_neighbours): learned,
+# by ARP, as the CNI bridge plugin leaves them; or static: permanent neighbour entries written
+# when the pods are wired, as Calico writes one for each workload. The host's neighbour table
+# is one for all its namespaces and the kernel does not count permanent entries against its
+# limit (gc_thresh3): many labs on one host need static (docs/netns-lab.md).
+POD_NEIGHBOURS = ("learned", "static")
+POD_NEIGHBOUR = "learned"
 EDGES = ("ingress-nginx", "gateway-api")
 EDGE = "ingress-nginx"
 
@@ -179,6 +186,19 @@ def _kube_proxy_mode(topo: Any) -> None:
                             f"{', '.join(KUBE_PROXY_MODES)} (iptables, the default, is the article's)")
 
 
+def pod_neighbours(topo: dict[str, Any]) -> str:
+    """How the netns lab's pods and nodes learn each other's MAC (pod_neighbours), learned
+    when the topology names none."""
+    return topo.get("pod_neighbours", POD_NEIGHBOUR) if isinstance(topo, dict) else POD_NEIGHBOUR
+
+
+def _pod_neighbours(topo: Any) -> None:
+    value = pod_neighbours(topo)
+    if value not in POD_NEIGHBOURS:
+        raise TopologyError(f"pod_neighbours {value!r} is not a choice: use learned (by ARP, the default) or "
+                            "static (permanent entries, for many labs on one host)")
+
+
 def edge(topo: dict[str, Any]) -> str:
     """The edge TOPO asks for (edge), ingress-nginx when it names none."""
     return topo.get("edge", EDGE) if isinstance(topo, dict) else EDGE
@@ -255,6 +275,7 @@ def _share_process_namespace(topo: Any) -> None:
 def validate(topo: Any) -> None:
     """Raise TopologyError for the first problem found; return None if the lab can be built."""
     _kube_proxy_mode(topo)
+    _pod_neighbours(topo)
     _edge(topo)
     _share_process_namespace(topo)
     _schema_errors(topo)

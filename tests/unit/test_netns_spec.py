@@ -411,3 +411,62 @@ def test_compare_leaves_unlisted_links_and_routes_of_the_root_namespace_alone():
                                        "hairpin": None, "up": True, "index": 30, "link": None}
     observed[ROOT]["routes"] = [{"dst": "default", "gateway": "192.0.2.1", "oif": 30}]
     assert compare(desired, observed) == {}
+
+
+# -- MACs of bridges and veths, and the permanent entries a link is given ------------------
+def _static(spec: list[dict]) -> list[dict]:
+    """base() with permanent entries both ways, as a lab with pod_neighbours: static."""
+    link(spec, "node1", "cni0").update(mac="0a:58:0a:f4:01:01", neighbours=[
+        {"dst": "10.244.1.2", "lladdr": "0a:58:0a:f4:01:02"}, {"dst": "10.244.1.3", "lladdr": "0a:58:0a:f4:01:03"}])
+    for pod, ip in (("pod1", "10.244.1.2"), ("pod2", "10.244.1.3")):
+        link(spec, pod, "eth0").update(mac="0a:58:" + ":".join("%02x" % int(b) for b in ip.split(".")),
+                                       neighbours=[{"dst": "10.244.1.1", "lladdr": "0a:58:0a:f4:01:01"}])
+    return spec
+
+
+def test_normalize_takes_a_mac_for_a_bridge_and_a_veth():
+    desired = normalize(_static(base()))
+    assert desired["node1"]["links"]["cni0"]["mac"] == "0a:58:0a:f4:01:01"
+    assert desired["pod1"]["links"]["eth0"]["mac"] == "0a:58:0a:f4:01:02"
+
+
+def test_normalize_refuses_a_multicast_mac_on_a_veth_naming_it():
+    spec = base()
+    link(spec, "pod1", "eth0")["mac"] = "01:00:5e:00:00:01"
+    with pytest.raises(SpecError) as err:
+        normalize(spec)
+    assert "01:00:5e:00:00:01" in str(err.value) and "multicast" in str(err.value)
+
+
+def test_compare_sets_a_mac_that_differs_in_place_and_writes_the_entries_asked_for():
+    desired = normalize(_static(base()))
+    observed = observed_from(normalize(base()))
+    for ns_name, name in (("node1", "cni0"), ("pod1", "eth0"), ("pod2", "eth0")):
+        observed[ns_name]["links"][name]["mac"] = "aa:bb:cc:00:00:01"
+    lines = describe(compare(desired, observed))
+    assert "pod1: set the MAC of eth0 to 0a:58:0a:f4:01:02" in lines
+    assert "node1: set the MAC of cni0 to 0a:58:0a:f4:01:01" in lines
+    assert "node1: add neighbour 10.244.1.2 lladdr 0a:58:0a:f4:01:02 to cni0" in lines
+    assert "pod2: add neighbour 10.244.1.1 lladdr 0a:58:0a:f4:01:01 to eth0" in lines
+    assert not [line for line in lines if "delete link" in line or "create" in line], lines
+
+
+def test_compare_leaves_a_mac_alone_where_none_is_asked_for(desired):
+    observed = observed_from(desired)
+    observed["pod1"]["links"]["eth0"]["mac"] = "aa:bb:cc:00:00:01"
+    assert compare(desired, observed) == {}
+
+
+def test_an_empty_list_of_neighbours_removes_the_links_permanent_entries():
+    spec = base()
+    link(spec, "node1", "cni0")["neighbours"] = []
+    desired = normalize(spec)
+    observed = observed_from(desired)
+    observed["node1"]["neighbours"] = {"cni0": [["10.244.1.2", "0a:58:0a:f4:01:02"]]}
+    assert describe(compare(desired, observed)) == ["node1: remove neighbour 10.244.1.2 from cni0"]
+
+
+def test_a_link_without_the_option_keeps_its_permanent_entries(desired):
+    observed = observed_from(desired)
+    observed["node1"]["neighbours"] = {"cni0": [["10.244.1.2", "0a:58:0a:f4:01:02"]]}
+    assert compare(desired, observed) == {}

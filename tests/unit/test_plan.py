@@ -155,3 +155,40 @@ def test_the_plans_namespaces_are_the_ones_its_netns_spec_makes(plan):
     names = plan.netns_names
     assert len(names) == len(set(names))
     assert sorted(names) == sorted(ns["name"] for ns in plan_mod.netns_spec(plan))
+
+
+# -- pod_neighbours ---------------------------------------------------------------------
+def _links(spec: list[dict], netns: str) -> dict:
+    return {link["name"]: link for link in next(n for n in spec if n["name"] == netns)["links"]}
+
+
+def test_static_neighbours_give_each_node_an_entry_per_pod_and_each_pod_one_for_its_gateway():
+    topo = copy.deepcopy(TOPOLOGY)
+    topo["pod_neighbours"] = "static"
+    plan = plan_mod.build(topo, "podpath")
+    spec = plan_mod.netns_spec(plan)
+    for node in plan.nodes:
+        cni0 = _links(spec, node.netns)["cni0"]
+        assert cni0["mac"] == plan_mod.pod_mac(node.gateway)
+        assert {e["dst"]: e["lladdr"] for e in cni0["neighbours"]} == {
+            p.ip: plan_mod.pod_mac(p.ip) for p in plan.pods_on(node.name)}
+    for pod in plan.pods:
+        eth0 = _links(spec, pod.netns)["eth0"]
+        assert eth0["mac"] == plan_mod.pod_mac(pod.ip)
+        assert eth0["neighbours"] == [{"dst": pod.gateway, "lladdr": plan_mod.pod_mac(pod.gateway)}]
+
+
+def test_learned_neighbours_ask_for_no_mac_and_no_permanent_entry(plan):
+    assert plan.pod_neighbours == "learned", "the reference topology's pods learn by ARP"
+    spec = plan_mod.netns_spec(plan)
+    for netns, name in [(n.netns, "cni0") for n in plan.nodes] + [(p.netns, "eth0") for p in plan.pods]:
+        link = _links(spec, netns)[name]
+        assert "mac" not in link and link["neighbours"] == [], (netns, name)
+
+
+@pytest.mark.parametrize("ip, mac", [("10.244.1.2", "0a:58:0a:f4:01:02"), ("10.244.0.1", "0a:58:0a:f4:00:01"),
+                                     ("192.168.1.255", "0a:58:c0:a8:01:ff")])
+def test_pod_mac_is_0a58_and_the_address(ip, mac):
+    assert plan_mod.pod_mac(ip) == mac
+    first = int(mac[:2], 16)
+    assert first & 1 == 0 and first & 2, "a unicast, locally administered MAC"

@@ -118,6 +118,7 @@ BAD = [
     ("missing-node-ip", del_("nodes.1.ip"), "'ip'"),
     ("missing-ingress-cluster-ip", del_("ingress.cluster_ip"), "'cluster_ip'"),
     ("unknown-top-level-key", set_("calico", True), "'calico'"),
+    ("pod-neighbours-unknown", set_("pod_neighbours", "arp"), "pod_neighbours 'arp' is not a choice: use learned"),
     ("unknown-node-key", set_("nodes.0.gpu", 1), "'gpu'"),
     ("unknown-ingress-key", set_("ingress.class", "nginx"), "'class'"),
 ]
@@ -145,6 +146,7 @@ def test_load_reads_the_default_topology(default_topology):
     pytest.param(set_("ingress.external_traffic_policy", "Local"), id="local-policy"),
     pytest.param(set_("metallb.pool", "192.168.56.200-192.168.56.200"), id="pool-of-one-address"),
     pytest.param(set_("nodes.2.pod_cidr", "10.244.2.0/28"), id="pod-cidr-slash-28"),
+    pytest.param(set_("pod_neighbours", "static"), id="static-pod-neighbours"),
 ])
 def test_good_variants_validate(default_topology, mutate):
     topo = copy.deepcopy(default_topology)
