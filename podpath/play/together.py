@@ -15,6 +15,10 @@ transactions that queued behind the one being written:
 - the others wait for that lock, and say so; who then finds its outcome takes it, who finds
   its request still queued leads the next play.
 
+A leader takes only the requests of `up`s of its own podpath (the same project folder): a
+host with two copies of podpath (a class's and a newer one being tried) builds each lab
+with the copy its `up` runs, its roles, modules and topology schema, never with the other's.
+
 A leader that dies (SIGKILL) loses the lock with its life, and its play dies with it
 (podpath_tether); a leader that is interrupted ends its play and writes no outcome for the
 others. Either way a waiting `up` then finds neither its request nor its outcome, and queues
@@ -77,7 +81,8 @@ class Together:
     # -- requests and outcomes -------------------------------------------------------
     def ask(self, lab: str, extravars: dict[str, Any]) -> None:
         (self.done / f"{lab}.json").unlink(missing_ok=True)  # an outcome nobody took is old
-        _write(self.queue / f"{lab}.json", {"lab": lab, "pid": os.getpid(), "extravars": extravars})
+        _write(self.queue / f"{lab}.json", {"lab": lab, "pid": os.getpid(), "extravars": extravars,
+                                            "podpath": str(ROOT)})
 
     def asked(self, lab: str) -> bool:
         return (self.queue / f"{lab}.json").exists()
@@ -100,10 +105,13 @@ class Together:
         return PlaybookResult(**data)
 
     def take(self) -> list[dict]:
-        """Every queued request whose `up` still runs, taken off the queue; the others are dropped."""
+        """Every queued request of this podpath whose `up` still runs, taken off the queue; those
+        whose `up` is gone are dropped, those of another podpath left for their own `up`s."""
         taken = []
         for path in sorted(self.queue.glob("*.json")):
             request = _read(path)
+            if request and request.get("podpath", str(ROOT)) != str(ROOT) and alive(request.get("pid")):
+                continue  # another copy of podpath's: its `up` leads a play of its own next
             try:
                 path.unlink()
             except FileNotFoundError:  # withdrawn meanwhile

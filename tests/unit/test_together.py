@@ -206,6 +206,14 @@ def test_the_queue_drops_the_request_of_an_up_that_is_gone(room):
     assert room.queued() == []
 
 
+def test_a_leader_leaves_the_requests_of_another_podpath_for_their_own_up(room):
+    together._write(room.queue.queue / "theirs.json", {"lab": "theirs", "pid": os.getpid(), "extravars": {},
+                                                       "podpath": "/elsewhere/podpath"})
+    room.queue.ask("mine", {})
+    assert [r["lab"] for r in room.queue.take()] == ["mine"]
+    assert room.queued() == ["theirs"], "the other podpath's request was taken or dropped"
+
+
 def test_a_task_name_is_shown_with_each_labs_own_name():
     from podpath.play.playbook import task_title
 
