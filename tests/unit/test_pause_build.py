@@ -1,6 +1,7 @@
 """Building podpath's C programs (podpath/runtime/pause_build.py) when several `podpath up`s
 find them stale at the same moment, as a class does after an update: every builder succeeds,
-every program is there and whole, and no temporary file is left behind."""
+every program is there and whole, and no temporary file is left behind; and the lab runs the
+ingress controllers' program from where the builder puts it."""
 from __future__ import annotations
 
 import os
@@ -42,3 +43,15 @@ def test_builders_started_together_all_succeed_and_leave_whole_programs(tmp_path
         assert program.read_bytes()[:4] == b"\x7fELF", f"{name} is not a whole executable"
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
     assert not left, f"temporary files left behind: {left}"
+
+
+def test_the_lab_runs_the_ingress_controllers_program_where_the_builder_puts_it():
+    """The plan gets the lab's Python (ansible_playbook_python here, the runtime's venv on a
+    fleet's host, where every built program is installed beside it)."""
+    from podpath.model import plan, topology, workloads
+    from podpath.runtime import pause_build
+
+    containers = workloads.render(plan.build(topology.load(), "t"), sys.executable)["ingress"]["containers"]
+    assert containers and all(c["argv"][0] == str(pause_build.ingress_path()) for c in containers), \
+        [c["argv"][:2] for c in containers]
+    assert (pause_build.INGRESS_SOURCE, pause_build.ingress_path()) in pause_build.programs()
