@@ -81,7 +81,7 @@ struct buf {
     size_t len, cap;
 };
 
-static void put(struct buf *b, const char *s, size_t n) {
+static void buf_put(struct buf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (b->len + n + 1 > cap)
@@ -99,9 +99,9 @@ static void put(struct buf *b, const char *s, size_t n) {
     b->data[b->len] = '\0';
 }
 
-static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
+static void buf_puts(struct buf *b, const char *s) { buf_put(b, s, strlen(s)); }
 
-static void printf_(struct buf *b, const char *fmt, ...) {
+static void buf_printf(struct buf *b, const char *fmt, ...) {
     char small[512];
     va_list ap;
     va_start(ap, fmt);
@@ -110,7 +110,7 @@ static void printf_(struct buf *b, const char *fmt, ...) {
     if (n < 0)
         return;
     if ((size_t)n < sizeof small) {
-        put(b, small, (size_t)n);
+        buf_put(b, small, (size_t)n);
         return;
     }
     char *big = malloc((size_t)n + 1);
@@ -119,7 +119,7 @@ static void printf_(struct buf *b, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    put(b, big, (size_t)n);
+    buf_put(b, big, (size_t)n);
     free(big);
 }
 
@@ -146,25 +146,25 @@ static void log_line(const char *fmt, ...) {
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%H:%M:%S ", &tm);
-    puts_(&line, stamp);
+    buf_puts(&line, stamp);
     char small[1024];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n >= 0 && (size_t)n < sizeof small) {
-        put(&line, small, (size_t)n);
+        buf_put(&line, small, (size_t)n);
     } else if (n >= 0) {
         char *big = malloc((size_t)n + 1);
         if (big) {
             va_start(ap, fmt);
             vsnprintf(big, (size_t)n + 1, fmt, ap);
             va_end(ap);
-            put(&line, big, (size_t)n);
+            buf_put(&line, big, (size_t)n);
             free(big);
         }
     }
-    put(&line, "\n", 1);
+    buf_put(&line, "\n", 1);
     if (write_all(1, line.data, line.len) != 0) {
         /* the log is gone: nobody to tell */
     }
@@ -175,18 +175,18 @@ static void log_line(const char *fmt, ...) {
  * 1796192456.5648346, 1e-05, 1e+16; inf and nan as WORDS gives them (JSON: Infinity, NaN). */
 static void put_float(struct buf *b, double x, const char *inf, const char *nan) {
     if (isnan(x)) {
-        puts_(b, nan);
+        buf_puts(b, nan);
         return;
     }
     if (signbit(x))
-        puts_(b, "-");
+        buf_puts(b, "-");
     x = fabs(x);
     if (isinf(x)) {
-        puts_(b, inf);
+        buf_puts(b, inf);
         return;
     }
     if (x == 0) {
-        puts_(b, "0.0");
+        buf_puts(b, "0.0");
         return;
     }
     char sci[40];
@@ -206,25 +206,25 @@ static void put_float(struct buf *b, double x, const char *inf, const char *nan)
     digits[n] = '\0';
     int exp = atoi(p + 1);
     if (exp < -4 || exp >= 16) {
-        put(b, digits, 1);
+        buf_put(b, digits, 1);
         if (n > 1) {
-            puts_(b, ".");
-            put(b, digits + 1, (size_t)n - 1);
+            buf_puts(b, ".");
+            buf_put(b, digits + 1, (size_t)n - 1);
         }
-        printf_(b, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
+        buf_printf(b, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
     } else if (exp < 0) {
-        puts_(b, "0.");
+        buf_puts(b, "0.");
         for (int i = 0; i < -exp - 1; i++)
-            puts_(b, "0");
-        put(b, digits, (size_t)n);
+            buf_puts(b, "0");
+        buf_put(b, digits, (size_t)n);
     } else {
         for (int i = 0; i <= exp; i++)
-            put(b, i < n ? digits + i : "0", 1);
-        puts_(b, ".");
+            buf_put(b, i < n ? digits + i : "0", 1);
+        buf_puts(b, ".");
         if (n > exp + 1)
-            put(b, digits + exp + 1, (size_t)(n - exp - 1));
+            buf_put(b, digits + exp + 1, (size_t)(n - exp - 1));
         else
-            puts_(b, "0");
+            buf_puts(b, "0");
     }
 }
 
@@ -267,7 +267,7 @@ static unsigned decode_utf8(const unsigned char *s, size_t len, size_t *size) {
  * printable ASCII escaped). */
 static void put_json_string(struct buf *b, const char *s, size_t len) {
     static const char *shorts[] = {['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r", ['\t'] = "\\t"};
-    puts_(b, "\"");
+    buf_puts(b, "\"");
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
@@ -276,20 +276,20 @@ static void put_json_string(struct buf *b, const char *s, size_t len) {
         i += size;
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
-            put(b, esc, 2);
+            buf_put(b, esc, 2);
         } else if (c < sizeof shorts / sizeof shorts[0] && shorts[c]) {
-            puts_(b, shorts[c]);
+            buf_puts(b, shorts[c]);
         } else if (c >= 0x20 && c < 0x7F) {
             char ch = (char)c;
-            put(b, &ch, 1);
+            buf_put(b, &ch, 1);
         } else if (c >= 0x10000) {
             c -= 0x10000;
-            printf_(b, "\\u%04x\\u%04x", 0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF));
+            buf_printf(b, "\\u%04x\\u%04x", 0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF));
         } else {
-            printf_(b, "\\u%04x", c);
+            buf_printf(b, "\\u%04x", c);
         }
     }
-    puts_(b, "\"");
+    buf_puts(b, "\"");
 }
 
 /* ---- the command line ---------------------------------------------------------------------- */
@@ -303,23 +303,23 @@ static struct {
 /* S as Python's repr(str) quotes it, for messages. */
 static void put_repr(struct buf *b, const char *s) {
     char quote = strchr(s, '\'') && !strchr(s, '"') ? '"' : '\'';
-    put(b, &quote, 1);
+    buf_put(b, &quote, 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '\\' || c == (unsigned char)quote)
-            printf_(b, "\\%c", c);
+            buf_printf(b, "\\%c", c);
         else if (c == '\n')
-            puts_(b, "\\n");
+            buf_puts(b, "\\n");
         else if (c == '\r')
-            puts_(b, "\\r");
+            buf_puts(b, "\\r");
         else if (c == '\t')
-            puts_(b, "\\t");
+            buf_puts(b, "\\t");
         else if (c < 0x20 || c == 0x7F)
-            printf_(b, "\\x%02x", c);
+            buf_printf(b, "\\x%02x", c);
         else
-            put(b, (const char *)&c, 1);
+            buf_put(b, (const char *)&c, 1);
     }
-    put(b, &quote, 1);
+    buf_put(b, &quote, 1);
 }
 
 /* Bad arguments: say what is wrong on stderr, with the usage line, and exit 2. */
@@ -330,7 +330,7 @@ static void refuse(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    printf_(&b, "%s\npodpath-ingress: error: %s\n", USAGE, message);
+    buf_printf(&b, "%s\npodpath-ingress: error: %s\n", USAGE, message);
     write_all(2, b.data, b.len);
     exit(2);
 }
@@ -512,7 +512,7 @@ static void put_utf8(struct buf *b, unsigned c) {
         out[3] = (char)(0x80 | (c & 0x3F));
         n = 4;
     }
-    put(b, out, n);
+    buf_put(b, out, n);
 }
 
 /* A JSON string at R (its opening quote); decoded into OUT if OUT is not NULL. */
@@ -525,7 +525,7 @@ static int string_value(struct reader *r, struct buf *out) {
         if (c == '"') {
             r->s++;
             if (out)
-                put(out, "", 0);
+                buf_put(out, "", 0);
             return 1;
         }
         if (c < 0x20)
@@ -536,7 +536,7 @@ static int string_value(struct reader *r, struct buf *out) {
             if (code >= 0xDC80 && code <= 0xDCFF && size == 1)
                 return 0; /* not UTF-8 */
             if (out)
-                put(out, r->s, size);
+                buf_put(out, r->s, size);
             r->s += size;
             continue;
         }
@@ -548,7 +548,7 @@ static int string_value(struct reader *r, struct buf *out) {
         if (e && simple) {
             static const char decoded[] = "\"\\/\b\f\n\r\t";
             if (out)
-                put(out, &decoded[simple - "\"\\/bfnrt"], 1);
+                buf_put(out, &decoded[simple - "\"\\/bfnrt"], 1);
             continue;
         }
         unsigned code;
@@ -787,26 +787,26 @@ static void set_string(struct lease *lease, int k, const char *value) {
 
 /* LEASE as json.dumps(LEASE, sort_keys=True) writes it. */
 static void lease_json(const struct lease *lease, struct buf *out) {
-    puts_(out, "{");
+    buf_puts(out, "{");
     int first = 1;
     for (int k = 0; k < FIELDS; k++) {
         const struct field *f = &lease->f[k];
         if (!f->present)
             continue;
-        puts_(out, first ? "" : ", ");
+        buf_puts(out, first ? "" : ", ");
         first = 0;
         put_json_string(out, field_names[k], strlen(field_names[k]));
-        puts_(out, ": ");
+        buf_puts(out, ": ");
         if (f->raw)
-            put(out, f->raw, f->raw_len);
+            buf_put(out, f->raw, f->raw_len);
         else if (f->string)
             put_json_string(out, f->string, f->string_len);
         else if (f->is_int)
-            printf_(out, "%lld", (long long)f->number);
+            buf_printf(out, "%lld", (long long)f->number);
         else
             put_float(out, f->number, "Infinity", "NaN");
     }
-    puts_(out, "}");
+    buf_puts(out, "}");
 }
 
 /* What went wrong with the lease, as Python's OSError says it: "[Errno 13] Permission
@@ -1031,8 +1031,8 @@ static char *joined(char **argv) {
     struct buf b = {0};
     for (int i = 0; argv[i]; i++) {
         if (i)
-            puts_(&b, " ");
-        puts_(&b, argv[i]);
+            buf_puts(&b, " ");
+        buf_puts(&b, argv[i]);
     }
     return b.data ? b.data : strdup("");
 }
