@@ -38,9 +38,11 @@
  * that lock: a controller frozen (SIGSTOP, as a drill does) while it holds it would otherwise
  * hang every reader and the other controllers. A controller that cannot get it in time skips
  * its try and keeps the lease it last saw. The holder is taken over when it is empty or its
- * renewTime is older than its leaseDurationSeconds; a file that is not a JSON object, or a
- * field that is not a number where a number belongs, counts as no lease (or that field as
- * missing): a lease written by hand is taken over as expired, never a reason to stop.
+ * renewTime is older than its leaseDurationSeconds. A file that is not a JSON object (or
+ * nests arrays and objects deeper than NESTING_MAX) counts as no lease, and a field of the
+ * wrong type (a holderIdentity that is not a string, a time that is not a number) as missing:
+ * a lease written by hand is taken over as expired, never a reason to stop. Keys other than
+ * the lease's are not written back.
  */
 #define _GNU_SOURCE
 #include <errno.h>
