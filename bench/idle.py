@@ -47,8 +47,7 @@ VXLAN_PORT = 8472
 # kind of process -> what its command line holds
 KINDS = (("node processes (kubelet + kube-proxy)", "podpath.runtime.proxier"),
          ("MetalLB speakers", "podpath.runtime.speaker"),
-         ("ingress controllers' processes (leader election)", "podpath.runtime.ingress"),
-         ("leader election sidecars", "podpath.runtime.lease"),
+         ("ingress controllers' processes (leader election)", "podpath-ingress"),
          ("container shims", "podpath-shim"),
          ("nginx (controllers, backends)", "nginx"),
          ("pause", "podpath-pause"))

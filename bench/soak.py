@@ -210,7 +210,7 @@ def kill_leader(lab: str) -> Kill:
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and len(killed) < 3:
         pid = facts.container_pid(pod.name, "controller")
-        if pid and pid not in killed and b"podpath.runtime.ingress" in _read(f"/proc/{pid}/cmdline"):
+        if pid and pid not in killed and b"podpath-ingress" in _read(f"/proc/{pid}/cmdline"):
             os.kill(pid, signal.SIGKILL)
             first = first or time.time()
             killed.add(pid)

@@ -268,8 +268,12 @@ def cmd_up(args) -> int:
     from podpath import sandbox
     from podpath.runtime.pause_build import build as build_pause
 
-    if not sandbox.inside():  # in a sandbox the programs are root's, built by make (checked when it was made)
+    if not sandbox.inside():
         build_pause()
+    else:  # in a sandbox the programs are root's, built by make (again after an update that adds one)
+        problem = sandbox.unbuilt_program()
+        if problem:
+            raise CliError(problem, EXIT_MISSING)
     with LabLock(args.lab, args.wait):
         if not Path(labdir.lab_dir(args.lab), "netns.json").exists() and lab_exists(args.lab):
             print(f"podpath: lab {args.lab} has lost its folder {labdir.lab_dir(args.lab)}: up adopts what carries "

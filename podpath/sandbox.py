@@ -49,7 +49,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from podpath.runtime.pause_build import pause_path, shim_path
+from podpath.runtime.pause_build import pause_path, programs
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -392,15 +392,24 @@ def _setup_sandbox(libc, who: pwd.struct_passwd) -> str:
     return ""
 
 
+def unbuilt_program() -> str:
+    """What to tell a user whose lab would need a program of podpath's builder that is not
+    built (root builds them, the user cannot), or "" when every one is there."""
+    for _source, program in programs():
+        if not os.access(program, os.X_OK):
+            return (f"{program} is not built (or not readable): root builds podpath's programs once "
+                    f"with `make pause` in {Path(__file__).resolve().parents[1]}")
+    return ""
+
+
 def create(who: pwd.struct_passwd, timeout: float = 20.0) -> Sandbox:
     """Make WHO's sandbox (the caller is WHO, not root) and return it; raises SandboxError,
     saying what the kernel or the distribution refuses and the setting that allows it, and
     leaving nothing behind."""
     folder = ensure_state_dir(who)
-    for program in (pause_path(), shim_path()):
-        if not os.access(program, os.X_OK):
-            raise SandboxError(f"{program} is not built (or not readable): root builds podpath's programs once "
-                               f"with `make pause` in {Path(__file__).resolve().parents[1]}")
+    problem = unbuilt_program()
+    if problem:
+        raise SandboxError(problem)
     subuids = subordinate_ranges(who, "/etc/subuid")
     subgids = subordinate_ranges(who, "/etc/subgid")
     if not subuids or not subgids:

@@ -23,7 +23,8 @@ except ImportError as exc:  # pragma: no cover
 def podpath_plan(topo, lab, python):
     """Validate TOPO and return {netns, kube_proxy: {mode, rules}, containers} for lab LAB.
 
-    PYTHON is the interpreter that runs the lab's Python daemons (speaker, lease, kube-proxy).
+    PYTHON is the interpreter that runs the lab's Python daemons (speaker, kube-proxy); the
+    ingress controllers' program, podpath-ingress, is beside it (podpath.model.workloads).
     """
     if IMPORT_ERROR is not None:
         raise AnsibleFilterError("the podpath package is not importable (%s): run make venv, and run "

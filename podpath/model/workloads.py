@@ -42,6 +42,13 @@ def lease_path(plan: Plan) -> str:
     return f"{labdir.lab_dir(plan.lab)}/leases/{plan.ingress_service.namespace}/{plan.election_id}.json"
 
 
+def ingress_program(python: str) -> str:
+    """The ingress controller program (podpath-ingress, podpath/runtime/ingress.c): podpath's
+    builder (podpath.runtime.pause_build) puts its programs beside the lab's Python, in the
+    project's .venv here and in the runtime's venv on a fleet's hosts."""
+    return str(Path(python).with_name("podpath-ingress"))
+
+
 def speaker_status_path(lab: str, node: str) -> str:
     return f"{labdir.lab_dir(lab)}/metallb/{node}.json"
 
@@ -121,7 +128,8 @@ def gateway_config(plan: Plan, pod: Pod, **overrides) -> dict[str, Any]:
 
 
 def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """{group: {files: [...], containers: [...]}} for the podpath_containers module."""
+    """{group: {files: [...], containers: [...]}} for the podpath_containers module. PYTHON runs
+    the lab's Python daemons; podpath's C programs are beside it (ingress_program)."""
     groups: dict[str, dict[str, list]] = {g: {"files": [], "containers": []} for g in GROUPS}
     echo_svc = plan.echo_service
     echo_port = echo_svc.ports[0]
@@ -145,8 +153,8 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
                                                          "port": echo_port.port})
             # ingress-nginx's controller process: nginx is its child, and it takes part in the
             # leader election itself, renewing the lease only while its nginx lives
-            c["argv"] = [python, "-m", "podpath.runtime.ingress", "--lease", lease_path(plan), "--identity", pod.name,
-                         "--", *c["argv"]]
+            c["argv"] = [ingress_program(python), "--lease", lease_path(plan), "--identity", pod.name, "--",
+                         *c["argv"]]
             groups["ingress"]["files"].append(f)
             groups["ingress"]["containers"].append(c)
         elif pod.app == GATEWAY_APP:

@@ -1,25 +1,24 @@
-"""Leader election for the ingress controllers, through a lease.
+"""The ingress controllers' lease, as its readers (`podpath status`, the verifier) read it.
 
 ingress-nginx elects one of its controllers as leader with a coordination.k8s.io Lease
 (`--election-id`), from inside each controller's process (client-go's leaderelection): the
 leader renews the lease; when it stops renewing for the lease's duration, another
 controller takes it. All controllers serve traffic either way; the leader alone writes
 status. In the netns lab the lease is a JSON file under the lab's folder, which stands
-where the API server would, locked with flock while read and written; each controller
-(podpath.runtime.ingress) calls `step` every retry period (a quarter of the lease's duration, as ingress-nginx sets
-client-go's) while its nginx lives, and
-`release` when it stops.
+where the API server would; each controller's program, podpath-ingress
+(podpath/runtime/ingress.c), takes or renews it every retry period while its nginx lives and
+releases it when it stops.
 
 The file holds holderIdentity, acquireTime, renewTime, leaseDurationSeconds and
 leaseTransitions, as a Lease's spec does. A controller rewrites it in place under an
-exclusive lock, so whoever reads it takes a shared lock (`read`): a read without one can
+exclusive flock, so whoever reads it takes a shared one (`read`): a read without it can
 find the file empty, between the truncate and the write.
 
-Nobody waits for that lock for long (LOCK_WAIT_S): a controller frozen (SIGSTOP, as a drill
-does) while it holds it would otherwise hang every reader, `podpath status` and the
-verifier among them, for as long as it stays frozen, where the API server it stands for would
-go on answering. A reader that cannot get the lock in time reads the file as it is (None if
-it is torn); a controller that cannot skips its try and keeps the lease it last saw.
+Nobody waits for that lock for long (LOCK_WAIT_S, the controllers' wait too): a controller
+frozen (SIGSTOP, as a drill does) while it holds it would otherwise hang every reader,
+`podpath status` and the verifier among them, for as long as it stays frozen, where the API
+server it stands for would go on answering. A reader that cannot get the lock in time reads
+the file as it is (None if it is torn).
 """
 from __future__ import annotations
 
@@ -28,15 +27,15 @@ import json
 import os
 import time
 
-LOCK_WAIT_S = 0.5  # the longest anyone waits for the lease's lock
+LOCK_WAIT_S = 0.5  # the longest anyone waits for the lease's lock (ingress.c's LOCK_WAIT_S)
 
 
-def _lock(fd: int, kind: int, wait_s: float = LOCK_WAIT_S) -> bool:
-    """Take the flock KIND on FD within WAIT_S; whether it was taken."""
-    deadline = time.monotonic() + wait_s
+def _lock_shared(fd: int) -> bool:
+    """Take a shared flock on FD within LOCK_WAIT_S; whether it was taken."""
+    deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             if time.monotonic() >= deadline:
@@ -52,72 +51,14 @@ def read(path: str) -> dict | None:
     except OSError:  # none yet, or not readable: no lease to show, as for any state file of the lab
         return None
     try:
-        _lock(fd, fcntl.LOCK_SH)  # without it after the wait: the file as it is
-        return _load(fd) or None
+        _lock_shared(fd)  # without it after the wait: the file as it is
+        raw = os.read(fd, 65536)
     except OSError:  # not a file (a folder in its place): no lease either
         return None
     finally:
         os.close(fd)
-
-
-def _load(fd: int) -> dict:
-    """The lease in the open file FD, read under its lock; {} if empty or not a JSON object."""
-    raw = os.read(fd, 65536)
     try:
-        lease = json.loads(raw) if raw else {}
+        lease = json.loads(raw) if raw else None
     except ValueError:
-        return {}
-    return lease if isinstance(lease, dict) else {}
-
-
-def _store(fd: int, lease: dict) -> None:
-    """Rewrite the open file FD with LEASE, in place, under its exclusive lock."""
-    data = json.dumps(lease, sort_keys=True).encode()
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.ftruncate(fd, 0)
-    os.write(fd, data)
-
-
-def _number(lease: dict, key: str, default: float) -> float:
-    """LEASE[KEY] as a number; DEFAULT when it is missing or not a number (a lease that
-    someone wrote by hand is taken over as expired, never a reason to stop)."""
-    value = lease.get(key, default)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
-def step(path: str, identity: str, duration: float, now: float) -> dict:
-    """One try to acquire or renew the lease at PATH; returns the lease after it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:  # its folder is not there yet (the first try of the first controller)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _lock(fd, fcntl.LOCK_EX):  # its holder is frozen: this try is skipped
-            return _load(fd)
-        lease = _load(fd)
-        holder = lease.get("holderIdentity")
-        if holder == identity or not holder or now - _number(lease, "renewTime", 0) > _number(
-                lease, "leaseDurationSeconds", duration):
-            if holder != identity:
-                lease["acquireTime"] = now
-                lease["leaseTransitions"] = int(_number(lease, "leaseTransitions", -1)) + 1
-            lease.update(holderIdentity=identity, renewTime=now, leaseDurationSeconds=duration)
-            _store(fd, lease)
-        return lease
-    finally:
-        os.close(fd)
-
-
-def release(path: str, identity: str) -> None:
-    """Give the lease up on a clean stop, so that another controller takes it at once."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if not _lock(fd, fcntl.LOCK_EX):
-            return  # its holder is frozen: the lease runs out instead
-        lease = _load(fd)
-        if lease.get("holderIdentity") == identity:
-            lease["holderIdentity"] = ""
-            _store(fd, lease)
-    finally:
-        os.close(fd)
+        return None
+    return lease if isinstance(lease, dict) and lease else None

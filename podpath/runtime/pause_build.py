@@ -3,10 +3,14 @@
 - podpath-pause (pause.c) holds each pod's namespaces, as the pause container holds a
   Kubernetes pod's;
 - podpath-shim (shim.c) runs each container: it starts it, reaps it, writes its status and
-  restarts it after the kubelet's back-off, as containerd's shim and the kubelet do.
+  restarts it after the kubelet's back-off, as containerd's shim and the kubelet do;
+- podpath-ingress (ingress.c) is the first process of each ingress-nginx controller pod: nginx
+  is its child, and it takes part in the leader election, as ingress-nginx's controller does.
 
 Each is built once per virtual environment with the system's C compiler, statically where
 the C library allows it: a few hundred KiB each, and one runs per pod or per container.
+podpath.model.workloads finds them beside the lab's Python, here and on a fleet's hosts
+(whose runtime gets every program this builder prints).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "pause.c"
 SHIM_SOURCE = HERE / "shim.c"
+INGRESS_SOURCE = HERE / "ingress.c"
 
 
 def pause_path() -> Path:
@@ -31,6 +36,11 @@ def pause_path() -> Path:
 def shim_path() -> Path:
     """Where the shim lives: beside the pause program."""
     return Path(sys.prefix) / "bin" / "podpath-shim"
+
+
+def ingress_path() -> Path:
+    """Where the ingress controller program lives: beside the pause program."""
+    return Path(sys.prefix) / "bin" / "podpath-ingress"
 
 
 def compile_program(source: Path, target: Path) -> Path:
@@ -75,7 +85,7 @@ def _build_lock(folder: Path):
 
 def programs() -> tuple:
     """(source, target) of every C program podpath builds."""
-    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()))
+    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()), (INGRESS_SOURCE, ingress_path()))
 
 
 def build(force: bool = False) -> Path:

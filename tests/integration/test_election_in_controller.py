@@ -1,7 +1,7 @@
 """The ingress controllers' leader election lives in the controller's process, on a real lab.
 
 Each ingress pod has one container, `controller`: its first process is the controller
-program (podpath.runtime.ingress), nginx is that process's child and listens in the pod's
+program (podpath-ingress), nginx is that process's child and listens in the pod's
 network namespace. Killing the leader's nginx ends its controller, which stops renewing the
 lease; another controller takes the lease once its duration has run out (within a retry
 period), and leaseTransitions goes up. The election fault (every controller process frozen)
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -24,7 +26,7 @@ from podpath.evidence import status as lab_status
 from podpath.evidence.lab import CONTROLLER_HEADER
 from podpath.evidence.probe import NetnsLab
 from podpath.model import labdir, topology
-from podpath.runtime import ingress
+from podpath.runtime import pause_build
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 WAIT = 20.0  # seconds before giving up on something that takes a few at most
@@ -58,6 +60,13 @@ def wait_for(probe, message: str, seconds: float = WAIT):
     raise AssertionError(f"{message} within {seconds:.0f} s")
 
 
+def default_retry() -> float:
+    """The controllers' retry period: the lab leaves podpath-ingress's default, which its --help
+    says."""
+    done = subprocess.run([str(pause_build.ingress_path()), "--help"], capture_output=True, text=True, timeout=10)
+    return float(re.search(r"--retry .*\(default ([0-9.]+)", done.stdout).group(1))
+
+
 def leader(lab: NetnsLab) -> str | None:
     """The holder of a fresh lease, as `podpath status` says."""
     return lab_status.lab_status(lab.plan)["leader"]
@@ -86,7 +95,7 @@ def nginx_of(lab: NetnsLab, pod: str) -> tuple[int, int]:
         controller = lab.container_pid(pod, "controller")
         try:
             with open(f"/proc/{controller}/cmdline", "rb") as handle:
-                runs = b"podpath.runtime.ingress" in handle.read()
+                runs = handle.read().split(b"\0")[0] == bytes(pause_build.ingress_path())
         except (OSError, TypeError):
             return None
         masters = [p for p in children(controller) if comm(p) == "nginx"]
@@ -118,7 +127,7 @@ def test_each_controller_pod_runs_the_controller_with_nginx_as_its_child_in_the_
         controller, master = nginx_of(lab, pod.name)
         with open(f"/proc/{controller}/cmdline", "rb") as handle:
             argv = handle.read().split(b"\0")
-        assert b"podpath.runtime.ingress" in argv and pod.name.encode() in argv, f"{pod.name}: {argv}"
+        assert argv[0] == bytes(pause_build.ingress_path()) and pod.name.encode() in argv, f"{pod.name}: {argv}"
         pod_net = os.stat(labdir.lab.netns_path(pod.netns)).st_ino
         for pid in (controller, master):
             assert os.stat(f"/proc/{pid}/ns/net").st_ino == pod_net, f"{pod.name}: pid {pid} is not in {pod.netns}"
@@ -149,16 +158,16 @@ def test_killing_the_leaders_nginx_ends_its_controller_and_another_takes_the_lea
             break
     taken = lab.lease()
     assert taken["holderIdentity"] in others, f"the lease did not move from {old}: {taken}"
-    duration = float(last["leaseDurationSeconds"])
+    duration, retry = float(last["leaseDurationSeconds"]), default_retry()
     gap = taken["acquireTime"] - last["renewTime"]
     with capsys.disabled():
         print(f"\n[election] {old}'s nginx killed: {taken['holderIdentity']} took the lease {gap:.2f} s after "
-              f"{old}'s last renewal (duration {duration:g} s, retry {ingress.RETRY:g} s)")
+              f"{old}'s last renewal (duration {duration:g} s, retry {retry:g} s)")
     assert gap > duration, (f"{taken['holderIdentity']} took the lease {gap:.2f} s after the last renewal, before "
                             "it expired")
-    assert gap <= duration + ingress.RETRY + SLACK, (
+    assert gap <= duration + retry + SLACK, (
         f"{taken['holderIdentity']} took the lease {gap:.2f} s after {old}'s last renewal: later than its duration "
-        f"({duration:g} s) and a retry period ({ingress.RETRY:g} s)")
+        f"({duration:g} s) and a retry period ({retry:g} s)")
     assert taken["leaseTransitions"] == last["leaseTransitions"] + 1, (last, taken)
     logs = [p for p in glob.glob(f"{labdir.lab_dir(lab.name)}/**/*.log", recursive=True)
             if old in os.path.basename(p) and "controller" in os.path.basename(p)]

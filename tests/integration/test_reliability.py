@@ -206,7 +206,7 @@ def test_requests_keep_succeeding_when_an_ingress_controller_stops(shared_lab, c
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline and len(killed) < 3:
             pid = lab.container_pid(pod.name, "controller")
-            if pid and pid not in killed and b"podpath.runtime.ingress" in _cmdline(pid):
+            if pid and pid not in killed and b"podpath-ingress" in _cmdline(pid):
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
                 deadline = time.monotonic() + 1.0

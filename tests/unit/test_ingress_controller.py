@@ -1,17 +1,21 @@
-"""The ingress controller program (podpath.runtime.ingress), as real processes: a stand-in
-for nginx (a shell that sleeps, and says when it gets QUIT) is its child; the lease is a
-file in the test's folder.
+"""The ingress controller program (podpath-ingress, podpath/runtime/ingress.c), built from its
+source and run as real processes: a stand-in for nginx (a shell that sleeps, and says when it
+gets QUIT) is its child; the lease is a file in the test's folder, read as `podpath status`
+and the verifier read it (podpath.runtime.lease.read).
 
 It renews the lease while its child lives; when the child dies it stops renewing, keeps
 the lease (a failed controller does not give it up) and exits with the child's failure;
-on SIGTERM it tells the child to quit and releases the lease; and a second controller
-takes the lease over once the first has died and the lease's duration has run out."""
+on SIGTERM it tells the child to quit and releases the lease; a second controller takes
+the lease over once the first has died and the lease's duration has run out, and not
+before; and a controller frozen while it holds the lease's lock hangs no other."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -35,17 +39,16 @@ def ready(mark: Path) -> bool:
 
 
 class Controller:
-    def __init__(self, lease: Path, identity: str, child: list[str], duration: float = 3.0, retry: float = 0.2,
-                 ignore=()):
+    def __init__(self, program: Path, lease: Path, identity: str, child: list[str], duration: float = 3.0,
+                 retry: float = 0.2, ignore=()):
         self.lease, self.identity = lease, identity
 
         def ignoring():  # what a starter that ignores IGNORE hands down (a job started with & ignores INT, QUIT)
             for signum in ignore:
                 signal.signal(signum, signal.SIG_IGN)
-        self.proc = subprocess.Popen([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(lease),
-                                      "--identity", identity, "--duration", str(duration), "--retry", str(retry),
-                                      "--", *child], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=ignoring if ignore else None)
+        self.proc = subprocess.Popen([str(program), "--lease", str(lease), "--identity", identity, "--duration",
+                                      str(duration), "--retry", str(retry), "--", *child], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, preexec_fn=ignoring if ignore else None)
         self.child = until(self._child, f"{identity} started no child")
 
     def _child(self) -> int | None:
@@ -82,11 +85,11 @@ def until(probe, message: str):
 
 
 @pytest.fixture
-def controllers():
+def controllers(ingress_program):
     started: list[Controller] = []
 
     def start(*args, **kwargs) -> Controller:
-        started.append(Controller(*args, **kwargs))
+        started.append(Controller(ingress_program, *args, **kwargs))
         return started[-1]
     yield start
     for c in started:
@@ -180,8 +183,8 @@ def test_a_second_controller_takes_the_lease_once_the_first_died_and_the_duratio
     assert b.proc.poll() is None
 
 
-def test_a_missing_program_is_named_and_ends_the_controller(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(tmp_path / "l.json"),
+def test_a_missing_program_is_named_and_ends_the_controller(tmp_path, ingress_program):
+    done = subprocess.run([str(ingress_program), "--lease", str(tmp_path / "l.json"),
                            "--identity", "pod-a", "--", "no-such-nginx-here"], capture_output=True, text=True,
                           timeout=WAIT)
     assert done.returncode == 127 and "no-such-nginx-here" in done.stdout, done.stdout + done.stderr
@@ -194,23 +197,23 @@ def test_a_missing_program_is_named_and_ends_the_controller(tmp_path):
     (["--retry", "soon", "--", "sleep", "1"], "--retry 'soon' is not a number of seconds"),
     (["--ttl", "3", "--", "sleep", "1"], "unknown option --ttl"),
 ])
-def test_bad_arguments_are_refused_with_the_value_and_the_fix(tmp_path, args, says):
-    done = subprocess.run([sys.executable, "-m", "podpath.runtime.ingress", "--lease", str(tmp_path / "l.json"),
-                           "--identity", "pod-a", *args], capture_output=True, text=True, timeout=WAIT)
+def test_bad_arguments_are_refused_with_the_value_and_the_fix(tmp_path, ingress_program, args, says):
+    done = subprocess.run([str(ingress_program), "--lease", str(tmp_path / "l.json"), "--identity", "pod-a", *args],
+                          capture_output=True, text=True, timeout=WAIT)
     assert done.returncode == 2 and says in done.stderr, done.stderr
     assert not (tmp_path / "l.json").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace of its own needs root")
-def test_as_the_first_process_of_its_pid_namespace_it_still_stops_gracefully_on_sigterm(tmp_path):
+def test_as_the_first_process_of_its_pid_namespace_it_still_stops_gracefully_on_sigterm(tmp_path, ingress_program):
     """In the lab the controller is pid 1 of its container's PID namespace. A namespace's first
     process without a SIGTERM handler never gets SIGTERM from inside, and the lab's runtime kills
     it at once instead (podpath_lab.deaf_namespace_init): the controller has one, so SIGTERM from
     outside still makes it tell nginx to quit and release the lease."""
     lease, quit_mark = tmp_path / "ingress.json", tmp_path / "quit"
-    wrapper = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--", sys.executable, "-m",
-                                "podpath.runtime.ingress", "--lease", str(lease), "--identity", "pod-a", "--",
-                                *fake_nginx(quit_mark)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wrapper = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--", str(ingress_program),
+                                "--lease", str(lease), "--identity", "pod-a", "--", *fake_nginx(quit_mark)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         until(lambda: (lease_mod.read(str(lease)) or {}).get("holderIdentity") == "pod-a",
               "the controller did not take the free lease")
@@ -227,3 +230,65 @@ def test_as_the_first_process_of_its_pid_namespace_it_still_stops_gracefully_on_
         if wrapper.poll() is None:
             wrapper.kill()
             wrapper.wait()
+
+
+def test_help_names_every_option_and_exits_0(ingress_program):
+    done = subprocess.run([str(ingress_program), "--help"], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: podpath-ingress --lease PATH --identity POD"), done.stdout
+    for option in ("--lease", "--identity", "--duration", "--retry"):
+        assert f"\n  {option} " in done.stdout, f"--help does not name {option}:\n{done.stdout}"
+
+
+def test_its_log_says_each_step_at_once_each_line_after_the_time(tmp_path, controllers):
+    """The container's log: one line per event, 'HH:MM:SS message', written when it happens
+    (read here while the controller still runs), as docs/netns-lab.md and the walkthrough show."""
+    quit_mark = tmp_path / "quit"
+    a = controllers(tmp_path / "ingress.json", "pod-a", fake_nginx(quit_mark))
+    started = a.proc.stdout.readline()
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d pod-a: started nginx, pid {a.child}: sh -c trap .*\n", started), started
+    assert re.fullmatch(r"\d\d:\d\d:\d\d pod-a is primary \(leader: pod-a\)\n", a.proc.stdout.readline())
+    until(lambda: ready(quit_mark), "the fake nginx did not set its QUIT trap")
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.wait() == 0
+    rest = a.proc.stdout.read().splitlines()
+    assert [line[9:] for line in rest] == ["pod-a: SIGTERM: nginx told to quit (QUIT), lease released",
+                                           "pod-a: nginx has stopped"], rest
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in rest), rest
+
+
+def test_a_fresh_lease_of_another_controller_is_left_to_it(tmp_path, controllers):
+    lease = tmp_path / "ingress.json"
+    # renewed, as far as pod-a can tell, for the next minute
+    held = {"acquireTime": time.time(), "holderIdentity": "pod-b", "leaseDurationSeconds": 3.0, "leaseTransitions": 4,
+            "renewTime": time.time() + 60}
+    lease.write_text(json.dumps(held, sort_keys=True))
+    a = controllers(lease, "pod-a", fake_nginx(tmp_path / "quit"), retry=0.05)
+    assert a.proc.stdout.readline().split(" ", 1)[1].startswith("pod-a: started nginx")
+    assert a.proc.stdout.readline()[9:] == "pod-a is secondary (leader: pod-b)\n"
+    time.sleep(0.5)  # ten retry periods: a controller that took a fresh lease would have by now
+    assert lease_mod.read(str(lease)) == held, "pod-a changed a lease that pod-b still held"
+
+
+def test_a_controller_frozen_holding_the_lock_hangs_no_other(tmp_path, controllers):
+    """A drill freezes (SIGSTOP) the controllers; one frozen inside its renewal keeps the lease's
+    lock. Another controller then skips its tries (writing nothing) and still stops on SIGTERM,
+    without releasing; once the lock is free a controller takes the lease again."""
+    lease = tmp_path / "lease.json"
+    expired = {"holderIdentity": "pod-b", "leaseDurationSeconds": 3.0, "leaseTransitions": 0, "renewTime": 100.0}
+    lease.write_text(json.dumps(expired))
+    frozen = os.open(lease, os.O_RDWR)  # another open file: its lock stands against the controller's
+    try:
+        fcntl.flock(frozen, fcntl.LOCK_EX)
+        quit_mark = tmp_path / "quit"
+        a = controllers(lease, "pod-a", fake_nginx(quit_mark), retry=0.1)
+        until(lambda: ready(quit_mark), "the fake nginx did not set its QUIT trap")
+        assert a.proc.stdout.readline()[9:].startswith("pod-a: started nginx")
+        assert a.proc.stdout.readline()[9:] == "pod-a is secondary (leader: pod-b)\n"  # pod-b's, unlocked, as it is
+        a.proc.send_signal(signal.SIGTERM)
+        assert a.wait() == 0, "the controller did not stop while another held the lease's lock"
+        assert json.loads(lease.read_text()) == expired, "the controller wrote the lease without its lock"
+    finally:
+        os.close(frozen)
+    b = controllers(lease, "pod-c", fake_nginx(tmp_path / "quit-c"))
+    until(b.holds, "pod-c did not take the expired lease once its lock was free")

@@ -78,7 +78,6 @@ DAEMON_MUST_NOT_IMPORT = {
                                 "podpath.model.labdir", "ctypes", "jinja2", "hashlib", "typing"),
     "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
                                 "hashlib"),
-    "podpath.runtime.ingress": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
 }
 
 

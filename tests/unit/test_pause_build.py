@@ -1,6 +1,7 @@
 """Building podpath's C programs (podpath/runtime/pause_build.py) when several `podpath up`s
 find them stale at the same moment, as a class does after an update: every builder succeeds,
-both programs are there and whole, and no temporary file is left behind."""
+every program is there and whole, and no temporary file is left behind; and the lab runs the
+ingress controllers' program from where the builder puts it."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDERS = 6
-# one builder: pause_build with its two programs in FOLDER instead of the environment's bin/
+# one builder: pause_build with its programs in FOLDER instead of the environment's bin/
 BUILDER = r"""
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from podpath.runtime import pause_build
 folder = Path(sys.argv[1])
 pause_build.pause_path = lambda: folder / "podpath-pause"
 pause_build.shim_path = lambda: folder / "podpath-shim"
+pause_build.ingress_path = lambda: folder / "podpath-ingress"
 pause_build.build()
 """
 
@@ -35,9 +37,21 @@ def test_builders_started_together_all_succeed_and_leave_whole_programs(tmp_path
         p.stdout.close()
     failed = [out for code, out in outs if code != 0]
     assert not failed, f"{len(failed)} of {BUILDERS} builders failed; the first said:\n{failed[0]}"
-    for name in ("podpath-pause", "podpath-shim"):
+    for name in ("podpath-pause", "podpath-shim", "podpath-ingress"):
         program = tmp_path / name
         assert program.exists() and os.access(program, os.X_OK), f"{name} was not built"
         assert program.read_bytes()[:4] == b"\x7fELF", f"{name} is not a whole executable"
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
     assert not left, f"temporary files left behind: {left}"
+
+
+def test_the_lab_runs_the_ingress_controllers_program_where_the_builder_puts_it():
+    """The plan gets the lab's Python (ansible_playbook_python here, the runtime's venv on a
+    fleet's host, where every built program is installed beside it)."""
+    from podpath.model import plan, topology, workloads
+    from podpath.runtime import pause_build
+
+    containers = workloads.render(plan.build(topology.load(), "t"), sys.executable)["ingress"]["containers"]
+    assert containers and all(c["argv"][0] == str(pause_build.ingress_path()) for c in containers), \
+        [c["argv"][:2] for c in containers]
+    assert (pause_build.INGRESS_SOURCE, pause_build.ingress_path()) in pause_build.programs()

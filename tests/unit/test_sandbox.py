@@ -133,9 +133,22 @@ def test_subordinate_ids_the_lab_cannot_run_with_are_refused_before_anything(tmp
     me = pwd.getpwuid(os.getuid())
     who = pwd.struct_passwd((me.pw_name, "x", me.pw_uid, me.pw_gid, "", str(tmp_path), "/bin/sh"))
     monkeypatch.setattr(sandbox, "subordinate_ranges", lambda _who, _path: list(ranges))
-    monkeypatch.setattr(sandbox, "pause_path", lambda: Path("/bin/true"))
-    monkeypatch.setattr(sandbox, "shim_path", lambda: Path("/bin/true"))
+    monkeypatch.setattr(sandbox, "programs", lambda: ((None, Path("/bin/true")),))
     monkeypatch.setattr(sandbox.os, "fork", lambda: pytest.fail("a sandbox was started"))
     with pytest.raises(sandbox.SandboxError, match=words):
+        sandbox.create(who)
+    assert not sandbox.pidfile(who).exists()
+
+
+def test_a_program_of_the_builder_that_is_not_built_is_named_before_anything(tmp_path, monkeypatch):
+    """Each program pause_build builds is checked (podpath-ingress too, which a checkout updated
+    since root's last `make pause` lacks): the user is told which one and that root builds it."""
+    me = pwd.getpwuid(os.getuid())
+    who = pwd.struct_passwd((me.pw_name, "x", me.pw_uid, me.pw_gid, "", str(tmp_path), "/bin/sh"))
+    missing = tmp_path / "podpath-ingress"
+    monkeypatch.setattr(sandbox, "programs", lambda: ((None, Path("/bin/true")), (None, missing)))
+    monkeypatch.setattr(sandbox, "subordinate_ranges", lambda _who, _path: pytest.fail("went past the programs"))
+    monkeypatch.setattr(sandbox.os, "fork", lambda: pytest.fail("a sandbox was started"))
+    with pytest.raises(sandbox.SandboxError, match=f"{missing} is not built .*make pause"):
         sandbox.create(who)
     assert not sandbox.pidfile(who).exists()
