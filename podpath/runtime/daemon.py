@@ -1,15 +1,17 @@
 """What the lab's small daemons (MetalLB speaker, the node processes) share: their log line,
-how they read their configuration files, how they write a state file that others read, and
-how a node process sleeps until a file it follows changed (its doorbell) without looking
-again and again.
+how they read their configuration files, how they write a state file that others read, how
+a node process sleeps until a file it follows changed (its doorbell) without looking again
+and again (its loop's `Waiter`), and how it runs a command (`run`).
 
-It imports little (no dataclasses, no ctypes): each of
-these modules is memory in every daemon of every lab (docs/performance.md)."""
+It imports little (no dataclasses, no ctypes, no subprocess, no selectors; signal's C half,
+without the enums signal makes): each of these modules is memory in every daemon of every
+lab (docs/performance.md)."""
 from __future__ import annotations
 
+import _signal as signal  # signal without its enums
 import json
 import os
-import signal
+import select
 import stat
 import sys
 import time
@@ -135,3 +137,131 @@ def ring_bells(folder: str) -> int:
         finally:
             os.close(fd)
     return rung
+
+
+# -- what a node process's loop sleeps on ---------------------------------------------------------
+READ, WRITE = select.EPOLLIN, select.EPOLLOUT
+
+
+class Waiter:
+    """epoll over the objects (anything with a fileno()) a loop registered, each with its data:
+    `select` gives the data of those that are ready. What selectors' epoll selector does, for
+    the one loop of a node process, without the selectors module (which loads collections)."""
+
+    def __init__(self):
+        self._epoll = select.epoll()
+        self._data: dict[int, object] = {}
+
+    def register(self, thing, events: int, data=None) -> None:
+        fd = thing.fileno()
+        self._epoll.register(fd, events)
+        self._data[fd] = data
+
+    def modify(self, thing, events: int, data=None) -> None:
+        fd = thing.fileno()
+        self._epoll.modify(fd, events)
+        self._data[fd] = data
+
+    def unregister(self, thing) -> None:
+        fd = thing.fileno()
+        self._epoll.unregister(fd)
+        del self._data[fd]
+
+    def select(self, timeout: float | None = None) -> list:
+        """The data of each registered object that is ready (an error or a hang-up counts as
+        ready), waiting at most TIMEOUT seconds (None: until one is)."""
+        ready = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0), max(len(self._data), 1))
+        return [self._data[fd] for fd, _events in ready if fd in self._data]
+
+    def close(self) -> None:
+        self._epoll.close()
+        self._data.clear()
+
+
+# -- a command, without subprocess ---------------------------------------------------------------
+def run(argv: list[str], stdin: bytes) -> tuple[int, str]:
+    """Run ARGV (its program found in PATH) with STDIN as its input and wait for it: (its exit
+    code, or minus the signal that ended it; what it wrote to stdout and stderr, together).
+    Raises OSError when the program cannot be started (FileNotFoundError: not in PATH).
+
+    os.posix_spawnp and two pipes, where subprocess would load threading, locale, signal's enums
+    and more (about 1 MiB in each node process). As subprocess does, the child gets the default
+    action of SIGPIPE and SIGXFSZ back (Python ignores them), and no descriptor of this process
+    but the pipes: Python opens its own non-inheritable, and those this process inherited
+    are closed in the child."""
+    child_in, to_child = os.pipe()
+    from_child, child_out = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1),
+               (os.POSIX_SPAWN_DUP2, child_out, 2)]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited()]
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions,
+                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except BaseException:
+        for fd in (child_in, to_child, from_child, child_out):
+            os.close(fd)
+        raise
+    os.close(child_in)
+    os.close(child_out)
+    try:
+        output = _exchange(to_child, from_child, stdin)
+    except BaseException:  # SIGTERM while it runs: the command does not outlive this process
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output.decode(errors="replace")
+
+
+def _inherited() -> list[int]:
+    """This process's descriptors above 2 that a child would inherit (what its parent gave it)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return found
+
+
+def _exchange(to_child: int, from_child: int, data: bytes) -> bytes:
+    """Write DATA to TO_CHILD and read FROM_CHILD until its end, both at once (neither pipe's
+    buffer can fill and stop the other); close both."""
+    pending = memoryview(data)
+    chunks = []
+    poller = select.poll()
+    poller.register(from_child, select.POLLIN)
+    os.set_blocking(to_child, False)
+    if pending:
+        poller.register(to_child, select.POLLOUT)
+    else:
+        os.close(to_child)
+        to_child = -1
+    try:
+        while from_child >= 0:
+            for fd, _event in poller.poll():
+                if fd == to_child:
+                    try:
+                        pending = pending[os.write(to_child, pending[:65536]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # it reads no more of its input: its answer says why
+                        pending = pending[:0]
+                    if not pending:
+                        poller.unregister(to_child)
+                        os.close(to_child)
+                        to_child = -1
+                elif fd == from_child:
+                    chunk = os.read(from_child, 65536)
+                    if chunk:
+                        chunks.append(chunk)
+                    else:
+                        poller.unregister(from_child)
+                        os.close(from_child)
+                        from_child = -1
+    finally:
+        for fd in (to_child, from_child):
+            if fd >= 0:
+                os.close(fd)
+    return b"".join(chunks)

@@ -366,14 +366,16 @@ def test_kube_proxy_writes_its_rules_again_when_what_is_published_changes_with_t
 def test_apply_uses_the_modes_restore_command():
     calls = []
 
-    class Done:
-        returncode, stderr = 0, ""
-
-    def run(argv, **kwargs):
-        calls.append((argv, kwargs["input"]))
-        return Done()
+    def run(argv, stdin):
+        calls.append((argv, stdin))
+        return 0, ""
     assert proxier.apply("*nat\nCOMMIT\n", "iptables", run=run)
-    assert calls == [(kubeproxy.restore_argv("iptables"), "*nat\nCOMMIT\n")]
+    assert calls == [(kubeproxy.restore_argv("iptables"), b"*nat\nCOMMIT\n")]
+
+
+def test_apply_says_what_the_restore_command_said_when_it_fails(capsys):
+    assert not proxier.apply("*nat\nCOMMIT\n", "nftables", run=lambda argv, stdin: (1, "line 1: syntax error\n"))
+    assert "nft failed (exit code 1): line 1: syntax error" in capsys.readouterr().out
 
 
 def test_read_documents_skips_temporary_and_broken_files(tmp_path):

@@ -1,0 +1,183 @@
+"""What the node process uses instead of heavier standard modules (docs/performance.md, the
+lab at rest): daemon.run instead of subprocess, daemon.Waiter instead of selectors, records
+instead of dataclasses, digest.base32 instead of base64. Each must do what the module it
+replaces did, for what the node process asks of it."""
+from __future__ import annotations
+
+import base64
+import os
+import sys
+
+import pytest
+
+from podpath.model.digest import base32
+from podpath.model.record import Record
+from podpath.runtime import daemon
+
+SIGPIPE_BIT, SIGXFSZ_BIT = 1 << (13 - 1), 1 << (25 - 1)  # in /proc/PID/status' SigIgn mask
+
+
+# -- daemon.run: a command, its input and its answer ---------------------------------------------
+def test_run_gives_the_command_its_input_and_returns_its_exit_code_and_both_outputs():
+    code, said = daemon.run(["sh", "-c", "cat; echo oops >&2; exit 3"], b"*nat\nCOMMIT\n")
+    assert (code, said) == (3, "*nat\nCOMMIT\noops\n")
+
+
+def test_run_with_no_input_gives_the_command_an_empty_stdin():
+    assert daemon.run(["wc", "-c"], b"") == (0, "0\n")
+
+
+def test_run_moves_more_than_a_pipe_holds_both_ways_at_once():
+    data = os.urandom(512 * 1024).hex().encode()  # 1 MiB in and out: either pipe alone would fill
+    # timeout ends cat if the two ends ever waited for each other (exit code 124, the answer cut short)
+    code, said = daemon.run(["timeout", "30", "cat"], data)
+    assert code == 0
+    assert said.encode() == data
+
+
+def test_run_reports_a_signal_that_ended_the_command_as_minus_its_number():
+    assert daemon.run(["sh", "-c", "kill -TERM $$"], b"")[0] == -15
+
+
+def test_run_refuses_a_program_that_is_not_in_path():
+    with pytest.raises(FileNotFoundError):
+        daemon.run(["podpath-no-such-program"], b"")
+
+
+def test_the_command_gets_the_default_action_of_sigpipe_and_sigxfsz_back():
+    code, said = daemon.run(["grep", "^SigIgn:", "/proc/self/status"], b"")
+    assert code == 0, said
+    ignored = int(said.split()[1], 16)
+    assert not ignored & (SIGPIPE_BIT | SIGXFSZ_BIT), f"the command ignores SIGPIPE or SIGXFSZ: {said.strip()}"
+
+
+def test_the_command_gets_no_descriptor_of_the_node_process_but_its_pipes(tmp_path):
+    kept = os.open(tmp_path / "file", os.O_CREAT | os.O_WRONLY)  # opened as the node process opens its files
+    try:
+        code, said = daemon.run([sys.executable, "-S", "-c", "import os; print(*sorted(map(int, os.listdir('/proc/self/fd'))))"], b"")
+    finally:
+        os.close(kept)
+    assert code == 0, said
+    # 0, 1 and 2 are the pipes; one more is the listing's own descriptor
+    assert [int(fd) for fd in said.split()][:3] == [0, 1, 2] and len(said.split()) == 4, said
+
+
+# -- daemon.Waiter: the node loop's epoll ---------------------------------------------------------
+@pytest.fixture
+def waiter():
+    made = daemon.Waiter()
+    yield made
+    made.close()
+
+
+class Pipe:
+    def __init__(self):
+        self.r, self.w = os.pipe()
+
+    def fileno(self) -> int:
+        return self.r
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            if fd >= 0:
+                os.close(fd)
+        self.r = self.w = -1
+
+
+@pytest.fixture
+def pipe():
+    made = Pipe()
+    yield made
+    made.close()
+
+
+def test_a_waiter_gives_the_data_of_what_is_ready_and_nothing_else(waiter, pipe):
+    other = Pipe()
+    try:
+        waiter.register(pipe, daemon.READ, "bell")
+        waiter.register(other, daemon.READ, "link")
+        assert waiter.select(0) == []
+        os.write(pipe.w, b"!")
+        assert waiter.select(0) == ["bell"]
+        assert waiter.select(5) == ["bell"], "what is not read stays ready"
+    finally:
+        waiter.unregister(other)
+        other.close()
+
+
+def test_a_waiter_follows_a_change_of_events_and_of_data(waiter, pipe):
+    write_end = _WriteEnd(pipe.w)
+    waiter.register(write_end, daemon.WRITE, "probe, connecting")
+    assert waiter.select(0) == ["probe, connecting"]
+    waiter.modify(write_end, daemon.READ, "probe, reading")
+    assert waiter.select(0) == [], "a pipe's write end never has something to read"
+    waiter.modify(write_end, daemon.WRITE, "probe, writing again")
+    assert waiter.select(0) == ["probe, writing again"]
+
+
+def test_a_waiter_forgets_what_was_unregistered(waiter, pipe):
+    waiter.register(pipe, daemon.READ, "bell")
+    os.write(pipe.w, b"!")
+    waiter.unregister(pipe)
+    assert waiter.select(0) == []
+
+
+def test_a_hang_up_counts_as_ready(waiter, pipe):
+    waiter.register(pipe, daemon.READ, "probe")
+    os.close(pipe.w)
+    pipe.w = -1
+    assert waiter.select(5) == ["probe"]
+
+
+class _WriteEnd:
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+# -- records: what a dataclass gave ---------------------------------------------------------------
+class Point(Record):
+    __slots__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+class Line(Record):
+    __slots__ = ("name", "points")
+
+    def __init__(self, name, points):
+        self.name, self.points = name, points
+
+
+def test_records_compare_by_their_fields_and_only_with_their_own_class():
+    assert Point(1, 2) == Point(1, 2)
+    assert Point(1, 2) != Point(2, 1)
+    assert Point(1, 2) != (1, 2)
+    assert Line("a", [Point(1, 2)]) == Line("a", [Point(1, 2)])
+
+
+def test_a_record_shows_its_fields_and_holds_no_others():
+    assert repr(Line("a", [Point(1, 2)])) == "Line(name='a', points=[Point(x=1, y=2)])"
+    with pytest.raises(AttributeError):
+        Point(1, 2).z = 3
+
+
+def test_a_record_is_unhashable_as_a_dataclass_that_compares_is():
+    with pytest.raises(TypeError):
+        hash(Point(1, 2))
+
+
+def test_a_records_dict_keeps_the_order_of_its_fields_and_turns_what_it_holds_into_dicts():
+    as_dict = Line("a", [Point(1, 2), Point(3, 4)]).as_dict()
+    assert as_dict == {"name": "a", "points": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}
+    assert list(as_dict) == ["name", "points"]
+
+
+# -- base32 ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", range(0, 12))
+def test_base32_is_base64s_b32encode(size):
+    for data in (bytes(size), bytes(range(255, 255 - size, -1)), os.urandom(size)):
+        assert base32(data) == base64.b32encode(data).decode()
