@@ -21,6 +21,9 @@ due, and sends nothing across the LAN.
 
     python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf   (in the node's network namespace)
 
+(the lab starts it as `python -c "... from podpath.runtime.proxier import main ..."`, which
+loads less than -m: podpath.model.workloads.NODE_PROCESS_CODE)
+
 KUBE-PROXY.conf is what `podpath up` rendered for kube-proxy (podpath.model.kubeproxy.NodeInputs:
 the lab's Services' ports with their endpoints, the pod network, the node's name, the mode);
 KUBELET.conf the node's pods with their containers and readiness probes

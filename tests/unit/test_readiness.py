@@ -12,6 +12,8 @@ import json
 import os
 import select
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -483,6 +485,19 @@ def test_each_node_process_gets_its_own_pods_with_their_status_files_and_probes(
         assert kubelet.Probe.from_spec(probes[(pod.name, "echo")], pod.name).port == pod.port
     for pod in plan.ingress_pods:
         assert kubelet.Probe.from_spec(probes[(pod.name, "controller")], pod.name).path == "/healthz"
+
+
+def test_the_node_processs_command_runs_the_node_process_without_runpy(plan):
+    [process] = workloads.render(plan, sys.executable)["kube-proxy"]["containers"][:1]
+    python, flag, code = process["argv"][:3]
+    assert (python, flag) == (sys.executable, "-c")
+    # without its two files the node process only shows its usage; -X importtime lists what it loaded
+    done = subprocess.run([python, "-X", "importtime", flag, code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage: python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf" in done.stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "podpath.runtime.proxier" in loaded
+    assert "runpy" not in loaded
+
 
 
 def test_the_status_file_path_follows_the_container_contract():
