@@ -4,17 +4,21 @@ a node process sleeps until a file it follows changed (its doorbell) without loo
 and again (its loop's `Waiter`), and how it runs a command (`run`).
 
 It imports little (no dataclasses, no ctypes, no subprocess, no selectors; signal's C half,
-without the enums signal makes): each of these modules is memory in every daemon of every
-lab (docs/performance.md)."""
+without the enums signal makes; json's C half, without the json package, which loads re and
+enum): each of these modules is memory in every daemon of every lab (docs/performance.md)."""
 from __future__ import annotations
 
 import _signal as signal  # signal without its enums
-import json
 import os
 import select
 import stat
 import sys
 import time
+
+try:  # CPython
+    from _json import encode_basestring_ascii as _json_string, make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - another Python: the json package does it all
+    _make_scanner = None
 
 
 def log(message: str) -> None:
@@ -36,7 +40,7 @@ def start_many(argv: list[str], program: str, names: list[str]) -> list[dict]:
     configs = []
     for path in argv[1:]:
         with open(path) as handle:
-            configs.append(json.load(handle))
+            configs.append(parse_json(handle.read()))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return configs
 
@@ -48,8 +52,7 @@ def write_json(path: str, data) -> None:
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}.tmp")
     with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
+        handle.write(json_text(data) + "\n")
     os.replace(tmp, path)
 
 
@@ -57,9 +60,100 @@ def read_json(path: str):
     """The JSON in PATH, or None when there is no such file or it is not whole JSON."""
     try:
         with open(path) as handle:
-            return json.load(handle)
+            return parse_json(handle.read())
     except (OSError, ValueError):
         return None
+
+
+# -- JSON with json's C half alone ----------------------------------------------------------------
+# The json package imports re (and with it enum, functools and the regular expression
+# compiler) for its pure-Python paths: about 0.3 MiB of each node process. What the daemons
+# read and write is small and plain, and _json, the C module the json package itself uses,
+# reads and writes it the same way.
+_WHITESPACE = " \t\n\r"  # JSON's
+
+
+class _Decoding:
+    """What _json's scanner reads from its decoder: json.loads' defaults."""
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+_scan = _make_scanner(_Decoding) if _make_scanner else None
+
+
+def parse_json(text: str):
+    """What json.loads(TEXT) gives; its ValueError (json.JSONDecodeError) if TEXT is not JSON."""
+    if _scan is not None:
+        start = len(text) - len(text.lstrip(_WHITESPACE))
+        try:
+            value, end = _scan(text, start)
+        except (StopIteration, ValueError, SystemError):
+            pass  # not JSON: the json package says where and why (its error comes from there)
+        else:
+            if not text[end:].strip(_WHITESPACE):
+                return value
+    import json  # only for what is not JSON (or another Python): memory only then
+    return json.loads(text)
+
+
+def json_text(data) -> str:
+    """What json.dumps(DATA, indent=1, sort_keys=True) gives, for DATA of dicts with string keys,
+    lists, tuples, strings, numbers, booleans and None (a TypeError names anything else)."""
+    if _make_scanner is None:  # pragma: no cover - another Python
+        import json
+        return json.dumps(data, indent=1, sort_keys=True)
+    out: list[str] = []
+    _encode(data, "\n", out)
+    return "".join(out)
+
+
+def _encode(value, newline: str, out: list[str]) -> None:
+    """VALUE as json.dumps(indent=1, sort_keys=True) writes it, NEWLINE (with the indent of
+    VALUE's level) before each of its items and at its end."""
+    if isinstance(value, str):
+        out.append(_json_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        if value != value:
+            out.append("NaN")
+        elif value in (float("inf"), float("-inf")):
+            out.append("Infinity" if value > 0 else "-Infinity")
+        else:
+            out.append(float.__repr__(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + " "
+        out.append("{")
+        for i, key in enumerate(sorted(value)):
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str to be written as JSON here, not {key!r}")
+            out.append(("," if i else "") + inner + _json_string(key) + ": ")
+            _encode(value[key], inner, out)
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + " "
+        out.append("[")
+        for i, item in enumerate(value):
+            out.append(("," if i else "") + inner)
+            _encode(item, inner, out)
+        out.append(newline + "]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 # -- the node processes' doorbell -------------------------------------------------------------

@@ -1,11 +1,15 @@
 """What the node process uses instead of heavier standard modules (docs/performance.md, the
 lab at rest): daemon.run instead of subprocess, daemon.Waiter instead of selectors, records
-instead of dataclasses, digest.base32 instead of base64. Each must do what the module it
-replaces did, for what the node process asks of it."""
+instead of dataclasses, digest.base32 instead of base64, daemon.parse_json and json_text
+instead of the json package. Each must do what the module it replaces did, for what the node
+process asks of it."""
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
+import subprocess
 import sys
 
 import pytest
@@ -181,3 +185,68 @@ def test_a_records_dict_keeps_the_order_of_its_fields_and_turns_what_it_holds_in
 def test_base32_is_base64s_b32encode(size):
     for data in (bytes(size), bytes(range(255, 255 - size, -1)), os.urandom(size)):
         assert base32(data) == base64.b32encode(data).decode()
+
+
+# -- JSON with _json alone ------------------------------------------------------------------------
+DOCUMENTS = [
+    {}, [], "", 0, -7, 2**70, 1.5, -0.0, 1e-7, 1e300, True, False, None,
+    {"node": "worker1", "nodeReady": {"ready": True, "reason": ""},
+     "pods": {"echo-1": {"namespace": "default", "ip": "10.244.1.2",
+                         "conditions": {"ready": False, "serving": False, "terminating": False},
+                         "containers": {"echo": {"state": "running", "ready": False, "restarts": 2,
+                                                 "readinessProbe": "tcp-socket :8080 delay=0s timeout=1s"}}}}},
+    {"b": [1, [2, []], {}], "a": {"z": None, "é": "ünï\u2028code \"quoted\" \\ back\tslash\n\x01"}, "": [{}]},
+    {"emoji": "\U0001f600", "ports": ({"port": 80},), "nested": [[[[]]]]},
+]
+
+
+@pytest.mark.parametrize("data", DOCUMENTS, ids=range(len(DOCUMENTS)))
+def test_json_text_is_what_json_dumps_writes_with_the_daemons_settings(data):
+    assert daemon.json_text(data) == json.dumps(data, indent=1, sort_keys=True)
+
+
+@pytest.mark.parametrize("data", DOCUMENTS, ids=range(len(DOCUMENTS)))
+def test_parse_json_reads_what_json_loads_reads(data):
+    for text in (json.dumps(data), json.dumps(data, indent=1, sort_keys=True), f" \n\t{json.dumps(data)}\r\n "):
+        assert daemon.parse_json(text) == json.loads(text)
+
+
+def test_json_texts_constants_are_jsons():
+    data = [math.nan, math.inf, -math.inf]
+    assert daemon.json_text(data) == json.dumps(data, indent=1, sort_keys=True)
+    back = daemon.parse_json(daemon.json_text(data))
+    assert math.isnan(back[0]) and back[1:] == [math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("text", ["", " ", "{", '{"a": }', '{"a" 1}', "[1,]", "nul", '{"a": 1} x', "1 2", "\ufeff{}",
+                                  '"\x01"', "{'a': 1}"])
+def test_parse_json_refuses_what_json_loads_refuses_with_its_error(text):
+    with pytest.raises(ValueError) as ours:
+        daemon.parse_json(text)
+    with pytest.raises(ValueError) as theirs:
+        json.loads(text)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("data, word", [({1: "a"}, "keys must be str"), ({"a": {3}}, "set"), (b"x", "bytes")])
+def test_json_text_names_what_it_cannot_write(data, word):
+    with pytest.raises(TypeError, match=word):
+        daemon.json_text(data)
+
+
+def test_read_json_gives_none_for_a_file_that_is_not_whole_json(tmp_path):
+    (tmp_path / "half.json").write_text('{"state": "runn')
+    (tmp_path / "whole.json").write_text('{"state": "running"}\n')
+    assert daemon.read_json(str(tmp_path / "half.json")) is None
+    assert daemon.read_json(str(tmp_path / "whole.json")) == {"state": "running"}
+    assert daemon.read_json(str(tmp_path / "none.json")) is None
+
+
+def test_the_node_process_reads_and_writes_json_without_the_json_package(tmp_path):
+    probe = ("import sys; from podpath.runtime import daemon; "
+             f"daemon.write_json({str(tmp_path / 'doc.json')!r}, {{'a': [1, {{}}]}}); "
+             f"assert daemon.read_json({str(tmp_path / 'doc.json')!r}) == {{'a': [1, {{}}]}}; "
+             "print(' '.join(m for m in ('json', 're', 'enum') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []

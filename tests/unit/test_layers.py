@@ -76,11 +76,13 @@ DAEMON_MUST_NOT_IMPORT = {
     # the topology model, the renderers of up's files, the module's helpers (ctypes); and the
     # standard modules whose work a lighter one does: dataclasses (podpath.model.record),
     # subprocess (daemon.run), selectors (daemon.Waiter), socket's and signal's enums (_socket,
-    # _signal), base64 (digest.base32)
+    # _signal), base64 (digest.base32), the json package and the re and enum it loads
+    # (daemon.parse_json and json_text, with _json)
     "podpath.runtime.proxier": ("podpath.model.plan", "podpath.model.topology", "podpath.model.workloads",
                                 "podpath.model.labdir", "ctypes", "jinja2", "hashlib", "typing", "dataclasses",
                                 "inspect", "ast", "dis", "tokenize", "subprocess", "threading", "locale",
-                                "selectors", "socket", "signal", "base64"),
+                                "selectors", "socket", "signal", "base64", "json", "re", "enum", "collections",
+                                "functools"),
     "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
                                 "hashlib"),
     "podpath.runtime.ingress": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
