@@ -91,7 +91,9 @@ def parse_json(text: str):
         try:
             value, end = _scan(text, start)
         except (StopIteration, ValueError, SystemError):
-            pass  # not JSON: the json package says where and why (its error comes from there)
+            # not JSON (the scanner takes its error's class from json.decoder, and raises a
+            # SystemError while that is not loaded): the json package says where and why
+            pass
         else:
             if not text[end:].strip(_WHITESPACE):
                 return value

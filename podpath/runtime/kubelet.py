@@ -18,7 +18,7 @@ this part for its node:
   for what they leave out;
 - it hears at once of a container that stops or starts again: the process that started the
   container writes its state (running, waiting, terminated) to a status file when it
-  changes, and this part watches those files with inotify;
+  changes and rings the node's doorbell, and this part reads those files again;
 - it publishes each pod's readiness, as an EndpointSlice's endpoint conditions (ready,
   serving, terminating), to the file `endpoints/<node>.json` of the lab's folder, written
   whole (a temporary file, then a rename) and only when something changed.
