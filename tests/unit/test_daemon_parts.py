@@ -55,15 +55,22 @@ def test_the_command_gets_the_default_action_of_sigpipe_and_sigxfsz_back():
     assert not ignored & (SIGPIPE_BIT | SIGXFSZ_BIT), f"the command ignores SIGPIPE or SIGXFSZ: {said.strip()}"
 
 
+LIST_FDS = "import os; print(*sorted(map(int, os.listdir('/proc/self/fd'))))"
+
+
 def test_the_command_gets_no_descriptor_of_the_node_process_but_its_pipes(tmp_path):
-    kept = os.open(tmp_path / "file", os.O_CREAT | os.O_WRONLY)  # opened as the node process opens its files
+    own = os.open(tmp_path / "own", os.O_CREAT | os.O_WRONLY)  # as the node process opens its files
+    given = os.open(tmp_path / "given", os.O_CREAT | os.O_WRONLY)
+    os.set_inheritable(given, True)  # as one its parent left open for it would be
     try:
-        code, said = daemon.run([sys.executable, "-S", "-c", "import os; print(*sorted(map(int, os.listdir('/proc/self/fd'))))"], b"")
+        code, said = daemon.run([sys.executable, "-S", "-c", LIST_FDS], b"")
     finally:
-        os.close(kept)
+        os.close(own)
+        os.close(given)
     assert code == 0, said
+    fds = [int(fd) for fd in said.split()]
     # 0, 1 and 2 are the pipes; one more is the listing's own descriptor
-    assert [int(fd) for fd in said.split()][:3] == [0, 1, 2] and len(said.split()) == 4, said
+    assert fds[:3] == [0, 1, 2] and len(fds) == 4, said
 
 
 # -- daemon.Waiter: the node loop's epoll ---------------------------------------------------------

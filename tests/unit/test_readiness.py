@@ -493,7 +493,8 @@ def test_the_node_processs_command_runs_the_node_process_without_runpy(plan):
     assert (python, flag) == (sys.executable, "-c")
     # without its two files the node process only shows its usage; -X importtime lists what it loaded
     done = subprocess.run([python, "-X", "importtime", flag, code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "usage: python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf" in done.stderr
+    assert done.returncode == 2
+    assert "usage: python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf" in done.stderr
     loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "podpath.runtime.proxier" in loaded
     assert "runpy" not in loaded
