@@ -30,11 +30,8 @@ also the file that node's kube-proxy process reads), `rules(inputs)` renders the
 """
 from __future__ import annotations
 
-import base64
-import dataclasses
-from dataclasses import dataclass
-
-from podpath.model.digest import sha256
+from podpath.model.digest import base32, sha256
+from podpath.model.record import Record
 
 # typing's TYPE_CHECKING without importing typing, memory in each node process
 TYPE_CHECKING = False
@@ -52,7 +49,7 @@ NFT_MASQ_MARK = "0x004000"
 
 
 def _hash(text: str) -> str:
-    return base64.b32encode(sha256(text.encode())).decode()[:16]
+    return base32(sha256(text.encode()))[:16]
 
 
 def port_name(svc: Service, port: ServicePort) -> str:
@@ -90,7 +87,7 @@ def _nft_name(name: str, endpoint: str = "") -> str:
     if endpoint:
         ip, _, target = endpoint.rpartition(":")
         text += f"__{ip}/{target}"
-    digest = base64.b32encode(sha256(text.encode())).decode()
+    digest = base32(sha256(text.encode()))
     return f"{digest[:8]}-{text}"
 
 
@@ -118,12 +115,11 @@ def probability(i: int, n: int) -> str:
     return "%0.10f" % (1.0 / (n - i))
 
 
-@dataclass
-class Endpoint:
-    pod: str
-    ip: str
-    port: int
-    node: str
+class Endpoint(Record):
+    __slots__ = ("pod", "ip", "port", "node")
+
+    def __init__(self, pod: str, ip: str, port: int, node: str):
+        self.pod, self.ip, self.port, self.node = pod, ip, port, node
 
     @property
     def address(self) -> str:
@@ -135,38 +131,48 @@ def endpoints(svc: Service, port: ServicePort) -> list[Endpoint]:
     return [Endpoint(p.name, p.ip, port.target_port, p.node) for p in svc.pods]
 
 
-@dataclass
-class ServicePortInfo:
+class ServicePortInfo(Record):
     """One port of one Service with its endpoints: kube-proxy writes one set of chains for each."""
-    name: str  # kube-proxy's ServicePortName, namespace/name:port
-    cluster_ip: str
-    port: int
-    node_port: int | None
-    load_balancer_ip: str | None
-    external: bool  # type NodePort or LoadBalancer: reachable from outside the cluster
-    local: bool  # externalTrafficPolicy: Local
-    endpoints: list[Endpoint]
+    __slots__ = ("name", "cluster_ip", "port", "node_port", "load_balancer_ip", "external", "local", "endpoints")
+
+    def __init__(self, name: str, cluster_ip: str, port: int, node_port: int | None, load_balancer_ip: str | None,
+                 external: bool, local: bool, endpoints: list[Endpoint]):
+        self.name = name  # kube-proxy's ServicePortName, namespace/name:port
+        self.cluster_ip = cluster_ip
+        self.port = port
+        self.node_port = node_port
+        self.load_balancer_ip = load_balancer_ip
+        self.external = external  # type NodePort or LoadBalancer: reachable from outside the cluster
+        self.local = local  # externalTrafficPolicy: Local
+        self.endpoints = endpoints
+
+    def with_endpoints(self, endpoints: list[Endpoint]) -> ServicePortInfo:
+        """This port with ENDPOINTS instead of its own."""
+        return ServicePortInfo(self.name, self.cluster_ip, self.port, self.node_port, self.load_balancer_ip,
+                               self.external, self.local, endpoints)
 
 
-@dataclass
-class NodeInputs:
+class NodeInputs(Record):
     """What one node's rules are rendered from; up writes it, as JSON, for the node's kube-proxy."""
-    lab: str
-    node: str
-    pod_network: str
-    ports: list[ServicePortInfo]
-    mode: str = "iptables"  # kube-proxy's mode: iptables | nftables
-    node_ip: str = ""  # nftables mode: the node's primary address, where NodePorts are open
-    service_network: str = ""  # nftables mode: the ServiceCIDR, whose unused addresses are dropped
+    __slots__ = ("lab", "node", "pod_network", "ports", "mode", "node_ip", "service_network")
+
+    def __init__(self, lab: str, node: str, pod_network: str, ports: list[ServicePortInfo], mode: str = "iptables",
+                 node_ip: str = "", service_network: str = ""):
+        self.lab = lab
+        self.node = node
+        self.pod_network = pod_network
+        self.ports = ports
+        self.mode = mode  # kube-proxy's mode: iptables | nftables
+        self.node_ip = node_ip  # nftables mode: the node's primary address, where NodePorts are open
+        self.service_network = service_network  # nftables mode: the ServiceCIDR, whose unused addresses are dropped
 
     def with_ready(self, ready: set[str]) -> NodeInputs:
         """These inputs with only the endpoints whose address (ip:port) is in READY."""
-        return dataclasses.replace(self, ports=[
-            dataclasses.replace(info, endpoints=[ep for ep in info.endpoints if ep.address in ready])
-            for info in self.ports])
+        ports = [info.with_endpoints([ep for ep in info.endpoints if ep.address in ready]) for info in self.ports]
+        return NodeInputs(self.lab, self.node, self.pod_network, ports, self.mode, self.node_ip, self.service_network)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.as_dict()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeInputs:

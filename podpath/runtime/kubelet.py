@@ -18,7 +18,7 @@ this part for its node:
   for what they leave out;
 - it hears at once of a container that stops or starts again: the process that started the
   container writes its state (running, waiting, terminated) to a status file when it
-  changes, and this part watches those files with inotify;
+  changes and rings the node's doorbell, and this part reads those files again;
 - it publishes each pod's readiness, as an EndpointSlice's endpoint conditions (ready,
   serving, terminating), to the file `endpoints/<node>.json` of the lab's folder, written
   whole (a temporary file, then a rename) and only when something changed.
@@ -29,16 +29,15 @@ file and its readinessProbe, or none).
 """
 from __future__ import annotations
 
+import _socket as socket  # socket without its enums (about 0.2 MiB in each node process)
 import errno
 import fcntl
 import os
-import selectors
-import socket
 import struct
 import time
-from dataclasses import dataclass, field
 
-from podpath.runtime.daemon import log, read_json, write_json
+from podpath.model.record import Record
+from podpath.runtime.daemon import READ, WRITE, log, read_json, write_json
 
 # typing's TYPE_CHECKING without importing typing, memory in each node process
 TYPE_CHECKING = False
@@ -53,17 +52,21 @@ PROBE_FIELDS = {TCP_SOCKET, HTTP_GET, "initialDelaySeconds", "periodSeconds", "t
 MAX_RESPONSE = 64 * 1024  # bytes of an HTTP probe's answer read, at most
 
 
-@dataclass(frozen=True)
-class Probe:
-    """A readinessProbe with Kubernetes' defaults filled in."""
-    action: str  # tcpSocket | httpGet
-    port: int
-    path: str = "/"
-    initial_delay: float = 0.0
-    period: float = 10.0
-    timeout: float = 1.0
-    success_threshold: int = 1
-    failure_threshold: int = 3
+class Probe(Record):
+    """A readinessProbe with Kubernetes' defaults filled in (never changed once made)."""
+    __slots__ = ("action", "port", "path", "initial_delay", "period", "timeout", "success_threshold",
+                 "failure_threshold")
+
+    def __init__(self, action: str, port: int, path: str = "/", initial_delay: float = 0.0, period: float = 10.0,
+                 timeout: float = 1.0, success_threshold: int = 1, failure_threshold: int = 3):
+        self.action = action  # tcpSocket | httpGet
+        self.port = port
+        self.path = path
+        self.initial_delay = initial_delay
+        self.period = period
+        self.timeout = timeout
+        self.success_threshold = success_threshold
+        self.failure_threshold = failure_threshold
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], where: str) -> "Probe":
@@ -110,12 +113,14 @@ class Probe:
                 f"#success={self.success_threshold} #failure={self.failure_threshold}")
 
 
-@dataclass
-class Status:
+class Status(Record):
     """What the process that started a container last wrote of it."""
-    state: str  # running | waiting | terminated
-    started: float | None  # wall clock, when the running process started
-    restarts: int
+    __slots__ = ("state", "started", "restarts")
+
+    def __init__(self, state: str, started: float | None, restarts: int):
+        self.state = state  # running | waiting | terminated
+        self.started = started  # wall clock, when the running process started
+        self.restarts = restarts
 
 
 def read_status(path: str) -> Status | None:
@@ -129,22 +134,25 @@ def read_status(path: str) -> Status | None:
                   restarts if isinstance(restarts, int) else 0)
 
 
-@dataclass
-class Container:
-    pod: str
-    name: str
-    status_path: str
-    probe: Probe | None
-    ip: str  # the pod's address, which its probes go to
-    state: str = UNKNOWN
-    started: float | None = None
-    restarts: int = 0
-    ready: bool = False
-    successes: int = 0  # probe results in a row
-    failures: int = 0
-    next_probe: float | None = None  # monotonic time of the next probe; None: none due
-    generation: int = 0  # one more on every (re)start: a probe of an older start is ignored
-    awaited: bool = False  # running since the kubelet started, no probe result yet
+class Container(Record):
+    __slots__ = ("pod", "name", "status_path", "probe", "ip", "state", "started", "restarts", "ready", "successes",
+                 "failures", "next_probe", "generation", "awaited")
+
+    def __init__(self, pod: str, name: str, status_path: str, probe: Probe | None, ip: str):
+        self.pod = pod
+        self.name = name
+        self.status_path = status_path
+        self.probe = probe
+        self.ip = ip  # the pod's address, which its probes go to
+        self.state = UNKNOWN
+        self.started: float | None = None
+        self.restarts = 0
+        self.ready = False
+        self.successes = 0  # probe results in a row
+        self.failures = 0
+        self.next_probe: float | None = None  # monotonic time of the next probe; None: none due
+        self.generation = 0  # one more on every (re)start: a probe of an older start is ignored
+        self.awaited = False  # running since the kubelet started, no probe result yet
 
     @property
     def running(self) -> bool:
@@ -155,12 +163,14 @@ class Container:
         return f"{self.pod}/{self.name}"
 
 
-@dataclass
-class Pod:
-    name: str
-    namespace: str
-    ip: str
-    containers: list[Container] = field(default_factory=list)
+class Pod(Record):
+    __slots__ = ("name", "namespace", "ip", "containers")
+
+    def __init__(self, name: str, namespace: str, ip: str, containers: list[Container] | None = None):
+        self.name = name
+        self.namespace = namespace
+        self.ip = ip
+        self.containers = [] if containers is None else containers
 
     @property
     def ready(self) -> bool:
@@ -388,7 +398,7 @@ class ProbeRun:
 
     @property
     def events(self) -> int:
-        return selectors.EVENT_READ if self.sent else selectors.EVENT_WRITE
+        return READ if self.sent else WRITE
 
     def step(self) -> bool | None:
         """The socket is ready: the result (True: passed, False: failed), or None to go on."""

@@ -21,6 +21,9 @@ due, and sends nothing across the LAN.
 
     python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf   (in the node's network namespace)
 
+(the lab starts it as `python -c "... from podpath.runtime.proxier import main ..."`, which
+loads less than -m: podpath.model.workloads.NODE_PROCESS_CODE)
+
 KUBE-PROXY.conf is what `podpath up` rendered for kube-proxy (podpath.model.kubeproxy.NodeInputs:
 the lab's Services' ports with their endpoints, the pod network, the node's name, the mode);
 KUBELET.conf the node's pods with their containers and readiness probes
@@ -29,14 +32,13 @@ KUBELET.conf the node's pods with their containers and readiness probes
 from __future__ import annotations
 
 import os
-import selectors
-import subprocess
 import sys
 import time
 
 from podpath.model import kubeproxy
+from podpath.runtime import daemon
 from podpath.runtime import kubelet as kubelet_mod
-from podpath.runtime.daemon import Bell, log, read_json, ring_bells, start_many
+from podpath.runtime.daemon import READ, Bell, Waiter, log, read_json, ring_bells, start_many
 
 # typing's TYPE_CHECKING without importing typing, memory in each node process
 TYPE_CHECKING = False
@@ -44,13 +46,13 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 
-def apply(rules: str, mode: str, run: Callable = subprocess.run) -> bool:
+def apply(rules: str, mode: str, run: Callable[[list[str], bytes], tuple[int, str]] = daemon.run) -> bool:
     """Apply RULES (what `kubeproxy.rules` rendered) with the command of MODE; whether it worked."""
     argv = kubeproxy.restore_argv(mode)
-    done = run(argv, input=rules, text=True, capture_output=True)
-    if done.returncode != 0:
-        log(f"{argv[0]} failed: {done.stderr.strip()}")
-    return done.returncode == 0
+    code, said = run(argv, rules.encode())
+    if code != 0:
+        log(f"{argv[0]} failed (exit code {code}): {said.strip()}")
+    return code == 0
 
 
 def read_documents(folder: str) -> dict[str, dict]:
@@ -136,12 +138,12 @@ class Node:
         # the bell is open before the first read of the status files (Kubelet.begin): a
         # change after that read rings it
         self.bell = Bell(self.bells_dir, inputs.node)
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.bell, selectors.EVENT_READ, None)
+        self.selector = Waiter()
+        self.selector.register(self.bell, READ, None)
         self.runs: set[kubelet_mod.ProbeRun] = set()
         self.link = kubelet_mod.NodeLink(self.kubelet.link) if self.kubelet.link else None
         if self.link:
-            self.selector.register(self.link, selectors.EVENT_READ, "link")
+            self.selector.register(self.link, READ, "link")
             self.kubelet.link_changed(self.link.up())
         self.kubelet.begin(time.monotonic(), time.time())
         self.endpoints_changed = True
@@ -186,20 +188,20 @@ class Node:
         timeout = self.wait_time(now)
         if limit is not None:
             timeout = limit if timeout is None else min(timeout, limit)
-        events = self.selector.select(timeout)
+        ready = self.selector.select(timeout)
         now, wall = time.monotonic(), time.time()
-        for key, _mask in events:
-            if key.data is None:
+        for data in ready:
+            if data is None:
                 self._on_bell(now, wall)
-            elif key.data == "link":
+            elif data == "link":
                 self.link.drain()
                 self.kubelet.link_changed(self.link.up())
-            elif key.data in self.runs:
-                result = key.data.step()
+            elif data in self.runs:
+                result = data.step()
                 if result is not None:
-                    self._finish(key.data, result, now)
+                    self._finish(data, result, now)
                 else:
-                    self.selector.modify(key.data.sock, key.data.events, key.data)
+                    self.selector.modify(data.sock, data.events, data)
         for run in [r for r in self.runs if now >= r.deadline]:
             self._finish(run, False, now)
         try:
@@ -221,7 +223,7 @@ class Node:
     def bell_pending(self) -> bool:
         """Whether the bell has rings waiting (a burst of changes is read whole before the rules
         are rendered)."""
-        return any(key.data is None for key, _ in self.selector.select(0))
+        return any(data is None for data in self.selector.select(0))
 
     def run(self) -> None:
         while True:

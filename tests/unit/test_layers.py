@@ -73,9 +73,16 @@ def test_no_import_runs_back_up(path):
 # The lab's daemons run in every lab, so each module they import is memory in each of them
 # (docs/performance.md, the lab at rest). What each one must not load:
 DAEMON_MUST_NOT_IMPORT = {
-    # the topology model, the renderers of up's files, the module's helpers (ctypes)
+    # the topology model, the renderers of up's files, the module's helpers (ctypes); and the
+    # standard modules whose work a lighter one does: dataclasses (podpath.model.record),
+    # subprocess (daemon.run), selectors (daemon.Waiter), socket's and signal's enums (_socket,
+    # _signal), base64 (digest.base32), the json package and the re and enum it loads
+    # (daemon.parse_json and json_text, with _json)
     "podpath.runtime.proxier": ("podpath.model.plan", "podpath.model.topology", "podpath.model.workloads",
-                                "podpath.model.labdir", "ctypes", "jinja2", "hashlib", "typing"),
+                                "podpath.model.labdir", "ctypes", "jinja2", "hashlib", "typing", "dataclasses",
+                                "inspect", "ast", "dis", "tokenize", "subprocess", "threading", "locale",
+                                "selectors", "socket", "signal", "base64", "json", "re", "enum", "collections",
+                                "functools"),
     "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
                                 "hashlib"),
 }

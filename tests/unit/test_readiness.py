@@ -12,6 +12,8 @@ import json
 import os
 import select
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -366,14 +368,16 @@ def test_kube_proxy_writes_its_rules_again_when_what_is_published_changes_with_t
 def test_apply_uses_the_modes_restore_command():
     calls = []
 
-    class Done:
-        returncode, stderr = 0, ""
-
-    def run(argv, **kwargs):
-        calls.append((argv, kwargs["input"]))
-        return Done()
+    def run(argv, stdin):
+        calls.append((argv, stdin))
+        return 0, ""
     assert proxier.apply("*nat\nCOMMIT\n", "iptables", run=run)
-    assert calls == [(kubeproxy.restore_argv("iptables"), "*nat\nCOMMIT\n")]
+    assert calls == [(kubeproxy.restore_argv("iptables"), b"*nat\nCOMMIT\n")]
+
+
+def test_apply_says_what_the_restore_command_said_when_it_fails(capsys):
+    assert not proxier.apply("*nat\nCOMMIT\n", "nftables", run=lambda argv, stdin: (1, "line 1: syntax error\n"))
+    assert "nft failed (exit code 1): line 1: syntax error" in capsys.readouterr().out
 
 
 def test_read_documents_skips_temporary_and_broken_files(tmp_path):
@@ -481,6 +485,20 @@ def test_each_node_process_gets_its_own_pods_with_their_status_files_and_probes(
         assert kubelet.Probe.from_spec(probes[(pod.name, "echo")], pod.name).port == pod.port
     for pod in plan.ingress_pods:
         assert kubelet.Probe.from_spec(probes[(pod.name, "controller")], pod.name).path == "/healthz"
+
+
+def test_the_node_processs_command_runs_the_node_process_without_runpy(plan):
+    [process] = workloads.render(plan, sys.executable)["kube-proxy"]["containers"][:1]
+    python, flag, code = process["argv"][:3]
+    assert (python, flag) == (sys.executable, "-c")
+    # without its two files the node process only shows its usage; -X importtime lists what it loaded
+    done = subprocess.run([python, "-X", "importtime", flag, code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "usage: python -m podpath.runtime.proxier KUBE-PROXY.conf KUBELET.conf" in done.stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "podpath.runtime.proxier" in loaded
+    assert "runpy" not in loaded
+
 
 
 def test_the_status_file_path_follows_the_container_contract():
