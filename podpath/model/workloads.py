@@ -107,8 +107,8 @@ def kubelet_inputs(plan: Plan, node: str, pods: dict[str, Pod], containers: list
         entry["containers"].append({"name": name, "group": group,
                                     "status": container_status_path(plan.lab, group, c["name"]),
                                     "readinessProbe": readiness_probe(pod, name)})
-    return {"lab": plan.lab, "node": node, "endpoints": endpoints_path(plan.lab, node), "bells": bells_dir(plan.lab),
-            "link": NODE_LINK, "pods": list(mine.values())}
+    return {"lab": plan.lab, "node": node, "netns": plan.node(node).netns, "endpoints": endpoints_path(plan.lab, node),
+            "bells": bells_dir(plan.lab), "link": NODE_LINK, "pods": list(mine.values())}
 
 
 def _nginx(plan: Plan, pod: Pod, container: str, template: str, listen: list[int], **extra) -> tuple[dict, dict]:

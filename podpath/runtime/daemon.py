@@ -26,6 +26,28 @@ def log(message: str) -> None:
     print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
+NETNS_DIR = "/run/netns"
+
+
+def refuse_outside(netns: str | None, program: str) -> None:
+    """Exit 2 unless this process is in the lab's namespace NETNS (bound under /run/netns): a
+    daemon that applies firewall rules and sends probes must never do so in the host's own
+    namespace, nor in another lab's. Nothing to compare with when NETNS is not given."""
+    if not netns:
+        return
+    try:
+        here, there = os.stat("/proc/self/ns/net"), os.stat(f"{NETNS_DIR}/{netns}")
+        inside = (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+        why = "it runs in another network namespace"
+    except OSError as exc:
+        inside, why = False, f"that namespace cannot be read ({exc.strerror})"
+    if not inside:
+        print(f"podpath.runtime.{program}: refused: it applies kube-proxy's rules and probes pods, so it runs only "
+              f"in its lab's node namespace {netns}, and {why}; `podpath up` starts it there "
+              f"(ip netns exec {netns} ...)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def start(argv: list[str], program: str) -> dict:
     """Read the JSON configuration named on the command line; exit on SIGTERM."""
     return start_many(argv, program, ["CONFIG.json"])[0]

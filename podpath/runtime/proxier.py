@@ -38,7 +38,7 @@ import time
 from podpath.model import kubeproxy
 from podpath.runtime import daemon
 from podpath.runtime import kubelet as kubelet_mod
-from podpath.runtime.daemon import READ, Bell, Waiter, log, read_json, ring_bells, start_many
+from podpath.runtime.daemon import READ, Bell, Waiter, log, read_json, refuse_outside, ring_bells, start_many
 
 # typing's TYPE_CHECKING without importing typing, memory in each node process
 TYPE_CHECKING = False
@@ -232,6 +232,7 @@ class Node:
 
 def main(argv: list[str]) -> int:
     proxy_config, kubelet_config = start_many(argv, "proxier", ["KUBE-PROXY.conf", "KUBELET.conf"])
+    refuse_outside(kubelet_config.get("netns"), "proxier")  # before any rule is applied or packet sent
     inputs = kubeproxy.NodeInputs.from_json(proxy_config)
     node = Node(inputs, kubelet_config)
     probed = [c for p in node.kubelet.pods for c in p.containers if c.probe]
