@@ -3,7 +3,8 @@
 - podpath-pause (pause.c) holds each pod's namespaces, as the pause container holds a
   Kubernetes pod's;
 - podpath-shim (shim.c) runs each container: it starts it, reaps it, writes its status and
-  restarts it after the kubelet's back-off, as containerd's shim and the kubelet do.
+  restarts it after the kubelet's back-off, as containerd's shim and the kubelet do;
+- podpath-speaker (speaker.c) is MetalLB's speaker in layer 2 mode, one per node.
 
 Each is built once per virtual environment with the system's C compiler, statically where
 the C library allows it: a few hundred KiB each, and one runs per pod or per container.
@@ -18,9 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from podpath.model.workloads import SPEAKER_PROGRAM
+
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "pause.c"
 SHIM_SOURCE = HERE / "shim.c"
+SPEAKER_SOURCE = HERE / "speaker.c"
 
 
 def pause_path() -> Path:
@@ -31,6 +35,12 @@ def pause_path() -> Path:
 def shim_path() -> Path:
     """Where the shim lives: beside the pause program."""
     return Path(sys.prefix) / "bin" / "podpath-shim"
+
+
+def speaker_path() -> Path:
+    """Where the MetalLB speaker lives: beside the pause program (the lab runs the one beside
+    its Python, podpath.model.workloads)."""
+    return Path(sys.prefix) / "bin" / SPEAKER_PROGRAM
 
 
 def compile_program(source: Path, target: Path) -> Path:
@@ -75,7 +85,8 @@ def _build_lock(folder: Path):
 
 def programs() -> tuple:
     """(source, target) of every C program podpath builds."""
-    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()))
+    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()),
+            (SPEAKER_SOURCE, speaker_path()))
 
 
 def build(force: bool = False) -> Path:
