@@ -46,7 +46,7 @@ VXLAN_PORT = 8472
 
 # kind of process -> what its command line holds
 KINDS = (("node processes (kubelet + kube-proxy)", "podpath.runtime.proxier"),
-         ("MetalLB speakers", "podpath.runtime.speaker"),
+         ("MetalLB speakers", "podpath-speaker"),
          ("ingress controllers' processes (leader election)", "podpath.runtime.ingress"),
          ("leader election sidecars", "podpath.runtime.lease"),
          ("container shims", "podpath-shim"),
@@ -201,8 +201,12 @@ def _in(address: str, network) -> bool:
 
 
 def _speaker_port(lab: str) -> int:
+    """The speakers' UDP port, from a speaker's configuration (a line `port N`; 7946 without one)."""
     for path in Path(labdir.lab_dir(lab), "metallb").glob("speaker-*.conf"):
-        return int(json.loads(path.read_text()).get("port", 7946))
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "port":
+                return int(value)
     return 7946
 
 

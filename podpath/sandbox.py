@@ -49,7 +49,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from podpath.runtime.pause_build import pause_path, shim_path
+from podpath.runtime.pause_build import pause_path, programs
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
@@ -397,7 +397,7 @@ def create(who: pwd.struct_passwd, timeout: float = 20.0) -> Sandbox:
     saying what the kernel or the distribution refuses and the setting that allows it, and
     leaving nothing behind."""
     folder = ensure_state_dir(who)
-    for program in (pause_path(), shim_path()):
+    for _source, program in programs():
         if not os.access(program, os.X_OK):
             raise SandboxError(f"{program} is not built (or not readable): root builds podpath's programs once "
                                f"with `make pause` in {Path(__file__).resolve().parents[1]}")

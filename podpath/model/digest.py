@@ -3,7 +3,8 @@
 kube-proxy's chain names and MetalLB's choice of the announcing node are SHA-256 digests.
 hashlib gives them through OpenSSL, whose library costs each process that loads it about
 0.6 MiB of its own memory; CPython's built-in module computes the same digest for a few KiB.
-The speakers and the node processes run in every lab (docs/performance.md, the lab at rest).
+The node processes, which name kube-proxy's chains, run in every lab (docs/performance.md, the
+lab at rest).
 """
 from __future__ import annotations
 

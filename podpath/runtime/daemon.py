@@ -1,4 +1,4 @@
-"""What the lab's small daemons (MetalLB speaker, the node processes) share: their log line,
+"""What the lab's small Python daemons (the node processes) share: their log line,
 how they read their configuration files, how they write a state file that others read, and
 how a node process sleeps until a file it follows changed (its doorbell) without looking
 again and again.
@@ -16,13 +16,9 @@ import time
 
 
 def log(message: str) -> None:
-    """One line to the daemon's log (its stdout, which the lab sends to a file)."""
+    """One line to the daemon's log (its stdout, which the lab sends to a file); the speaker
+    (podpath/runtime/speaker.c) writes its lines the same way."""
     print(time.strftime("%H:%M:%S"), message, flush=True)
-
-
-def start(argv: list[str], program: str) -> dict:
-    """Read the JSON configuration named on the command line; exit on SIGTERM."""
-    return start_many(argv, program, ["CONFIG.json"])[0]
 
 
 def start_many(argv: list[str], program: str, names: list[str]) -> list[dict]:

@@ -76,8 +76,6 @@ DAEMON_MUST_NOT_IMPORT = {
     # the topology model, the renderers of up's files, the module's helpers (ctypes)
     "podpath.runtime.proxier": ("podpath.model.plan", "podpath.model.topology", "podpath.model.workloads",
                                 "podpath.model.labdir", "ctypes", "jinja2", "hashlib", "typing"),
-    "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
-                                "hashlib"),
     "podpath.runtime.ingress": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses"),
 }
 
