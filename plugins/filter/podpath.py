@@ -23,7 +23,8 @@ except ImportError as exc:  # pragma: no cover
 def podpath_plan(topo, lab, python):
     """Validate TOPO and return {netns, kube_proxy: {mode, rules}, containers} for lab LAB.
 
-    PYTHON is the interpreter that runs the lab's Python daemons (speaker, lease, kube-proxy).
+    PYTHON is the interpreter that runs the lab's Python daemons (ingress, kube-proxy); the
+    speaker program is the one podpath's builder put beside it.
     """
     if IMPORT_ERROR is not None:
         raise AnsibleFilterError("the podpath package is not importable (%s): run make venv, and run "
