@@ -705,10 +705,11 @@ static void run(void) {
         }
         now = now_mono();
         /* a node that just started (or came back) learns the others at once, as memberlist's
-         * join exchanges the member list */
-        if (fds[0].revents & POLLIN && receive_heartbeat(now) && link_ok)
+         * join exchanges the member list. An error waiting on a socket (its link went down:
+         * ENETDOWN) is taken by the recv that fails, or poll would wake again at once. */
+        if (fds[0].revents & (POLLIN | POLLERR) && receive_heartbeat(now) && link_ok)
             heartbeat();
-        if (fds[1].revents & POLLIN)
+        if (fds[1].revents & (POLLIN | POLLERR))
             receive_arp();
     }
 }
