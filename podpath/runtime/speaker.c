@@ -46,11 +46,18 @@
  * CONFIG, which podpath/model/workloads.py renders, has one setting a line, a word and its
  * value(s); a line that starts with # is a comment:
  *
- *   node NAME            this speaker's node          member NAME ADDRESS  each node, this one too
- *   ip ADDRESS           its address on the link      address ADDRESS      each address to elect for
- *   interface NAME       its link                     port N               UDP port (7946)
- *   broadcast ADDRESS    where heartbeats go          interval, dead_after, garp_every, garp_for
- *   status FILE          its status file                                   seconds (1, 3, 1.1, 5)
+ *   node NAME              this speaker's node
+ *   ip ADDRESS             the node's address on its link
+ *   interface NAME         the node's link
+ *   broadcast ADDRESS      the link's broadcast address, where heartbeats go
+ *   status FILE            the status file
+ *   member NAME ADDRESS    one line for each node of the lab, this one too
+ *   address ADDRESS        one line for each address to elect an announcer for
+ *   port N                 the heartbeats' UDP port (7946, memberlist's in MetalLB)
+ *   interval SECONDS       between two heartbeats (1)
+ *   dead_after SECONDS     of silence after which a node is forgotten (3)
+ *   garp_every SECONDS     between two repeated gratuitous ARPs (1.1)
+ *   garp_for SECONDS       how long gratuitous ARP is repeated after a takeover (5)
  *
  * A bad or missing setting is refused with exit code 2, naming the file, the line and the fix.
  */
