@@ -170,7 +170,7 @@ def idle_cpu(lab: str, seconds: float = IDLE_S) -> tuple[float, dict[str, float]
 
 def lan_packets(lab: NetnsLab, seconds: float = CAPTURE_S) -> dict[str, float]:
     """Packets per second on the lab's LAN bridge, by what they are."""
-    speaker_port = _speaker_port(lab.name)
+    speaker_port = workloads.SPEAKER_PORT
     pods = ipaddress.ip_network(lab.plan.pod_network)
     argv = ["ip", "netns", "exec", lab.plan.lan_netns, "timeout", str(seconds), "tcpdump", "-nn", "-l", "-q",
             "-i", "lan0"]
@@ -198,16 +198,6 @@ def _in(address: str, network) -> bool:
         return ipaddress.ip_address(address) in network
     except ValueError:
         return False
-
-
-def _speaker_port(lab: str) -> int:
-    """The speakers' UDP port, from a speaker's configuration (a line `port N`; 7946 without one)."""
-    for path in Path(labdir.lab_dir(lab), "metallb").glob("speaker-*.conf"):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "port":
-                return int(value)
-    return 7946
 
 
 def _nat_rules(lab: NetnsLab, netns: str, mode: str) -> str:

@@ -18,8 +18,10 @@ from podpath.model.plan import GATEWAY_APP, GATEWAY_CONTAINER, NODE_LINK, Plan, 
 
 # The podpath_containers groups, in the order `up` starts them (`down` stops them in reverse).
 GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
-# MetalLB's speaker: the program podpath's builder builds from podpath/runtime/speaker.c
+# MetalLB's speaker: the program podpath's builder builds from podpath/runtime/speaker.c, and
+# the UDP port of its heartbeats (memberlist's, which MetalLB's speakers use)
 SPEAKER_PROGRAM = "podpath-speaker"
+SPEAKER_PORT = 7946
 _ENV = None  # the templates' Jinja2 environment, made when a file is first rendered (the verifier renders none)
 
 
@@ -129,7 +131,7 @@ def speaker_config(plan: Plan, node: str) -> str:
     lines = [f"# MetalLB's speaker of node {node} (podpath-speaker), rendered by podpath up",
              f"node {node}", f"ip {me.ip}", f"interface {NODE_LINK}",
              f"broadcast {ipaddress.IPv4Network(plan.node_network).broadcast_address}",
-             f"status {speaker_status_path(plan.lab, node)}"]
+             f"status {speaker_status_path(plan.lab, node)}", f"port {SPEAKER_PORT}"]
     lines += [f"member {n.name} {n.ip}" for n in plan.nodes]
     lines.append(f"address {plan.ingress_service.load_balancer_ip}")
     return "\n".join(lines) + "\n"
