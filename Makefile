@@ -48,7 +48,7 @@ venv-remake:
 	@echo "podpath: $(VENV) was made from another Python than $(SYSTEM_PYTHON); making it again"
 	rm -rf $(VENV)
 
-pause: venv ## build the lab's C programs (podpath-pause, podpath-shim, podpath-ingress) and compile podpath's Python
+pause: venv ## build the lab's C programs (podpath-pause, podpath-shim, podpath-ingress, podpath-speaker) and compile podpath's Python
 	@$(PY) -m podpath.runtime.pause_build
 	@# pip compiles what it installs, not an editable project: compiled once here, the lab's
 	@# Python processes do not compile podpath at each start where no bytecode is written

@@ -46,7 +46,7 @@ VXLAN_PORT = 8472
 
 # kind of process -> what its command line holds
 KINDS = (("node processes (kubelet + kube-proxy)", "podpath.runtime.proxier"),
-         ("MetalLB speakers", "podpath.runtime.speaker"),
+         ("MetalLB speakers", "podpath-speaker"),
          ("ingress controllers' processes (leader election)", "podpath-ingress"),
          ("container shims", "podpath-shim"),
          ("nginx (controllers, backends)", "nginx"),
@@ -169,7 +169,7 @@ def idle_cpu(lab: str, seconds: float = IDLE_S) -> tuple[float, dict[str, float]
 
 def lan_packets(lab: NetnsLab, seconds: float = CAPTURE_S) -> dict[str, float]:
     """Packets per second on the lab's LAN bridge, by what they are."""
-    speaker_port = _speaker_port(lab.name)
+    speaker_port = workloads.SPEAKER_PORT
     pods = ipaddress.ip_network(lab.plan.pod_network)
     argv = ["ip", "netns", "exec", lab.plan.lan_netns, "timeout", str(seconds), "tcpdump", "-nn", "-l", "-q",
             "-i", "lan0"]
@@ -197,12 +197,6 @@ def _in(address: str, network) -> bool:
         return ipaddress.ip_address(address) in network
     except ValueError:
         return False
-
-
-def _speaker_port(lab: str) -> int:
-    for path in Path(labdir.lab_dir(lab), "metallb").glob("speaker-*.conf"):
-        return int(json.loads(path.read_text()).get("port", 7946))
-    return 7946
 
 
 def _nat_rules(lab: NetnsLab, netns: str, mode: str) -> str:

@@ -23,8 +23,9 @@ except ImportError as exc:  # pragma: no cover
 def podpath_plan(topo, lab, python):
     """Validate TOPO and return {netns, kube_proxy: {mode, rules}, containers} for lab LAB.
 
-    PYTHON is the interpreter that runs the lab's Python daemons (speaker, kube-proxy); the
-    ingress controllers' program, podpath-ingress, is beside it (podpath.model.workloads).
+    PYTHON is the interpreter that runs the lab's Python daemons (the node processes); the
+    programs of podpath's builder are beside it: podpath-ingress (the ingress controllers') and
+    podpath-speaker (podpath.model.workloads).
     """
     if IMPORT_ERROR is not None:
         raise AnsibleFilterError("the podpath package is not importable (%s): run make venv, and run "

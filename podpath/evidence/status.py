@@ -34,7 +34,7 @@ from podpath.runtime.lease import read as read_lease
 
 mark = labdir.lab  # the marks and the kernel view (module_utils/podpath_lab.py)
 # A speaker rewrites its status file when what it says changes and renews the file's
-# modification time with every heartbeat (each second, podpath.runtime.speaker): a file not
+# modification time with every heartbeat (each second, podpath/runtime/speaker.c): a file not
 # touched for this long is not a running speaker's, whatever it says (a speaker that
 # stopped, or froze: SIGSTOP).
 SPEAKER_FRESH_S = 5.0

@@ -4,7 +4,7 @@ kube-proxy's chain names and MetalLB's choice of the announcing node are SHA-256
 hashlib gives them through OpenSSL, whose library costs each process that loads it about
 0.6 MiB of its own memory; CPython's built-in module computes the same digest for a few KiB.
 kube-proxy's names are the base32 of the digest: base64 would load re, struct and binascii
-for it (about 0.05 MiB). The speakers and the node processes run in every lab
+for it (about 0.05 MiB). The node processes, which name kube-proxy's chains, run in every lab
 (docs/performance.md, the lab at rest).
 """
 from __future__ import annotations

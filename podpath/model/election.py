@@ -1,7 +1,9 @@
 """MetalLB's layer 2 election: which node announces an address.
 
-One home for the rule, used by the netns lab's speaker (podpath.runtime.speaker) and by
-both of the verifier's lab adapters (podpath.evidence.probe, podpath.evidence.cluster).
+One home for the rule in Python, used by both of the verifier's lab adapters
+(podpath.evidence.probe, podpath.evidence.cluster). The netns lab's speaker, a C program
+(podpath/runtime/speaker.c), computes the same order; `podpath-speaker --announcer ADDRESS
+NODE...` prints its choice, which tests/unit/test_election.py compares with this one.
 
 The rule is MetalLB's own (speaker/layer2_controller.go, ShouldAnnounce, in its default
 mode without the optional lease-based leader election): the candidate nodes are sorted by

@@ -21,6 +21,10 @@ GROUPS = ("workloads", "ingress", "kube-proxy", "metallb")
 # How the node processes start: python -c, not -m, whose runpy loads importlib.util, contextlib,
 # collections and functools into the process (about 0.3 MiB of each node process's memory)
 NODE_PROCESS_CODE = "import sys; from podpath.runtime.proxier import main; sys.exit(main(sys.argv))"
+# MetalLB's speaker: the program podpath's builder builds from podpath/runtime/speaker.c, and
+# the UDP port of its heartbeats (memberlist's, which MetalLB's speakers use)
+SPEAKER_PROGRAM = "podpath-speaker"
+SPEAKER_PORT = 7946
 _ENV = None  # the templates' Jinja2 environment, made when a file is first rendered (the verifier renders none)
 
 
@@ -130,6 +134,19 @@ def gateway_config(plan: Plan, pod: Pod, **overrides) -> dict[str, Any]:
                   **gateway.render_context(plan, pod, endpoints, **overrides))[0]
 
 
+def speaker_config(plan: Plan, node: str) -> str:
+    """The configuration of NODE's MetalLB speaker (podpath-speaker, podpath/runtime/speaker.c,
+    whose header describes it): one setting a line."""
+    me = next(n for n in plan.nodes if n.name == node)
+    lines = [f"# MetalLB's speaker of node {node} (podpath-speaker), rendered by podpath up",
+             f"node {node}", f"ip {me.ip}", f"interface {NODE_LINK}",
+             f"broadcast {ipaddress.IPv4Network(plan.node_network).broadcast_address}",
+             f"status {speaker_status_path(plan.lab, node)}", f"port {SPEAKER_PORT}"]
+    lines += [f"member {n.name} {n.ip}" for n in plan.nodes]
+    lines.append(f"address {plan.ingress_service.load_balancer_ip}")
+    return "\n".join(lines) + "\n"
+
+
 def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{group: {files: [...], containers: [...]}} for the podpath_containers module. PYTHON runs
     the lab's Python daemons; podpath's C programs are beside it (ingress_program)."""
@@ -167,18 +184,14 @@ def render(plan: Plan, python: str) -> dict[str, dict[str, list[dict[str, Any]]]
                           **gateway.render_context(plan, pod, endpoints))
             groups["ingress"]["files"].append(f)
             groups["ingress"]["containers"].append(c)
-    node_net = ipaddress.IPv4Network(plan.node_network)
-    members = [{"node": n.name, "ip": n.ip} for n in plan.nodes]
+    # the speaker program, which podpath's builder (podpath.runtime.pause_build) puts beside PYTHON
+    speaker = str(Path(python).with_name(SPEAKER_PROGRAM))
     for node in plan.nodes:
         path = f"{labdir.lab_dir(plan.lab)}/metallb/speaker-{node.name}.conf"
-        config = {"node": node.name, "ip": node.ip, "interface": "eth1", "members": members,
-                  "addresses": [plan.ingress_service.load_balancer_ip], "broadcast": str(node_net.broadcast_address),
-                  "status": speaker_status_path(plan.lab, node.name)}
-        groups["metallb"]["files"].append({"path": path, "content": json.dumps(config, indent=1) + "\n",
-                                           "mode": "0644"})
+        groups["metallb"]["files"].append({"path": path, "content": speaker_config(plan, node.name), "mode": "0644"})
         groups["metallb"]["containers"].append(
             {"name": f"metallb-speaker-{node.name}/speaker", "netns": node.netns, "isolate": False,
-             "argv": [python, "-m", "podpath.runtime.speaker", path], "files": [path], "listen": []})
+             "argv": [speaker, path], "files": [path], "listen": []})
     # one process per node plays the kubelet's part and kube-proxy's part (podpath.runtime.proxier)
     pods = {pod.name: pod for pod in plan.pods}
     containers = [(group, c) for group in ("workloads", "ingress") for c in groups[group]["containers"]]

@@ -1,4 +1,4 @@
-"""What the lab's small daemons (MetalLB speaker, the node processes) share: their log line,
+"""What the lab's small Python daemons (the node processes) share: their log line,
 how they read their configuration files, how they write a state file that others read, how
 a node process sleeps until a file it follows changed (its doorbell) without looking again
 and again (its loop's `Waiter`), and how it runs a command (`run`).
@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover - another Python: the json package does 
 
 
 def log(message: str) -> None:
-    """One line to the daemon's log (its stdout, which the lab sends to a file)."""
+    """One line to the daemon's log (its stdout, which the lab sends to a file); the speaker
+    (podpath/runtime/speaker.c) writes its lines the same way."""
     print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
@@ -46,11 +47,6 @@ def refuse_outside(netns: str | None, program: str) -> None:
               f"in its lab's node namespace {netns}, and {why}; `podpath up` starts it there "
               f"(ip netns exec {netns} ...)", file=sys.stderr)
         raise SystemExit(2)
-
-
-def start(argv: list[str], program: str) -> dict:
-    """Read the JSON configuration named on the command line; exit on SIGTERM."""
-    return start_many(argv, program, ["CONFIG.json"])[0]
 
 
 def start_many(argv: list[str], program: str, names: list[str]) -> list[dict]:

@@ -5,7 +5,8 @@
 - podpath-shim (shim.c) runs each container: it starts it, reaps it, writes its status and
   restarts it after the kubelet's back-off, as containerd's shim and the kubelet do;
 - podpath-ingress (ingress.c) is the first process of each ingress-nginx controller pod: nginx
-  is its child, and it takes part in the leader election, as ingress-nginx's controller does.
+  is its child, and it takes part in the leader election, as ingress-nginx's controller does;
+- podpath-speaker (speaker.c) is MetalLB's speaker in layer 2 mode, one per node.
 
 Each is built once per virtual environment with the system's C compiler, statically where
 the C library allows it: a few hundred KiB each, and one runs per pod or per container.
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "pause.c"
 SHIM_SOURCE = HERE / "shim.c"
 INGRESS_SOURCE = HERE / "ingress.c"
+SPEAKER_SOURCE = HERE / "speaker.c"
 
 
 def pause_path() -> Path:
@@ -41,6 +43,12 @@ def shim_path() -> Path:
 def ingress_path() -> Path:
     """Where the ingress controller program lives: beside the pause program."""
     return Path(sys.prefix) / "bin" / "podpath-ingress"
+
+
+def speaker_path() -> Path:
+    """Where the MetalLB speaker lives: beside the pause program (the lab runs the one beside
+    its Python, podpath.model.workloads)."""
+    return Path(sys.prefix) / "bin" / "podpath-speaker"
 
 
 def compile_program(source: Path, target: Path) -> Path:
@@ -85,7 +93,8 @@ def _build_lock(folder: Path):
 
 def programs() -> tuple:
     """(source, target) of every C program podpath builds."""
-    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()), (INGRESS_SOURCE, ingress_path()))
+    return ((SOURCE, pause_path()), (SHIM_SOURCE, shim_path()), (INGRESS_SOURCE, ingress_path()),
+            (SPEAKER_SOURCE, speaker_path()))
 
 
 def build(force: bool = False) -> Path:

@@ -193,6 +193,9 @@ def test_the_labs_processes_run_the_runtime_installed_from_this_checkout(fleet):
                 assert str(python) in argv, argv
             assert any(argv[0] == str(python.parent / "podpath-pause") for argv in argvs.values()), \
                 f"no pod of lab {lab} is held by the runtime's podpath-pause"
+            speakers = [argv for argv in argvs.values() if os.path.basename(argv[0]) == "podpath-speaker"]
+            assert speakers and {argv[0] for argv in speakers} == {str(python.parent / "podpath-speaker")}, \
+                f"lab {lab}'s MetalLB speakers are not the runtime's podpath-speaker: {speakers}"
             for argv in argvs.values():
                 assert not any(str(ROOT) in a for a in argv), f"a process of lab {lab} runs from the checkout: {argv}"
         where = subprocess.run([str(python), "-I", "-c", "import podpath; print(podpath.__file__)"],

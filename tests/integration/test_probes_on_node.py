@@ -102,8 +102,7 @@ def test_an_idle_lab_sends_nothing_to_pods_across_the_lan(lab):
     """A capture on the LAN bridge sees the speakers' messages (the capture works) and not one
     packet to or from a pod: no VXLAN, no pod address."""
     pods = ipaddress.ip_network(lab.plan.pod_network)
-    speaker_port = json.loads(next(Path(labdir.lab_dir(lab.name), "metallb").glob("speaker-*.conf")).read_text()).get(
-        "port", 7946)
+    speaker_port = workloads.SPEAKER_PORT
     time.sleep(2)  # past the first probes of `up`
     done = subprocess.run(["ip", "netns", "exec", lab.plan.lan_netns, "timeout", str(CAPTURE_S), "tcpdump", "-nn",
                            "-l", "-q", "-i", "lan0"], capture_output=True, text=True, timeout=CAPTURE_S + 20)

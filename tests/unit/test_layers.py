@@ -83,8 +83,6 @@ DAEMON_MUST_NOT_IMPORT = {
                                 "inspect", "ast", "dis", "tokenize", "subprocess", "threading", "locale",
                                 "selectors", "socket", "signal", "base64", "json", "re", "enum", "collections",
                                 "functools"),
-    "podpath.runtime.speaker": ("podpath.model.plan", "podpath.model.labdir", "ctypes", "subprocess", "dataclasses",
-                                "hashlib"),
 }
 
 

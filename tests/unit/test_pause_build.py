@@ -1,7 +1,7 @@
 """Building podpath's C programs (podpath/runtime/pause_build.py) when several `podpath up`s
 find them stale at the same moment, as a class does after an update: every builder succeeds,
 every program is there and whole, and no temporary file is left behind; and the lab runs the
-ingress controllers' program from where the builder puts it."""
+ingress controllers' and the speakers' programs from where the builder puts them."""
 from __future__ import annotations
 
 import os
@@ -23,6 +23,7 @@ folder = Path(sys.argv[1])
 pause_build.pause_path = lambda: folder / "podpath-pause"
 pause_build.shim_path = lambda: folder / "podpath-shim"
 pause_build.ingress_path = lambda: folder / "podpath-ingress"
+pause_build.speaker_path = lambda: folder / "podpath-speaker"
 pause_build.build()
 """
 
@@ -37,7 +38,7 @@ def test_builders_started_together_all_succeed_and_leave_whole_programs(tmp_path
         p.stdout.close()
     failed = [out for code, out in outs if code != 0]
     assert not failed, f"{len(failed)} of {BUILDERS} builders failed; the first said:\n{failed[0]}"
-    for name in ("podpath-pause", "podpath-shim", "podpath-ingress"):
+    for name in ("podpath-pause", "podpath-shim", "podpath-ingress", "podpath-speaker"):
         program = tmp_path / name
         assert program.exists() and os.access(program, os.X_OK), f"{name} was not built"
         assert program.read_bytes()[:4] == b"\x7fELF", f"{name} is not a whole executable"
@@ -55,3 +56,15 @@ def test_the_lab_runs_the_ingress_controllers_program_where_the_builder_puts_it(
     assert containers and all(c["argv"][0] == str(pause_build.ingress_path()) for c in containers), \
         [c["argv"][:2] for c in containers]
     assert (pause_build.INGRESS_SOURCE, pause_build.ingress_path()) in pause_build.programs()
+
+
+def test_the_lab_runs_the_speaker_the_builder_builds():
+    from podpath.model import plan, topology, workloads
+    from podpath.runtime import pause_build
+
+    lab = plan.build(topology.load(), "podpath")
+    python = pause_build.pause_path().with_name("python")  # the environment's Python, beside its programs
+    speakers = workloads.render(lab, str(python))["metallb"]["containers"]
+    assert len(speakers) == len(lab.nodes)
+    assert {c["argv"][0] for c in speakers} == {str(pause_build.speaker_path())}
+    assert (pause_build.SPEAKER_SOURCE, pause_build.speaker_path()) in pause_build.programs()

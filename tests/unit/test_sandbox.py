@@ -133,7 +133,7 @@ def test_subordinate_ids_the_lab_cannot_run_with_are_refused_before_anything(tmp
     me = pwd.getpwuid(os.getuid())
     who = pwd.struct_passwd((me.pw_name, "x", me.pw_uid, me.pw_gid, "", str(tmp_path), "/bin/sh"))
     monkeypatch.setattr(sandbox, "subordinate_ranges", lambda _who, _path: list(ranges))
-    monkeypatch.setattr(sandbox, "programs", lambda: ((None, Path("/bin/true")),))
+    monkeypatch.setattr(sandbox, "programs", lambda: ((Path("pause.c"), Path("/bin/true")),))
     monkeypatch.setattr(sandbox.os, "fork", lambda: pytest.fail("a sandbox was started"))
     with pytest.raises(sandbox.SandboxError, match=words):
         sandbox.create(who)
