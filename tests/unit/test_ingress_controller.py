@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import WAIT, until
 
 from podpath.model import labdir
 from podpath.runtime import lease as lease_mod
 
-WAIT = 15.0  # seconds before a test gives up waiting for something that should happen much sooner
 
 
 def fake_nginx(mark: Path) -> list[str]:
@@ -73,15 +73,6 @@ class Controller:
         self.proc.wait()
         self.proc.stdout.close()
 
-
-def until(probe, message: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"{message} within {WAIT:.0f} s")
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import WAIT, until
 
 from podpath.runtime import lease as lease_mod
 
-WAIT = 15.0  # seconds before a test gives up waiting for something that should happen much sooner
 FIELDS = {"acquireTime": float, "holderIdentity": str, "leaseDurationSeconds": float, "leaseTransitions": int,
           "renewTime": float}
 
@@ -46,15 +46,6 @@ def controller(ingress_program, tmp_path):
                 proc.kill()
                 proc.wait()
 
-
-def until(probe, message: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"{message} within {WAIT:.0f} s")
 
 
 def holder(path: Path) -> str | None:
