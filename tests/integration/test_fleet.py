@@ -187,7 +187,7 @@ def test_the_labs_processes_run_the_runtime_installed_from_this_checkout(fleet):
         python = fleet.runtime[host] / "venv" / "bin" / "python"
         for lab in fleet.labs[host]:
             argvs = lab_argvs(lab)
-            daemons = [argv for argv in argvs.values() if any(a.startswith("podpath.runtime.") for a in argv)]
+            daemons = [argv for argv in argvs.values() if any("podpath.runtime." in a for a in argv)]  # -c code too
             assert daemons, f"lab {lab} runs no podpath.runtime process"
             for argv in daemons:  # started by the runtime's python, maybe through wrappers (nsenter, shim)
                 assert str(python) in argv, argv
