@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from labtools import ip_json
 
 from podpath.model import labdir
 
@@ -61,12 +62,6 @@ def find_tool(name: str) -> str:
 
 def random_lab() -> str:
     return "t" + "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
-
-
-def ip_json(*args: str) -> Any:
-    """`ip -j ARGS` as Python data."""
-    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True, timeout=30).stdout
-    return json.loads(out or "[]")
 
 
 def netns_inode(name: str) -> int | None:

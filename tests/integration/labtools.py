@@ -7,6 +7,7 @@ read directly), and, as a safety net, by the names and command lines a lab uses.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -218,3 +219,40 @@ def lab_fingerprint(lab: str) -> dict:
                                  capture_output=True, text=True).stdout
             rules[ns] = [re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#")]
     return {"namespaces": lab_namespaces(lab), "rules": rules, "processes": len(lab_processes(lab))}
+
+
+DEFAULT_TOPOLOGY = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
+
+
+def ip_json(*args: str):
+    """`ip -j ARGS` as Python data."""
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True, timeout=30).stdout
+    return json.loads(out or "[]")
+
+
+@contextlib.contextmanager
+def lab_from_topology(prefix: str, folder: Path, change):
+    """A lab built with `podpath up` from a copy of the reference topology that CHANGE (given
+    the podpath_topology mapping) alters, as (lab name, topology file); then it takes the lab
+    down (by force if `down` failed or left anything) and checks that the host's own namespace
+    is as it was."""
+    import yaml
+
+    name = new_lab_name(prefix)
+    path = folder / "topology.yml"
+    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
+    change(data["podpath_topology"])
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = host_snapshot()
+    try:
+        up = podpath("up", "--lab", name, "--topology", str(path), "--quiet")
+        assert up.returncode == 0, f"podpath up failed:\n{up.stdout}\n{up.stderr}"
+        yield name, path
+    finally:
+        down = podpath("down", "--lab", name, "--quiet")
+        if down.returncode != 0 or lab_namespaces(name):
+            force_remove(name)
+        assert down.returncode == 0, f"podpath down failed:\n{down.stdout}\n{down.stderr}"
+        assert not lab_namespaces(name), f"namespaces of {name} left behind"
+        changed = snapshot_diff(before, host_snapshot())
+        assert not changed, f"the lab changed the host's own namespace: {changed}"

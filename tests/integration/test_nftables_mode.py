@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from labtools import (ROOT, failed, force_remove, host_snapshot, lab_namespaces, new_lab_name, podpath,
-                      snapshot_diff, verify)
+from labtools import DEFAULT_TOPOLOGY, ROOT, failed, lab_from_topology, podpath, verify
 
 from podpath.evidence import faults
 from podpath.evidence.probe import NetnsLab
@@ -34,7 +32,6 @@ from podpath.model import topology
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-DEFAULT_TOPOLOGY = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 REQUESTS = 300  # to the echo Service's ClusterIP, for the spread over its 3 endpoints
 
 
@@ -64,25 +61,9 @@ def kube_proxy_iptables_rules(netns: str) -> list[str]:
 def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the netns lab needs root")
-    name = new_lab_name("nft")
-    folder = tmp_path_factory.mktemp("nftables")
-    nft_topology = folder / "topology.yml"
-    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
-    data["podpath_topology"]["kube_proxy"] = {"mode": "nftables"}
-    nft_topology.write_text(yaml.safe_dump(data, sort_keys=False))
-    before = host_snapshot()
-    try:
-        up = podpath("up", "--lab", name, "--topology", str(nft_topology), "--quiet")
-        assert up.returncode == 0, f"podpath up failed:\n{up.stdout}\n{up.stderr}"
+    with lab_from_topology("nft", tmp_path_factory.mktemp("nftables"),
+                           lambda topo: topo.update(kube_proxy={"mode": "nftables"})) as (name, nft_topology):
         yield Lab(name, nft_topology, NetnsLab(name, topology.load(nft_topology)))
-    finally:
-        down = podpath("down", "--lab", name, "--quiet")
-        if down.returncode != 0 or lab_namespaces(name):
-            force_remove(name)
-        assert down.returncode == 0, f"podpath down failed:\n{down.stdout}\n{down.stderr}"
-        assert not lab_namespaces(name), f"namespaces of {name} left behind"
-        changed = snapshot_diff(before, host_snapshot())
-        assert not changed, f"the lab changed the host's own namespace: {changed}"
 
 
 def test_each_node_holds_kube_proxys_table_and_no_kube_proxy_rule_of_iptables(lab):

@@ -11,32 +11,20 @@ the entries away again.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
-from labtools import ROOT, failed, force_remove, lab_namespaces, new_lab_name, podpath, verify
+from labtools import DEFAULT_TOPOLOGY, failed, ip_json, lab_from_topology, lab_namespaces, podpath, verify
 
 from podpath.model import topology
 from podpath.model.plan import build, pod_mac
-
-_HELPERS = importlib.util.spec_from_file_location("podpath_static_neighbours_helpers",
-                                                  Path(__file__).with_name("conftest.py"))
-helpers = importlib.util.module_from_spec(_HELPERS)
-sys.modules[_HELPERS.name] = helpers
-_HELPERS.loader.exec_module(helpers)
-ip_json = helpers.ip_json
 
 pytestmark = pytest.mark.netns
 
 SUBNET = "10.250.7"
 GATEWAY = f"{SUBNET}.1"
-DEFAULT_TOPOLOGY = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 
 
 def spec(lab, static: bool, pods=(1, 2)) -> list[dict]:
@@ -128,35 +116,19 @@ def test_an_empty_list_removes_the_permanent_entries(netns_lab):
 
 
 # -- a whole lab ------------------------------------------------------------------------
-def lab_netns(lab: str) -> list[str]:
-    return lab_namespaces(lab)
-
-
 @pytest.fixture(scope="module")
 def static_lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the netns lab needs root")
-    name = new_lab_name("nbr")
-    folder = tmp_path_factory.mktemp("static")
-    path = folder / "topology.yml"
-    data = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())
-    data["podpath_topology"]["pod_neighbours"] = "static"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    try:
-        up = podpath("up", "--lab", name, "--topology", str(path), "--quiet")
-        assert up.returncode == 0, f"podpath up failed:\n{up.stdout}\n{up.stderr}"
-        yield name, path
-    finally:
-        down = podpath("down", "--lab", name, "--quiet")
-        if down.returncode != 0 or lab_namespaces(name):
-            force_remove(name)
-        assert down.returncode == 0, f"podpath down failed:\n{down.stdout}\n{down.stderr}"
+    with lab_from_topology("nbr", tmp_path_factory.mktemp("static"),
+                           lambda topo: topo.update(pod_neighbours="static")) as built:
+        yield built
 
 
 def counted_entries(lab: str) -> list[str]:
     """The lab's neighbour entries that the host's limit counts: all but the permanent ones."""
     found = []
-    for ns in lab_netns(lab):
+    for ns in lab_namespaces(lab):
         for n in ip_json("-n", ns, "neigh", "show"):
             if "PERMANENT" not in n.get("state", []):
                 found.append(f"{ns}: {n['dst']} on {n.get('dev')} {n.get('state')}")
