@@ -812,6 +812,7 @@ def apply(nsset, desired, changes, observed, new):
     # A pod address that comes back on a new veth (a pod made again) has a new MAC: the node
     # forgets the old one, where the CNI bridge plugin would send a gratuitous ARP.
     forget = {}
+    permanent = {}  # (namespace, bridge) -> the addresses the bridge is given permanent entries for
     for ns, c in changes.items():
         for name, cidr in c["add_addrs"]:
             link = desired[ns]["links"][name]
@@ -819,7 +820,9 @@ def apply(nsset, desired, changes, observed, new):
                 continue
             peer_ns, peer_name = link["peer"]
             bridge = desired[peer_ns]["links"][peer_name]["master"]
-            if bridge and cidr.split("/")[0] in dict(desired[peer_ns]["links"][bridge]["neighbours"]):
+            if bridge and (peer_ns, bridge) not in permanent:
+                permanent[peer_ns, bridge] = {dst for dst, _mac in desired[peer_ns]["links"][bridge]["neighbours"]}
+            if bridge and cidr.split("/")[0] in permanent[peer_ns, bridge]:
                 continue  # a permanent entry the bridge is given: written above, with the MAC the pod is given
             if bridge and peer_ns in links:
                 forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], cidr.split("/")[0], bridge))

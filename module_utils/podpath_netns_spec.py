@@ -339,7 +339,7 @@ def link_view(observed_links: dict, addresses: dict) -> dict:
 def manages_entries(link) -> bool:
     """Whether the module owns the permanent neighbour and FDB entries of LINK (a desired
     link): those of a VXLAN it makes, and of any link given entries (an empty list too)."""
-    return bool(link["kind"] == "vxlan" or link.get("entries_given") or link["neighbours"] or link["fdb"])
+    return bool(link["kind"] == "vxlan" or link["entries_given"])
 
 
 def vxlan_differs(want, have) -> bool:
