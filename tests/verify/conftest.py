@@ -306,6 +306,16 @@ def _pod_refs(config, *apps):
     return pod_refs(lab_plan(config), *apps)
 
 
+def _served_pod_refs(config):
+    """The pods a node can ask on a port (of a netns lab: the plan knows which have one; of
+    a cluster lab: every slot, the check skipping one without)."""
+    refs = _pod_refs(config)
+    if lab_kind(config) == "cluster":
+        return refs
+    served = {p.name for p in lab_plan(config).pods if p.port}
+    return [r for r in refs if r.id in served]
+
+
 def runtime_model(config):
     """The namespace model of the pods' runtime, per lab (podpath/evidence/lab.py)."""
     return CONTAINERD if lab_kind(config) == "cluster" else NETNS_LAB
@@ -322,6 +332,9 @@ def pytest_generate_tests(metafunc):
         if name in metafunc.fixturenames:
             refs = _pod_refs(config, *apps)
             metafunc.parametrize(name, refs, ids=[r.id for r in refs], indirect=True)
+    if "served_pod" in metafunc.fixturenames:
+        refs = _served_pod_refs(config)
+        metafunc.parametrize("served_pod", refs, ids=[r.id for r in refs], indirect=True)
     if "node" in metafunc.fixturenames:
         names = [n.name for n in lab_plan(config).nodes]
         metafunc.parametrize("node", names, ids=names)
@@ -340,6 +353,11 @@ def pod(lab, request):
 
 @pytest.fixture
 def echo_pod(lab, request):
+    return lab.pod(request.param)
+
+
+@pytest.fixture
+def served_pod(lab, request):
     return lab.pod(request.param)
 
 

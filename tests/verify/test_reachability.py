@@ -84,7 +84,8 @@ def test_pod_reaches_pod_on_another_node(lab, echo_pod):
 
 
 @pytest.mark.scenario(6)
-def test_node_reaches_its_pods(lab, pod):
+def test_node_reaches_its_pods(lab, served_pod):
+    pod = served_pod
     if not pod.port:
         pytest.skip(f"pod {pod.name} has no port to ask")
     answer = lab.node_get(pod.node, pod.ip, pod.port)
