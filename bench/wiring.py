@@ -35,6 +35,7 @@ import cProfile
 import io
 import ipaddress
 import json
+import math
 import os
 import platform
 import pstats
@@ -476,7 +477,7 @@ def best_ratio(rows: list[dict]):
     small, n = sizes[0], sizes[-1]
     at = {(r["pods"], r["method"]): r for r in rows}
     kernel = at[n, METHODS[2][0]].get("system_s")
-    if kernel is None or kernel != kernel:  # not measured (nan)
+    if kernel is None or math.isnan(kernel):  # not measured
         return None
     start = at[small, METHODS[0][0]]["median_s"]
     return small, start, kernel, at[n, CNI]["median_s"] / (start + kernel)

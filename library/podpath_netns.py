@@ -820,12 +820,13 @@ def apply(nsset, desired, changes, observed, new):
                 continue
             peer_ns, peer_name = link["peer"]
             bridge = desired[peer_ns]["links"][peer_name]["master"]
-            if bridge and (peer_ns, bridge) not in permanent:
+            if not bridge or peer_ns not in links:
+                continue
+            if (peer_ns, bridge) not in permanent:
                 permanent[peer_ns, bridge] = {dst for dst, _mac in desired[peer_ns]["links"][bridge]["neighbours"]}
-            if bridge and cidr.split("/")[0] in permanent[peer_ns, bridge]:
-                continue  # a permanent entry the bridge is given: written above, with the MAC the pod is given
-            if bridge and peer_ns in links:
-                forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], cidr.split("/")[0], bridge))
+            ip = cidr.split("/")[0]
+            if ip not in permanent[peer_ns, bridge]:  # a permanent entry is written above, with the pod's MAC
+                forget.setdefault(peer_ns, []).append((links[peer_ns][bridge]["index"], ip, bridge))
     for peer_ns, entries in forget.items():
         if peer_ns in new:
             continue  # a namespace made by this run knows no neighbour yet

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from podpath.model import labdir
+from podpath.model.topology import TOPOLOGY_FILE as DEFAULT_TOPOLOGY
 
 ROOT = Path(__file__).resolve().parents[2]
 NETNS_DIR = labdir.lab.NETNS_DIR
@@ -219,9 +220,6 @@ def lab_fingerprint(lab: str) -> dict:
                                  capture_output=True, text=True).stdout
             rules[ns] = [re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#")]
     return {"namespaces": lab_namespaces(lab), "rules": rules, "processes": len(lab_processes(lab))}
-
-
-DEFAULT_TOPOLOGY = ROOT / "inventory" / "group_vars" / "all" / "topology.yml"
 
 
 def ip_json(*args: str):

@@ -328,13 +328,11 @@ def pytest_generate_tests(metafunc):
         # every check once per host and lab, named after them
         targets = netns_targets(config)
         metafunc.parametrize("lab", targets, ids=[t.id for t in targets], indirect=True, scope="session")
-    for name, apps in (("pod", ()), ("echo_pod", ("echo",)), ("ingress_pod", ("ingress-nginx",))):
+    for name, refs_of in (("pod", _pod_refs), ("echo_pod", lambda c: _pod_refs(c, "echo")),
+                          ("ingress_pod", lambda c: _pod_refs(c, "ingress-nginx")), ("served_pod", _served_pod_refs)):
         if name in metafunc.fixturenames:
-            refs = _pod_refs(config, *apps)
+            refs = refs_of(config)
             metafunc.parametrize(name, refs, ids=[r.id for r in refs], indirect=True)
-    if "served_pod" in metafunc.fixturenames:
-        refs = _served_pod_refs(config)
-        metafunc.parametrize("served_pod", refs, ids=[r.id for r in refs], indirect=True)
     if "node" in metafunc.fixturenames:
         names = [n.name for n in lab_plan(config).nodes]
         metafunc.parametrize("node", names, ids=names)
